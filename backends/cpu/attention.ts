@@ -1,0 +1,47 @@
+// CPU reference attention: for each (batch, query head, query) compute all visible scores, softmax them
+// (max-subtracted, float64), and take the weighted sum of values. Grouped-query: query head h reads kv head
+// h / (Hq / Hkv). This is the definition every fused GPU/WASM kernel is checked against.
+
+import type { AttentionAttrs } from '../../core/backend.js';
+import { broadcastStrides } from '../../core/shape.js';
+import type { Tensor } from '../../core/tensor.js';
+import { softmaxRow } from './softmax.js';
+
+export function attention(out: Tensor, [q, k, v, mask]: [Tensor, Tensor, Tensor, Tensor | null], attrs: AttentionAttrs): void {
+  const { causal, queryOffset, keyLength, scale } = attrs;
+  const Q = q.storage as Float32Array, K = k.storage as Float32Array, V = v.storage as Float32Array;
+  const O = out.storage as Float32Array;
+  const [B, Tq, Hq, D] = q.shape as [number, number, number, number];
+  const [, S, Hkv] = k.shape as [number, number, number];
+  const Dv = v.shape[3]!;
+  const group = Hq / Hkv;
+  const M = mask ? (mask.storage as Float32Array) : null;
+  const ms = mask ? broadcastStrides(mask.shape, [B, Hq, Tq, keyLength]) : [0, 0, 0, 0];
+  const scores = new Float64Array(keyLength);
+  const acc = new Float64Array(Dv);
+
+  for (let b = 0; b < B; b++) {
+    for (let h = 0; h < Hq; h++) {
+      const kh = Math.floor(h / group);
+      for (let t = 0; t < Tq; t++) {
+        const visible = causal ? Math.min(keyLength, queryOffset + t + 1) : keyLength;
+        const qOff = ((b * Tq + t) * Hq + h) * D;
+        for (let j = 0; j < visible; j++) {
+          const kOff = ((b * S + j) * Hkv + kh) * D;
+          let dot = 0;
+          for (let i = 0; i < D; i++) dot += Q[qOff + i]! * K[kOff + i]!;
+          scores[j] = dot * scale + (M ? M[b * ms[0]! + h * ms[1]! + t * ms[2]! + j * ms[3]!]! : 0);
+        }
+        softmaxRow(scores, visible);
+        acc.fill(0);
+        for (let j = 0; j < visible; j++) {
+          const p = scores[j]!;
+          const vOff = ((b * S + j) * Hkv + kh) * Dv;
+          for (let i = 0; i < Dv; i++) acc[i] += p * V[vOff + i]!;
+        }
+        const oOff = ((b * Tq + t) * Hq + h) * Dv;
+        for (let i = 0; i < Dv; i++) O[oOff + i] = acc[i]!;
+      }
+    }
+  }
+}

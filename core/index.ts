@@ -1,0 +1,9 @@
+// The tensor core: dtypes, shapes, tensors, the backend seam and registry, scopes, costs, errors.
+export * from './dtype.js';
+export * from './errors.js';
+export * from './shape.js';
+export { Tensor } from './tensor.js';
+export * from './backend.js';
+export * from './registry.js';
+export { tidy, keep } from './scope.js';
+export { CostRecorder, withCost, costSection, recordCost, type CostEntry } from './cost.js';

@@ -1,0 +1,107 @@
+// Tensor: a shape, a storage dtype, the backend that owns its storage, and an opaque handle to that storage.
+// Always row-major and contiguous; reshape shares storage (reference-counted), every other op makes a new one.
+// Tensors are freed explicitly (`dispose`) or by the `tidy` scope that created them (core/scope.ts).
+
+import type { Backend, Storage } from './backend.js';
+import { type DType, type HostArray, widenToF32 } from './dtype.js';
+import { TensorStateError, fmtShape } from './errors.js';
+import { type Shape, sizeOf } from './shape.js';
+import { trackTensor } from './scope.js';
+
+/** Shared storage with a reference count, so reshaped views free it only once. */
+class StorageRef {
+  refs = 1;
+  constructor(
+    readonly backend: Backend,
+    readonly handle: Storage,
+  ) {}
+}
+
+let nextId = 1;
+
+export class Tensor {
+  readonly id = nextId++;
+  readonly shape: readonly number[];
+  readonly size: number;
+  private readonly ref: StorageRef;
+  private released = false;
+
+  private constructor(
+    readonly backend: Backend,
+    shape: Shape,
+    readonly dtype: DType,
+    ref: StorageRef,
+  ) {
+    this.shape = Object.freeze([...shape]);
+    this.size = sizeOf(shape);
+    this.ref = ref;
+    trackTensor(this);
+  }
+
+  /** Wraps fresh storage (made by `backend.alloc` or `backend.upload`) in a tensor that owns it. */
+  static fromStorage(backend: Backend, shape: Shape, dtype: DType, handle: Storage): Tensor {
+    return new Tensor(backend, shape, dtype, new StorageRef(backend, handle));
+  }
+
+  get rank(): number {
+    return this.shape.length;
+  }
+
+  get disposed(): boolean {
+    return this.released;
+  }
+
+  /** The backend's storage handle. For backends and kernels only. */
+  get storage(): Storage {
+    this.assertAlive('storage');
+    return this.ref.handle;
+  }
+
+  /** A tensor with a new shape over the same storage (same element count). Disposing either is independent. */
+  view(shape: Shape): Tensor {
+    this.assertAlive('reshape');
+    this.ref.refs++;
+    return new Tensor(this.backend, shape, this.dtype, this.ref);
+  }
+
+  /** Reads the values: Float32Array for float dtypes (f16/bf16 widened), Int32Array for i32. */
+  async read(): Promise<Float32Array | Int32Array> {
+    this.assertAlive('read');
+    return toComputeArray(await this.backend.read(this.ref.handle, this.dtype, this.size), this.dtype);
+  }
+
+  /** Reads the raw storage: f16/bf16 stay as their 16-bit patterns. */
+  async readRaw(): Promise<HostArray> {
+    this.assertAlive('readRaw');
+    return this.backend.read(this.ref.handle, this.dtype, this.size);
+  }
+
+  /** Synchronous read, only on backends that can (the CPU reference). */
+  readSync(): Float32Array | Int32Array {
+    this.assertAlive('readSync');
+    if (!this.backend.readSync) {
+      throw new TensorStateError(`readSync: backend '${this.backend.name}' only supports async reads; use await tensor.read()`);
+    }
+    return toComputeArray(this.backend.readSync(this.ref.handle, this.dtype, this.size), this.dtype);
+  }
+
+  /** Frees this tensor's hold on its storage. Idempotent. */
+  dispose(): void {
+    if (this.released) return;
+    this.released = true;
+    if (--this.ref.refs === 0) this.ref.backend.free(this.ref.handle);
+  }
+
+  assertAlive(what: string): void {
+    if (this.released) throw new TensorStateError(`${what}: tensor #${this.id} ${fmtShape(this.shape)} ${this.dtype} was disposed`);
+  }
+
+  toString(): string {
+    return `Tensor#${this.id}(${fmtShape(this.shape)}, ${this.dtype}, ${this.backend.name}${this.released ? ', disposed' : ''})`;
+  }
+}
+
+function toComputeArray(raw: HostArray, dtype: DType): Float32Array | Int32Array {
+  if (dtype === 'f16' || dtype === 'bf16') return widenToF32(raw as Uint16Array, dtype);
+  return raw as Float32Array | Int32Array;
+}

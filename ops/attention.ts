@@ -1,0 +1,63 @@
+// Fused multi-head attention (grouped-query, causal or full, with a KV-cache offset).
+
+import { broadcastShapes, sameShape } from '../core/shape.js';
+import { ShapeError, ValueError, fmtShape } from '../core/errors.js';
+import type { Tensor } from '../core/tensor.js';
+import { F32, requireDType, requireFinite, requireInt, requireRank } from './check.js';
+import { runKernel, tensorBytes } from './dispatch.js';
+
+export interface AttentionOptions {
+  causal?: boolean;
+  /** Absolute position of the first query (tokens already in the cache). Default 0. */
+  queryOffset?: number;
+  /** Number of valid keys in k/v (a cache may be allocated larger). Default: all. */
+  keyLength?: number;
+  /** Score scale; default 1/√D. */
+  scale?: number;
+  /** Additive f32 mask broadcastable to [B, Hq, Tq, keyLength]. */
+  mask?: Tensor | null;
+}
+
+/** q [B, Tq, Hq, D], k [B, S, Hkv, D], v [B, S, Hkv, Dv] → [B, Tq, Hq, Dv]. */
+export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): Tensor {
+  const op = 'attention';
+  for (const [n, t] of [['q', q], ['k', k], ['v', v]] as const) {
+    requireDType(op, n, t, F32);
+    requireRank(op, n, t, 4);
+  }
+  const [B, Tq, Hq, D] = q.shape as [number, number, number, number];
+  const [Bk, S, Hkv, Dk] = k.shape as [number, number, number, number];
+  const [Bv, Sv, Hv, Dv] = v.shape as [number, number, number, number];
+  if (Bk !== B || Bv !== B) throw new ShapeError(`${op}: batch sizes differ: q ${fmtShape(q.shape)}, k ${fmtShape(k.shape)}, v ${fmtShape(v.shape)}`);
+  if (Dk !== D) throw new ShapeError(`${op}: q head dim ${D} ≠ k head dim ${Dk} (q ${fmtShape(q.shape)}, k ${fmtShape(k.shape)})`);
+  if (Sv !== S || Hv !== Hkv) throw new ShapeError(`${op}: k ${fmtShape(k.shape)} and v ${fmtShape(v.shape)} disagree in keys or heads`);
+  if (Hkv === 0 || Hq % Hkv !== 0) throw new ShapeError(`${op}: query heads ${Hq} must be a multiple of kv heads ${Hkv}`);
+  const causal = opts.causal ?? false;
+  const queryOffset = opts.queryOffset ?? 0;
+  const keyLength = opts.keyLength ?? S;
+  const scale = opts.scale ?? 1 / Math.sqrt(D);
+  requireInt(op, 'queryOffset', queryOffset, 0);
+  requireInt(op, 'keyLength', keyLength, 0, S);
+  requireFinite(op, 'scale', scale);
+  if (causal && queryOffset + Tq > keyLength) {
+    throw new ValueError(`${op}: causal queries reach position ${queryOffset + Tq - 1} but only ${keyLength} keys are valid`);
+  }
+  const mask = opts.mask ?? null;
+  if (mask) {
+    requireDType(op, 'mask', mask, F32);
+    const full = [B, Hq, Tq, keyLength];
+    if (!sameShape(broadcastShapes(full, mask.shape, op), full)) throw new ShapeError(`${op}: mask ${fmtShape(mask.shape)} must broadcast to ${fmtShape(full)}`);
+  }
+  // Visible (query, key) pairs: all of them, or the causal triangle shifted by the offset.
+  let pairs = Tq * keyLength;
+  if (causal) {
+    pairs = 0;
+    for (let t = 0; t < Tq; t++) pairs += Math.min(keyLength, queryOffset + t + 1);
+  }
+  const flops = B * Hq * pairs * (2 * D + 2 * Dv + 5);
+  const kvRead = (tensorBytes(k) + tensorBytes(v)) * (S ? keyLength / S : 0);
+  return runKernel(op, [B, Tq, Hq, Dv], 'f32', [q, k, v, mask], { causal, queryOffset, keyLength, scale }, {
+    flops,
+    bytesRead: tensorBytes(q) + kvRead + tensorBytes(mask),
+  });
+}
