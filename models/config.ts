@@ -1,0 +1,295 @@
+// LaVi model configuration: a Hugging Face style config.json. Every choice the paper leaves open (marked
+// [chosen] in shared/design/lavi-spec.md) is a field here, so a future official checkpoint can be matched by
+// editing JSON, not code.
+//
+// Weight names (see models/README.md): Hugging Face names for the pretrained parts (`vision_model.*` as in SigLIP,
+// `model.*` and `lm_head.*` as in Qwen2), and everything LaVi adds under the single prefix `lavi.`:
+//   lavi.projector.linear_1.{weight,bias}  [d_llm, d_vis]      lavi.projector.linear_2.{weight,bias}  [d_llm, d_llm]
+//   lavi.frame_embedding.weight             [max_frames, d_llm] (video only)
+//   lavi.conditioners.{layer}.{norm}.ln_v.{weight,bias}        [d_llm]           (if conditioner.ln_v)
+//   lavi.conditioners.{layer}.{norm}.{q,k,v}_proj.weight       [r, d_llm]  (+ .bias [r] if conditioner.bias)
+//   lavi.conditioners.{layer}.{norm}.o_proj.{weight,bias}      [m·d_llm, r] where m = 2 for 'both', else 1;
+//                                                              rows [0, d) are Δγ, rows [d, 2d) are Δβ
+// with {norm} ∈ input_layernorm | post_attention_layernorm, and {layer} the decoder layer index.
+
+import { ValueError } from '../core/errors.js';
+
+export interface VisionConfig {
+  image_size: number;
+  patch_size: number;
+  num_channels: number;
+  hidden_size: number;
+  /** Encoder layers that are run (LLaVA-OneVision keeps 26 of SigLIP's 27). */
+  num_hidden_layers: number;
+  num_attention_heads: number;
+  intermediate_size: number;
+  layer_norm_eps: number;
+  /** 'gelu_pytorch_tanh' (SigLIP) or 'gelu' (erf). */
+  hidden_act: 'gelu_pytorch_tanh' | 'gelu';
+  /** Apply vision_model.post_layernorm to the selected features (LLaVA-OneVision does not). */
+  use_post_layernorm: boolean;
+  image_mean: [number, number, number];
+  image_std: [number, number, number];
+}
+
+export interface TextConfig {
+  vocab_size: number;
+  hidden_size: number;
+  intermediate_size: number;
+  num_hidden_layers: number;
+  num_attention_heads: number;
+  num_key_value_heads: number;
+  rms_norm_eps: number;
+  rope_theta: number;
+  max_position_embeddings: number;
+  tie_word_embeddings: boolean;
+  /** Qwen2 has biases on q/k/v only. */
+  attention_bias: boolean;
+}
+
+export type ViLNNorm = 'input_layernorm' | 'post_attention_layernorm';
+
+export interface LaviConfig {
+  /** 'lavi': vision enters through ViLN; 'concat': LLaVA-style visual tokens in the context (the baseline). */
+  mode: 'lavi' | 'concat';
+  /** [chosen] which per-layer norms become ViLN. */
+  viln_norms: ViLNNorm[];
+  /** [chosen] modulate layers whose index i satisfies i % every_k === 0. */
+  every_k: number;
+  /** [chosen] also modulate the final norm (model.norm); its conditioner is named lavi.conditioners.final.norm. */
+  modulate_final_norm: boolean;
+  /** [chosen] which affine parameters get deltas. */
+  modulate: 'both' | 'scale' | 'shift';
+  /** [chosen] conditioner width r and heads h_c (attention variant). */
+  conditioner_width: number;
+  conditioner_heads: number;
+  /** [chosen] LayerNorm LN_v on the visual features before K/V projections. */
+  conditioner_ln_v: boolean;
+  conditioner_ln_eps: number;
+  /** [chosen] biases on the conditioner's q/k/v projections (o_proj always has a bias). */
+  conditioner_bias: boolean;
+}
+
+export interface VideoConfig {
+  /** [chosen] frames sampled uniformly. */
+  num_frames: number;
+  /** [chosen] each frame's token grid is bilinearly pooled by this factor (2: 27×27 → 14×14). */
+  pool: number;
+  /** [chosen] add lavi.frame_embedding[f] to frame f's tokens. */
+  frame_embedding: boolean;
+  max_frames: number;
+}
+
+export interface ModelConfig {
+  model_type: 'lavi';
+  vision_config: VisionConfig;
+  text_config: TextConfig;
+  lavi_config: LaviConfig;
+  video_config: VideoConfig;
+  /** Token ids: generation stops at any of eos_token_ids. */
+  bos_token_id: number | null;
+  eos_token_ids: number[];
+  /** dtype the weights are stored in (informational; each tensor's own dtype is what loads). */
+  torch_dtype?: 'float32' | 'float16' | 'bfloat16';
+}
+
+const SIGLIP_SO400M: VisionConfig = {
+  image_size: 384, patch_size: 14, num_channels: 3, hidden_size: 1152, num_hidden_layers: 26, num_attention_heads: 16,
+  intermediate_size: 4304, layer_norm_eps: 1e-6, hidden_act: 'gelu_pytorch_tanh', use_post_layernorm: false,
+  image_mean: [0.5, 0.5, 0.5], image_std: [0.5, 0.5, 0.5],
+};
+
+const DEFAULT_LAVI: LaviConfig = {
+  mode: 'lavi', viln_norms: ['input_layernorm', 'post_attention_layernorm'], every_k: 1, modulate_final_norm: false,
+  modulate: 'both', conditioner_width: 512, conditioner_heads: 8, conditioner_ln_v: true, conditioner_ln_eps: 1e-6,
+  conditioner_bias: true,
+};
+
+const DEFAULT_VIDEO: VideoConfig = { num_frames: 8, pool: 2, frame_embedding: true, max_frames: 64 };
+
+/** Built-in presets, usable without weights (e.g. for `lavi cost`). */
+export const PRESETS: Record<string, ModelConfig> = {
+  /** The paper's setting: SigLIP-so400m (26 layers kept) + Qwen2-7B. */
+  'lavi-7b': {
+    model_type: 'lavi',
+    vision_config: SIGLIP_SO400M,
+    text_config: {
+      vocab_size: 152064, hidden_size: 3584, intermediate_size: 18944, num_hidden_layers: 28, num_attention_heads: 28,
+      num_key_value_heads: 4, rms_norm_eps: 1e-6, rope_theta: 1e6, max_position_embeddings: 32768,
+      tie_word_embeddings: false, attention_bias: true,
+    },
+    lavi_config: DEFAULT_LAVI,
+    video_config: DEFAULT_VIDEO,
+    bos_token_id: null,
+    eos_token_ids: [151645, 151643],
+  },
+  /** SigLIP-so400m + Qwen2-0.5B. */
+  'lavi-0.5b': {
+    model_type: 'lavi',
+    vision_config: SIGLIP_SO400M,
+    text_config: {
+      vocab_size: 151936, hidden_size: 896, intermediate_size: 4864, num_hidden_layers: 24, num_attention_heads: 14,
+      num_key_value_heads: 2, rms_norm_eps: 1e-6, rope_theta: 1e6, max_position_embeddings: 32768,
+      tie_word_embeddings: true, attention_bias: true,
+    },
+    lavi_config: DEFAULT_LAVI,
+    video_config: DEFAULT_VIDEO,
+    bos_token_id: null,
+    eos_token_ids: [151645, 151643],
+  },
+};
+
+/** A preset with mode switched to the LLaVA-style concat baseline. */
+export function asConcat(cfg: ModelConfig): ModelConfig {
+  return { ...cfg, lavi_config: { ...cfg.lavi_config, mode: 'concat' } };
+}
+
+/** Number of visual tokens one image produces: (image_size / patch_size)². */
+export function visualTokensPerImage(v: VisionConfig): number {
+  return (v.image_size / v.patch_size) ** 2;
+}
+
+/** Decoder layer indices whose norms are modulated. */
+export function modulatedLayers(cfg: ModelConfig): number[] {
+  if (cfg.lavi_config.mode !== 'lavi') return [];
+  const out: number[] = [];
+  for (let i = 0; i < cfg.text_config.num_hidden_layers; i++) if (i % cfg.lavi_config.every_k === 0) out.push(i);
+  return out;
+}
+
+// ---- parsing and validation -------------------------------------------------------------------------------
+
+type Json = Record<string, unknown>;
+
+function num(obj: Json, key: string, where: string, opts: { int?: boolean; min?: number } = {}): number {
+  const v = obj[key];
+  if (typeof v !== 'number' || !Number.isFinite(v) || (opts.int && !Number.isInteger(v)) || (opts.min !== undefined && v < opts.min)) {
+    throw new ValueError(`${where}: field '${key}' must be ${opts.int ? 'an integer' : 'a number'}${opts.min !== undefined ? ` ≥ ${opts.min}` : ''}, got ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+
+function bool(obj: Json, key: string, where: string): boolean {
+  const v = obj[key];
+  if (typeof v !== 'boolean') throw new ValueError(`${where}: field '${key}' must be true or false, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+function oneOf<T extends string>(obj: Json, key: string, allowed: readonly T[], where: string): T {
+  const v = obj[key];
+  if (!allowed.includes(v as T)) throw new ValueError(`${where}: field '${key}' must be one of ${allowed.join(', ')}, got ${JSON.stringify(v)}`);
+  return v as T;
+}
+
+function section(obj: Json, key: string, where: string): Json {
+  const v = obj[key];
+  if (!v || typeof v !== 'object' || Array.isArray(v)) throw new ValueError(`${where}: missing object '${key}'`);
+  return v as Json;
+}
+
+/**
+ * Validates a parsed config.json. Missing LaVi/video fields take the [chosen] defaults; the vision and text
+ * sections must be complete. `where` names the file in errors.
+ */
+export function parseConfig(raw: unknown, where = 'config.json'): ModelConfig {
+  if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw new ValueError(`${where}: not a JSON object`);
+  const j = raw as Json;
+  if (j.model_type !== 'lavi') throw new ValueError(`${where}: model_type must be "lavi", got ${JSON.stringify(j.model_type)}`);
+  const vj = section(j, 'vision_config', where);
+  const w = `${where} vision_config`;
+  const vision: VisionConfig = {
+    image_size: num(vj, 'image_size', w, { int: true, min: 1 }),
+    patch_size: num(vj, 'patch_size', w, { int: true, min: 1 }),
+    num_channels: num(vj, 'num_channels', w, { int: true, min: 1 }),
+    hidden_size: num(vj, 'hidden_size', w, { int: true, min: 1 }),
+    num_hidden_layers: num(vj, 'num_hidden_layers', w, { int: true, min: 0 }),
+    num_attention_heads: num(vj, 'num_attention_heads', w, { int: true, min: 1 }),
+    intermediate_size: num(vj, 'intermediate_size', w, { int: true, min: 1 }),
+    layer_norm_eps: num(vj, 'layer_norm_eps', w, { min: 0 }),
+    hidden_act: oneOf(vj, 'hidden_act', ['gelu_pytorch_tanh', 'gelu'] as const, w),
+    use_post_layernorm: vj.use_post_layernorm === undefined ? false : bool(vj, 'use_post_layernorm', w),
+    image_mean: (vj.image_mean as [number, number, number]) ?? [0.5, 0.5, 0.5],
+    image_std: (vj.image_std as [number, number, number]) ?? [0.5, 0.5, 0.5],
+  };
+  if (vision.image_size % vision.patch_size) throw new ValueError(`${w}: image_size ${vision.image_size} is not a multiple of patch_size ${vision.patch_size}`);
+  if (vision.hidden_size % vision.num_attention_heads) throw new ValueError(`${w}: hidden_size ${vision.hidden_size} is not divisible by num_attention_heads ${vision.num_attention_heads}`);
+  for (const k of ['image_mean', 'image_std'] as const) {
+    const a = vision[k];
+    if (!Array.isArray(a) || a.length !== vision.num_channels || a.some((x) => typeof x !== 'number' || !Number.isFinite(x))) {
+      throw new ValueError(`${w}: ${k} must be ${vision.num_channels} numbers, got ${JSON.stringify(a)}`);
+    }
+  }
+  const tj = section(j, 'text_config', where);
+  const t = `${where} text_config`;
+  const text: TextConfig = {
+    vocab_size: num(tj, 'vocab_size', t, { int: true, min: 1 }),
+    hidden_size: num(tj, 'hidden_size', t, { int: true, min: 1 }),
+    intermediate_size: num(tj, 'intermediate_size', t, { int: true, min: 1 }),
+    num_hidden_layers: num(tj, 'num_hidden_layers', t, { int: true, min: 1 }),
+    num_attention_heads: num(tj, 'num_attention_heads', t, { int: true, min: 1 }),
+    num_key_value_heads: num(tj, 'num_key_value_heads', t, { int: true, min: 1 }),
+    rms_norm_eps: num(tj, 'rms_norm_eps', t, { min: 0 }),
+    rope_theta: num(tj, 'rope_theta', t, { min: 1 }),
+    max_position_embeddings: num(tj, 'max_position_embeddings', t, { int: true, min: 1 }),
+    tie_word_embeddings: bool(tj, 'tie_word_embeddings', t),
+    attention_bias: tj.attention_bias === undefined ? true : bool(tj, 'attention_bias', t),
+  };
+  if (text.hidden_size % text.num_attention_heads) throw new ValueError(`${t}: hidden_size ${text.hidden_size} is not divisible by num_attention_heads ${text.num_attention_heads}`);
+  if (text.num_attention_heads % text.num_key_value_heads) throw new ValueError(`${t}: num_attention_heads ${text.num_attention_heads} is not a multiple of num_key_value_heads ${text.num_key_value_heads}`);
+  if ((text.hidden_size / text.num_attention_heads) % 2) throw new ValueError(`${t}: head dim must be even for RoPE`);
+
+  const lj = { ...DEFAULT_LAVI, ...((j.lavi_config as Json | undefined) ?? {}) } as Json;
+  const l = `${where} lavi_config`;
+  const norms = lj.viln_norms;
+  if (!Array.isArray(norms) || norms.some((n) => n !== 'input_layernorm' && n !== 'post_attention_layernorm')) {
+    throw new ValueError(`${l}: viln_norms must be a list of 'input_layernorm' / 'post_attention_layernorm', got ${JSON.stringify(norms)}`);
+  }
+  const lavi: LaviConfig = {
+    mode: oneOf(lj, 'mode', ['lavi', 'concat'] as const, l),
+    viln_norms: [...new Set(norms as ViLNNorm[])],
+    every_k: num(lj, 'every_k', l, { int: true, min: 1 }),
+    modulate_final_norm: bool(lj, 'modulate_final_norm', l),
+    modulate: oneOf(lj, 'modulate', ['both', 'scale', 'shift'] as const, l),
+    conditioner_width: num(lj, 'conditioner_width', l, { int: true, min: 1 }),
+    conditioner_heads: num(lj, 'conditioner_heads', l, { int: true, min: 1 }),
+    conditioner_ln_v: bool(lj, 'conditioner_ln_v', l),
+    conditioner_ln_eps: num(lj, 'conditioner_ln_eps', l, { min: 0 }),
+    conditioner_bias: bool(lj, 'conditioner_bias', l),
+  };
+  if (lavi.conditioner_width % lavi.conditioner_heads) {
+    throw new ValueError(`${l}: conditioner_width ${lavi.conditioner_width} is not divisible by conditioner_heads ${lavi.conditioner_heads}`);
+  }
+  const vdj = { ...DEFAULT_VIDEO, ...((j.video_config as Json | undefined) ?? {}) } as Json;
+  const vd = `${where} video_config`;
+  const video: VideoConfig = {
+    num_frames: num(vdj, 'num_frames', vd, { int: true, min: 1 }),
+    pool: num(vdj, 'pool', vd, { int: true, min: 1 }),
+    frame_embedding: bool(vdj, 'frame_embedding', vd),
+    max_frames: num(vdj, 'max_frames', vd, { int: true, min: 1 }),
+  };
+  const eos = j.eos_token_ids ?? (j.eos_token_id === undefined ? [] : [j.eos_token_id].flat());
+  if (!Array.isArray(eos) || eos.some((e) => !Number.isInteger(e) || e < 0 || e >= text.vocab_size)) {
+    throw new ValueError(`${where}: eos_token_ids must be token ids below vocab_size ${text.vocab_size}, got ${JSON.stringify(eos)}`);
+  }
+  const bos = j.bos_token_id ?? null;
+  if (bos !== null && (!Number.isInteger(bos) || (bos as number) < 0 || (bos as number) >= text.vocab_size)) {
+    throw new ValueError(`${where}: bos_token_id must be null or a token id below ${text.vocab_size}, got ${JSON.stringify(bos)}`);
+  }
+  return {
+    model_type: 'lavi',
+    vision_config: vision,
+    text_config: text,
+    lavi_config: lavi,
+    video_config: video,
+    bos_token_id: bos as number | null,
+    eos_token_ids: eos as number[],
+    torch_dtype: j.torch_dtype as ModelConfig['torch_dtype'],
+  };
+}
+
+/** A preset by name, or throws listing the presets. */
+export function preset(name: string): ModelConfig {
+  const p = PRESETS[name];
+  if (!p) throw new ValueError(`unknown preset '${name}' (presets: ${Object.keys(PRESETS).join(', ')})`);
+  return structuredClone(p);
+}
