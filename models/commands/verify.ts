@@ -1,0 +1,58 @@
+// lavi verify: kernel conformance of a backend against the CPU reference.
+//
+//   lavi verify [--backend cpu] [--mode test|perf|support] [--op matmul,attention] [--case text]
+//               [--seconds 0.5] [--all] [--seed N] [--json] [--strict]
+//
+// Exit status 1 when any case fails (and, with --strict, when any op is unsupported).
+
+import '../../backends/index.js';
+import { getBackend, releaseAllBackends } from '../../core/registry.js';
+import { ValueError } from '../../core/errors.js';
+import { formatResult, formatSupport, summarize, verifyBackend } from '../../backends/conformance/index.js';
+import { intFlag, parseArgs } from './args.js';
+
+export async function run(args: string[]): Promise<number> {
+  const p = parseArgs(args, { boolean: ['json', 'all', 'strict', 'help'], string: ['backend', 'mode', 'op', 'case', 'seconds', 'seed', 'trace'] }, 'verify');
+  if (p.flags.has('help')) {
+    console.log('usage: lavi verify [--backend NAME] [--mode test|perf|support] [--op a,b] [--case TEXT] [--seconds S] [--all] [--seed N] [--json] [--strict]');
+    return 0;
+  }
+  const mode = (p.flags.get('mode') ?? 'test') as string;
+  if (mode !== 'test' && mode !== 'perf' && mode !== 'support') throw new ValueError(`verify: --mode must be test, perf or support, got ${mode}`);
+  const backendName = (p.flags.get('backend') as string | undefined) ?? 'cpu';
+  const seconds = p.flags.has('seconds') ? Number(p.flags.get('seconds')) : 0.5;
+  if (!(seconds > 0)) throw new ValueError(`verify: --seconds must be a positive number`);
+  const json = p.flags.has('json');
+  try {
+    const backend = await getBackend(backendName);
+    const reference = await getBackend('cpu');
+    const info = backend.info();
+    if (!json) console.log(`lavi verify: backend '${info.name}' (${info.description}${info.software ? ', software-emulated' : ''}), mode ${mode}, reference cpu\n`);
+    const results = await verifyBackend(
+      {
+        backend,
+        reference,
+        mode,
+        ops: p.flags.has('op') ? String(p.flags.get('op')).split(',') : undefined,
+        filter: p.flags.get('case') as string | undefined,
+        perfSeconds: seconds,
+        perfAll: p.flags.has('all'),
+        seed: intFlag(p, 'seed', 1234, 'verify'),
+      },
+      json || mode === 'support' ? undefined : (r) => console.log(formatResult(r, mode)),
+    );
+    const s = summarize(results);
+    if (json) console.log(JSON.stringify({ backend: info, mode, summary: s, results }, null, 1));
+    else {
+      if (mode === 'support') console.log(formatSupport(results));
+      console.log(`\n${s.pass} passed, ${s.fail} failed, ${s.unsupported} unsupported, ${s.reference} reference-only (of ${results.length} cases)`);
+    }
+    if (results.length === 0) {
+      console.error('verify: no case matched the filters');
+      return 1;
+    }
+    return s.fail > 0 || (p.flags.has('strict') && s.unsupported > 0) ? 1 : 0;
+  } finally {
+    await releaseAllBackends();
+  }
+}
