@@ -144,9 +144,14 @@ export function asConcat(cfg: ModelConfig): ModelConfig {
   return { ...cfg, lavi_config: { ...cfg.lavi_config, mode: 'concat' } };
 }
 
-/** Number of visual tokens one image produces: (image_size / patch_size)². */
+/** Patches per side: ⌊image_size / patch_size⌋ (a stride-P convolution drops a remainder, as SigLIP's 384/14 does). */
+export function patchGrid(v: VisionConfig): number {
+  return Math.floor(v.image_size / v.patch_size);
+}
+
+/** Number of visual tokens one image produces: ⌊image_size / patch_size⌋² (729 for SigLIP-so400m-patch14-384). */
 export function visualTokensPerImage(v: VisionConfig): number {
-  return (v.image_size / v.patch_size) ** 2;
+  return patchGrid(v) ** 2;
 }
 
 /** Decoder layer indices whose norms are modulated. */
@@ -211,7 +216,9 @@ export function parseConfig(raw: unknown, where = 'config.json'): ModelConfig {
     image_mean: (vj.image_mean as [number, number, number]) ?? [0.5, 0.5, 0.5],
     image_std: (vj.image_std as [number, number, number]) ?? [0.5, 0.5, 0.5],
   };
-  if (vision.image_size % vision.patch_size) throw new ValueError(`${w}: image_size ${vision.image_size} is not a multiple of patch_size ${vision.patch_size}`);
+  // image_size need not be a multiple of patch_size: SigLIP-so400m-patch14-384 runs its stride-14 convolution on
+  // 384 pixels, which reads the first 27·14 = 378 and drops the rest.
+  if (vision.image_size < vision.patch_size) throw new ValueError(`${w}: image_size ${vision.image_size} is smaller than patch_size ${vision.patch_size}`);
   if (vision.hidden_size % vision.num_attention_heads) throw new ValueError(`${w}: hidden_size ${vision.hidden_size} is not divisible by num_attention_heads ${vision.num_attention_heads}`);
   for (const k of ['image_mean', 'image_std'] as const) {
     const a = vision[k];
@@ -292,4 +299,76 @@ export function preset(name: string): ModelConfig {
   const p = PRESETS[name];
   if (!p) throw new ValueError(`unknown preset '${name}' (presets: ${Object.keys(PRESETS).join(', ')})`);
   return structuredClone(p);
+}
+
+/** Reads and validates a config.json file; errors name the file and the offending field. */
+export async function loadConfigFile(path: string): Promise<ModelConfig> {
+  const { readFile } = await import('node:fs/promises');
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    throw new ValueError(`cannot read config ${path}: ${(e as Error).message}`);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (e) {
+    throw new ValueError(`${path}: not valid JSON (${(e as Error).message})`);
+  }
+  return parseConfig(raw, path);
+}
+
+/** `--config` argument: a preset name, or the path of a config.json (or of a directory holding one). */
+export async function resolveConfig(arg: string): Promise<ModelConfig> {
+  if (PRESETS[arg]) return preset(arg);
+  const { stat } = await import('node:fs/promises');
+  const { join } = await import('node:path');
+  const st = await stat(arg).catch(() => null);
+  if (!st) throw new ValueError(`--config: '${arg}' is neither a preset (${Object.keys(PRESETS).join(', ')}) nor an existing file`);
+  return loadConfigFile(st.isDirectory() ? join(arg, 'config.json') : arg);
+}
+
+/** Partial overrides of a config, section by section (for tests and benchmarks). */
+export interface ConfigOverrides {
+  vision_config?: Partial<VisionConfig>;
+  text_config?: Partial<TextConfig>;
+  lavi_config?: Partial<LaviConfig>;
+  video_config?: Partial<VideoConfig>;
+  eos_token_ids?: number[];
+  bos_token_id?: number | null;
+}
+
+/**
+ * A tiny but structurally complete config (every feature on: GQA, q/k/v bias, both norms modulated, untied
+ * head), validated by parseConfig after applying `overrides`. Used by tests and benchmarks with random weights.
+ */
+export function tinyConfig(overrides: ConfigOverrides = {}): ModelConfig {
+  const base: ModelConfig = {
+    model_type: 'lavi',
+    vision_config: {
+      image_size: 28, patch_size: 7, num_channels: 3, hidden_size: 24, num_hidden_layers: 2, num_attention_heads: 2,
+      intermediate_size: 48, layer_norm_eps: 1e-6, hidden_act: 'gelu_pytorch_tanh', use_post_layernorm: false,
+      image_mean: [0.5, 0.5, 0.5], image_std: [0.5, 0.5, 0.5],
+    },
+    text_config: {
+      vocab_size: 97, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 3, num_attention_heads: 4,
+      num_key_value_heads: 2, rms_norm_eps: 1e-6, rope_theta: 10000, max_position_embeddings: 256,
+      tie_word_embeddings: false, attention_bias: true,
+    },
+    lavi_config: { ...DEFAULT_LAVI, conditioner_width: 16, conditioner_heads: 2 },
+    video_config: { ...DEFAULT_VIDEO, max_frames: 8 },
+    bos_token_id: null,
+    eos_token_ids: [96],
+  };
+  const merged = {
+    ...base,
+    ...(overrides.eos_token_ids ? { eos_token_ids: overrides.eos_token_ids } : {}),
+    ...(overrides.bos_token_id !== undefined ? { bos_token_id: overrides.bos_token_id } : {}),
+    vision_config: { ...base.vision_config, ...overrides.vision_config },
+    text_config: { ...base.text_config, ...overrides.text_config },
+    lavi_config: { ...base.lavi_config, ...overrides.lavi_config },
+    video_config: { ...base.video_config, ...overrides.video_config },
+  };
+  return parseConfig(merged, 'tinyConfig');
 }

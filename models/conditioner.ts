@@ -1,0 +1,149 @@
+// ViLN conditioners, attention variant (models/README.md, "ViLN conditioner"). One conditioner per modulated
+// norm. Per image, each conditioner's keys K and values U are computed once from the projected visual tokens V
+// (`prepare`) and kept in a VisualContext for the whole generation; per text token, the conditioner maps the
+// token's normalised state x̂_t to deltas [Δγ_t, Δβ_t] by attending over (K, U).
+//
+// Cost sections (nested under the caller's 'llm'): 'viln-kv' for the per-image K/U projections, 'viln' for the
+// per-token work (x̂, q projection, attention over the visual tokens, o_proj).
+
+import { ShapeError, ValueError, fmtShape } from '../core/errors.js';
+import { costSection } from '../core/cost.js';
+import { keep, tidy } from '../core/scope.js';
+import type { Tensor } from '../core/tensor.js';
+import { attention, layerNorm, linear, modulatedNorm, reshape, rmsNorm, sliceAxis } from '../ops/index.js';
+import type { ModelConfig, ViLNNorm } from './config.js';
+import { conditionerPrefix, conditionerSites, type ModelWeights } from './weights.js';
+
+/** A conditioner's per-image state: K and U as [1, N_v, h_c, r/h_c] (the layout ops.attention takes). */
+export interface ConditionerKV {
+  k: Tensor;
+  u: Tensor;
+}
+
+export function siteKey(layer: number | 'final', norm: ViLNNorm | 'norm'): string {
+  return `${layer}.${norm}`;
+}
+
+export class Conditioner {
+  private readonly r: number;
+  private readonly heads: number;
+  private readonly d: number;
+
+  constructor(
+    readonly cfg: ModelConfig,
+    private readonly w: ModelWeights,
+    /** Weight name prefix, e.g. 'lavi.conditioners.3.input_layernorm.'. */
+    readonly prefix: string,
+  ) {
+    this.r = cfg.lavi_config.conditioner_width;
+    this.heads = cfg.lavi_config.conditioner_heads;
+    this.d = cfg.text_config.hidden_size;
+  }
+
+  private weight(n: string): Tensor {
+    return this.w.get(this.prefix + n);
+  }
+
+  private bias(n: string): Tensor | null {
+    return this.cfg.lavi_config.conditioner_bias ? this.w.get(this.prefix + n) : null;
+  }
+
+  /** K, U from the projected visual tokens V [1, N_v, d]. */
+  precompute(V: Tensor): ConditionerKV {
+    const l = this.cfg.lavi_config;
+    return tidy(() => {
+      const Nv = V.shape[1]!;
+      const vn = l.conditioner_ln_v ? layerNorm(V, this.weight('ln_v.weight'), this.weight('ln_v.bias'), l.conditioner_ln_eps) : V;
+      const k = reshape(linear(vn, this.weight('k_proj.weight'), this.bias('k_proj.bias')), [1, Nv, this.heads, this.r / this.heads]);
+      const u = reshape(linear(vn, this.weight('v_proj.weight'), this.bias('v_proj.bias')), [1, Nv, this.heads, this.r / this.heads]);
+      return { k, u };
+    });
+  }
+
+  /** Deltas for tokens whose normalised states are x̂ [1, T, d]; null where the config does not modulate. */
+  deltas(xhat: Tensor, kv: ConditionerKV): { dGamma: Tensor | null; dBeta: Tensor | null } {
+    const T = xhat.shape[1]!;
+    const dh = this.r / this.heads;
+    const q = reshape(linear(xhat, this.weight('q_proj.weight'), this.bias('q_proj.bias')), [1, T, this.heads, dh]);
+    const a = reshape(attention(q, kv.k, kv.u, { causal: false, scale: 1 / Math.sqrt(dh) }), [1, T, this.r]);
+    const delta = linear(a, this.weight('o_proj.weight'), this.weight('o_proj.bias'));
+    switch (this.cfg.lavi_config.modulate) {
+      case 'both':
+        return { dGamma: sliceAxis(delta, 2, 0, this.d), dBeta: sliceAxis(delta, 2, this.d, 2 * this.d) };
+      case 'scale':
+        return { dGamma: delta, dBeta: null };
+      case 'shift':
+        return { dGamma: null, dBeta: delta };
+    }
+  }
+}
+
+/** Per-image conditioner state for every modulated norm; owned by the model for one generation. */
+export class VisualContext {
+  constructor(
+    private readonly states: Map<string, ConditionerKV>,
+    /** N_v: visual tokens the conditioners attend over. */
+    readonly numTokens: number,
+  ) {
+    for (const s of states.values()) keep(s.k), keep(s.u);
+  }
+
+  get(key: string): ConditionerKV | undefined {
+    return this.states.get(key);
+  }
+
+  /** Bytes held by the cached K/U. */
+  bytes(): number {
+    let n = 0;
+    for (const s of this.states.values()) n += (s.k.size + s.u.size) * 4;
+    return n;
+  }
+
+  dispose(): void {
+    for (const s of this.states.values()) s.k.dispose(), s.u.dispose();
+    this.states.clear();
+  }
+}
+
+/** All conditioners of a config (none in concat mode). */
+export class ConditionerSet {
+  private readonly byKey = new Map<string, Conditioner>();
+
+  constructor(readonly cfg: ModelConfig, w: ModelWeights) {
+    for (const s of conditionerSites(cfg)) this.byKey.set(siteKey(s.layer, s.norm), new Conditioner(cfg, w, conditionerPrefix(s.layer, s.norm)));
+  }
+
+  get size(): number {
+    return this.byKey.size;
+  }
+
+  get(layer: number | 'final', norm: ViLNNorm | 'norm'): Conditioner | undefined {
+    return this.byKey.get(siteKey(layer, norm));
+  }
+
+  /** K/U of every conditioner from V [1, N_v, d]. Cost section 'llm/viln-kv'. */
+  prepare(V: Tensor): VisualContext {
+    const d = this.cfg.text_config.hidden_size;
+    if (V.rank !== 3 || V.shape[0] !== 1 || V.shape[2] !== d) throw new ShapeError(`conditioners: visual tokens must be [1, N_v, ${d}], got ${fmtShape(V.shape)}`);
+    if (V.shape[1] === 0) throw new ValueError('conditioners: an image with zero visual tokens');
+    const states = new Map<string, ConditionerKV>();
+    costSection('llm', () =>
+      costSection('viln-kv', () => {
+        for (const [key, c] of this.byKey) states.set(key, c.precompute(V));
+      }),
+    );
+    return new VisualContext(states, V.shape[1]!);
+  }
+}
+
+/**
+ * A norm of the decoder: ViLN when a conditioner and its visual state are given, else the plain RMSNorm
+ * (text-only input runs exactly the base LLM, without touching any conditioner).
+ */
+export function decoderNorm(x: Tensor, gamma: Tensor, eps: number, cond: Conditioner | undefined, kv: ConditionerKV | undefined): Tensor {
+  if (!cond || !kv) return rmsNorm(x, gamma, eps);
+  return tidy(() => {
+    const { dGamma, dBeta } = costSection('viln', () => cond.deltas(rmsNorm(x, null, eps), kv));
+    return modulatedNorm(x, gamma, { kind: 'rms', eps, dGamma, dBeta });
+  });
+}

@@ -1,0 +1,112 @@
+// The Qwen2 decoder with ViLN in the configured norms (models/README.md, "Decoder"). Batch size 1, token-major
+// activations [1, T, d]. Each call processes T new tokens at positions cache.length .. cache.length+T-1, writing
+// their keys/values into the KV cache, so prefill (T = prompt) and decode (T = 1) are the same code.
+
+import { costSection } from '../core/cost.js';
+import { tidy } from '../core/scope.js';
+import type { Tensor } from '../core/tensor.js';
+import { add, attention, embedding, linear, reshape, rope, sliceAxis, swiglu } from '../ops/index.js';
+import { type ConditionerSet, decoderNorm, siteKey, type VisualContext } from './conditioner.js';
+import type { ModelConfig } from './config.js';
+import type { KVCache } from './kv_cache.js';
+import type { ModelWeights } from './weights.js';
+
+export interface DecoderRunOptions {
+  /** When given, receives the residual stream after each layer (caller owns and disposes them). */
+  capture?: Tensor[];
+}
+
+export class Decoder {
+  readonly d: number;
+  readonly heads: number;
+  readonly kvHeads: number;
+  readonly headDim: number;
+
+  constructor(
+    readonly cfg: ModelConfig,
+    private readonly w: ModelWeights,
+    private readonly conditioners: ConditionerSet,
+  ) {
+    const t = cfg.text_config;
+    this.d = t.hidden_size;
+    this.heads = t.num_attention_heads;
+    this.kvHeads = t.num_key_value_heads;
+    this.headDim = t.hidden_size / t.num_attention_heads;
+  }
+
+  /** ids (i32 [1, T]) → embeddings [1, T, d]. */
+  embed(ids: Tensor): Tensor {
+    return costSection('llm', () => embedding(this.w.get('model.embed_tokens.weight'), ids));
+  }
+
+  /**
+   * Runs every layer on h [1, T, d] (consumed: disposed here, unless captured) at the cache's current position,
+   * appends the T tokens to the cache, and returns the last layer's output (before the final norm).
+   */
+  forward(h: Tensor, cache: KVCache, visual: VisualContext | null, opts: DecoderRunOptions = {}): Tensor {
+    const T = h.shape[1]!;
+    const L = this.cfg.text_config.num_hidden_layers;
+    cache.reserve(cache.length + T);
+    const out = costSection('llm', () => {
+      for (let i = 0; i < L; i++) {
+        const next = tidy(() => this.layer(h, i, cache, visual));
+        if (opts.capture) opts.capture.push(h);
+        else h.dispose();
+        h = next;
+      }
+      return h;
+    });
+    cache.advance(T);
+    return out;
+  }
+
+  private norm(x: Tensor, layer: number | 'final', name: 'input_layernorm' | 'post_attention_layernorm' | 'norm', gamma: Tensor, visual: VisualContext | null): Tensor {
+    const eps = this.cfg.text_config.rms_norm_eps;
+    const cond = visual ? this.conditioners.get(layer, name) : undefined;
+    return decoderNorm(x, gamma, eps, cond, cond ? visual!.get(siteKey(layer, name)) : undefined);
+  }
+
+  private layer(x: Tensor, i: number, cache: KVCache, visual: VisualContext | null): Tensor {
+    const t = this.cfg.text_config;
+    const p = `model.layers.${i}.`;
+    const w = (n: string) => this.w.get(p + n);
+    const b = (n: string) => (t.attention_bias ? this.w.get(p + n) : null);
+    const T = x.shape[1]!;
+    const pos = cache.length;
+    const Dh = this.headDim;
+
+    const n1 = this.norm(x, i, 'input_layernorm', w('input_layernorm.weight'), visual);
+    const q = rope(reshape(linear(n1, w('self_attn.q_proj.weight'), b('self_attn.q_proj.bias')), [1, T, this.heads, Dh]), { theta: t.rope_theta, offset: pos });
+    const k = rope(reshape(linear(n1, w('self_attn.k_proj.weight'), b('self_attn.k_proj.bias')), [1, T, this.kvHeads, Dh]), { theta: t.rope_theta, offset: pos });
+    const v = reshape(linear(n1, w('self_attn.v_proj.weight'), b('self_attn.v_proj.bias')), [1, T, this.kvHeads, Dh]);
+    const kv = cache.write(i, k, v);
+    const a = attention(q, kv.k, kv.v, { causal: true, queryOffset: pos, keyLength: pos + T, scale: 1 / Math.sqrt(Dh) });
+    const h = add(x, linear(reshape(a, [1, T, this.heads * Dh]), w('self_attn.o_proj.weight')));
+
+    const n2 = this.norm(h, i, 'post_attention_layernorm', w('post_attention_layernorm.weight'), visual);
+    const m = linear(swiglu(linear(n2, w('mlp.gate_proj.weight')), linear(n2, w('mlp.up_proj.weight'))), w('mlp.down_proj.weight'));
+    return add(h, m);
+  }
+
+  /**
+   * Final norm and lm_head: h [1, T, d] → logits [1, T', V] for the last `lastN` tokens (all when lastN ≥ T).
+   * h is not consumed.
+   */
+  logits(h: Tensor, visual: VisualContext | null, lastN = 1): Tensor {
+    const t = this.cfg.text_config;
+    const T = h.shape[1]!;
+    return costSection('llm', () =>
+      tidy(() => {
+        const x = lastN >= T ? h : sliceAxis(h, 1, T - lastN, T);
+        const n = this.finalNorm(x, visual);
+        const head = t.tie_word_embeddings ? this.w.get('model.embed_tokens.weight') : this.w.get('lm_head.weight');
+        return linear(n, head);
+      }),
+    );
+  }
+
+  /** The final norm (ViLN when modulate_final_norm and an image is present): h [1, T, d] → [1, T, d]. */
+  finalNorm(h: Tensor, visual: VisualContext | null): Tensor {
+    return this.norm(h, 'final', 'norm', this.w.get('model.norm.weight'), visual);
+  }
+}

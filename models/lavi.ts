@@ -1,0 +1,334 @@
+// LaviModel: the whole graph on one backend — vision tower, projector, ViLN conditioners and the Qwen2 decoder —
+// with a KV cache for generation. Mode 'lavi' feeds the image through the conditioners (the decoder's context
+// stays text-only); mode 'concat' is the LLaVA-style baseline with the visual tokens prepended to the text.
+//
+//   const model = await LaviModel.load(dir, backend);
+//   const logits = model.prefill(ids, pixels);     // logits of the last prompt token, [1, 1, V]
+//   const next = model.decodeStep(id);              // one token through the cache, [1, 1, V]
+//
+// Tensors returned by prefill/decodeStep/extend are owned by the model and stay valid until its next call.
+// Everything the model keeps across calls (weights, KV cache, per-image conditioner state) is protected from
+// the caller's `tidy` scopes.
+
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Backend } from '../core/backend.js';
+import { costSection } from '../core/cost.js';
+import { ShapeError, ValueError, fmtShape } from '../core/errors.js';
+import { keep, tidy } from '../core/scope.js';
+import { Tensor } from '../core/tensor.js';
+import { concat, reshape, sliceAxis, tensor } from '../ops/index.js';
+import { ConditionerSet, VisualContext } from './conditioner.js';
+import { parseConfig, patchGrid, type ModelConfig } from './config.js';
+import { Decoder } from './decoder.js';
+import type { PixelBatch } from './image.js';
+import { KVCache } from './kv_cache.js';
+import { Projector } from './projector.js';
+import { VisionTower } from './vision.js';
+import { loadWeights, ModelWeights, uploadWeights, type UploadOptions, type WeightSet } from './weights.js';
+
+/** Projected visual tokens of one image (or a set of crops, or a video), ready for prefill. */
+export class ImageEncoding {
+  constructor(
+    /** V: [1, N_v, d]. */
+    readonly tokens: Tensor,
+    /** The tower's output [B, N, Dv], when asked for (keepFeatures). */
+    readonly features: Tensor | null,
+  ) {
+    keep(tokens);
+    if (features) keep(features);
+  }
+
+  get numTokens(): number {
+    return this.tokens.shape[1]!;
+  }
+
+  dispose(): void {
+    this.tokens.dispose();
+    this.features?.dispose();
+  }
+}
+
+/** What prefill takes as the image: pixels (a backend tensor or host batch [B, 3, S, S]) or an encoding. */
+export type ImageInput = Tensor | PixelBatch | ImageEncoding;
+
+export interface ModelOptions extends UploadOptions {
+  /** Initial KV-cache capacity in tokens (it grows as needed). Default 256. */
+  kvCapacity?: number;
+}
+
+export interface PrefillOptions {
+  /** Return logits for every prompt (text) token, [1, T, V], instead of the last one. */
+  allLogits?: boolean;
+  /** Keep the residual stream after the embedding and after every layer in `model.hidden`. */
+  captureHidden?: boolean;
+  /** Dispose a given ImageEncoding as soon as it has been used (one made here from pixels always is). */
+  consumeImage?: boolean;
+}
+
+export interface ModelStats {
+  /** Tokens run through the decoder since the model was made (visual tokens included in concat mode). */
+  decoderTokens: number;
+  /** Calls of prefill / decodeStep / extend. */
+  prefills: number;
+  steps: number;
+  /** Images whose conditioner K/U were computed. */
+  imagesPrepared: number;
+}
+
+export class LaviModel {
+  readonly vision: VisionTower;
+  readonly projector: Projector;
+  readonly conditioners: ConditionerSet;
+  readonly decoder: Decoder;
+  readonly cache: KVCache;
+  readonly stats: ModelStats = { decoderTokens: 0, prefills: 0, steps: 0, imagesPrepared: 0 };
+  /** With captureHidden: [embeddings, after layer 0, …, after layer L−1], each [1, T, d] (T includes visual
+   *  tokens in concat mode), then the final norm's output. Replaced by the next prefill. */
+  hidden: Tensor[] = [];
+  private visual: VisualContext | null = null;
+  private lastLogits: Tensor | null = null;
+  private disposed = false;
+
+  constructor(
+    readonly config: ModelConfig,
+    readonly weights: ModelWeights,
+    readonly backend: Backend,
+    opts: ModelOptions = {},
+  ) {
+    this.vision = new VisionTower(config.vision_config, weights);
+    this.projector = new Projector(config, weights);
+    this.conditioners = new ConditionerSet(config, weights);
+    this.decoder = new Decoder(config, weights, this.conditioners);
+    const t = config.text_config;
+    this.cache = new KVCache(backend, t.num_hidden_layers, t.num_key_value_heads, t.hidden_size / t.num_attention_heads, t.max_position_embeddings, opts.kvCapacity ?? 0);
+  }
+
+  /** Loads `dir/config.json` (unless opts.config is given) and the checkpoint in `dir`. */
+  static async load(dir: string, backend: Backend, opts: ModelOptions & { config?: ModelConfig } = {}): Promise<LaviModel> {
+    let config = opts.config;
+    if (!config) {
+      const path = join(dir, 'config.json');
+      let text: string;
+      try {
+        text = await readFile(path, 'utf8');
+      } catch (e) {
+        throw new ValueError(`LaviModel.load: cannot read ${path}: ${(e as Error).message}`);
+      }
+      let raw: unknown;
+      try {
+        raw = JSON.parse(text);
+      } catch (e) {
+        throw new ValueError(`${path}: not valid JSON (${(e as Error).message})`);
+      }
+      config = parseConfig(raw, path);
+    }
+    const weights = await loadWeights(dir, config, backend, opts);
+    return new LaviModel(config, weights, backend, opts);
+  }
+
+  /** A model from in-memory weights (host tensors or tensors on `backend`), validated like a checkpoint. */
+  static fromWeights(config: ModelConfig, weights: WeightSet, backend: Backend, opts: ModelOptions = {}): LaviModel {
+    return new LaviModel(config, uploadWeights(config, weights, backend, opts), backend, opts);
+  }
+
+  get mode(): 'lavi' | 'concat' {
+    return this.config.lavi_config.mode;
+  }
+
+  /** Tokens in the KV cache (the position the next token gets). */
+  get position(): number {
+    return this.cache.length;
+  }
+
+  /** The logits of the last call, or null. */
+  get logits(): Tensor | null {
+    return this.lastLogits;
+  }
+
+  /** Whether the current sequence has an image (LaVi: its conditioner state is cached). */
+  get hasImage(): boolean {
+    return this.visual !== null;
+  }
+
+  /** Reads the last position's logits of the last call. */
+  async readLogits(): Promise<Float32Array> {
+    const l = this.lastLogits;
+    if (!l) throw new ValueError('readLogits: no logits yet (call prefill first)');
+    const all = (await l.read()) as Float32Array;
+    const V = l.shape[2]!;
+    return all.subarray(all.length - V);
+  }
+
+  private pixelsTensor(pixels: Tensor | PixelBatch): Tensor {
+    if (pixels instanceof Tensor) return pixels;
+    return tensor(this.backend, pixels.data, pixels.shape);
+  }
+
+  /**
+   * Vision tower + projector: pixels [B, 3, S, S] (B crops, tokens concatenated in crop order) → V [1, B·N, d].
+   * `maxTokens` keeps only the first tokens (for cost studies with a token count that is not a multiple of N).
+   */
+  encodeImage(pixels: Tensor | PixelBatch, opts: { keepFeatures?: boolean; maxTokens?: number } = {}): ImageEncoding {
+    this.assertAlive();
+    const px = this.pixelsTensor(pixels);
+    try {
+      const features = this.vision.forward(px);
+      const out = tidy(() => {
+        const [B, N] = features.shape as [number, number];
+        let v = reshape(this.projector.forward(features), [1, B * N, this.config.text_config.hidden_size]);
+        if (opts.maxTokens !== undefined && opts.maxTokens < B * N) v = sliceAxis(v, 1, 0, opts.maxTokens);
+        return v;
+      });
+      if (!opts.keepFeatures) features.dispose();
+      return new ImageEncoding(out, opts.keepFeatures ? features : null);
+    } finally {
+      if (px !== pixels) px.dispose();
+    }
+  }
+
+  /** Video [chosen]: frames [F, 3, S, S] → pooled, frame-embedded tokens [1, F·⌈g/pool⌉², d]. */
+  encodeVideo(frames: Tensor | PixelBatch, opts: { keepFeatures?: boolean } = {}): ImageEncoding {
+    this.assertAlive();
+    const px = this.pixelsTensor(frames);
+    try {
+      const features = this.vision.forward(px);
+      const g = patchGrid(this.config.vision_config);
+      const out = tidy(() => this.projector.poolFrames(this.projector.forward(features), g, g));
+      if (!opts.keepFeatures) features.dispose();
+      return new ImageEncoding(out, opts.keepFeatures ? features : null);
+    } finally {
+      if (px !== frames) px.dispose();
+    }
+  }
+
+  private idsTensor(ids: readonly number[] | Int32Array): Tensor {
+    const V = this.config.text_config.vocab_size;
+    if (ids.length === 0) throw new ValueError('prompt: no token ids');
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i]!;
+      if (!Number.isInteger(id) || id < 0 || id >= V) throw new ValueError(`token id ${id} at position ${i} is outside the vocabulary [0, ${V})`);
+    }
+    return tensor(this.backend, Int32Array.from(ids), [1, ids.length], 'i32');
+  }
+
+  private setLogits(l: Tensor): Tensor {
+    this.lastLogits?.dispose();
+    this.lastLogits = keep(l);
+    return l;
+  }
+
+  private clearSequence(): void {
+    this.visual?.dispose();
+    this.visual = null;
+    for (const h of this.hidden) h.dispose();
+    this.hidden = [];
+    this.cache.reset();
+  }
+
+  /**
+   * Starts a new sequence: encodes the image (if any), caches what generation needs from it, and runs the
+   * prompt. LaVi: the conditioners' K/U are computed here, once; concat: the visual tokens go first in the
+   * context. Returns the last prompt token's logits [1, 1, V] (all prompt tokens' with allLogits).
+   */
+  prefill(ids: readonly number[] | Int32Array, image?: ImageInput | null, opts: PrefillOptions = {}): Tensor {
+    this.assertAlive();
+    this.clearSequence();
+    this.stats.prefills++;
+    const idT = this.idsTensor(ids);
+    const T = ids.length;
+    let enc: ImageEncoding | null = null;
+    let ownEnc = false;
+    try {
+      if (image) {
+        if (image instanceof ImageEncoding) (enc = image), (ownEnc = opts.consumeImage ?? false);
+        else (enc = this.encodeImage(image)), (ownEnc = true);
+        const d = this.config.text_config.hidden_size;
+        if (enc.tokens.rank !== 3 || enc.tokens.shape[0] !== 1 || enc.tokens.shape[2] !== d) {
+          throw new ShapeError(`prefill: visual tokens must be [1, N_v, ${d}], got ${fmtShape(enc.tokens.shape)}`);
+        }
+      }
+      let h: Tensor;
+      if (enc && this.mode === 'lavi') {
+        this.visual = this.conditioners.prepare(enc.tokens);
+        this.stats.imagesPrepared++;
+        h = this.decoder.embed(idT);
+      } else if (enc) {
+        h = tidy(() => {
+          const text = this.decoder.embed(idT);
+          return costSection('llm', () => concat([enc!.tokens, text], 1));
+        });
+      } else {
+        h = this.decoder.embed(idT);
+      }
+      // V is no longer needed (LaVi keeps only K/U; concat copied it into the context).
+      if (ownEnc) enc!.dispose(), (ownEnc = false);
+      return this.run(h, T, opts);
+    } finally {
+      idT.dispose();
+      if (ownEnc) enc!.dispose();
+    }
+  }
+
+  /** Runs h [1, T', d] through the decoder at the current position; logits for the last `textTokens`. */
+  private run(h: Tensor, textTokens: number, opts: PrefillOptions): Tensor {
+    const Ttot = h.shape[1]!;
+    const capture = opts.captureHidden ? [] as Tensor[] : undefined;
+    try {
+      const out = this.decoder.forward(h, this.cache, this.visual, { capture });
+      this.stats.decoderTokens += Ttot;
+      let logits: Tensor;
+      try {
+        logits = this.decoder.logits(out, this.visual, opts.allLogits ? textTokens : 1);
+        if (capture) capture.push(out, this.decoder.finalNorm(out, this.visual));
+      } finally {
+        if (!capture) out.dispose();
+      }
+      if (capture) {
+        for (const c of this.hidden) c.dispose();
+        this.hidden = capture.map((c) => keep(c));
+      }
+      return this.setLogits(logits);
+    } catch (e) {
+      for (const c of capture ?? []) c.dispose();
+      throw e;
+    }
+  }
+
+  /** Runs more tokens through the cache (continuing the sequence; the image state stays). */
+  extend(ids: readonly number[] | Int32Array, opts: PrefillOptions = {}): Tensor {
+    this.assertAlive();
+    const idT = this.idsTensor(ids);
+    try {
+      return this.run(this.decoder.embed(idT), ids.length, opts);
+    } finally {
+      idT.dispose();
+    }
+  }
+
+  /** One generated token through the cache → its logits [1, 1, V]. */
+  decodeStep(id: number): Tensor {
+    this.stats.steps++;
+    return this.extend([id]);
+  }
+
+  /** Forgets the sequence (cache, image state, captured states); keeps the weights. */
+  reset(): void {
+    this.clearSequence();
+    this.lastLogits?.dispose();
+    this.lastLogits = null;
+  }
+
+  /** Frees everything on the backend, weights included. */
+  dispose(): void {
+    if (this.disposed) return;
+    this.reset();
+    this.cache.dispose();
+    this.weights.dispose();
+    this.disposed = true;
+  }
+
+  private assertAlive(): void {
+    if (this.disposed) throw new ValueError('LaviModel: used after dispose()');
+  }
+}
