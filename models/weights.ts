@@ -438,7 +438,9 @@ export async function saveCheckpoint(dir: string, cfg: ModelConfig, weights: Rea
     tensors.set(name, t);
   }
   const torchDType = { f32: 'float32', f16: 'float16', bf16: 'bfloat16' } as const;
-  const config = { ...cfg, ...(opts.dtype ? { torch_dtype: torchDType[opts.dtype] } : {}) };
+  const floats = new Set([...tensors.values()].map((t) => t.dtype).filter((d) => d !== 'i32'));
+  const stored = opts.dtype ?? (floats.size === 1 ? ([...floats][0] as 'f32' | 'f16' | 'bf16') : undefined);
+  const config = { ...cfg, ...(stored ? { torch_dtype: torchDType[stored] } : {}) };
   await writeFile(join(dir, 'config.json'), JSON.stringify(config, null, 2) + '\n');
   await writeSafetensors(join(dir, 'model.safetensors'), tensors, { format: 'pt' });
 }
