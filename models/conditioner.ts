@@ -60,8 +60,9 @@ export class Conditioner {
     });
   }
 
-  /** Deltas for tokens whose normalised states are x̂ [1, T, d]; null where the config does not modulate. */
-  deltas(xhat: Tensor, kv: ConditionerKV): { dGamma: Tensor | null; dBeta: Tensor | null } {
+  /** Deltas for tokens whose normalised states are x̂ [1, T, d]; null where the config does not modulate.
+   *  `delta` is o_proj's whole output [1, T, m·d] ([Δγ ; Δβ] for 'both'). */
+  deltas(xhat: Tensor, kv: ConditionerKV): { dGamma: Tensor | null; dBeta: Tensor | null; delta: Tensor } {
     const T = xhat.shape[1]!;
     const dh = this.r / this.heads;
     const q = reshape(linear(xhat, this.weight('q_proj.weight'), this.bias('q_proj.bias')), [1, T, this.heads, dh]);
@@ -69,11 +70,11 @@ export class Conditioner {
     const delta = linear(a, this.weight('o_proj.weight'), this.weight('o_proj.bias'));
     switch (this.cfg.lavi_config.modulate) {
       case 'both':
-        return { dGamma: sliceAxis(delta, 2, 0, this.d), dBeta: sliceAxis(delta, 2, this.d, 2 * this.d) };
+        return { dGamma: sliceAxis(delta, 2, 0, this.d), dBeta: sliceAxis(delta, 2, this.d, 2 * this.d), delta };
       case 'scale':
-        return { dGamma: delta, dBeta: null };
+        return { dGamma: delta, dBeta: null, delta };
       case 'shift':
-        return { dGamma: null, dBeta: delta };
+        return { dGamma: null, dBeta: delta, delta };
     }
   }
 }
@@ -140,10 +141,19 @@ export class ConditionerSet {
  * A norm of the decoder: ViLN when a conditioner and its visual state are given, else the plain RMSNorm
  * (text-only input runs exactly the base LLM, without touching any conditioner).
  */
-export function decoderNorm(x: Tensor, gamma: Tensor, eps: number, cond: Conditioner | undefined, kv: ConditionerKV | undefined): Tensor {
+export function decoderNorm(
+  x: Tensor,
+  gamma: Tensor,
+  eps: number,
+  cond: Conditioner | undefined,
+  kv: ConditionerKV | undefined,
+  /** Sees each conditioner output [1, T, m·d] (for tests; it must copy what it keeps). */
+  sink?: (delta: Tensor) => void,
+): Tensor {
   if (!cond || !kv) return rmsNorm(x, gamma, eps);
   return tidy(() => {
-    const { dGamma, dBeta } = costSection('viln', () => cond.deltas(rmsNorm(x, null, eps), kv));
+    const { dGamma, dBeta, delta } = costSection('viln', () => cond.deltas(rmsNorm(x, null, eps), kv));
+    sink?.(delta);
     return modulatedNorm(x, gamma, { kind: 'rms', eps, dGamma, dBeta });
   });
 }

@@ -21,6 +21,9 @@ export class Decoder {
   readonly heads: number;
   readonly kvHeads: number;
   readonly headDim: number;
+  /** When set, receives every conditioner's output [1, T, m·d] by site key ('3.input_layernorm', 'final.norm');
+   *  it must copy what it keeps. For tests against reference implementations. */
+  deltaSink: ((site: string, delta: Tensor) => void) | null = null;
 
   constructor(
     readonly cfg: ModelConfig,
@@ -63,7 +66,9 @@ export class Decoder {
   private norm(x: Tensor, layer: number | 'final', name: 'input_layernorm' | 'post_attention_layernorm' | 'norm', gamma: Tensor, visual: VisualContext | null): Tensor {
     const eps = this.cfg.text_config.rms_norm_eps;
     const cond = visual ? this.conditioners.get(layer, name) : undefined;
-    return decoderNorm(x, gamma, eps, cond, cond ? visual!.get(siteKey(layer, name)) : undefined);
+    const key = siteKey(layer, name);
+    const sink = this.deltaSink;
+    return decoderNorm(x, gamma, eps, cond, cond ? visual!.get(key) : undefined, sink ? (t) => sink(key, t) : undefined);
   }
 
   private layer(x: Tensor, i: number, cache: KVCache, visual: VisualContext | null): Tensor {

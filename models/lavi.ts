@@ -17,7 +17,7 @@ import { costSection } from '../core/cost.js';
 import { ShapeError, ValueError, fmtShape } from '../core/errors.js';
 import { keep, tidy } from '../core/scope.js';
 import { Tensor } from '../core/tensor.js';
-import { concat, reshape, sliceAxis, tensor } from '../ops/index.js';
+import { concat, copy, reshape, sliceAxis, tensor } from '../ops/index.js';
 import { ConditionerSet, VisualContext } from './conditioner.js';
 import { parseConfig, patchGrid, type ModelConfig } from './config.js';
 import { Decoder } from './decoder.js';
@@ -62,6 +62,8 @@ export interface PrefillOptions {
   allLogits?: boolean;
   /** Keep the residual stream after the embedding and after every layer in `model.hidden`. */
   captureHidden?: boolean;
+  /** Keep every conditioner's output [1, T, m·d] in `model.deltas`, by site ('0.input_layernorm', 'final.norm'). */
+  captureDeltas?: boolean;
   /** Dispose a given ImageEncoding as soon as it has been used (one made here from pixels always is). */
   consumeImage?: boolean;
 }
@@ -86,6 +88,8 @@ export class LaviModel {
   /** With captureHidden: [embeddings, after layer 0, …, after layer L−1], each [1, T, d] (T includes visual
    *  tokens in concat mode), then the final norm's output. Replaced by the next prefill. */
   hidden: Tensor[] = [];
+  /** With captureDeltas: conditioner outputs of the last call, by site. */
+  deltas = new Map<string, Tensor>();
   private visual: VisualContext | null = null;
   private lastLogits: Tensor | null = null;
   private disposed = false;
@@ -144,6 +148,11 @@ export class LaviModel {
   /** The logits of the last call, or null. */
   get logits(): Tensor | null {
     return this.lastLogits;
+  }
+
+  /** The per-image conditioner state (K/U) of the current sequence, or null. */
+  get visualState(): VisualContext | null {
+    return this.visual;
   }
 
   /** Whether the current sequence has an image (LaVi: its conditioner state is cached). */
@@ -223,6 +232,8 @@ export class LaviModel {
     this.visual = null;
     for (const h of this.hidden) h.dispose();
     this.hidden = [];
+    for (const t of this.deltas.values()) t.dispose();
+    this.deltas.clear();
     this.cache.reset();
   }
 
@@ -274,6 +285,12 @@ export class LaviModel {
   private run(h: Tensor, textTokens: number, opts: PrefillOptions): Tensor {
     const Ttot = h.shape[1]!;
     const capture = opts.captureHidden ? [] as Tensor[] : undefined;
+    if (opts.captureDeltas) {
+      this.decoder.deltaSink = (site, t) => {
+        this.deltas.get(site)?.dispose();
+        this.deltas.set(site, keep(copy(t)));
+      };
+    }
     try {
       const out = this.decoder.forward(h, this.cache, this.visual, { capture });
       this.stats.decoderTokens += Ttot;
@@ -292,6 +309,8 @@ export class LaviModel {
     } catch (e) {
       for (const c of capture ?? []) c.dispose();
       throw e;
+    } finally {
+      this.decoder.deltaSink = null;
     }
   }
 
