@@ -27,18 +27,18 @@ export class KVCache {
     readonly maxLength: number,
     initialCapacity = 0,
   ) {
-    if (initialCapacity > 0) this.reserve(initialCapacity);
+    if (initialCapacity > 0) this.reserve(initialCapacity, true);
   }
 
   get capacity(): number {
     return this.cap;
   }
 
-  /** Makes room for at least `n` tokens in total (no-op when there is room). */
-  reserve(n: number): void {
+  /** Makes room for at least `n` tokens in total (no-op when there is room); grows geometrically unless `exact`. */
+  reserve(n: number, exact = false): void {
     if (n > this.maxLength) throw new ValueError(`KV cache: ${n} tokens exceed max_position_embeddings ${this.maxLength}`);
     if (n <= this.cap) return;
-    const cap = Math.min(this.maxLength, Math.max(n, this.cap * 2, 16));
+    const cap = exact ? n : Math.min(this.maxLength, Math.max(n, this.cap * 2, 16));
     const shape = [1, cap, this.kvHeads, this.headDim];
     for (let l = 0; l < this.layers; l++) {
       for (const list of [this.keys, this.values]) {
