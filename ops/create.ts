@@ -1,8 +1,8 @@
 // Making tensors from host data.
 
 import type { Backend } from '../core/backend.js';
-import { checkHostArray, type DType, type HostArray, hostArrayFor, narrowFromF32 } from '../core/dtype.js';
-import { DTypeError, ShapeError, fmtShape } from '../core/errors.js';
+import { bytesPerElement, checkHostArray, type DType, type HostArray, hostArrayFor, narrowFromF32 } from '../core/dtype.js';
+import { DTypeError, ShapeError, ValueError, fmtShape } from '../core/errors.js';
 import { sizeOf, type Shape } from '../core/shape.js';
 import { Tensor } from '../core/tensor.js';
 
@@ -29,12 +29,22 @@ export function tensor(backend: Backend, data: HostArray | readonly number[], sh
   return Tensor.fromStorage(backend, shape, dtype, backend.upload(arr, dtype));
 }
 
+/** Host arrays are staged through JS typed arrays; refuse sizes that could not be allocated, before trying. */
+const MAX_HOST_BYTES = 4 * 2 ** 30;
+
+function hostArray(op: string, shape: Shape, dtype: DType): HostArray {
+  const n = sizeOf(shape, op);
+  const bytes = n * bytesPerElement(dtype);
+  if (bytes > MAX_HOST_BYTES) throw new ValueError(`${op}: shape ${fmtShape(shape)} ${dtype} needs ${bytes} bytes, over the ${MAX_HOST_BYTES}-byte host staging limit`);
+  return hostArrayFor(dtype, n);
+}
+
 export function zeros(backend: Backend, shape: Shape, dtype: DType = 'f32'): Tensor {
-  return Tensor.fromStorage(backend, shape, dtype, backend.upload(hostArrayFor(dtype, sizeOf(shape, 'zeros')), dtype));
+  return Tensor.fromStorage(backend, shape, dtype, backend.upload(hostArray('zeros', shape, dtype), dtype));
 }
 
 export function full(backend: Backend, shape: Shape, value: number, dtype: 'f32' | 'i32' = 'f32'): Tensor {
-  const arr = hostArrayFor(dtype, sizeOf(shape, 'full'));
+  const arr = hostArray('full', shape, dtype);
   arr.fill(value);
   return Tensor.fromStorage(backend, shape, dtype, backend.upload(arr, dtype));
 }

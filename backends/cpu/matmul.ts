@@ -4,7 +4,7 @@
 // Packed f16/bf16 weight rows are widened one row at a time, so a packed weight is never copied whole.
 
 import type { MatmulAttrs } from '../../core/backend.js';
-import { bf16ToF32, f16ToF32 } from '../../core/dtype.js';
+import { f16ToF32 } from '../../core/dtype.js';
 import type { Tensor } from '../../core/tensor.js';
 
 /** Copies row `r` (length len, starting at element offset) of b into `dst` as f32. */
@@ -12,8 +12,13 @@ function loadRow(b: Tensor, offset: number, len: number, dst: Float32Array): Flo
   const s = b.storage;
   if (b.dtype === 'f32') return (s as Float32Array).subarray(offset, offset + len);
   const bits = s as Uint16Array;
-  const widen = b.dtype === 'bf16' ? bf16ToF32 : f16ToF32;
-  for (let i = 0; i < len; i++) dst[i] = widen(bits[offset + i]!);
+  if (b.dtype === 'bf16') {
+    // bf16 is the top half of an f32: widening is a 16-bit shift of the bit pattern.
+    const u = new Uint32Array(dst.buffer, dst.byteOffset, len);
+    for (let i = 0; i < len; i++) u[i] = bits[offset + i]! << 16;
+    return dst;
+  }
+  for (let i = 0; i < len; i++) dst[i] = f16ToF32(bits[offset + i]!);
   return dst;
 }
 
