@@ -47,8 +47,9 @@ export class PromptTooLongError extends LaviError {
 
 /** The image could not be read or decoded (missing file, corrupt data, unsupported format). */
 export class ImageError extends LaviError {
-  constructor(message: string) {
+  constructor(message: string, opts?: { cause?: unknown }) {
     super('image', message);
+    if (opts?.cause !== undefined) (this as { cause?: unknown }).cause = opts.cause;
   }
 }
 
@@ -70,7 +71,9 @@ export type ImageSource = string | Uint8Array | RGB8Image;
 /** What the runtime needs from a tokenizer (models/tokenizer.ts provides it; embedders may pass their own). */
 export interface TextTokenizer {
   encode(text: string): number[];
-  decode(ids: readonly number[]): string;
+  decode(ids: readonly number[], opts?: { skipSpecialTokens?: boolean }): string;
+  /** Incremental decoding for streaming (else the runtime re-decodes the answer so far for each token). */
+  createStreamDecoder?(opts?: { skipSpecialTokens?: boolean }): { push(id: number): string; flush(): string };
 }
 
 export interface RuntimeOptions {
@@ -93,7 +96,8 @@ export interface RequestOptions extends SamplingOptions {
   /** Answer tokens to generate at most (default 64). The prompt must leave this much room in the context. */
   maxNewTokens?: number;
   /** Called with each answer token as soon as it is chosen: the text it adds (possibly '' while a multi-byte
-   *  character is incomplete) and its id. The stop token that ends the answer is not reported. */
+   *  character is incomplete) and its id. The stop token that ends the answer is not reported, and the
+   *  texts add up to the answer before trimming (a trailing incomplete character aside). */
   onToken?: (text: string, id: number) => void;
   /** Cancels between tokens: the result has stopReason 'aborted' and the answer so far. */
   signal?: AbortSignal;
@@ -244,9 +248,15 @@ async function tokenizerFromFile(path: string): Promise<TextTokenizer> {
   return await mod.Tokenizer.fromFile(path);
 }
 
-async function decodeImageBytes(bytes: Uint8Array): Promise<RGB8Image> {
-  const mod = await lateImport<{ decodeImage(b: Uint8Array): RGB8Image | Promise<RGB8Image> }>('./image_io.js');
-  return await mod.decodeImage(bytes);
+async function decodeImageBytes(bytes: Uint8Array, source: string): Promise<RGB8Image> {
+  let mod: { decodeImage(b: Uint8Array, opts: { source: string }): RGB8Image };
+  try {
+    mod = await lateImport('./image_io.js');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND') throw new Error('decoding PNG/JPEG files needs models/image_io, which is not in this build; pass decoded pixels');
+    throw e;
+  }
+  return mod.decodeImage(bytes, { source });
 }
 
 function describeError(e: unknown): string {
@@ -267,37 +277,40 @@ export async function loadImage(src: ImageSource): Promise<RGB8Image> {
     }
     return decodeBytes(bytes, src);
   }
-  if (src instanceof Uint8Array) return decodeBytes(src, 'image bytes');
+  if (src instanceof Uint8Array) return decodeBytes(src, '<bytes>');
   if (src && typeof src === 'object' && 'width' in src && 'height' in src && 'data' in src) return src;
   throw new ImageError('image: expected a file path, the bytes of a PNG/JPEG file, or {width, height, data} pixels');
 }
 
-async function decodeBytes(bytes: Uint8Array, what: string): Promise<RGB8Image> {
-  if (bytes.length === 0) throw new ImageError(`${what}: empty file`);
+async function decodeBytes(bytes: Uint8Array, source: string): Promise<RGB8Image> {
+  if (bytes.length === 0) throw new ImageError(`image ${source}: empty file`);
   try {
-    return await decodeImageBytes(bytes);
+    return await decodeImageBytes(bytes, source);
   } catch (e) {
+    // image_io's messages already start with "image <source>:".
     const msg = describeError(e);
-    throw new ImageError(msg.startsWith(what) ? msg : `${what}: ${msg}`);
+    throw new ImageError(msg.startsWith('image ') ? msg : `image ${source}: ${msg}`, { cause: e });
   }
 }
 
-/** Turns the text decoded so far into safe-to-print deltas: holds back a trailing incomplete UTF-8 character. */
-class TextStream {
-  private ids: number[] = [];
-  private emitted = 0;
-  constructor(private readonly tok: TextTokenizer) {}
-
-  push(id: number): string {
-    this.ids.push(id);
-    let text = this.tok.decode(this.ids);
-    // A lone U+FFFD at the end is most likely a character whose remaining bytes have not been generated yet.
-    if (text.endsWith('\uFFFD')) text = text.slice(0, -1);
-    if (text.length <= this.emitted) return '';
-    const delta = text.slice(this.emitted);
-    this.emitted = text.length;
-    return delta;
+/** Safe-to-print text per token: the tokenizer's stream decoder, or re-decoding the answer so far and holding
+ *  back a trailing incomplete UTF-8 character (U+FFFD). */
+function textStream(tok: TextTokenizer): (id: number) => string {
+  if (tok.createStreamDecoder) {
+    const d = tok.createStreamDecoder({ skipSpecialTokens: true });
+    return (id) => d.push(id);
   }
+  const ids: number[] = [];
+  let emitted = 0;
+  return (id) => {
+    ids.push(id);
+    let text = tok.decode(ids, { skipSpecialTokens: true });
+    if (text.endsWith('\uFFFD')) text = text.slice(0, -1);
+    if (text.length <= emitted) return '';
+    const delta = text.slice(emitted);
+    emitted = text.length;
+    return delta;
+  };
 }
 
 function checkRequest(o: RequestOptions): number {
@@ -485,7 +498,7 @@ export class LaviRuntime {
 
     const stop = new Set(opts.stopTokens ?? cfg.eos_token_ids);
     const rng = createRng(opts.seed ?? 0);
-    const stream = new TextStream(this.tokenizer);
+    const stream = textStream(this.tokenizer);
     const tokens: number[] = [];
     let stopReason: StopReason = 'length';
     let abortReason: unknown;
@@ -510,7 +523,7 @@ export class LaviRuntime {
         stopReason = 'stop';
         break;
       }
-      const text = stream.push(id);
+      const text = stream(id);
       opts.onToken?.(text, id);
       if (tokens.length >= maxNew) break;
       if (model.position >= maxPos) {
@@ -529,7 +542,7 @@ export class LaviRuntime {
     const end = performance.now();
     const decodeMs = end - tFirst;
     const answerIds = stopReason === 'stop' ? tokens.slice(0, -1) : tokens;
-    const answer = this.tokenizer.decode(answerIds).trim();
+    const answer = this.tokenizer.decode(answerIds, { skipSpecialTokens: true }).trim();
     model.reset(); // frees the cache's sequence state and the logits; weights stay
 
     const result: AskResult = {

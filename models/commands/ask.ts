@@ -1,0 +1,181 @@
+// lavi ask <image.png|jpg> "<question>": answers a question about an image with the bundled LaVi checkpoint
+// (or --model DIR), on the best available backend (or --backend NAME). The answer goes to stdout; --verbose
+// details go to stderr, so `lavi ask img.png "..." > answer.txt` keeps only the answer.
+//
+// Exit status: 0 answered, 1 runtime error (image, model, backend, prompt too long), 2 usage error,
+// 130 interrupted (Ctrl-C stops generation between tokens and prints the answer so far).
+
+import '../../backends/index.js';
+import { LaviError } from '../../core/errors.js';
+import { hasBackend, listBackends, releaseAllBackends } from '../../core/registry.js';
+import { LaviRuntime, type AskResult, type RequestOptions, type RuntimeInfo } from '../runtime.js';
+import { parseArgs, type ParsedArgs } from './args.js';
+
+const HELP = `usage: lavi ask <image.png|jpg> "<question>" [options]
+
+Answers a question about an image with the LaVi model.
+
+options:
+  --backend NAME      run on this backend (default: the best available one; software-emulated GPUs are skipped)
+  --model DIR         checkpoint directory (default: the bundled models/weights/lavi-vqa)
+  --stream            print the answer token by token as it is generated
+  --verbose           also print (to stderr) the backend choice, time to first token, tokens/s, visual tokens, FLOPs
+  --max-tokens N      answer tokens at most (default 64)
+  --temperature T     sampling temperature (default 0: greedy)
+  --top-k K           sample among the K most likely tokens (default 0: all)
+  --top-p P           nucleus sampling threshold (default 1: off)
+  --seed S            seed of the sampler (default 0)
+  --json              print the whole result as JSON
+
+exit status: 0 answered, 1 runtime error, 2 usage error, 130 interrupted`;
+
+class UsageError extends Error {}
+
+interface AskArgs {
+  image: string;
+  question: string;
+  backend?: string;
+  model?: string;
+  stream: boolean;
+  verbose: boolean;
+  json: boolean;
+  request: RequestOptions;
+}
+
+function numberFlag(p: ParsedArgs, key: string, check: (n: number) => boolean, what: string): number | undefined {
+  const v = p.flags.get(key);
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (v === '' || !Number.isFinite(n) || !check(n)) throw new UsageError(`--${key} must be ${what}, got '${String(v)}'`);
+  return n;
+}
+
+function parse(args: string[]): AskArgs | 'help' {
+  let p: ParsedArgs;
+  try {
+    p = parseArgs(
+      args,
+      { boolean: ['stream', 'verbose', 'json', 'help'], string: ['backend', 'model', 'max-tokens', 'temperature', 'top-k', 'top-p', 'seed'] },
+      'lavi ask',
+    );
+  } catch (e) {
+    throw new UsageError((e as Error).message.replace(/^lavi ask: /, ''));
+  }
+  if (p.flags.has('help')) return 'help';
+  if (p.positional.length < 2) throw new UsageError(p.positional.length === 0 ? 'missing <image> and "<question>"' : 'missing "<question>"');
+  if (p.positional.length > 2) {
+    throw new UsageError(`expected 2 arguments (image, question), got ${p.positional.length}: quote the question ("What is this?")`);
+  }
+  const [image, question] = p.positional as [string, string];
+  if (image.trim() === '') throw new UsageError('the image path is empty');
+  if (question.trim() === '') throw new UsageError('the question is empty');
+  const backend = p.flags.get('backend') as string | undefined;
+  if (backend !== undefined && !hasBackend(backend)) {
+    throw new UsageError(`unknown backend '${backend}' (available: ${listBackends().map((r) => r.name).filter((n) => n !== 'meta').join(', ')})`);
+  }
+  const isInt = (n: number) => Number.isInteger(n);
+  const request: RequestOptions = {
+    maxNewTokens: numberFlag(p, 'max-tokens', (n) => isInt(n) && n >= 1, 'a positive integer'),
+    temperature: numberFlag(p, 'temperature', (n) => n >= 0, 'a number ≥ 0'),
+    topK: numberFlag(p, 'top-k', (n) => isInt(n) && n >= 0, 'a non-negative integer'),
+    topP: numberFlag(p, 'top-p', (n) => n > 0 && n <= 1, 'a number in (0, 1]'),
+    seed: numberFlag(p, 'seed', isInt, 'an integer'),
+  };
+  for (const k of Object.keys(request) as (keyof RequestOptions)[]) if (request[k] === undefined) delete request[k];
+  return {
+    image,
+    question,
+    backend,
+    model: p.flags.get('model') as string | undefined,
+    stream: p.flags.has('stream'),
+    verbose: p.flags.has('verbose'),
+    json: p.flags.has('json'),
+    request,
+  };
+}
+
+function fmtFlops(n: number): string {
+  const units: [number, string][] = [[1e12, 'T'], [1e9, 'G'], [1e6, 'M'], [1e3, 'k']];
+  for (const [v, u] of units) if (n >= v) return `${(n / v).toFixed(n / v >= 100 ? 0 : n / v >= 10 ? 1 : 2)} ${u}FLOP`;
+  return `${n} FLOP`;
+}
+
+function fmtParams(n: number): string {
+  return n >= 1e9 ? `${(n / 1e9).toFixed(2)}B` : n >= 1e6 ? `${(n / 1e6).toFixed(1)}M` : `${(n / 1e3).toFixed(1)}k`;
+}
+
+const ms = (x: number) => `${x.toFixed(x < 10 ? 1 : 0)} ms`;
+
+function backendLines(info: RuntimeInfo): string[] {
+  const b = info.backend, c = info.backendChoice;
+  const lines = [`backend: ${b.name} (${b.description}${b.software ? ', software-emulated' : ''}) — ${c.requested ? 'chosen with --backend' : 'best available'}`];
+  for (const s of c.skipped) lines.push(`  skipped ${s.name}: ${s.reason}`);
+  return lines;
+}
+
+function verboseReport(info: RuntimeInfo, r: AskResult): string {
+  const t = r.timings;
+  const lines = [
+    `model: ${info.modelDir} (${info.mode}, ${fmtParams(info.parameters.total)} parameters, ${info.config.weightDType})`,
+    `visual tokens: ${r.visualTokens} (${info.config.imageSize}px image, patch ${info.config.patchSize})${info.mode === 'lavi' ? ', outside the context (ViLN conditioners)' : ', in the context'}`,
+    `prompt: ${r.promptTokens} tokens; context after prefill: ${r.contextTokens} tokens`,
+    `time to first token: ${ms(t.ttftMs)} (image ${ms(t.imageMs)}, vision encode ${ms(t.encodeMs)}, prefill ${ms(t.prefillMs)})`,
+    `decode: ${r.tokens.length} tokens, ${ms(t.decodeMs)} after the first, ${t.tokensPerSecond > 0 ? `${t.tokensPerSecond.toFixed(1)} tokens/s` : 'n/a tokens/s (one token)'}; total ${ms(t.totalMs)}`,
+    `stop: ${{ stop: 'end-of-answer token', length: 'reached --max-tokens', context: 'context full', aborted: 'interrupted' }[r.stopReason]}`,
+  ];
+  if (r.cost) {
+    lines.push(`FLOPs: ${fmtFlops(r.cost.totalFlops)} (vision ${fmtFlops(r.cost.visionFlops)}, LLM ${fmtFlops(r.cost.llmFlops)} of which prefill ${fmtFlops(r.cost.prefillFlops)})`);
+  }
+  return lines.join('\n');
+}
+
+export async function run(args: string[]): Promise<number> {
+  let a: AskArgs | 'help';
+  try {
+    a = parse(args);
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    console.error(`lavi ask: ${e.message} (see 'lavi ask --help')`);
+    return 2;
+  }
+  if (a === 'help') {
+    console.log(HELP);
+    return 0;
+  }
+  const ac = new AbortController();
+  const onSigint = () => ac.abort(new Error('interrupted'));
+  let rt: LaviRuntime | null = null;
+  try {
+    rt = await LaviRuntime.create({ modelDir: a.model, backend: a.backend });
+    const info = rt.info();
+    if (a.verbose && !a.json) console.error(backendLines(info).join('\n'));
+    let streamed = '';
+    process.once('SIGINT', onSigint);
+    const r = await rt.ask(a.image, a.question, {
+      ...a.request,
+      signal: ac.signal,
+      onToken: a.stream && !a.json
+        ? (text) => {
+            // Leading whitespace of the answer is trimmed in the final answer; do the same while streaming.
+            const out = streamed === '' ? text.trimStart() : text;
+            streamed += out;
+            if (out) process.stdout.write(out);
+          }
+        : undefined,
+    });
+    if (a.json) console.log(JSON.stringify({ ...r, abortReason: undefined, backend: info.backend.name, model: info.modelDir, mode: info.mode }, null, 1));
+    else if (a.stream) process.stdout.write('\n');
+    else console.log(r.answer);
+    if (a.verbose && !a.json) console.error(verboseReport(info, r));
+    return r.stopReason === 'aborted' ? 130 : 0;
+  } catch (e) {
+    const msg = e instanceof Error ? e.message : String(e);
+    console.error(`lavi ask: ${msg.split('\n')[0]}`);
+    if (a.verbose && !(e instanceof LaviError) && e instanceof Error && e.stack) console.error(e.stack);
+    return 1;
+  } finally {
+    process.removeListener('SIGINT', onSigint);
+    rt?.dispose();
+    await releaseAllBackends();
+  }
+}
