@@ -1,0 +1,559 @@
+// lavi eval: the held-out VQA split through the engine, for the LaVi checkpoint and the concat baseline.
+//
+//   lavi eval [--split examples/vqa/test] [--backend NAME] [--limit N] [--json] [--max-tokens N] [--jpeg]
+//             [--lavi DIR] [--concat DIR] [--pytorch FILE] [--out FILE] [--verbose]
+//
+// For each model: accuracy per question type and overall (exact match after trimming, lowercasing and dropping a
+// final period, the rule of models/weights/eval-pytorch.json), FLOPs per answer split into vision (tower +
+// projector) and LLM (decoder, conditioners, lm_head; prefill and decode), peak memory (the backend's memory()
+// counters when it has them, else the process RSS growth — the table says which), latency (mean time per answer,
+// time to first token, decode tokens/s), and agreement with the PyTorch predictions (accuracy difference in
+// points, answers that differ). The table is also written to models/weights/eval-engine.json (a --limit run only
+// with --out). Models run one after the other, so one model's weights never count in the other's memory.
+
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
+import '../../backends/index.js';
+import type { Backend } from '../../core/backend.js';
+import { bestBackend, getBackend, hasBackend, listBackends, releaseAllBackends } from '../../core/registry.js';
+import { LaviRuntime, packageRoot, type AskResult } from '../runtime.js';
+import { parseArgs, type ParsedArgs } from './args.js';
+
+const HELP = `usage: lavi eval [options]
+
+Runs the held-out VQA questions through the engine for the LaVi checkpoint and the concat baseline and prints
+accuracy per question type, FLOPs per answer (vision / LLM), peak memory, latency, and agreement with the
+PyTorch predictions in models/weights/eval-pytorch.json. Writes the table to models/weights/eval-engine.json.
+
+options:
+  --split DIR       split directory holding questions.jsonl and the images (default: examples/vqa/test)
+  --backend NAME    backend to run on (default: the best available)
+  --limit N         only the first N questions (not written to eval-engine.json unless --out is given)
+  --max-tokens N    answer tokens at most (default 32, as the PyTorch evaluation)
+  --jpeg            read each question's JPEG image instead of the PNG
+  --lavi DIR        LaVi checkpoint (default: models/weights/lavi-vqa)
+  --concat DIR      concat baseline checkpoint (default: models/weights/concat-vqa)
+  --pytorch FILE    PyTorch results to compare with (default: models/weights/eval-pytorch.json; skipped if absent)
+  --out FILE        where to write the JSON table (default: models/weights/eval-engine.json)
+  --json            print the JSON table instead of the text table
+  --verbose         print every question, the expected answer and the model's`;
+
+class UsageError extends Error {}
+
+export interface Question {
+  image: string;
+  jpeg?: string;
+  question: string;
+  answer: string;
+  type: string;
+}
+
+/** The matching rule: trim, lowercase, drop one final period (and the space before it, if any). */
+export function normalizeAnswer(s: string): string {
+  let t = s.trim().toLowerCase();
+  if (t.endsWith('.')) t = t.slice(0, -1).trimEnd();
+  return t;
+}
+
+export interface ModelEval {
+  name: string;
+  dir: string;
+  mode: 'lavi' | 'concat';
+  parameters: number;
+  questions: number;
+  accuracy: Record<string, number>;
+  correct: Record<string, number>;
+  counts: Record<string, number>;
+  flopsPerAnswer: { vision: number; llm: number; llmPrefill: number; llmDecode: number; total: number };
+  visualTokensInContext: number;
+  memory: { source: 'backend memory()' | 'process RSS delta'; weightsBytes: number; peakBytes: number; perAnswerPeakBytes: number | null };
+  latency: { meanAnswerMs: number; meanTtftMs: number; meanEncodeMs: number; meanPrefillMs: number; tokensPerSecond: number; meanAnswerTokens: number };
+  pytorch: null | {
+    accuracy: Record<string, number>;
+    /** Engine − PyTorch, percentage points. */
+    accuracyDiffPoints: Record<string, number>;
+    answersDiffering: number;
+    compared: number;
+    /** Greedy token sequences that differ from PyTorch's (PNG runs; null when the file has no token ids). */
+    tokenSequencesDiffering: number | null;
+    /** The accuracy stated in eval-pytorch.json (whole split), for reference. */
+    statedAccuracy: Record<string, number> | null;
+    /** pytorchMinMargin: the smallest top-1 − top-2 logit gap along PyTorch's greedy path (a near tie explains a
+     *  flip between float64 PyTorch and the engine). */
+    differing: { index: number; question: string; engine: string; pytorch: string; pytorchMinMargin: number | null }[];
+  };
+  predictions: { index: number; type: string; answer: string; prediction: string; correct: boolean; tokens: number; ms: number }[];
+}
+
+export interface EvalTable {
+  date: string;
+  split: string;
+  questions: number;
+  limit: number | null;
+  imageFormat: 'png' | 'jpeg';
+  maxNewTokens: number;
+  rule: string;
+  backend: { name: string; description: string };
+  models: ModelEval[];
+}
+
+// ---- PyTorch results ----------------------------------------------------------------------------------------
+
+interface PytorchRow {
+  prediction: string;
+  tokenIds: number[] | null;
+  minMargin: number | null;
+}
+
+interface PytorchModel {
+  /** The accuracy eval-pytorch.json states for the whole split (fractions). */
+  stated: Record<string, number> | null;
+  /** PyTorch's answer per question index of our split (matched by image and question text). */
+  rows: Map<number, PytorchRow>;
+}
+
+type Json = Record<string, unknown>;
+const isObj = (x: unknown): x is Json => !!x && typeof x === 'object' && !Array.isArray(x);
+
+function readAccuracy(x: unknown): Record<string, number> | null {
+  if (!isObj(x)) return null;
+  const out: Record<string, number> = {};
+  for (const [k, v] of Object.entries(x)) if (typeof v === 'number' && Number.isFinite(v)) out[k] = v;
+  return Object.keys(out).length ? out : null;
+}
+
+/**
+ * One model's section of eval-pytorch.json (format 'lavi-vqa-eval/1', written by models/reference/eval_vqa.py):
+ * models[<checkpoint dir name>] = { accuracy, accuracy_jpeg, predictions: [{ index, image, question, prediction,
+ * prediction_jpeg, token_ids, min_margin, ... }] }. Rows are matched to our questions by image and question
+ * text, so a --split other than the one PyTorch ran on compares nothing.
+ */
+function pytorchModel(root: Json, names: string[], questions: readonly Question[], jpeg: boolean): PytorchModel | null {
+  const models = isObj(root.models) ? root.models : null;
+  if (!models) return null;
+  let entry: Json | null = null;
+  for (const n of names) if (!entry && isObj(models[n])) entry = models[n] as Json;
+  if (!entry) return null;
+  const stated = readAccuracy(jpeg ? entry.accuracy_jpeg : entry.accuracy);
+  const rows = new Map<number, PytorchRow>();
+  const key = (img: unknown, q: unknown) => `${String(img)}\u0000${String(q)}`;
+  const byKey = new Map(questions.map((q, i) => [key(q.image, q.question), i]));
+  if (Array.isArray(entry.predictions)) {
+    for (const p of entry.predictions) {
+      if (!isObj(p)) continue;
+      const text = jpeg ? p.prediction_jpeg : p.prediction;
+      const idx = byKey.get(key(p.image, p.question));
+      if (typeof text !== 'string' || idx === undefined) continue;
+      const ids = !jpeg && Array.isArray(p.token_ids) && p.token_ids.every((x) => Number.isInteger(x)) ? (p.token_ids as number[]) : null;
+      rows.set(idx, { prediction: text, tokenIds: ids, minMargin: typeof p.min_margin === 'number' ? p.min_margin : null });
+    }
+  }
+  return { stated, rows };
+}
+
+// ---- running ------------------------------------------------------------------------------------------------
+
+interface MemProbe {
+  source: ModelEval['memory']['source'];
+  start(): void;
+  beforeAnswer(): void;
+  afterAnswer(): void;
+  result(weightsBytes: number): ModelEval['memory'];
+}
+
+function memoryProbe(backend: Backend): MemProbe {
+  const b = backend as Backend & { memory?: () => { liveBytes: number; peakBytes: number }; resetPeak?: () => void };
+  if (typeof b.memory === 'function') {
+    let peak = 0, perAnswer = 0, live0 = 0;
+    return {
+      source: 'backend memory()',
+      start: () => b.resetPeak?.(),
+      beforeAnswer: () => {
+        b.resetPeak?.();
+        live0 = b.memory!().liveBytes;
+      },
+      afterAnswer: () => {
+        const m = b.memory!();
+        peak = Math.max(peak, m.peakBytes);
+        perAnswer = Math.max(perAnswer, m.peakBytes - live0);
+      },
+      result: (weightsBytes) => ({ source: 'backend memory()', weightsBytes, peakBytes: peak, perAnswerPeakBytes: b.resetPeak ? perAnswer : null }),
+    };
+  }
+  let rss0 = 0, peak = 0;
+  return {
+    source: 'process RSS delta',
+    start: () => {
+      rss0 = process.memoryUsage().rss;
+    },
+    beforeAnswer: () => {},
+    afterAnswer: () => {
+      peak = Math.max(peak, process.memoryUsage().rss - rss0);
+    },
+    result: (weightsBytes) => ({ source: 'process RSS delta', weightsBytes, peakBytes: peak, perAnswerPeakBytes: null }),
+  };
+}
+
+const TYPE_ORDER = ['color', 'shape', 'count', 'exist', 'position', 'describe'];
+
+function typesOf(questions: readonly Question[]): string[] {
+  const seen = [...new Set(questions.map((q) => q.type))];
+  return [...TYPE_ORDER.filter((t) => seen.includes(t)), ...seen.filter((t) => !TYPE_ORDER.includes(t)).sort()];
+}
+
+function accuracyOf(questions: readonly Question[], pred: (i: number) => string | undefined, types: string[]) {
+  const correct: Record<string, number> = {}, counts: Record<string, number> = {}, accuracy: Record<string, number> = {};
+  for (const t of [...types, 'overall']) (correct[t] = 0), (counts[t] = 0);
+  questions.forEach((q, i) => {
+    const p = pred(i);
+    if (p === undefined) return;
+    const ok = normalizeAnswer(p) === normalizeAnswer(q.answer) ? 1 : 0;
+    correct[q.type]! += ok;
+    counts[q.type]! += 1;
+    correct.overall! += ok;
+    counts.overall! += 1;
+  });
+  for (const t of Object.keys(counts)) accuracy[t] = counts[t]! ? correct[t]! / counts[t]! : NaN;
+  return { correct, counts, accuracy };
+}
+
+interface EvalArgs {
+  split: string;
+  backend?: string;
+  limit: number | null;
+  maxNewTokens: number;
+  jpeg: boolean;
+  models: { name: string; dir: string; pytorchNames: string[] }[];
+  pytorch: string;
+  pytorchGiven: boolean;
+  out: string | null;
+  json: boolean;
+  verbose: boolean;
+}
+
+function intArg(p: ParsedArgs, key: string, min: number): number | undefined {
+  const v = p.flags.get(key);
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (v === '' || !Number.isInteger(n) || n < min) throw new UsageError(`--${key} must be an integer ≥ ${min}, got '${String(v)}'`);
+  return n;
+}
+
+function parse(args: string[]): EvalArgs | 'help' {
+  let p: ParsedArgs;
+  try {
+    p = parseArgs(args, {
+      boolean: ['json', 'jpeg', 'verbose', 'help'],
+      string: ['split', 'backend', 'limit', 'max-tokens', 'lavi', 'concat', 'pytorch', 'out'],
+    }, 'lavi eval');
+  } catch (e) {
+    throw new UsageError((e as Error).message.replace(/^lavi eval: /, ''));
+  }
+  if (p.flags.has('help')) return 'help';
+  if (p.positional.length) throw new UsageError(`unexpected argument '${p.positional[0]}'`);
+  const backend = p.flags.get('backend') as string | undefined;
+  if (backend !== undefined && !hasBackend(backend)) {
+    throw new UsageError(`unknown backend '${backend}' (available: ${listBackends().map((r) => r.name).filter((n) => n !== 'meta').join(', ')})`);
+  }
+  const root = packageRoot();
+  const weights = join(root, 'models', 'weights');
+  const limit = intArg(p, 'limit', 1) ?? null;
+  const str = (k: string) => p.flags.get(k) as string | undefined;
+  const outFlag = str('out');
+  return {
+    split: resolve(str('split') ?? join(root, 'examples', 'vqa', 'test')),
+    backend,
+    limit,
+    maxNewTokens: intArg(p, 'max-tokens', 1) ?? 32,
+    jpeg: p.flags.has('jpeg'),
+    models: [
+      { name: 'LaVi', dir: resolve(str('lavi') ?? join(weights, 'lavi-vqa')), pytorchNames: ['lavi-vqa', 'lavi'] },
+      { name: 'concat', dir: resolve(str('concat') ?? join(weights, 'concat-vqa')), pytorchNames: ['concat-vqa', 'concat'] },
+    ],
+    pytorch: resolve(str('pytorch') ?? join(weights, 'eval-pytorch.json')),
+    pytorchGiven: str('pytorch') !== undefined,
+    out: outFlag !== undefined ? resolve(outFlag) : limit === null ? join(weights, 'eval-engine.json') : null,
+    json: p.flags.has('json'),
+    verbose: p.flags.has('verbose'),
+  };
+}
+
+async function readQuestions(split: string): Promise<Question[]> {
+  const path = join(split, 'questions.jsonl');
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    throw new Error(`cannot read ${path} (${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message})`);
+  }
+  const out: Question[] = [];
+  text.split('\n').forEach((line, i) => {
+    if (line.trim() === '') return;
+    let q: unknown;
+    try {
+      q = JSON.parse(line);
+    } catch (e) {
+      throw new Error(`${path}:${i + 1}: not valid JSON (${(e as Error).message})`);
+    }
+    if (!isObj(q) || typeof q.image !== 'string' || typeof q.question !== 'string' || typeof q.answer !== 'string' || typeof q.type !== 'string') {
+      throw new Error(`${path}:${i + 1}: expected {image, question, answer, type} strings`);
+    }
+    out.push({ image: q.image, jpeg: typeof q.jpeg === 'string' ? q.jpeg : undefined, question: q.question, answer: q.answer, type: q.type });
+  });
+  if (out.length === 0) throw new Error(`${path}: no questions`);
+  return out;
+}
+
+/** A path relative to the package when it is inside it, else absolute. */
+function shortPath(p: string): string {
+  const r = relative(packageRoot(), p);
+  return r && !r.startsWith('..') && !isAbsolute(r) ? r : p;
+}
+
+const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0);
+
+async function evalModel(
+  m: EvalArgs['models'][number],
+  backend: Backend,
+  questions: readonly Question[],
+  a: EvalArgs,
+  pytorchRoot: Json | null,
+  progress: (msg: string, done?: boolean) => void,
+): Promise<ModelEval> {
+  const probe = memoryProbe(backend);
+  probe.start();
+  const rt = await LaviRuntime.create({ modelDir: m.dir, backend });
+  const types = typesOf(questions);
+  const results: AskResult[] = [];
+  try {
+    const info = rt.info();
+    for (let i = 0; i < questions.length; i++) {
+      const q = questions[i]!;
+      const file = a.jpeg ? q.jpeg : q.image;
+      if (!file) throw new Error(`question ${i + 1} has no ${a.jpeg ? 'jpeg' : 'image'} file`);
+      probe.beforeAnswer();
+      const r = await rt.ask(join(a.split, file), q.question, { maxNewTokens: a.maxNewTokens });
+      probe.afterAnswer();
+      results.push(r);
+      if (a.verbose) {
+        const ok = normalizeAnswer(r.answer) === normalizeAnswer(q.answer);
+        progress(`${m.name} ${String(i + 1).padStart(4)} [${q.type}] ${ok ? 'ok  ' : 'MISS'} ${q.question} → ${JSON.stringify(r.answer)}${ok ? '' : ` (expected ${JSON.stringify(q.answer)})`}`);
+      } else if ((i + 1) % 25 === 0 || i + 1 === questions.length) {
+        progress(`${m.name}: ${i + 1}/${questions.length} questions`, i + 1 === questions.length);
+      }
+    }
+    const acc = accuracyOf(questions, (i) => results[i]!.answer, types);
+    const costs = results.map((r) => r.cost!);
+    const totalDecodeMs = results.reduce((s, r) => s + r.timings.decodeMs, 0);
+    const decodeTokens = results.reduce((s, r) => s + Math.max(0, r.tokens.length - 1), 0);
+    const ev: ModelEval = {
+      name: m.name,
+      dir: shortPath(m.dir),
+      mode: info.mode,
+      parameters: info.parameters.total,
+      questions: questions.length,
+      ...acc,
+      flopsPerAnswer: {
+        vision: mean(costs.map((c) => c.visionFlops)),
+        llm: mean(costs.map((c) => c.llmFlops)),
+        llmPrefill: mean(costs.map((c) => c.prefillFlops)),
+        llmDecode: mean(costs.map((c) => c.llmFlops - c.prefillFlops)),
+        total: mean(costs.map((c) => c.totalFlops)),
+      },
+      visualTokensInContext: info.mode === 'concat' ? results[0]!.visualTokens : 0,
+      memory: probe.result(info.weightBytes),
+      latency: {
+        meanAnswerMs: mean(results.map((r) => r.timings.totalMs)),
+        meanTtftMs: mean(results.map((r) => r.timings.ttftMs)),
+        meanEncodeMs: mean(results.map((r) => r.timings.encodeMs)),
+        meanPrefillMs: mean(results.map((r) => r.timings.prefillMs)),
+        tokensPerSecond: totalDecodeMs > 0 ? (decodeTokens * 1000) / totalDecodeMs : 0,
+        meanAnswerTokens: mean(results.map((r) => r.tokens.length)),
+      },
+      pytorch: null,
+      predictions: results.map((r, i) => ({
+        index: i,
+        type: questions[i]!.type,
+        answer: questions[i]!.answer,
+        prediction: r.answer,
+        correct: normalizeAnswer(r.answer) === normalizeAnswer(questions[i]!.answer),
+        tokens: r.tokens.length,
+        ms: Math.round(r.timings.totalMs * 10) / 10,
+      })),
+    };
+    const pt = pytorchRoot ? pytorchModel(pytorchRoot, [basename(m.dir), ...m.pytorchNames], questions, a.jpeg) : null;
+    if (pt) {
+      const have = questions.map((_, i) => pt.rows.has(i));
+      const compared = have.filter(Boolean).length;
+      const ptAcc = accuracyOf(questions, (i) => pt.rows.get(i)?.prediction, types);
+      // The engine's accuracy over the same questions PyTorch answered (all of them, normally).
+      const engAcc = accuracyOf(questions, (i) => (have[i] ? results[i]!.answer : undefined), types);
+      const diff: Record<string, number> = {};
+      for (const t of Object.keys(ptAcc.accuracy)) diff[t] = (engAcc.accuracy[t]! - ptAcc.accuracy[t]!) * 100;
+      const differing: NonNullable<ModelEval['pytorch']>['differing'] = [];
+      let tokenCompared = 0, tokensDiffering = 0;
+      questions.forEach((q, i) => {
+        const p = pt.rows.get(i);
+        if (!p) return;
+        const r = results[i]!;
+        if (p.tokenIds) {
+          tokenCompared++;
+          // PyTorch decodes at most 32 tokens; compare over what both produced within that budget.
+          const n = Math.min(p.tokenIds.length, a.maxNewTokens);
+          if (r.tokens.slice(0, n).join() !== p.tokenIds.slice(0, n).join()) tokensDiffering++;
+        }
+        if (normalizeAnswer(p.prediction) !== normalizeAnswer(r.answer)) {
+          differing.push({ index: i, question: q.question, engine: r.answer, pytorch: p.prediction, pytorchMinMargin: p.minMargin });
+        }
+      });
+      ev.pytorch = {
+        accuracy: ptAcc.accuracy,
+        accuracyDiffPoints: diff,
+        answersDiffering: differing.length,
+        compared,
+        tokenSequencesDiffering: tokenCompared ? tokensDiffering : null,
+        statedAccuracy: pt.stated,
+        differing,
+      };
+    }
+    return ev;
+  } finally {
+    rt.dispose();
+  }
+}
+
+// ---- formatting ---------------------------------------------------------------------------------------------
+
+function fmtFlops(n: number): string {
+  if (n >= 1e12) return `${(n / 1e12).toFixed(2)} T`;
+  if (n >= 1e9) return `${(n / 1e9).toFixed(2)} G`;
+  if (n >= 1e6) return `${(n / 1e6).toFixed(1)} M`;
+  return `${(n / 1e3).toFixed(1)} k`;
+}
+
+function fmtBytes(n: number): string {
+  if (n >= 2 ** 30) return `${(n / 2 ** 30).toFixed(2)} GiB`;
+  if (n >= 2 ** 20) return `${(n / 2 ** 20).toFixed(1)} MiB`;
+  return `${(n / 2 ** 10).toFixed(0)} KiB`;
+}
+
+const pct = (x: number | undefined) => (x === undefined || Number.isNaN(x) ? '—' : (x * 100).toFixed(1));
+const signed = (x: number) => (Number.isNaN(x) ? '—' : `${x >= 0 ? '+' : ''}${x.toFixed(1)}`);
+
+function table(rows: string[][], rightFrom = 1): string {
+  const w = rows[0]!.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length)));
+  return rows.map((r) => r.map((cell, c) => (c < rightFrom ? cell.padEnd(w[c]!) : cell.padStart(w[c]!))).join('  ').trimEnd()).join('\n');
+}
+
+export function formatEval(t: EvalTable): string {
+  const types = [...new Set(t.models.flatMap((m) => Object.keys(m.accuracy)).filter((k) => k !== 'overall'))];
+  const ordered = [...TYPE_ORDER.filter((x) => types.includes(x)), ...types.filter((x) => !TYPE_ORDER.includes(x))];
+  const out: string[] = [];
+  out.push(`lavi eval: ${t.questions} questions from ${t.split}${t.limit !== null ? ` (--limit ${t.limit})` : ''}, ${t.imageFormat.toUpperCase()} images, on ${t.backend.name} (${t.backend.description})`);
+  out.push(`greedy, at most ${t.maxNewTokens} answer tokens; ${t.rule}`);
+  out.push('');
+  const accRows: string[][] = [['accuracy (%)', ...ordered, 'overall']];
+  for (const m of t.models) accRows.push([`${m.name} (engine)`, ...ordered.map((x) => pct(m.accuracy[x])), pct(m.accuracy.overall)]);
+  for (const m of t.models) if (m.pytorch?.compared) accRows.push([`${m.name} (PyTorch)`, ...ordered.map((x) => pct(m.pytorch!.accuracy[x])), pct(m.pytorch.accuracy.overall)]);
+  accRows.push(['questions', ...ordered.map((x) => String(t.models[0]?.counts[x] ?? 0)), String(t.models[0]?.counts.overall ?? 0)]);
+  out.push(table(accRows));
+  out.push('');
+  if (t.models.some((m) => m.pytorch)) {
+    const rows: string[][] = [['agreement with PyTorch', 'Δ accuracy (points)', 'answers that differ', 'token sequences that differ']];
+    for (const m of t.models) {
+      const p = m.pytorch;
+      if (!p || p.compared === 0) {
+        rows.push([m.name, '—', p ? 'no matching questions' : 'no PyTorch results', '—']);
+        continue;
+      }
+      rows.push([m.name, signed(p.accuracyDiffPoints.overall ?? NaN), `${p.answersDiffering} / ${p.compared}`, p.tokenSequencesDiffering === null ? '—' : `${p.tokenSequencesDiffering} / ${p.compared}`]);
+    }
+    out.push(table(rows));
+    out.push('');
+  }
+  const memSource = t.models[0]?.memory.source ?? 'backend memory()';
+  const rows: string[][] = [[
+    'per answer', 'vision FLOPs', 'LLM FLOPs', 'total FLOPs', 'ctx visual tokens', 'weights', `peak memory (${memSource})`, 'mean latency', 'TTFT', 'tokens/s',
+  ]];
+  for (const m of t.models) {
+    const mem = m.memory.perAnswerPeakBytes !== null ? `${fmtBytes(m.memory.peakBytes)} (+${fmtBytes(m.memory.perAnswerPeakBytes)} per answer)` : fmtBytes(m.memory.peakBytes);
+    rows.push([
+      m.name, fmtFlops(m.flopsPerAnswer.vision), fmtFlops(m.flopsPerAnswer.llm), fmtFlops(m.flopsPerAnswer.total), String(m.visualTokensInContext),
+      fmtBytes(m.memory.weightsBytes), mem, `${m.latency.meanAnswerMs.toFixed(0)} ms`, `${m.latency.meanTtftMs.toFixed(0)} ms`, m.latency.tokensPerSecond.toFixed(1),
+    ]);
+  }
+  out.push(table(rows));
+  return out.join('\n');
+}
+
+// ---- command ------------------------------------------------------------------------------------------------
+
+export async function run(args: string[]): Promise<number> {
+  let a: EvalArgs | 'help';
+  try {
+    a = parse(args);
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    console.error(`lavi eval: ${e.message} (see 'lavi eval --help')`);
+    return 2;
+  }
+  if (a === 'help') {
+    console.log(HELP);
+    return 0;
+  }
+  const verbose = a.verbose;
+  // Progress on stderr: every question with --verbose, else a counter line on a terminal.
+  const progress = (msg: string, done = false) => {
+    if (verbose) console.error(msg);
+    else if (process.stderr.isTTY) process.stderr.write(`\r${msg}\x1b[K${done ? '\n' : ''}`);
+  };
+  try {
+    let questions = await readQuestions(a.split);
+    const total = questions.length;
+    if (a.limit !== null) questions = questions.slice(0, a.limit);
+    for (const m of a.models) if (!existsSync(m.dir)) throw new Error(`model directory ${m.dir} does not exist`);
+    let pytorchRoot: Json | null = null;
+    if (existsSync(a.pytorch)) {
+      try {
+        const j = JSON.parse(await readFile(a.pytorch, 'utf8')) as unknown;
+        if (!isObj(j)) throw new Error('not a JSON object');
+        pytorchRoot = j;
+      } catch (e) {
+        throw new Error(`${a.pytorch}: ${(e as Error).message}`);
+      }
+    } else if (a.pytorchGiven) {
+      throw new Error(`${a.pytorch}: no such file`);
+    }
+    const backend = a.backend ? await getBackend(a.backend) : (await bestBackend()).backend;
+    const models: ModelEval[] = [];
+    for (const m of a.models) models.push(await evalModel(m, backend, questions, a, pytorchRoot, progress));
+    const info = backend.info();
+    const tableJson: EvalTable = {
+      date: new Date().toISOString(),
+      split: shortPath(a.split),
+      questions: questions.length,
+      limit: a.limit !== null && a.limit < total ? a.limit : null,
+      imageFormat: a.jpeg ? 'jpeg' : 'png',
+      maxNewTokens: a.maxNewTokens,
+      rule: 'exact match after trimming, lowercasing and dropping a final period',
+      backend: { name: info.name, description: info.description },
+      models,
+    };
+    if (a.out) {
+      await mkdir(dirname(a.out), { recursive: true });
+      await writeFile(a.out, JSON.stringify(tableJson, null, 1) + '\n');
+    }
+    if (a.json) console.log(JSON.stringify(tableJson, null, 1));
+    else {
+      console.log(formatEval(tableJson));
+      console.log(a.out ? `\nwritten to ${shortPath(a.out)}` : '\n(--limit run: not written; pass --out FILE to keep it)');
+    }
+    return 0;
+  } catch (e) {
+    console.error(`lavi eval: ${(e instanceof Error ? e.message : String(e)).split('\n')[0]}`);
+    return 1;
+  } finally {
+    await releaseAllBackends();
+  }
+}
