@@ -1,0 +1,132 @@
+// The shipped LaVi VQA checkpoint (models/weights/lavi-vqa) through the library API:
+//   1. the PyTorch golden (test/fixtures/vqa/logits-golden.safetensors, written by models/reference/eval_vqa.py
+//      golden: float64 PyTorch on the shipped float16 weights) — the prompt ids our tokenizer and chat template
+//      make, the decoded PNG, the pixel values, the logits at every prompt position (NMSE ≤ 1e-6) and the greedy
+//      answer ids (exact, stop token included);
+//   2. held-out questions (PNG) from examples/vqa/test: the engine's answers equal PyTorch's predictions in
+//      models/weights/eval-pytorch.json and match the reference answers (most of them — the model is small).
+//
+// Backend: 'cpu' by name, deliberately — the CPU reference is the backend the goldens are defined against
+// (float64 accumulation), and it is the fastest CPU backend registered in this build for a model this size;
+// the whole file runs in well under 60 s on it.
+//
+// Without the checkpoint or the fixtures in the tree, no test is registered and a NOTE says so.
+
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { SafetensorsFile } from '../core/safetensors/reader.js';
+import { preprocessImage } from '../models/image.js';
+import { LaviRuntime, loadImage, packageRoot } from '../models/runtime.js';
+
+const BACKEND = 'cpu';
+const root = packageRoot();
+const modelDir = join(root, 'models', 'weights', 'lavi-vqa');
+const goldenPath = join(root, 'test', 'fixtures', 'vqa', 'logits-golden.safetensors');
+const split = join(root, 'examples', 'vqa', 'test');
+const evalPytorchPath = join(root, 'models', 'weights', 'eval-pytorch.json');
+const missing = [join(modelDir, 'model.safetensors'), goldenPath, join(split, 'questions.jsonl'), evalPytorchPath].filter((p) => !existsSync(p));
+
+interface Question {
+  image: string;
+  question: string;
+  answer: string;
+  type: string;
+}
+
+function normalize(s: string): string {
+  let t = s.trim().toLowerCase();
+  if (t.endsWith('.')) t = t.slice(0, -1).trimEnd();
+  return t;
+}
+
+function nmse(got: ArrayLike<number>, want: ArrayLike<number>): { nmse: number; maxAbs: number } {
+  assert.is(got.length, want.length, 'sizes differ');
+  let num = 0, den = 0, maxAbs = 0;
+  for (let i = 0; i < got.length; i++) {
+    const e = got[i]! - want[i]!;
+    num += e * e;
+    den += want[i]! * want[i]!;
+    maxAbs = Math.max(maxAbs, Math.abs(e));
+  }
+  return { nmse: num / Math.max(den, 1e-30), maxAbs };
+}
+
+let rt: LaviRuntime;
+const t0 = Date.now();
+
+if (missing.length) {
+  console.log(`NOTE: shipped VQA checkpoint/fixtures not in the tree (${missing.map((p) => p.slice(root.length)).join(', ')}): skipped`);
+} else {
+  test.before(async () => {
+    rt = await LaviRuntime.create({ modelDir, backend: BACKEND });
+  });
+  test.after(() => {
+    rt?.dispose();
+    console.log(`NOTE: vqa-shipped on '${BACKEND}' in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  });
+
+  test('PyTorch golden: prompt ids, image, pixels, logits at every prompt position (NMSE ≤ 1e-6), greedy ids (exact)', async () => {
+    const f = await SafetensorsFile.open(goldenPath);
+    try {
+      const picked = JSON.parse(f.metadata.questions!) as (Question & { key: string; prediction: string })[];
+      assert.ok(picked.length >= 3);
+      for (const q of picked) {
+        const ids = Array.from((await f.read(`${q.key}.input_ids`)).data);
+        assert.equal(rt.encodePrompt(q.question), ids, `${q.key}: prompt ids`);
+        // Decoding: our PNG decoder gives PyTorch's (PIL's) pixels exactly.
+        const img = await loadImage(join(split, q.image));
+        const u8 = await f.read(`${q.key}.image`);
+        assert.equal(u8.shape, [img.height, img.width, 3]);
+        assert.equal(Array.from(img.data), Array.from(u8.data), `${q.key}: decoded pixels`);
+        const pixels = preprocessImage(img, rt.config.vision_config);
+        const px = await f.read(`${q.key}.pixel_values`);
+        assert.equal(pixels.shape, px.shape);
+        const p = nmse(pixels.data, px.data as Float32Array);
+        assert.ok(p.maxAbs <= 1e-6, `${q.key}: pixel values differ by ${p.maxAbs}`);
+        // Logits at every prompt position, from the golden pixels.
+        const want = await f.read(`${q.key}.logits`);
+        rt.model.prefill(ids, { data: px.data as Float32Array, shape: px.shape as [number, number, number, number] }, { allLogits: true });
+        const got = (await rt.model.logits!.read()) as Float32Array;
+        assert.equal(rt.model.logits!.shape, [1, ...want.shape]);
+        const l = nmse(got, want.data as Float32Array);
+        assert.ok(l.nmse <= 1e-6, `${q.key}: logits NMSE ${l.nmse.toExponential(2)} (max |Δ| ${l.maxAbs.toExponential(2)})`);
+        rt.model.reset();
+        // Greedy answer through the runtime, from the PNG file.
+        const answerIds = Array.from((await f.read(`${q.key}.answer_ids`)).data);
+        const r = await rt.ask(join(split, q.image), q.question, { maxNewTokens: 32 });
+        assert.equal(r.tokens, answerIds, `${q.key}: greedy tokens`);
+        assert.is(r.answer, q.prediction.trim());
+      }
+    } finally {
+      await f.close();
+    }
+  });
+
+  test('held-out questions (PNG): the engine answers as PyTorch does, and mostly right', async () => {
+    const questions = readFileSync(join(split, 'questions.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Question);
+    const pt = JSON.parse(readFileSync(evalPytorchPath, 'utf8')) as {
+      models: Record<string, { predictions: { index: number; prediction: string; token_ids: number[]; min_margin: number }[] }>;
+    };
+    const preds = pt.models['lavi-vqa']!.predictions;
+    // Two questions of each short-answer type and one description: 11 questions.
+    const chosen: number[] = [];
+    for (const type of ['color', 'shape', 'count', 'exist', 'position', 'describe']) {
+      const idx = questions.map((q, i) => (q.type === type ? i : -1)).filter((i) => i >= 0);
+      chosen.push(...idx.slice(0, type === 'describe' ? 1 : 2));
+    }
+    let right = 0;
+    for (const i of chosen) {
+      const q = questions[i]!;
+      const r = await rt.ask(join(split, q.image), q.question, { maxNewTokens: 32 });
+      const p = preds.find((x) => x.index === i)!;
+      assert.equal(r.tokens, p.token_ids, `question ${i} (${q.question}): tokens differ from PyTorch's (min margin ${p.min_margin})`);
+      assert.is(r.answer, p.prediction.trim());
+      if (normalize(r.answer) === normalize(q.answer)) right++;
+    }
+    assert.ok(right >= Math.ceil(chosen.length * 0.7), `only ${right}/${chosen.length} answers right`);
+  });
+}
+
+test.run();
