@@ -22,7 +22,7 @@ import {
   type RuntimeOptions,
 } from '../models/runtime.js';
 import { countParameters } from '../models/weights.js';
-import { ByteTokenizer, CHAT_TEMPLATE, SPECIAL, makeTinyModel, tempDir, testImage } from './runtime-helpers.js';
+import { ByteTokenizer, CHAT_TEMPLATE, SPECIAL, encodePng, makeTinyModel, tempDir, testImage } from './runtime-helpers.js';
 
 const tmp = tempDir();
 const laviDir = join(tmp.dir, 'lavi');
@@ -130,6 +130,30 @@ test('the image matters: different images give different prompt logits', async (
   let diff = 0;
   for (let i = 0; i < a.length; i++) diff = Math.max(diff, Math.abs(a[i]! - b[i]!));
   assert.ok(diff > 1e-3, `logits barely change with the image (${diff})`);
+  rt.dispose();
+});
+
+test('without an injected tokenizer, dir/tokenizer.json is loaded (models/tokenizer.ts) and encodes the same', async () => {
+  const rt = await LaviRuntime.create({ modelDir: laviDir, backend: 'cpu' });
+  assert.ok(!(rt.tokenizer instanceof ByteTokenizer));
+  for (const q of [Q, 'Ünïcödé — and emoji 🐱?', '  spaces  ']) assert.equal(rt.encodePrompt(q), tokenizer.encode(rt.formatPrompt(q)));
+  const ref = await runtime();
+  assert.equal((await rt.ask(IMG, Q, { maxNewTokens: 6 })).tokens, (await ref.ask(IMG, Q, { maxNewTokens: 6 })).tokens);
+  rt.dispose();
+  ref.dispose();
+});
+
+test('an image as a PNG path, as PNG bytes, or as decoded pixels gives the same answer', async () => {
+  const rt = await runtime();
+  const bytes = encodePng(IMG);
+  const path = join(tmp.dir, 'img.png');
+  writeFileSync(path, bytes);
+  const a = await rt.ask(IMG, Q, { maxNewTokens: 6 });
+  const b = await rt.ask(path, Q, { maxNewTokens: 6 });
+  const c = await rt.ask(bytes, Q, { maxNewTokens: 6 });
+  assert.equal(b.tokens, a.tokens);
+  assert.equal(c.tokens, a.tokens);
+  assert.ok(b.timings.imageMs > 0);
   rt.dispose();
 });
 
