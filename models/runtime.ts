@@ -206,8 +206,9 @@ async function isFile(p: string): Promise<boolean> {
 }
 
 /** Checks a model directory has everything before anything is loaded; one error naming all that is missing. */
-async function checkModelDir(dir: string, needTokenizer: boolean): Promise<void> {
+async function checkModelDir(dir: string, needTokenizer: boolean, isDefault: boolean): Promise<void> {
   const st = await stat(dir).catch(() => null);
+  if (!st && isDefault) throw new ModelDirError(`the bundled checkpoint ${dir} is not in this build; give a model directory (modelDir, or --model DIR)`);
   if (!st) throw new ModelDirError(`model directory ${dir} does not exist`);
   if (!st.isDirectory()) throw new ModelDirError(`model directory ${dir} is not a directory`);
   const missing: string[] = [];
@@ -348,7 +349,7 @@ export class LaviRuntime {
   /** Loads the checkpoint and tokenizer onto the chosen backend. */
   static async create(opts: RuntimeOptions = {}): Promise<LaviRuntime> {
     const modelDir = opts.modelDir ?? defaultModelDir();
-    await checkModelDir(modelDir, !opts.tokenizer);
+    await checkModelDir(modelDir, !opts.tokenizer, opts.modelDir === undefined);
     const { config, chatTemplate } = await readConfig(modelDir);
     const { backend, choice } = await resolveBackend(opts);
     let tokenizer = opts.tokenizer;
