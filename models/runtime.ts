@@ -24,8 +24,10 @@ import { argmax } from '../ops/index.js';
 import { parseConfig, visualTokensPerImage, type ModelConfig } from './config.js';
 import { sampleToken, type SamplingOptions } from './generate.js';
 import { preprocessImage, type PixelBatch, type RGBImage } from './image.js';
+import { decodeImage } from './image_io.js';
 import { ImageEncoding, LaviModel, type ModelOptions } from './lavi.js';
 import { createRng, type Rng } from './rng.js';
+import { Tokenizer } from './tokenizer.js';
 import { countParameters } from './weights.js';
 
 // ---- errors ------------------------------------------------------------------------------------------------
@@ -236,30 +238,6 @@ async function readConfig(dir: string): Promise<{ config: ModelConfig; chatTempl
   return { config, chatTemplate: (t as string | undefined) ?? DEFAULT_TEMPLATE };
 }
 
-// models/tokenizer.ts and models/image_io.ts are being written alongside this file; until they land they are
-// imported by a computed specifier so this file compiles without them.
-// TODO(integration): static imports once they are in.
-async function lateImport<T>(file: string): Promise<T> {
-  const spec = file;
-  return (await import(spec)) as T;
-}
-
-async function tokenizerFromFile(path: string): Promise<TextTokenizer> {
-  const mod = await lateImport<{ Tokenizer: { fromFile(p: string): TextTokenizer | Promise<TextTokenizer> } }>('./tokenizer.js');
-  return await mod.Tokenizer.fromFile(path);
-}
-
-async function decodeImageBytes(bytes: Uint8Array, source: string): Promise<RGB8Image> {
-  let mod: { decodeImage(b: Uint8Array, opts: { source: string }): RGB8Image };
-  try {
-    mod = await lateImport('./image_io.js');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND') throw new Error('decoding PNG/JPEG files needs models/image_io, which is not in this build; pass decoded pixels');
-    throw e;
-  }
-  return mod.decodeImage(bytes, { source });
-}
-
 function describeError(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
@@ -286,7 +264,7 @@ export async function loadImage(src: ImageSource): Promise<RGB8Image> {
 async function decodeBytes(bytes: Uint8Array, source: string): Promise<RGB8Image> {
   if (bytes.length === 0) throw new ImageError(`image ${source}: empty file`);
   try {
-    return await decodeImageBytes(bytes, source);
+    return decodeImage(bytes, { source });
   } catch (e) {
     // image_io's messages already start with "image <source>:".
     const msg = describeError(e);
@@ -356,7 +334,7 @@ export class LaviRuntime {
     if (!tokenizer) {
       const path = join(modelDir, 'tokenizer.json');
       try {
-        tokenizer = await tokenizerFromFile(path);
+        tokenizer = Tokenizer.fromFile(path);
       } catch (e) {
         const msg = describeError(e);
         throw new ModelDirError(msg.includes(path) ? msg : `${path}: ${msg}`);
