@@ -1,0 +1,171 @@
+// Generated fused attention and rotary embedding.
+//
+// attention_rows(q, k, v, out, mask, scratch, B, Tq, S, Hq, Hkv, D, Dv, keyLength, qOffset, causal, scale,
+//                ms0, ms1, ms2, ms3, r0, r1):
+//   for output rows r0 ≤ r < r1 (r = (b·Tq + t)·Hq + h, the layout of out [B, Tq, Hq, Dv]):
+//     scores_j = q·k_j · scale (+ mask[b·ms0 + h·ms1 + t·ms2 + j·ms3]) for the visible keys, four keys at a time
+//     (four dot products, one transpose-add), into `scratch` (keyLength floats per thread);
+//     softmax in place (vector exp); out = Σ_j p_j v_j, accumulated in registers 16 floats of Dv at a time.
+//   Grouped-query heads: query head h reads kv head h / (Hq/Hkv). A row that sees no key is zeros.
+// rope(x, out, cos, sin, rows, T, H, D, half, rotaryDim): rotate-half RoPE with cos/sin tables [T, half]
+//   (angles computed on the host in float64); rows = B·T.
+
+import { f32, f32x4, i32, type Expr, type Local, type ModuleBuilder, v128 } from './emitter.js';
+import { hsum, hsum4 } from './gen-gemv.js';
+import { rowLoop, softmaxTail } from './gen-norm.js';
+
+export function genAttention(m: ModuleBuilder): void {
+  const P = Array(23).fill('i32') as 'i32'[];
+  const params = [...P.slice(0, 16), 'f32', ...P.slice(0, 6)] as ('i32' | 'f32')[];
+  m.func('attention_rows', params, [], (f, q, k, v, out, mask, scratch, B, Tq, S, Hq, Hkv, D, Dv, keyLength, qOffset, causal, scale, ms0, ms1, ms2, ms3, r0, r1) => {
+    const row = f.local('i32'), h = f.local('i32'), t = f.local('i32'), b = f.local('i32'), kh = f.local('i32');
+    const visible = f.local('i32'), j = f.local('i32'), d = f.local('i32'), vis4 = f.local('i32');
+    const qp = f.local('i32'), op = f.local('i32'), mp = f.local('i32'), kp = f.local('i32'), vp = f.local('i32');
+    const kStride = f.local('i32', i32.shl(i32.mul(Hkv, D), 2)); // bytes between consecutive keys
+    const vStride = f.local('i32', i32.shl(i32.mul(Hkv, Dv), 2));
+    const group = f.local('i32', i32.div_s(Hq, Hkv));
+    const D4 = f.local('i32', i32.and(D, -4));
+    const Dv4 = f.local('i32', i32.and(Dv, -4));
+    const Dv16 = f.local('i32', i32.and(Dv, -16));
+    const a0 = f.local('v128'), a1 = f.local('v128'), a2 = f.local('v128'), a3 = f.local('v128');
+    const qv = f.local('v128'), t0 = f.local('v128'), t1 = f.local('v128'), pv = f.local('v128'), invv = f.local('v128');
+    const ms = f.local('f32'), ss = f.local('f32'), sum = f.local('v128'), mx = f.local('v128'), sc = f.local('f32');
+    const i = f.local('i32'), n4 = f.local('i32');
+    const scaleV = f.local('v128', f32x4.splat(scale));
+    const accs = [a0, a1, a2, a3];
+
+    f.for(row, r0, r1, 1, () => {
+      f.set(h, i32.rem_u(row, Hq));
+      f.set(t, i32.rem_u(i32.div_u(row, Hq), Tq));
+      f.set(b, i32.div_u(row, i32.mul(Hq, Tq)));
+      f.set(kh, i32.div_u(h, group));
+      f.set(visible, keyLength);
+      f.if(causal, () => f.set(visible, i32.min_s(keyLength, i32.add(i32.add(qOffset, t), 1))));
+      f.set(qp, i32.add(q, i32.shl(i32.mul(row, D), 2)));
+      f.set(op, i32.add(out, i32.shl(i32.mul(row, Dv), 2)));
+      const kRow = (jj: Expr | number) => i32.add(k, i32.add(i32.mul(i32.add(i32.mul(b, S), jj), kStride), i32.shl(i32.mul(kh, D), 2)));
+      const vRow = (jj: Expr | number) => i32.add(v, i32.add(i32.mul(i32.add(i32.mul(b, S), jj), vStride), i32.shl(i32.mul(kh, Dv), 2)));
+
+      // 1. Scores.
+      f.set(vis4, select4(visible, D, D4));
+      f.for(j, 0, vis4, 4, () => {
+        f.set(kp, kRow(j));
+        for (const a of accs) f.set(a, v128.zero());
+        f.for(d, 0, D4, 4, () => {
+          const off = i32.shl(d, 2);
+          f.set(qv, v128.load(i32.add(qp, off), 0, 0));
+          for (let u = 0; u < 4; u++) {
+            f.set(accs[u]!, f32x4.add(accs[u]!, f32x4.mul(qv, v128.load(i32.add(i32.add(kp, i32.mul(kStride, u)), off), 0, 0))));
+          }
+        });
+        f.v128_store(i32.add(scratch, i32.shl(j, 2)), f32x4.mul(hsum4(a0, a1, a2, a3, [t0, t1])(f), scaleV), 0, 0);
+      });
+      f.for(j, vis4, visible, 1, () => {
+        f.set(kp, kRow(j));
+        f.set(a0, v128.zero());
+        f.for(d, 0, D4, 4, () => {
+          const off = i32.shl(d, 2);
+          f.set(a0, f32x4.add(a0, f32x4.mul(v128.load(i32.add(qp, off), 0, 0), v128.load(i32.add(kp, off), 0, 0))));
+        });
+        f.set(sc, hsum(a0));
+        f.for(d, D4, D, 1, () => f.set(sc, f32.add(sc, f32.mul(f32.load(i32.add(qp, i32.shl(d, 2))), f32.load(i32.add(kp, i32.shl(d, 2)))))));
+        f.f32_store(i32.add(scratch, i32.shl(j, 2)), f32.mul(sc, scale));
+      });
+      f.if(i32.ne(mask, 0), () => {
+        f.set(mp, i32.add(mask, i32.shl(i32.add(i32.add(i32.mul(b, ms0), i32.mul(h, ms1)), i32.mul(t, ms2)), 2)));
+        f.for(j, 0, visible, 1, () => {
+          const sp = i32.add(scratch, i32.shl(j, 2));
+          f.f32_store(sp, f32.add(f32.load(sp), f32.load(i32.add(mp, i32.shl(i32.mul(j, ms3), 2)))));
+        });
+      });
+
+      // 2. Softmax over the visible scores (an empty or all-masked row gives p = 0 → zeros below).
+      f.set(n4, i32.and(visible, -4));
+      f.set(mx, v128.constF32(-Infinity, -Infinity, -Infinity, -Infinity));
+      rowLoop(f, i, visible, n4, (off, vec) => {
+        const x = vec ? v128.load(i32.add(scratch, off), 0, 0) : f32x4.splat(f32.load(i32.add(scratch, off)));
+        f.set(mx, f32x4.max(mx, x));
+      });
+      {
+        const tt = f.local('v128', f32x4.max(mx, v128.shuffle32(mx, mx, [2, 3, 0, 1])));
+        f.set(ms, f32.max(f32x4.extract_lane(tt, 0), f32x4.extract_lane(tt, 1)));
+      }
+      softmaxTail(f, scratch, visible, n4, i, ms, sum, ss);
+
+      // 3. out = Σ p_j v_j: 16 floats of Dv in registers at a time, then 4, then scalars.
+      f.for(d, 0, Dv16, 16, () => {
+        for (const a of accs) f.set(a, v128.zero());
+        f.set(vp, i32.add(vRow(0), i32.shl(d, 2)));
+        f.for(j, 0, visible, 1, () => {
+          f.set(pv, v128.load32_splat(i32.add(scratch, i32.shl(j, 2))));
+          for (let u = 0; u < 4; u++) f.set(accs[u]!, f32x4.add(accs[u]!, f32x4.mul(pv, v128.load(vp, u * 16, 0))));
+          f.inc(vp, vStride);
+        });
+        for (let u = 0; u < 4; u++) f.v128_store(i32.add(op, i32.shl(d, 2)), accs[u]!, u * 16, 0);
+      });
+      f.for(d, Dv16, Dv4, 4, () => {
+        f.set(a0, v128.zero());
+        f.set(vp, i32.add(vRow(0), i32.shl(d, 2)));
+        f.for(j, 0, visible, 1, () => {
+          f.set(a0, f32x4.add(a0, f32x4.mul(v128.load32_splat(i32.add(scratch, i32.shl(j, 2))), v128.load(vp, 0, 0))));
+          f.inc(vp, vStride);
+        });
+        f.v128_store(i32.add(op, i32.shl(d, 2)), a0, 0, 0);
+      });
+      f.for(d, Dv4, Dv, 1, () => {
+        f.set(sc, 0);
+        f.set(vp, i32.add(vRow(0), i32.shl(d, 2)));
+        f.for(j, 0, visible, 1, () => {
+          f.set(sc, f32.add(sc, f32.mul(f32.load(i32.add(scratch, i32.shl(j, 2))), f32.load(vp))));
+          f.inc(vp, vStride);
+        });
+        f.f32_store(i32.add(op, i32.shl(d, 2)), sc);
+      });
+      // A row with no visible key: zeros (the loops above did not run).
+      f.if(i32.le_s(visible, 0), () => {
+        f.for(d, 0, Dv, 1, () => f.f32_store(i32.add(op, i32.shl(d, 2)), 0));
+      });
+      void invv;
+    });
+  });
+
+  m.func('rope', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (f, x, out, cos, sin, rows, T, H, D, half, rot) => {
+    const r = f.local('i32'), hh = f.local('i32'), i = f.local('i32'), t = f.local('i32');
+    const base = f.local('i32'), cp = f.local('i32'), sp = f.local('i32'), xp = f.local('i32'), op = f.local('i32');
+    const h4 = f.local('i32', i32.and(half, -4));
+    const halfB = f.local('i32', i32.shl(half, 2));
+    const x1 = f.local('v128'), x2 = f.local('v128'), c = f.local('v128'), s = f.local('v128');
+    f.for(r, 0, rows, 1, () => {
+      f.set(t, i32.rem_u(r, T));
+      f.set(cp, i32.add(cos, i32.shl(i32.mul(t, half), 2)));
+      f.set(sp, i32.add(sin, i32.shl(i32.mul(t, half), 2)));
+      f.for(hh, 0, H, 1, () => {
+        f.set(base, i32.shl(i32.mul(i32.add(i32.mul(r, H), hh), D), 2));
+        f.set(xp, i32.add(x, base));
+        f.set(op, i32.add(out, base));
+        rowLoop(f, i, half, h4, (off, vec) => {
+          const ld = (p: Expr, o = 0) => (vec ? v128.load(i32.add(p, off), o, 0) : f32x4.splat(f32.load(i32.add(p, off), o)));
+          f.set(x1, ld(xp));
+          f.set(x2, ld(i32.add(xp, halfB)));
+          f.set(c, ld(cp));
+          f.set(s, ld(sp));
+          const y1 = f32x4.sub(f32x4.mul(x1, c), f32x4.mul(x2, s));
+          const y2 = f32x4.add(f32x4.mul(x2, c), f32x4.mul(x1, s));
+          if (vec) {
+            f.v128_store(i32.add(op, off), y1, 0, 0);
+            f.v128_store(i32.add(i32.add(op, halfB), off), y2, 0, 0);
+          } else {
+            f.f32_store(i32.add(op, off), f32x4.extract_lane(y1, 0));
+            f.f32_store(i32.add(i32.add(op, halfB), off), f32x4.extract_lane(y2, 0));
+          }
+        });
+        f.for(i, rot, D, 1, () => f.f32_store(i32.add(op, i32.shl(i, 2)), f32.load(i32.add(xp, i32.shl(i, 2)))));
+      });
+    });
+  });
+}
+
+/** Keys handled four at a time: all visible keys rounded down to 4 when D is a multiple of 4, else none. */
+function select4(visible: Local, D: Local, D4: Local): Expr {
+  return i32.and(i32.and(visible, -4), i32.sub(0, i32.eq(D, D4)));
+}

@@ -1,0 +1,193 @@
+// Generated matrix-vector kernels for decode (M = 1, or a few rows): the weights are streamed from memory exactly
+// once, so these are bound by memory bandwidth, not arithmetic. Packed bf16/f16 weights are widened in registers
+// (bf16: one interleave with zeros; f16: a handful of integer ops), so a bf16 weight costs half the bytes.
+//
+//   gemv_t_<dt>  weights [N, K] (Linear layout): four weight rows at a time, dot products against each x row, the
+//                four sums reduced across lanes with one 4×4 transpose-add.
+//   gemv_n_<dt>  weights [K, N]: y[j] += x[k]·B[k, j] over contiguous rows of B, four rows of B per pass over a
+//                column chunk of y that stays in L1.
+
+import { f32, f32x4, i32, i32x4, type Expr, type FnBuilder, type Local, type ModuleBuilder, v128 } from './emitter.js';
+import { ELEM_BYTES, type StoreDType, f16BitsToF32x4, load1, load4 } from './gen-gemm.js';
+
+/** Eight consecutive 16-bit floats at addr → [low four, high four] as f32x4. */
+function load8x16(raw: Expr, dtype: 'bf16' | 'f16'): [Expr, Expr] {
+  if (dtype === 'bf16') {
+    const z = v128.zero();
+    return [
+      v128.shuffle(z, raw, [0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23]),
+      v128.shuffle(z, raw, [8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31]),
+    ];
+  }
+  return [f16BitsToF32x4(i32x4.extend_low_i16x8_u(raw)), f16BitsToF32x4(i32x4.extend_high_i16x8_u(raw))];
+}
+
+/** (Σ lanes of a, Σ b, Σ c, Σ d) as one vector. */
+export function hsum4(a: Expr, b: Expr, c: Expr, d: Expr, tmp: [Local, Local]): (f: FnBuilder) => Expr {
+  return (f) => {
+    f.set(tmp[0], f32x4.add(v128.shuffle32(a, b, [0, 4, 1, 5]), v128.shuffle32(a, b, [2, 6, 3, 7]))); // a02 b02 a13 b13
+    f.set(tmp[1], f32x4.add(v128.shuffle32(c, d, [0, 4, 1, 5]), v128.shuffle32(c, d, [2, 6, 3, 7])));
+    return f32x4.add(v128.shuffle32(tmp[0], tmp[1], [0, 1, 4, 5]), v128.shuffle32(tmp[0], tmp[1], [2, 3, 6, 7]));
+  };
+}
+
+/** Σ of the four lanes. */
+export function hsum(a: Expr): Expr {
+  const t = f32x4.add(a, v128.shuffle32(a, a, [2, 3, 0, 1]));
+  return f32.add(f32x4.extract_lane(t, 0), f32x4.extract_lane(t, 1));
+}
+
+/**
+ * gemv_t_<dt>(x, ldx, w, bias, y, ldy, rows, K, M): y[m, n] = Σ_k x[m, k]·w[n, k] (+ bias[n]) for n < rows, m < M.
+ * w is [rows, K] contiguous; bias = 0 means none.
+ */
+export function genGemvT(m: ModuleBuilder, dt: StoreDType): string {
+  const name = `gemv_t_${dt}`;
+  const eb = ELEM_BYTES[dt];
+  m.func(name, ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (f, x, ldx, w, bias, y, ldy, rows, K, M) => {
+    const n = f.local('i32'), mm = f.local('i32'), k = f.local('i32'), r = f.local('i32');
+    const xp = f.local('i32'), yp = f.local('i32');
+    const w0 = f.local('i32'), w1 = f.local('i32'), w2 = f.local('i32'), w3 = f.local('i32');
+    const a0 = f.local('v128'), a1 = f.local('v128'), a2 = f.local('v128'), a3 = f.local('v128');
+    const x0 = f.local('v128'), x1 = f.local('v128');
+    const t0 = f.local('v128'), t1 = f.local('v128'), res = f.local('v128');
+    const s = f.local('f32'), xs = f.local('f32');
+    const rowBytes = f.local('i32', i32.mul(K, eb));
+    const ldxb = f.local('i32', i32.shl(ldx, 2)), ldyb = f.local('i32', i32.shl(ldy, 2));
+    const vecK = dt === 'f32' ? 4 : 8;
+    const kv = f.local('i32', i32.and(K, -vecK));
+    const k4 = f.local('i32', i32.and(K, -4));
+    const rows4 = f.local('i32', i32.and(rows, -4));
+    const ws = [w0, w1, w2, w3];
+    const accs = [a0, a1, a2, a3];
+
+    // Groups of four weight rows.
+    f.for(n, 0, rows4, 4, () => {
+      f.set(w0, i32.add(w, i32.mul(n, rowBytes)));
+      f.set(w1, i32.add(w0, rowBytes));
+      f.set(w2, i32.add(w1, rowBytes));
+      f.set(w3, i32.add(w2, rowBytes));
+      f.for(mm, 0, M, 1, () => {
+        f.set(xp, i32.add(x, i32.mul(mm, ldxb)));
+        for (const a of accs) f.set(a, v128.zero());
+        if (dt === 'f32') {
+          f.for(k, 0, kv, 4, () => {
+            const off = i32.shl(k, 2);
+            f.set(x0, v128.load(i32.add(xp, off), 0, 0));
+            for (let q = 0; q < 4; q++) f.set(accs[q]!, f32x4.add(accs[q]!, f32x4.mul(v128.load(i32.add(ws[q]!, off), 0, 0), x0)));
+          });
+        } else {
+          f.for(k, 0, kv, 8, () => {
+            const xa = i32.add(xp, i32.shl(k, 2));
+            f.set(x0, v128.load(xa, 0, 0));
+            f.set(x1, v128.load(xa, 16, 0));
+            for (let q = 0; q < 4; q++) {
+              const [lo, hi] = load8x16(v128.load(i32.add(ws[q]!, i32.shl(k, 1)), 0, 0), dt);
+              f.set(accs[q]!, f32x4.add(accs[q]!, f32x4.add(f32x4.mul(lo, x0), f32x4.mul(hi, x1))));
+            }
+          });
+          // One more group of four, if K mod 8 ≥ 4.
+          f.if(i32.lt_s(kv, k4), () => {
+            f.set(x0, v128.load(i32.add(xp, i32.shl(kv, 2)), 0, 0));
+            for (let q = 0; q < 4; q++) f.set(accs[q]!, f32x4.add(accs[q]!, f32x4.mul(load4(i32.add(ws[q]!, i32.mul(kv, eb)), dt), x0)));
+          });
+        }
+        f.set(res, hsum4(a0, a1, a2, a3, [t0, t1])(f));
+        f.if(i32.ne(bias, 0), () => f.set(res, f32x4.add(res, v128.load(i32.add(bias, i32.shl(n, 2)), 0, 0))));
+        f.set(yp, i32.add(y, i32.add(i32.mul(mm, ldyb), i32.shl(n, 2))));
+        f.v128_store(yp, res, 0, 0);
+        // Scalar tail of K (K mod 4 elements).
+        f.if(i32.lt_s(k4, K), () => {
+          for (let q = 0; q < 4; q++) {
+            f.set(s, 0);
+            f.for(k, k4, K, 1, () => {
+              f.set(xs, f32.load(i32.add(xp, i32.shl(k, 2))));
+              f.set(s, f32.add(s, f32.mul(xs, load1(i32.add(ws[q]!, i32.mul(k, eb)), dt))));
+            });
+            f.f32_store(yp, f32.add(f32.load(yp, q * 4), s), q * 4);
+          }
+        });
+      });
+    });
+    // Leftover rows, one at a time.
+    f.for(n, rows4, rows, 1, () => {
+      f.set(w0, i32.add(w, i32.mul(n, rowBytes)));
+      f.for(mm, 0, M, 1, () => {
+        f.set(xp, i32.add(x, i32.mul(mm, ldxb)));
+        f.set(a0, v128.zero());
+        f.for(k, 0, k4, 4, () => {
+          f.set(a0, f32x4.add(a0, f32x4.mul(load4(i32.add(w0, i32.mul(k, eb)), dt), v128.load(i32.add(xp, i32.shl(k, 2)), 0, 0))));
+        });
+        f.set(s, hsum(a0));
+        f.for(k, k4, K, 1, () => f.set(s, f32.add(s, f32.mul(f32.load(i32.add(xp, i32.shl(k, 2))), load1(i32.add(w0, i32.mul(k, eb)), dt)))));
+        f.if(i32.ne(bias, 0), () => f.set(s, f32.add(s, f32.load(i32.add(bias, i32.shl(n, 2))))));
+        f.f32_store(i32.add(y, i32.add(i32.mul(mm, ldyb), i32.shl(n, 2))), s);
+      });
+    });
+    void r;
+  });
+  return name;
+}
+
+/**
+ * gemv_n_<dt>(x, b, ldb, bias, y, cols, K): y[j] = Σ_k x[k]·b[k·ldb + j] (+ bias[j]) for j < cols.
+ * Columns are processed in chunks of CH (y chunk in L1); within a chunk, four rows of b per pass.
+ */
+export function genGemvN(m: ModuleBuilder, dt: StoreDType): string {
+  const name = `gemv_n_${dt}`;
+  const eb = ELEM_BYTES[dt];
+  const CH = 2048;
+  m.func(name, ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (f, x, b, ldb, bias, y, cols, K) => {
+    const jc = f.local('i32'), j = f.local('i32'), k = f.local('i32'), w = f.local('i32'), w4 = f.local('i32');
+    const p0 = f.local('i32'), p1 = f.local('i32'), p2 = f.local('i32'), p3 = f.local('i32'), yp = f.local('i32');
+    const s0 = f.local('v128'), s1 = f.local('v128'), s2 = f.local('v128'), s3 = f.local('v128');
+    const ldbb = f.local('i32', i32.mul(ldb, eb));
+    const k4 = f.local('i32', i32.and(K, -4));
+    const ps = [p0, p1, p2, p3];
+    const ss = [s0, s1, s2, s3];
+    f.for(jc, 0, cols, CH, () => {
+      f.set(w, i32.min_s(CH, i32.sub(cols, jc)));
+      f.set(w4, i32.and(w, -4));
+      f.set(yp, i32.add(y, i32.shl(jc, 2)));
+      // y chunk = bias or 0.
+      f.for(j, 0, w, 1, () => {
+        f.f32_store(i32.add(yp, i32.shl(j, 2)), f32.const(0));
+      });
+      f.if(i32.ne(bias, 0), () => {
+        f.for(j, 0, w, 1, () => f.f32_store(i32.add(yp, i32.shl(j, 2)), f32.load(i32.add(bias, i32.shl(i32.add(jc, j), 2)))));
+      });
+      f.for(k, 0, k4, 4, () => {
+        for (let q = 0; q < 4; q++) {
+          f.set(ps[q]!, i32.add(b, i32.mul(i32.add(i32.mul(i32.add(k, q), ldb), jc), eb)));
+          f.set(ss[q]!, f32x4.splat(f32.load(i32.add(x, i32.shl(i32.add(k, q), 2)))));
+        }
+        f.for(j, 0, w4, 4, () => {
+          const ya = i32.add(yp, i32.shl(j, 2));
+          let sum: Expr = v128.load(ya, 0, 0);
+          for (let q = 0; q < 4; q++) sum = f32x4.add(sum, f32x4.mul(ss[q]!, load4(i32.add(ps[q]!, i32.mul(j, eb)), dt)));
+          f.v128_store(ya, sum, 0, 0);
+        });
+        f.for(j, w4, w, 1, () => {
+          const ya = i32.add(yp, i32.shl(j, 2));
+          let sum: Expr = f32.load(ya);
+          for (let q = 0; q < 4; q++) sum = f32.add(sum, f32.mul(f32x4.extract_lane(ss[q]!, 0), load1(i32.add(ps[q]!, i32.mul(j, eb)), dt)));
+          f.f32_store(ya, sum);
+        });
+      });
+      f.for(k, k4, K, 1, () => {
+        f.set(p0, i32.add(b, i32.mul(i32.add(i32.mul(k, ldb), jc), eb)));
+        f.set(s0, f32x4.splat(f32.load(i32.add(x, i32.shl(k, 2)))));
+        f.for(j, 0, w4, 4, () => {
+          const ya = i32.add(yp, i32.shl(j, 2));
+          f.v128_store(ya, f32x4.add(v128.load(ya, 0, 0), f32x4.mul(s0, load4(i32.add(p0, i32.mul(j, eb)), dt))), 0, 0);
+        });
+        f.for(j, w4, w, 1, () => {
+          const ya = i32.add(yp, i32.shl(j, 2));
+          f.f32_store(ya, f32.add(f32.load(ya), f32.mul(f32x4.extract_lane(s0, 0), load1(i32.add(p0, i32.mul(j, eb)), dt))));
+        });
+      });
+    });
+    void ldbb;
+  });
+  return name;
+}
