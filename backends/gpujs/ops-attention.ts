@@ -1,0 +1,135 @@
+// Attention and rotary embedding.
+//
+// Attention is a composition of five gpu.js kernels (gpu.js has no workgroup memory, so a fused flash-style kernel
+// would recompute each row's softmax statistics per output element):
+//   1. scores[b,h,t,j] = q·k · scale + mask                       (one thread per score, a D-long dot product)
+//   2. row max over the visible keys (j < keyLength, and j ≤ queryOffset + t when causal)
+//   3. row Σ exp(score − max)
+//   4. probabilities (0 for hidden keys, and for rows that see no key or only −∞)
+//   5. out[b,t,h,e] = Σ_j p · v                                    (one thread per output, an S-long dot product)
+// Grouped-query heads read kv head ⌊h / (Hq/Hkv)⌋.
+
+import type { AttentionAttrs, RopeAttrs } from '../../core/backend.js';
+import { broadcastStrides } from '../../core/shape.js';
+import type { Tensor } from '../../core/tensor.js';
+import { decompose, divmod, dot, lit, Src } from './codegen.js';
+import { buf, type Env, release, tmp } from './env.js';
+import { NEG_MAX } from './ops-reduce.js';
+
+export function attention(env: Env, out: Tensor, [q, k, v, mask]: [Tensor, Tensor, Tensor, Tensor | null], attrs: AttentionAttrs): void {
+  if (out.size === 0) return;
+  const { causal, queryOffset, keyLength: L, scale } = attrs;
+  const [B, Tq, Hq, D] = q.shape as [number, number, number, number];
+  const [, S, Hkv] = k.shape as [number, number, number];
+  const Dv = v.shape[3]!;
+  const group = Hq / Hkv;
+  const rt = env.rt;
+  const rows = B * Hq * Tq;
+  if (L === 0) {
+    // no key at all: zeros
+    rt.run({ name: 'attention.zeros', source: 'function () {\n  return 0.0;\n}', output: [out.size] }, [], buf(out));
+    return;
+  }
+  /** Visible keys of query row t: emits `vis`. queryOffset is a uniform (`off`), so decode steps share kernels. */
+  const visible = (s: Src, t: string) => {
+    if (causal) s.line(`let vis = off + ${t} + 1.0; if (vis > ${lit(L)}) { vis = ${lit(L)}; }`);
+    else s.line(`const vis = ${lit(L)};`);
+  };
+
+  // 1. scores [B, Hq, Tq, L]
+  let s = new Src();
+  s.line('const i = this.thread.x;');
+  const [b, h, t, j] = decompose(s, 'i', [B, Hq, Tq, L]);
+  const kh = s.v('kh'), khr = s.v('khr');
+  divmod(s, h!, group, kh, khr);
+  s.line(`let iq = ((${b} * ${lit(Tq)} + ${t}) * ${lit(Hq)} + ${h}) * ${lit(D)};`);
+  s.line(`let ik = ((${b} * ${lit(S)} + ${j}) * ${lit(Hkv)} + ${kh}) * ${lit(D)};`);
+  s.line('let acc = 0.0;');
+  s.line(`for (let d = 0; d < ${D}; d++) { acc += q[iq] * k[ik]; iq = iq + 1.0; ik = ik + 1.0; }`);
+  let maskExpr = '';
+  if (mask) {
+    const ms = broadcastStrides(mask.shape, [B, Hq, Tq, L]);
+    maskExpr = ` + m[${dot([b!, h!, t!, j!], ms)}]`;
+  }
+  s.line(`return acc * sc${maskExpr};`);
+  const scores = tmp(env, rows * L);
+  rt.run({ name: 'attention.scores', source: s.fn(mask ? ['q', 'k', 'm', 'sc'] : ['q', 'k', 'sc']), output: [rows * L] }, mask ? [buf(q), buf(k), buf(mask), scale] : [buf(q), buf(k), scale], scores);
+
+  // 2. row max over visible keys
+  s = new Src();
+  s.line('const r = this.thread.x;');
+  const [, tr] = decompose(s, 'r', [B * Hq, Tq]);
+  visible(s, tr!);
+  s.line(`const base = r * ${lit(L)};`);
+  s.line('let mx = sc[base];');
+  s.line(`for (let j = 1; j < ${L}; j++) { const v = sc[base + j]; if (j < vis && v > mx) { mx = v; } }`);
+  s.line('return mx;');
+  const mx = tmp(env, rows);
+  rt.run({ name: 'attention.max', source: s.fn(['sc', 'off']), output: [rows] }, [scores, queryOffset], mx);
+
+  // 3. row Σ exp
+  s = new Src();
+  s.line('const r = this.thread.x;');
+  const [, tr3] = decompose(s, 'r', [B * Hq, Tq]);
+  visible(s, tr3!);
+  s.line(`const base = r * ${lit(L)};`);
+  s.line('const mv = mx[r];');
+  s.line('let sum = 0.0;');
+  s.line(`if (mv >= ${NEG_MAX}) { for (let j = 0; j < ${L}; j++) { if (j < vis) { sum += Math.exp(sc[base + j] - mv); } } }`);
+  s.line('return sum;');
+  const sm = tmp(env, rows);
+  rt.run({ name: 'attention.sum', source: s.fn(['sc', 'mx', 'off']), output: [rows] }, [scores, mx, queryOffset], sm);
+
+  // 4. probabilities
+  s = new Src();
+  s.line('const i = this.thread.x;');
+  const [r4, j4] = decompose(s, 'i', [rows, L]);
+  const [, t4] = decompose(s, r4!, [B * Hq, Tq]);
+  visible(s, t4!);
+  s.line(`const mv = mx[${r4}];`);
+  s.line('let p = 0.0;');
+  s.line(`if (${j4} < vis && mv >= ${NEG_MAX}) { p = Math.exp(sc[i] - mv) / sm[${r4}]; }`);
+  s.line('return p;');
+  const probs = tmp(env, rows * L);
+  rt.run({ name: 'attention.probs', source: s.fn(['sc', 'mx', 'sm', 'off']), output: [rows * L] }, [scores, mx, sm, queryOffset], probs);
+
+  // 5. out [B, Tq, Hq, Dv] = P · V
+  s = new Src();
+  s.line('const i = this.thread.x;');
+  const [b5, t5, h5, e5] = decompose(s, 'i', [B, Tq, Hq, Dv]);
+  const kh5 = s.v('kh'), khr5 = s.v('khr');
+  divmod(s, h5!, group, kh5, khr5);
+  s.line(`let ip = ((${b5} * ${lit(Hq)} + ${h5}) * ${lit(Tq)} + ${t5}) * ${lit(L)};`);
+  s.line(`let iv = (${b5} * ${lit(S * Hkv)} + ${kh5}) * ${lit(Dv)} + ${e5};`);
+  s.line('let acc = 0.0;');
+  s.line(`for (let j = 0; j < ${L}; j++) { acc += p[ip] * v[iv]; ip = ip + 1.0; iv = iv + ${lit(Hkv * Dv)}; }`);
+  s.line('return acc;');
+  rt.run({ name: 'attention.pv', source: s.fn(['p', 'v']), output: [out.size] }, [probs, buf(v)], buf(out));
+  release(env, scores, mx, sm, probs);
+}
+
+/** Rotate-half rotary embedding. The frequency ladder θ^(−2i/rotaryDim) (rotaryDim/2 numbers, the same for every
+ *  element) is computed on the host in float64 like the reference and passed as a small table: in-kernel f32 pow
+ *  would be off by ~1e-6 relative, i.e. milliradians at position 1000. The offset is a uniform. */
+export function rope(env: Env, out: Tensor, [x]: [Tensor], { theta, offset, rotaryDim }: RopeAttrs): void {
+  if (out.size === 0) return;
+  const [B, T, H, D] = x.shape as [number, number, number, number];
+  const half = rotaryDim / 2;
+  const freqs = new Float32Array(half);
+  for (let i = 0; i < half; i++) freqs[i] = Math.pow(theta, (-2 * i) / rotaryDim);
+  const s = new Src();
+  s.line('const i = this.thread.x;');
+  const [, t, , d] = decompose(s, 'i', [B, T, H, D]);
+  s.line('const xv = x[i];');
+  s.line('let o = xv;');
+  s.line(`if (${d} < ${lit(rotaryDim)}) {`);
+  s.line(`  let p = ${d};`);
+  s.line(`  if (${d} >= ${lit(half)}) { p = ${d} - ${lit(half)}; }`);
+  s.line(`  const ang = (off + ${t}) * f[p];`);
+  s.line('  const cs = Math.cos(ang);');
+  s.line('  const sn = Math.sin(ang);');
+  s.line(`  if (${d} < ${lit(half)}) { o = xv * cs - x[i + ${lit(half)}] * sn; } else { o = xv * cs + x[i - ${lit(half)}] * sn; }`);
+  s.line('}');
+  s.line('return o;');
+  env.rt.run({ name: 'rope', source: s.fn(['x', 'f', 'off']), output: [out.size] }, [buf(x), freqs, offset], buf(out));
+}
