@@ -1,0 +1,256 @@
+// Fused multi-head attention (grouped-query, causal with a KV-cache offset, key length, additive mask), with an
+// online softmax over key blocks: no Tq×S score matrix ever exists in memory.
+//
+// Subgroup kernel: a workgroup is one subgroup and owns TQ query rows of one kv head — the rows are (query,
+// head-in-group) pairs, so for grouped-query decode the whole group of query heads sharing a kv head is one tile
+// and each K/V row is read once for all of them. Per block of S·KB keys:
+//   * scores: each lane owns KB keys and loads their K rows as vec4; query chunks are loaded once per block,
+//     spread over the lanes, and broadcast (subgroupBroadcast) — a K row is read once per tile, not per query;
+//   * softmax: block max by subgroupMax, running (max, sum) per row, accumulators rescaled once per block;
+//   * values: lanes switch to owning output features; each key's probability is broadcast from the lane that
+//     scored it and every lane reads only its feature chunks of that V row (again once per tile).
+// At the end the lanes' partial sums are combined with subgroupAdd. Rows that see no key give zeros.
+// Portable kernel (no subgroups, or head dims not multiples of 4): one invocation per query row, scalar online
+// softmax over keys, the accumulator in a private array.
+
+import type { AttentionAttrs } from '../../../core/backend.js';
+import { broadcastStrides } from '../../../core/shape.js';
+import type { Tensor } from '../../../core/tensor.js';
+import { ParamLayout } from '../params.js';
+import { grid, type KernelEnv, sto, WGSL_WID } from './common.js';
+
+const params = new ParamLayout([
+  ['B', 'u32'],
+  ['Tq', 'u32'],
+  ['Hq', 'u32'],
+  ['Hkv', 'u32'],
+  ['S', 'u32'],
+  ['g', 'u32'],
+  ['rows', 'u32'],
+  ['tiles', 'u32'],
+  ['causal', 'u32'],
+  ['qOff', 'u32'],
+  ['keyLen', 'u32'],
+  ['scale', 'f32'],
+  ['ninf', 'f32'],
+  ['offQ', 'u32'],
+  ['offK', 'u32'],
+  ['offV', 'u32'],
+  ['offO', 'u32'],
+  ['offM', 'u32'],
+  ['mSt', 'vec4u'],
+]);
+
+const MAX_SG_DIM = 256;
+const MAX_FB_DIM = 1024;
+
+export function whyNot(_env: KernelEnv, _out: Tensor, [q, , v]: [Tensor, Tensor, Tensor, Tensor | null], _attrs: AttentionAttrs): string | null {
+  const D = q.shape[3]!;
+  const Dv = v.shape[3]!;
+  if (D > MAX_FB_DIM || Dv > MAX_FB_DIM) return `head dims up to ${MAX_FB_DIM} are supported, got D=${D}, Dv=${Dv}`;
+  return null;
+}
+
+function nextPow2(n: number): number {
+  let p = 1;
+  while (p < n) p *= 2;
+  return p;
+}
+
+export function sgShader(D: number, Dv: number, TQ: number, KB: number, S: number, mask: boolean): string {
+  const D4 = D / 4;
+  const Dv4 = Dv / 4;
+  const NV = Math.ceil(Dv4 / S); // output vec4 chunks per lane
+  const L: string[] = [];
+  L.push(`enable subgroups;
+${params.wgsl('P')}
+@group(0) @binding(0) var<storage, read> Q: array<vec4f>;
+@group(0) @binding(1) var<storage, read> K: array<vec4f>;
+@group(0) @binding(2) var<storage, read> V: array<vec4f>;
+${mask ? '@group(0) @binding(3) var<storage, read> Mk: array<f32>;' : ''}
+@group(0) @binding(${mask ? 4 : 3}) var<storage, read_write> O: array<vec4f>;
+@group(0) @binding(${mask ? 5 : 4}) var<uniform> p: P;
+${WGSL_WID}
+@compute @workgroup_size(${S})
+fn main(@builtin(workgroup_id) w: vec3u, @builtin(num_workgroups) nw: vec3u, @builtin(subgroup_invocation_id) sl: u32) {
+  let id = wid(w, nw);
+  let tile = id % p.tiles;
+  let rest = id / p.tiles;
+  if (rest >= p.B * p.Hkv) { return; }
+  let kvh = rest % p.Hkv;
+  let b = rest / p.Hkv;
+  let NEG = p.ninf;
+  let r0 = tile * ${TQ}u;
+  let rLast = min(r0 + ${TQ - 1}u, p.rows - 1u);
+  var visMax = p.keyLen;
+  if (p.causal != 0u) { visMax = min(p.keyLen, p.qOff + rLast / p.g + 1u); }
+  let kBase = p.offK / 4u + (b * p.S * p.Hkv + kvh) * ${D4}u;
+  let vBase = p.offV / 4u + (b * p.S * p.Hkv + kvh) * ${Dv4}u;
+  let kStride = p.Hkv * ${D4}u;
+  let vStride = p.Hkv * ${Dv4}u;`);
+  for (let r = 0; r < TQ; r++) {
+    L.push(`  let rc${r} = min(r0 + ${r}u, p.rows - 1u);
+  let t${r} = rc${r} / p.g;
+  let h${r} = kvh * p.g + rc${r} % p.g;
+  var vis${r} = p.keyLen;
+  if (p.causal != 0u) { vis${r} = min(p.keyLen, p.qOff + t${r} + 1u); }
+  let qr${r} = p.offQ / 4u + ((b * p.Tq + t${r}) * p.Hq + h${r}) * ${D4}u;
+  var m${r} = NEG;
+  var l${r} = 0.0;`);
+    if (mask) L.push(`  let mb${r} = p.offM + b * p.mSt.x + h${r} * p.mSt.y + t${r} * p.mSt.z;`);
+    for (let s = 0; s < NV; s++) L.push(`  var acc${r}_${s} = vec4f(0.0);`);
+  }
+  L.push(`  for (var j0 = 0u; j0 < visMax; j0 += ${S * KB}u) {`);
+  for (let c = 0; c < KB; c++) {
+    L.push(`    let jk${c} = j0 + ${c * S}u + sl;
+    let kb${c} = kBase + min(jk${c}, visMax - 1u) * kStride;`);
+    for (let r = 0; r < TQ; r++) L.push(`    var s${r}_${c} = 0.0;`);
+  }
+  // Scores, S feature chunks per step: lane sl holds chunk d8 + sl of every query row; chunk d8 + dd goes to
+  // all lanes by a shuffle from lane dd. Loops stay loops (not unrolled): every storage access in lavapipe is
+  // a per-lane loop, and fewer access sites keep compile times at a second or two.
+  L.push(`    for (var d8 = 0u; d8 < ${D4}u; d8 += ${S}u) {
+      let qd = min(d8 + sl, ${D4 - 1}u);
+      let qok = d8 + sl < ${D4}u;`);
+  for (let r = 0; r < TQ; r++) L.push(`      let q${r} = select(vec4f(0.0), Q[qr${r} + qd], qok);`);
+  L.push(`      for (var dd = 0u; dd < ${Math.min(S, D4)}u; dd++) {`);
+  for (let c = 0; c < KB; c++) L.push(`        let k${c} = K[kb${c} + min(d8 + dd, ${D4 - 1}u)];`);
+  for (let r = 0; r < TQ; r++) {
+    L.push(`        { let qv = subgroupShuffle(q${r}, dd);`);
+    for (let c = 0; c < KB; c++) L.push(`          s${r}_${c} += dot(qv, k${c});`);
+    L.push('        }');
+  }
+  L.push('      }\n    }');
+  // Scale, mask, online softmax.
+  for (let r = 0; r < TQ; r++) {
+    for (let c = 0; c < KB; c++) {
+      const add = mask ? ` + Mk[mb${r} + min(jk${c}, visMax - 1u) * p.mSt.w]` : '';
+      L.push(`    s${r}_${c} = select(NEG, s${r}_${c} * p.scale${add}, jk${c} < vis${r});`);
+    }
+    const lmax = Array.from({ length: KB }, (_, c) => `s${r}_${c}`).reduce((a, b2) => `max(${a}, ${b2})`);
+    L.push(`    {
+      let bm = subgroupMax(${lmax});
+      let mn = max(m${r}, bm);
+      let corr = select(exp(m${r} - mn), 0.0, m${r} == NEG);
+      m${r} = mn;`);
+    for (let c = 0; c < KB; c++) L.push(`      s${r}_${c} = select(exp(s${r}_${c} - mn), 0.0, s${r}_${c} == NEG);`);
+    L.push(`      l${r} = l${r} * corr + ${Array.from({ length: KB }, (_, c) => `s${r}_${c}`).join(' + ')};`);
+    for (let s = 0; s < NV; s++) L.push(`      acc${r}_${s} *= corr;`);
+    L.push('    }');
+  }
+  // Values: key kk of the block was scored by lane kk % S (its c = kk / S); its probability is shuffled to
+  // every lane, and each lane reads only its own feature chunks of that V row.
+  L.push(`    let nk = min(${S * KB}u, visMax - j0);
+    for (var kk = 0u; kk < nk; kk++) {
+      let src = kk % ${S}u;
+      let vb = vBase + (j0 + kk) * vStride;`);
+  for (let s = 0; s < NV; s++) L.push(`      let v${s} = V[vb + min(${s * S}u + sl, ${Dv4 - 1}u)];`);
+  const pick = (r: number): string => {
+    let e = `s${r}_0`;
+    for (let c = 1; c < KB; c++) e = `select(${e}, s${r}_${c}, kk >= ${c * S}u)`;
+    return e;
+  };
+  for (let r = 0; r < TQ; r++) {
+    L.push(`      { let pb = subgroupShuffle(${pick(r)}, src);`);
+    for (let s = 0; s < NV; s++) L.push(`        acc${r}_${s} = fma(vec4f(pb), v${s}, acc${r}_${s});`);
+    L.push('      }');
+  }
+  L.push('    }\n  }');
+  // Combine lanes and store.
+  for (let r = 0; r < TQ; r++) {
+    L.push(`  {
+    let tot = subgroupAdd(l${r});
+    let inv = select(1.0 / tot, 0.0, tot == 0.0);
+    let ob = p.offO / 4u + ((b * p.Tq + t${r}) * p.Hq + h${r}) * ${Dv4}u;`);
+    for (let s = 0; s < NV; s++) {
+      L.push(`    if (r0 + ${r}u < p.rows && ${s * S}u + sl < ${Dv4}u) { O[ob + ${s * S}u + sl] = acc${r}_${s} * inv; }`);
+    }
+    L.push('  }');
+  }
+  L.push('}');
+  return L.join('\n');
+}
+
+function fbShader(D: number, Dv: number, mask: boolean): string {
+  return /* wgsl */ `${params.wgsl('P')}
+@group(0) @binding(0) var<storage, read> Q: array<f32>;
+@group(0) @binding(1) var<storage, read> K: array<f32>;
+@group(0) @binding(2) var<storage, read> V: array<f32>;
+${mask ? '@group(0) @binding(3) var<storage, read> Mk: array<f32>;' : ''}
+@group(0) @binding(${mask ? 4 : 3}) var<storage, read_write> O: array<f32>;
+@group(0) @binding(${mask ? 5 : 4}) var<uniform> p: P;
+${WGSL_WID}
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) w: vec3u, @builtin(num_workgroups) nw: vec3u, @builtin(local_invocation_index) li: u32) {
+  let e = wid(w, nw) * 64u + li;
+  if (e >= p.B * p.Tq * p.Hq) { return; }
+  let h = e % p.Hq;
+  let t = (e / p.Hq) % p.Tq;
+  let b = e / (p.Hq * p.Tq);
+  let kvh = h / p.g;
+  var vis = p.keyLen;
+  if (p.causal != 0u) { vis = min(p.keyLen, p.qOff + t + 1u); }
+  let qb = p.offQ + e * ${D}u;
+  var q: array<f32, ${D}>;
+  for (var d = 0u; d < ${D}u; d++) { q[d] = Q[qb + d]; }
+  var acc: array<f32, ${Dv}>;
+  for (var d = 0u; d < ${Dv}u; d++) { acc[d] = 0.0; }
+  var m = p.ninf;
+  var l = 0.0;
+  ${mask ? 'let mb = p.offM + b * p.mSt.x + h * p.mSt.y + t * p.mSt.z;' : ''}
+  for (var j = 0u; j < vis; j++) {
+    let kb = p.offK + ((b * p.S + j) * p.Hkv + kvh) * ${D}u;
+    var s = 0.0;
+    for (var d = 0u; d < ${D}u; d++) { s += q[d] * K[kb + d]; }
+    s = s * p.scale${mask ? ' + Mk[mb + j * p.mSt.w]' : ''};
+    if (s == p.ninf) { continue; }
+    let mn = max(m, s);
+    let corr = select(exp(m - mn), 0.0, m == p.ninf);
+    let pj = exp(s - mn);
+    l = l * corr + pj;
+    m = mn;
+    let vb = p.offV + ((b * p.S + j) * p.Hkv + kvh) * ${Dv}u;
+    for (var d = 0u; d < ${Dv}u; d++) { acc[d] = acc[d] * corr + pj * V[vb + d]; }
+  }
+  let inv = select(1.0 / l, 0.0, l == 0.0);
+  let ob = p.offO + e * ${Dv}u;
+  for (var d = 0u; d < ${Dv}u; d++) { O[ob + d] = acc[d] * inv; }
+}`;
+}
+
+export function attention(env: KernelEnv, out: Tensor, [q, k, v, mask]: [Tensor, Tensor, Tensor, Tensor | null], attrs: AttentionAttrs): void {
+  const { rt, caps } = env;
+  const [B, Tq, Hq, D] = q.shape as [number, number, number, number];
+  const [, S, Hkv] = k.shape as [number, number, number];
+  const Dv = v.shape[3]!;
+  if (out.size === 0) return;
+  const g = Hq / Hkv;
+  const qv = rt.view(sto(q));
+  const kv = rt.view(sto(k));
+  const vv = rt.view(sto(v));
+  const ov = rt.view(sto(out));
+  const mv = mask ? rt.view(sto(mask)) : null;
+  let mSt = [0, 0, 0, 0];
+  if (mask) mSt = broadcastStrides(mask.shape, [B, Hq, Tq, attrs.keyLength]);
+  const rows = Tq * g;
+  const aligned = [qv, kv, vv, ov].every((x) => x.elemOffset % 4 === 0);
+  const useSg = caps.subgroups && D % 4 === 0 && Dv % 4 === 0 && D <= MAX_SG_DIM && Dv <= MAX_SG_DIM && aligned;
+  const base = {
+    B, Tq, Hq, Hkv, S, g, rows, causal: attrs.causal ? 1 : 0, qOff: attrs.queryOffset, keyLen: attrs.keyLength, scale: attrs.scale,
+    ninf: -Infinity, offQ: qv.elemOffset, offK: kv.elemOffset, offV: vv.elemOffset, offO: ov.elemOffset, offM: mv?.elemOffset ?? 0, mSt,
+  };
+  const views = mv ? [qv, kv, vv, mv, ov] : [qv, kv, vv, ov];
+  const bindings = mv ? (['r', 'r', 'r', 'r', 'w'] as const) : (['r', 'r', 'r', 'w'] as const);
+  if (useSg) {
+    const TQ = Math.min(8, nextPow2(rows));
+    const KB = TQ >= 8 ? 2 : TQ >= 4 ? 2 : 4;
+    const code = sgShader(D, Dv, TQ, KB, caps.sgSize, !!mask);
+    const pipe = rt.pipe({ label: `attention_sg_d${D}_${Dv}_q${TQ}_k${KB}${mask ? '_mask' : ''}`, code, bindings, params });
+    const tiles = Math.ceil(rows / TQ);
+    rt.dispatch(pipe, views, { ...base, tiles }, grid(tiles * B * Hkv, 1, caps));
+    return;
+  }
+  const code = fbShader(D, Dv, !!mask);
+  const pipe = rt.pipe({ label: `attention_fb_d${D}_${Dv}${mask ? '_mask' : ''}`, code, bindings, params });
+  rt.dispatch(pipe, views, { ...base, tiles: 1 }, grid(B * Tq * Hq, 64, caps));
+}
