@@ -522,6 +522,16 @@ export class GpuJsRuntime {
     return this.kernels.get(`${spec.vec4 ? 'v4' : 's'}|${spec.output.join('x')}|${spec.source}`)?.kernel.compiledSource;
   }
 
+  /** A kernel call that threw: if gpu.js was degrading it at the time, say so (its CPU fallback failed). */
+  private explain(k: KernelRun, spec: KernelSpec, e: unknown): Error {
+    const kk = k.kernel as GpuJsKernelObject & { fallbackRequested?: boolean };
+    if (kk.fallbackRequested || (kk.constructor.mode && kk.constructor.mode !== this.mode)) {
+      this.fallbackReason = kk.fallbackReason ?? 'unknown';
+      return new BackendError(`gpujs-${this.mode}: gpu.js cannot run kernel '${spec.name}' in mode '${this.mode}' (${this.fallbackReason}); its attempt to degrade to another backend failed too: ${(e as Error).message}`);
+    }
+    return e instanceof Error ? e : new Error(String(e));
+  }
+
   private checkMode(k: KernelRun, spec: KernelSpec): void {
     const ran = k.kernel.constructor.mode ?? k.kernel.constructor.name;
     if (ran !== this.mode) {
@@ -540,14 +550,25 @@ export class GpuJsRuntime {
     const k = this.kernel(spec);
     this.stats.calls++;
     if (!this.async) {
-      const r = k(...args.map((a) => this.argValue(a, spec)));
+      const vals = args.map((a) => this.argValue(a, spec));
+      let r: unknown;
+      try {
+        r = k(...vals);
+      } catch (e) {
+        throw this.explain(k, spec, e);
+      }
       this.checkMode(k, spec);
       this.setResult(out, r, spec, cells);
       return;
     }
     const step = this.tail.then(async () => {
       const vals = args.map((a) => this.argValue(a, spec));
-      const r = await (k(...vals) as Promise<unknown>);
+      let r: unknown;
+      try {
+        r = await (k(...vals) as Promise<unknown>);
+      } catch (e) {
+        throw this.explain(k, spec, e);
+      }
       this.checkMode(k, spec);
       if (k.kernel._lastRunPath === 'threaded') this.stats.threadedCalls++;
       this.setResult(out, r, spec, cells);

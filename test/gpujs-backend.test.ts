@@ -1,0 +1,240 @@
+// The gpu.js backend's contract beyond kernel values (those are in gpujs-conformance.test.ts): modes are set up
+// exactly as requested or creation fails with a reason, gpu.js's own CPU fallback is an error, kernels compile
+// once per shape, webasm threads engage, WebGPU keeps intermediates on the device and lets Node exit, and the
+// registry names exist.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import { createGpuJsBackend, registerGpuJsBackends, type GpuJsBackend } from '../backends/gpujs/index.js';
+import { GBuf, GpuJsRuntime } from '../backends/gpujs/runtime.js';
+import { BackendError, DTypeError } from '../core/errors.js';
+import { listBackends } from '../core/registry.js';
+import { Tensor } from '../core/tensor.js';
+import * as ops from '../ops/index.js';
+
+process.env.XDG_RUNTIME_DIR ??= '/tmp';
+const CI = process.env.CI === 'true';
+
+const seq = (n: number, f = (i: number) => Math.sin(i) * 3) => Float32Array.from({ length: n }, (_, i) => f(i));
+
+test('registerGpuJsBackends registers every gpu.js mode at priority 5 (idempotent)', () => {
+  registerGpuJsBackends();
+  registerGpuJsBackends();
+  const regs = listBackends().filter((r) => r.name.startsWith('gpujs-'));
+  assert.equal(regs.map((r) => r.name).sort(), ['gpujs-cpu', 'gpujs-headlessgl', 'gpujs-webasm', 'gpujs-webasm-threads', 'gpujs-webgpu']);
+  assert.ok(regs.every((r) => r.priority === 5));
+});
+
+test('creation fails with a clear error for unknown or misconfigured modes', async () => {
+  for (const [opts, re] of [
+    [{ mode: 'webgl2' }, /unknown mode 'webgl2'/],
+    [{ mode: 'cpu', threads: true }, /threads are a webasm option/],
+  ] as const) {
+    let err: unknown = null;
+    try {
+      await createGpuJsBackend(opts as never);
+    } catch (e) {
+      err = e;
+    }
+    assert.instance(err, BackendError);
+    assert.match((err as Error).message, re);
+  }
+});
+
+test('headlessgl: either runs, or fails naming the missing gl package / display', async () => {
+  try {
+    const b = await createGpuJsBackend({ mode: 'headlessgl' });
+    assert.is(b.runningMode, 'headlessgl');
+    console.log(`\nNOTE: gpujs headlessgl available: ${b.info().description}`);
+    await b.destroy();
+  } catch (e) {
+    assert.instance(e, BackendError);
+    assert.match((e as Error).message, /headlessgl' is unavailable: .*(\bgl\b|display)/);
+    console.log(`\nNOTE: gpujs headlessgl unavailable here: ${(e as Error).message}`);
+  }
+});
+
+test('webasm: reports its mode, runs synchronously (readSync), results match', async () => {
+  const b = await createGpuJsBackend({ mode: 'webasm' });
+  try {
+    assert.is(b.runningMode, 'webasm');
+    assert.is(b.fallbackReason, null);
+    const info = b.info();
+    assert.is(info.device, 'cpu');
+    assert.match(info.description, /mode webasm.*SIMD/);
+    assert.ok(b.readSync, 'sync mode offers readSync');
+    const x = ops.tensor(b, seq(10), [10]);
+    const y = ops.scale(x, 2, 1);
+    assert.equal(Array.from(y.readSync()), Array.from(seq(10), (v) => Math.fround(Math.fround(v * 2) + 1)));
+  } finally {
+    await b.destroy();
+  }
+});
+
+test('gpu.js degrading a kernel to its CPU backend is an error, never a silent mode switch', async () => {
+  const rt = await GpuJsRuntime.open({ mode: 'webasm' });
+  try {
+    // A texture argument is something gpu.js's webasm backend hands to its CPU backend (with a console warning).
+    const require = createRequire(import.meta.url);
+    const { Texture } = require('gpu.js') as { Texture: { prototype: object } };
+    const texture = Object.assign(Object.create(Texture.prototype) as object, {
+      type: 'NumberTexture', output: [4], size: [4, 1], kernel: null, toArray: () => new Float32Array([1, 2, 3, 4]),
+    });
+    const y = rt.alloc(4, 'f32');
+    const warn = console.warn;
+    console.warn = () => {}; // gpu.js announces the fallback; the error below is what matters
+    let err: unknown = null;
+    try {
+      rt.run({ name: 'double', source: 'function (x) {\n  return x[this.thread.x] * 2.0;\n}', output: [4] }, [texture as never], y);
+    } catch (e) {
+      err = e;
+    } finally {
+      console.warn = warn;
+    }
+    assert.instance(err, BackendError);
+    assert.match((err as Error).message, /degraded kernel 'double' to its 'cpu' backend .*NumberTexture.*refusing/);
+    assert.match(rt.fallbackReason ?? '', /NumberTexture is not supported on the webasm backend/);
+  } finally {
+    await rt.destroy();
+  }
+});
+
+test('kernels compile once per shape and are reused', async () => {
+  const b = await createGpuJsBackend({ mode: 'cpu' });
+  try {
+    const x = ops.tensor(b, seq(64), [64]);
+    const c0 = b.stats.compiles;
+    ops.add(x, x);
+    const c1 = b.stats.compiles;
+    ops.add(x, x);
+    assert.is(b.stats.compiles, c1, 'same op and shape: no new compile');
+    assert.is(c1, c0 + 1);
+    ops.add(ops.tensor(b, seq(65), [65]), ops.tensor(b, seq(65), [65]));
+    assert.is(b.stats.compiles, c1 + 1, 'new shape: one compile');
+    // uniforms (scale, shift) are kernel arguments: new values reuse the kernel
+    ops.scale(x, 2, 1);
+    const c2 = b.stats.compiles;
+    ops.scale(x, 3, -1);
+    assert.is(b.stats.compiles, c2);
+  } finally {
+    await b.destroy();
+  }
+});
+
+test('values beyond what f32 indexing/storage holds exactly are refused, with reasons', async () => {
+  const b = await createGpuJsBackend({ mode: 'cpu' });
+  try {
+    let err: unknown = null;
+    try {
+      ops.tensor(b, Int32Array.from([1, 2 ** 24 + 1]), [2], 'i32');
+    } catch (e) {
+      err = e;
+    }
+    assert.instance(err, DTypeError);
+    assert.match((err as Error).message, /outside ±2\^24/);
+    // supports() looks at sizes only: a storage-less tensor of 2^24 + 1 elements is enough to ask
+    const big = Tensor.fromStorage(b, [2 ** 24 + 1], 'f32', new GBuf('f32', 0));
+    const s = b.supports('unary', big, [big], { op: 'exp' });
+    assert.not.ok(s.ok);
+    assert.match((s as { reason: string }).reason, /indices in f32, exact only up to 2\^24/);
+  } finally {
+    await b.destroy();
+  }
+});
+
+test('webasm threads: kernels with ≥ 4096 outputs run on gpu.js worker threads, with the same results', async () => {
+  const b = await createGpuJsBackend({ mode: 'webasm', threads: true });
+  try {
+    assert.is(b.threads, true);
+    assert.not.ok(b.readSync, 'async contract: no readSync');
+    const n = 8192;
+    const x = ops.tensor(b, seq(n), [n]);
+    const y = ops.unary('exp', x);
+    const got = (await y.read()) as Float32Array;
+    assert.ok(b.stats.threadedCalls > 0, 'no threaded call');
+    for (const i of [0, 1, 4095, 4096, n - 1]) assert.ok(Math.abs(got[i]! - Math.exp(seq(n)[i]!)) <= 1e-6 * Math.exp(3), `exp at ${i}`);
+  } finally {
+    await b.destroy();
+  }
+});
+
+let webgpu: GpuJsBackend | null = null;
+let webgpuReason = '';
+try {
+  webgpu = await createGpuJsBackend({ mode: 'webgpu' });
+} catch (e) {
+  webgpuReason = (e as Error).message;
+}
+const webgpuTests = ['webgpu: intermediates stay on the device; only read() copies back', 'webgpu: two backends share the device; the process exits after destroy'];
+if (!webgpu) {
+  if (CI) test('gpujs webgpu available (CI=true)', () => assert.unreachable(webgpuReason));
+  else {
+    console.log(`NOTE: gpujs webgpu unavailable (${webgpuReason}); skipped: ${webgpuTests.join('; ')}`);
+  }
+} else {
+  const b = webgpu;
+  test(webgpuTests[0]!, async () => {
+    assert.is(b.runningMode, 'webgpu');
+    assert.is(b.info().device, 'gpu');
+    assert.not.ok(b.readSync, 'a GPU backend has no synchronous read');
+    const x = ops.tensor(b, seq(300), [3, 100]);
+    const w = ops.tensor(b, seq(100 * 50, (i) => Math.cos(i)), [100, 50]);
+    const h = ops.matmul(x, w); // blocked kernel + relayout: two kernels, one intermediate
+    const y = ops.softmax(ops.gelu(h)); // four more kernels
+    await b.sync(); // kernels are queued; storage is filled when they have run
+    for (const t of [x, w, h, y]) {
+      const s = t.storage as GBuf;
+      assert.ok(s.dev, `${t} has no device buffer`);
+      assert.is(s.host, null, `${t} has a host copy`);
+    }
+    const got = (await y.read()) as Float32Array;
+    const cpuRows = got.length / 50;
+    assert.is(cpuRows, 3);
+    for (let r = 0; r < 3; r++) {
+      const sum = got.subarray(r * 50, r * 50 + 50).reduce((a, v) => a + v, 0);
+      assert.ok(Math.abs(sum - 1) < 1e-5, `row ${r} sums to ${sum}`);
+    }
+  });
+  test(webgpuTests[1]!, async () => {
+    const other = await createGpuJsBackend({ mode: 'webgpu' });
+    const a = ops.tensor(other, seq(8), [8]);
+    assert.equal(Array.from((await ops.unary('neg', a).read()) as Float32Array), Array.from(seq(8), (v) => -v));
+    await other.destroy();
+    // the first backend still works on the shared device
+    const c = ops.tensor(b, seq(8), [8]);
+    assert.equal(Array.from((await ops.relu(c).read()) as Float32Array), Array.from(seq(8), (v) => Math.max(v, 0)));
+    await b.destroy();
+    assert.ok(!(globalThis as { navigator?: { gpu?: unknown } }).navigator?.gpu, 'navigator.gpu removed after the last release');
+
+    // A fresh process: create, compute, destroy, and Node must exit by itself (Dawn released).
+    const mod = fileURLToPath(new URL('../backends/gpujs/index.js', import.meta.url));
+    const opsMod = fileURLToPath(new URL('../ops/index.js', import.meta.url));
+    const script = `
+      const { createGpuJsBackend } = await import(${JSON.stringify(mod)});
+      const ops = await import(${JSON.stringify(opsMod)});
+      const b = await createGpuJsBackend({ mode: 'webgpu' });
+      const x = ops.tensor(b, new Float32Array([1, 2, 3, 4]), [4]);
+      const y = await ops.add(x, x).read();
+      await b.destroy();
+      console.log('done', Array.from(y).join(','));`;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    const code = await new Promise<number | null>((resolve) => {
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL');
+        resolve(null);
+      }, 30000);
+      child.on('exit', (c) => {
+        clearTimeout(timer);
+        resolve(c);
+      });
+    });
+    assert.is(code, 0, `child did not exit by itself (output: ${out})`);
+    assert.match(out, /done 2,4,6,8/);
+  });
+}
+
+test.run();
