@@ -404,6 +404,10 @@ export const f32x4 = {
   convert_i32x4_s: vun(0xfa, 'f32x4.convert_i32x4_s'),
 };
 
+export const i16x8 = {
+  eq: vbin(0x2d, 'i16x8.eq'),
+};
+
 export const i32x4 = {
   splat: (a: ExprLike): Expr => {
     const x = asI32(a, 'i32x4.splat');

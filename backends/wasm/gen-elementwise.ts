@@ -115,7 +115,7 @@ function genWiden(m: ModuleBuilder, dt: StoreDType): void {
   m.func(`widen_${dt}`, ['i32', 'i32', 'i32'], [], (f, src, dst, n) => {
     const i = f.local('i32');
     const n4 = f.local('i32', i32.and(n, -4));
-    f.for(i, 0, n4, 4, () => f.v128_store(i32.add(dst, i32.shl(i, 2)), load4(i32.add(src, i32.mul(i, eb)), dt), 0, 0));
-    f.for(i, n4, n, 1, () => f.f32_store(i32.add(dst, i32.shl(i, 2)), load1(i32.add(src, i32.mul(i, eb)), dt)));
+    f.for(i, 0, n4, 4, () => f.v128_store(i32.add(dst, i32.shl(i, 2)), load4(f, i32.add(src, i32.mul(i, eb)), dt), 0, 0));
+    f.for(i, n4, n, 1, () => f.f32_store(i32.add(dst, i32.shl(i, 2)), load1(f, i32.add(src, i32.mul(i, eb)), dt)));
   });
 }

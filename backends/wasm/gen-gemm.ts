@@ -12,52 +12,75 @@
 //
 // Packed f16/bf16 weights are widened while packing B, so the micro-kernel only ever sees f32.
 
-import { f32, f32x4, i32, i32x4, select, type Expr, type FnBuilder, type Local, type ModuleBuilder, v128 } from './emitter.js';
+import { f32, f32x4, i16x8, i32, i32x4, select, type Expr, type FnBuilder, type Local, type ModuleBuilder, v128 } from './emitter.js';
 
 export type StoreDType = 'f32' | 'bf16' | 'f16';
 export const DTYPE_CODE: Record<StoreDType, number> = { f32: 0, bf16: 1, f16: 2 };
 
 // ---- widening helpers (shared with the GEMV and embedding kernels) ----
-
-/** bf16 / f16 bit patterns (in the low 16 bits of each i32 lane) → f32x4. */
-export function widen16(bits: Expr, dtype: 'bf16' | 'f16'): Expr {
-  if (dtype === 'bf16') return i32x4.shl(bits, 16);
-  return f16BitsToF32x4(bits);
-}
+// Helpers that need a value more than once take the FnBuilder and keep it in a local (an Expr used twice would be
+// emitted, and executed, twice). They emit those local.sets immediately, so use their result in the same block.
 
 /**
  * IEEE half → single, exactly, for all inputs: shift the exponent+mantissa into place and scale by 2^112 (which
  * also normalises subnormals, since WASM keeps f32 subnormals), force Inf/NaN exponents to all-ones, add the sign.
+ * `h` holds the 16-bit patterns zero-extended in i32 lanes.
  */
-export function f16BitsToF32x4(h: Expr): Expr {
-  const abs = v128.and(h, v128.constI32(0x7fff, 0x7fff, 0x7fff, 0x7fff));
-  const shifted = i32x4.shl(abs, 13);
+export function f16BitsToF32x4(f: FnBuilder, h: Expr): Expr {
+  const hv = f.local('v128', h);
+  const abs = f.local('v128', v128.and(hv, v128.constI32(0x7fff, 0x7fff, 0x7fff, 0x7fff)));
+  const shifted = f.local('v128', i32x4.shl(abs, 13));
   const scaled = f32x4.mul(shifted, v128.constF32(2 ** 112, 2 ** 112, 2 ** 112, 2 ** 112));
-  const isSpecial = i32x4.gt_s(abs, v128.constI32(0x7bff, 0x7bff, 0x7bff, 0x7bff)); // exponent 31
+  const isSpecial = i32x4.gt_s(abs, v128.constI32(0x7bff, 0x7bff, 0x7bff, 0x7bff)); // exponent 31: Inf/NaN
   const special = v128.or(shifted, v128.constI32(0x7f800000, 0x7f800000, 0x7f800000, 0x7f800000));
   const mag = v128.bitselect(special, scaled, isSpecial);
-  const sign = i32x4.shl(v128.and(h, v128.constI32(0x8000, 0x8000, 0x8000, 0x8000)), 16);
-  return v128.or(mag, sign);
+  return v128.or(mag, i32x4.shl(v128.xor(hv, abs), 16));
+}
+
+/**
+ * Half → single for the common case, then the exact conversion only if a lane is Inf/NaN. `raw` holds 16-bit
+ * patterns in i16 lanes; `lanes` says which four to convert (0 = low, 1 = high). Fast path: (h << 16) >>s 3
+ * puts the exponent/mantissa at bit 13 and smears the sign over bits 28–31; masking bits 28–30 and multiplying by
+ * 2^112 gives the value (subnormals included, sign kept by the multiply).
+ */
+export function f16x8ToF32x4(f: FnBuilder, raw: Local, special: Local, lanes: 0 | 1): Local {
+  const out = f.local('v128');
+  const unpack = lanes === 0 ? [0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23] : [8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31];
+  f.if(
+    special,
+    () => f.set(out, f16BitsToF32x4(f, lanes === 0 ? i32x4.extend_low_i16x8_u(raw) : i32x4.extend_high_i16x8_u(raw))),
+    () => {
+      const hi = i32x4.shr_s(v128.shuffle(v128.zero(), raw, unpack), 3);
+      f.set(out, f32x4.mul(v128.and(hi, v128.constI32(0x8fffffff | 0, 0x8fffffff | 0, 0x8fffffff | 0, 0x8fffffff | 0)), v128.constF32(2 ** 112, 2 ** 112, 2 ** 112, 2 ** 112)));
+    },
+  );
+  return out;
+}
+
+/** i32 flag: does any of the eight halves in `raw` have the Inf/NaN exponent? */
+export function f16AnySpecial(raw: Expr): Expr {
+  const e = v128.constI32(0x7c007c00, 0x7c007c00, 0x7c007c00, 0x7c007c00);
+  return v128.any_true(i16x8.eq(v128.and(raw, e), e));
 }
 
 /** One bf16/f16 value at `addr` → f32 (scalar). */
-export function load16AsF32(addr: Expr, dtype: 'bf16' | 'f16', offset = 0): Expr {
+export function load16AsF32(f: FnBuilder, addr: Expr, dtype: 'bf16' | 'f16', offset = 0): Expr {
   const bits = i32.load16_u(addr, offset);
   if (dtype === 'bf16') return f32.reinterpret_i32(i32.shl(bits, 16));
-  return f32x4.extract_lane(f16BitsToF32x4(i32x4.splat(bits)), 0);
+  return f32x4.extract_lane(f16BitsToF32x4(f, i32x4.splat(bits)), 0);
 }
 
 /** Four consecutive elements of `dtype` at `addr` as f32x4 (unaligned). */
-export function load4(addr: Expr, dtype: StoreDType, offset = 0): Expr {
+export function load4(f: FnBuilder, addr: Expr, dtype: StoreDType, offset = 0): Expr {
   if (dtype === 'f32') return v128.load(addr, offset, 0);
-  const raw = v128.load64_zero(addr, offset, 0);
-  if (dtype === 'bf16') return v128.shuffle(v128.zero(), raw, [0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23]);
-  return f16BitsToF32x4(i32x4.extend_low_i16x8_u(raw));
+  if (dtype === 'bf16') return v128.shuffle(v128.zero(), v128.load64_zero(addr, offset, 0), [0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23]);
+  const raw = f.local('v128', v128.load64_zero(addr, offset, 0));
+  return f16x8ToF32x4(f, raw, f.local('i32', f16AnySpecial(raw)), 0);
 }
 
 /** One element of `dtype` at `addr` as f32. */
-export function load1(addr: Expr, dtype: StoreDType, offset = 0): Expr {
-  return dtype === 'f32' ? f32.load(addr, offset, 0) : load16AsF32(addr, dtype, offset);
+export function load1(f: FnBuilder, addr: Expr, dtype: StoreDType, offset = 0): Expr {
+  return dtype === 'f32' ? f32.load(addr, offset, 0) : load16AsF32(f, addr, dtype, offset);
 }
 
 export const ELEM_BYTES: Record<StoreDType, number> = { f32: 4, bf16: 2, f16: 2 };
@@ -104,7 +127,7 @@ export function genPackRows(m: ModuleBuilder, dtype: StoreDType, P: number): str
           for (let q = 0; q < P / 4; q++) {
             f.set(rowPtr, i32.add(src, i32.mul(i32.add(p, q * 4), ldb)));
             f.for(k, 0, kc4, 4, () => {
-              for (let j = 0; j < 4; j++) f.set(rr[j]!, load4(i32.add(rowPtr, i32.mul(ldb, j)), dtype));
+              for (let j = 0; j < 4; j++) f.set(rr[j]!, load4(f, i32.add(rowPtr, i32.mul(ldb, j)), dtype));
               transpose4(f, rr, tt);
               const o = i32.add(out, i32.add(i32.mul(k, P * 4), q * 16));
               for (let j = 0; j < 4; j++) f.v128_store(o, rr[j]!, j * P * 4, 2);
@@ -112,7 +135,7 @@ export function genPackRows(m: ModuleBuilder, dtype: StoreDType, P: number): str
             });
             f.for(k, kc4, kc, 1, () => {
               for (let j = 0; j < 4; j++) {
-                f.f32_store(i32.add(out, i32.add(i32.mul(k, P * 4), (q * 4 + j) * 4)), load1(i32.add(rowPtr, i32.mul(ldb, j)), dtype));
+                f.f32_store(i32.add(out, i32.add(i32.mul(k, P * 4), (q * 4 + j) * 4)), load1(f, i32.add(rowPtr, i32.mul(ldb, j)), dtype));
               }
               f.inc(rowPtr, eb);
             });
@@ -125,7 +148,7 @@ export function genPackRows(m: ModuleBuilder, dtype: StoreDType, P: number): str
               const o = i32.add(out, i32.shl(i32.add(i32.mul(k, P), r), 2));
               f.if(
                 i32.lt_s(r, nr),
-                () => f.f32_store(o, load1(i32.add(src, i32.add(i32.mul(i32.add(p, r), ldb), i32.mul(k, eb))), dtype)),
+                () => f.f32_store(o, load1(f, i32.add(src, i32.add(i32.mul(i32.add(p, r), ldb), i32.mul(k, eb))), dtype)),
                 () => f.f32_store(o, 0),
               );
             });
@@ -157,7 +180,7 @@ export function genPackCols(m: ModuleBuilder, dtype: StoreDType, NR: number): st
         i32.ge_s(nc, NR),
         () => {
           f.for(k, 0, kc, 1, () => {
-            for (let q = 0; q < NR / 4; q++) f.v128_store(o, load4(s, dtype, q * 4 * eb), q * 16, 2);
+            for (let q = 0; q < NR / 4; q++) f.v128_store(o, load4(f, s, dtype, q * 4 * eb), q * 16, 2);
             f.inc(s, ldb);
             f.inc(o, NR * 4);
           });
@@ -166,7 +189,7 @@ export function genPackCols(m: ModuleBuilder, dtype: StoreDType, NR: number): st
           f.for(k, 0, kc, 1, () => {
             f.for(c, 0, NR, 1, () => {
               const dst = i32.add(o, i32.shl(c, 2));
-              f.if(i32.lt_s(c, nc), () => f.f32_store(dst, load1(i32.add(s, i32.mul(c, eb)), dtype)), () => f.f32_store(dst, 0));
+              f.if(i32.lt_s(c, nc), () => f.f32_store(dst, load1(f, i32.add(s, i32.mul(c, eb)), dtype)), () => f.f32_store(dst, 0));
             });
             f.inc(s, ldb);
             f.inc(o, NR * 4);

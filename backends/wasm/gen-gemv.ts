@@ -8,10 +8,11 @@
 //                column chunk of y that stays in L1.
 
 import { f32, f32x4, i32, i32x4, type Expr, type FnBuilder, type Local, type ModuleBuilder, v128 } from './emitter.js';
-import { ELEM_BYTES, type StoreDType, f16BitsToF32x4, load1, load4 } from './gen-gemm.js';
+import { ELEM_BYTES, type StoreDType, f16AnySpecial, f16x8ToF32x4, load1, load4 } from './gen-gemm.js';
 
 /** Eight consecutive 16-bit floats at addr → [low four, high four] as f32x4. */
-function load8x16(raw: Expr, dtype: 'bf16' | 'f16'): [Expr, Expr] {
+function load8x16(f: FnBuilder, rawE: Expr, dtype: 'bf16' | 'f16'): [Expr, Expr] {
+  const raw = f.local('v128', rawE);
   if (dtype === 'bf16') {
     const z = v128.zero();
     return [
@@ -19,7 +20,8 @@ function load8x16(raw: Expr, dtype: 'bf16' | 'f16'): [Expr, Expr] {
       v128.shuffle(z, raw, [8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31]),
     ];
   }
-  return [f16BitsToF32x4(i32x4.extend_low_i16x8_u(raw)), f16BitsToF32x4(i32x4.extend_high_i16x8_u(raw))];
+  const special = f.local('i32', f16AnySpecial(raw));
+  return [f16x8ToF32x4(f, raw, special, 0), f16x8ToF32x4(f, raw, special, 1)];
 }
 
 /** (Σ lanes of a, Σ b, Σ c, Σ d) as one vector. */
@@ -81,15 +83,28 @@ export function genGemvT(m: ModuleBuilder, dt: StoreDType): string {
             const xa = i32.add(xp, i32.shl(k, 2));
             f.set(x0, v128.load(xa, 0, 0));
             f.set(x1, v128.load(xa, 16, 0));
-            for (let q = 0; q < 4; q++) {
-              const [lo, hi] = load8x16(v128.load(i32.add(ws[q]!, i32.shl(k, 1)), 0, 0), dt);
-              f.set(accs[q]!, f32x4.add(accs[q]!, f32x4.add(f32x4.mul(lo, x0), f32x4.mul(hi, x1))));
+            if (dt === 'bf16') {
+              // A 32-bit lane holds two bf16 (even element low, odd high): even = lane << 16, odd = lane & ~0xffff,
+              // multiplied by x split into even and odd elements. Two cheap integer ops instead of two unpacks.
+              const xe = f.local('v128', v128.shuffle32(x0, x1, [0, 2, 4, 6]));
+              const xo = f.local('v128', v128.shuffle32(x0, x1, [1, 3, 5, 7]));
+              for (let q = 0; q < 4; q++) {
+                const raw = f.local('v128', v128.load(i32.add(ws[q]!, i32.shl(k, 1)), 0, 0));
+                const even = i32x4.shl(raw, 16);
+                const odd = v128.and(raw, v128.constI32(-65536, -65536, -65536, -65536));
+                f.set(accs[q]!, f32x4.add(accs[q]!, f32x4.add(f32x4.mul(even, xe), f32x4.mul(odd, xo))));
+              }
+            } else {
+              for (let q = 0; q < 4; q++) {
+                const [lo, hi] = load8x16(f, v128.load(i32.add(ws[q]!, i32.shl(k, 1)), 0, 0), dt);
+                f.set(accs[q]!, f32x4.add(accs[q]!, f32x4.add(f32x4.mul(lo, x0), f32x4.mul(hi, x1))));
+              }
             }
           });
           // One more group of four, if K mod 8 ≥ 4.
           f.if(i32.lt_s(kv, k4), () => {
             f.set(x0, v128.load(i32.add(xp, i32.shl(kv, 2)), 0, 0));
-            for (let q = 0; q < 4; q++) f.set(accs[q]!, f32x4.add(accs[q]!, f32x4.mul(load4(i32.add(ws[q]!, i32.mul(kv, eb)), dt), x0)));
+            for (let q = 0; q < 4; q++) f.set(accs[q]!, f32x4.add(accs[q]!, f32x4.mul(load4(f, i32.add(ws[q]!, i32.mul(kv, eb)), dt), x0)));
           });
         }
         f.set(res, hsum4(a0, a1, a2, a3, [t0, t1])(f));
@@ -102,7 +117,7 @@ export function genGemvT(m: ModuleBuilder, dt: StoreDType): string {
             f.set(s, 0);
             f.for(k, k4, K, 1, () => {
               f.set(xs, f32.load(i32.add(xp, i32.shl(k, 2))));
-              f.set(s, f32.add(s, f32.mul(xs, load1(i32.add(ws[q]!, i32.mul(k, eb)), dt))));
+              f.set(s, f32.add(s, f32.mul(xs, load1(f, i32.add(ws[q]!, i32.mul(k, eb)), dt))));
             });
             f.f32_store(yp, f32.add(f32.load(yp, q * 4), s), q * 4);
           }
@@ -116,10 +131,10 @@ export function genGemvT(m: ModuleBuilder, dt: StoreDType): string {
         f.set(xp, i32.add(x, i32.mul(mm, ldxb)));
         f.set(a0, v128.zero());
         f.for(k, 0, k4, 4, () => {
-          f.set(a0, f32x4.add(a0, f32x4.mul(load4(i32.add(w0, i32.mul(k, eb)), dt), v128.load(i32.add(xp, i32.shl(k, 2)), 0, 0))));
+          f.set(a0, f32x4.add(a0, f32x4.mul(load4(f, i32.add(w0, i32.mul(k, eb)), dt), v128.load(i32.add(xp, i32.shl(k, 2)), 0, 0))));
         });
         f.set(s, hsum(a0));
-        f.for(k, k4, K, 1, () => f.set(s, f32.add(s, f32.mul(f32.load(i32.add(xp, i32.shl(k, 2))), load1(i32.add(w0, i32.mul(k, eb)), dt)))));
+        f.for(k, k4, K, 1, () => f.set(s, f32.add(s, f32.mul(f32.load(i32.add(xp, i32.shl(k, 2))), load1(f, i32.add(w0, i32.mul(k, eb)), dt)))));
         f.if(i32.ne(bias, 0), () => f.set(s, f32.add(s, f32.load(i32.add(bias, i32.shl(n, 2))))));
         f.f32_store(i32.add(y, i32.add(i32.mul(mm, ldyb), i32.shl(n, 2))), s);
       });
@@ -164,13 +179,13 @@ export function genGemvN(m: ModuleBuilder, dt: StoreDType): string {
         f.for(j, 0, w4, 4, () => {
           const ya = i32.add(yp, i32.shl(j, 2));
           let sum: Expr = v128.load(ya, 0, 0);
-          for (let q = 0; q < 4; q++) sum = f32x4.add(sum, f32x4.mul(ss[q]!, load4(i32.add(ps[q]!, i32.mul(j, eb)), dt)));
+          for (let q = 0; q < 4; q++) sum = f32x4.add(sum, f32x4.mul(ss[q]!, load4(f, i32.add(ps[q]!, i32.mul(j, eb)), dt)));
           f.v128_store(ya, sum, 0, 0);
         });
         f.for(j, w4, w, 1, () => {
           const ya = i32.add(yp, i32.shl(j, 2));
           let sum: Expr = f32.load(ya);
-          for (let q = 0; q < 4; q++) sum = f32.add(sum, f32.mul(f32x4.extract_lane(ss[q]!, 0), load1(i32.add(ps[q]!, i32.mul(j, eb)), dt)));
+          for (let q = 0; q < 4; q++) sum = f32.add(sum, f32.mul(f32x4.extract_lane(ss[q]!, 0), load1(f, i32.add(ps[q]!, i32.mul(j, eb)), dt)));
           f.f32_store(ya, sum);
         });
       });
@@ -179,11 +194,11 @@ export function genGemvN(m: ModuleBuilder, dt: StoreDType): string {
         f.set(s0, f32x4.splat(f32.load(i32.add(x, i32.shl(k, 2)))));
         f.for(j, 0, w4, 4, () => {
           const ya = i32.add(yp, i32.shl(j, 2));
-          f.v128_store(ya, f32x4.add(v128.load(ya, 0, 0), f32x4.mul(s0, load4(i32.add(p0, i32.mul(j, eb)), dt))), 0, 0);
+          f.v128_store(ya, f32x4.add(v128.load(ya, 0, 0), f32x4.mul(s0, load4(f, i32.add(p0, i32.mul(j, eb)), dt))), 0, 0);
         });
         f.for(j, w4, w, 1, () => {
           const ya = i32.add(yp, i32.shl(j, 2));
-          f.f32_store(ya, f32.add(f32.load(ya), f32.mul(f32x4.extract_lane(s0, 0), load1(i32.add(p0, i32.mul(j, eb)), dt))));
+          f.f32_store(ya, f32.add(f32.load(ya), f32.mul(f32x4.extract_lane(s0, 0), load1(f, i32.add(p0, i32.mul(j, eb)), dt))));
         });
       });
     });

@@ -63,6 +63,8 @@ export interface WasmBackendOptions {
   initialMemoryBytes?: number;
   /** How long idle threads spin before sleeping, in microseconds (default 100). */
   spinMicros?: number;
+  /** Split every kernel that can be split across the threads, however small (for tests; default false). */
+  splitSmallOps?: boolean;
 }
 
 /** A tensor's storage: a byte offset into the shared memory. */
@@ -97,6 +99,7 @@ export class WasmBackend implements Backend {
   private i32!: Int32Array;
   private f32!: Float32Array;
   private destroyed = false;
+  private readonly splitAll: boolean;
   private consts: { n: number; ones: number; zeros: number } | null = null;
   private table: { ptr: number; bytes: number } | null = null;
   private readonly ropeTables = new Map<string, { cos: number; sin: number; positions: number; half: number; bytes: number }>();
@@ -104,6 +107,7 @@ export class WasmBackend implements Backend {
   private constructor(opts: WasmBackendOptions, memory: WasmMemory, pool: ThreadPool | null, threads: number, maxBytes: number) {
     this.name = opts.name ?? 'wasm';
     this.threads = threads;
+    this.splitAll = opts.splitSmallOps ?? false;
     this.memory = memory;
     this.pool = pool;
     const km = kernelModule();
@@ -229,6 +233,7 @@ export class WasmBackend implements Backend {
 
   /** How many threads a job of this much work deserves. */
   private threadsFor(work: number, unit: number): number {
+    if (this.splitAll) return this.threads;
     return Math.max(1, Math.min(this.threads, Math.floor(work / unit)));
   }
 

@@ -110,7 +110,13 @@ export class ThreadPool {
     const ready: Promise<void>[] = [];
     for (let i = 1; i < threads; i++) {
       const init: WorkerInit = { module, memory, ctrl: ctrlPtr, index: i, names, gen, spinMs, slotOffset: SLOT_OFFSET, slotBytes: SLOT_BYTES, maxArgs: MAX_ARGS };
-      const w = new Worker(`(${workerMain.toString()})()`, { eval: true, workerData: init, name: `lavi-wasm-${i}` });
+      const w = new Worker(`(${workerMain.toString()})()`, {
+        eval: true,
+        workerData: init,
+        name: `lavi-wasm-${i}`,
+        // The worker is a CommonJS script: do not inherit flags such as --input-type=module from the parent.
+        execArgv: [],
+      });
       pool.workers.push(w);
       ready.push(
         new Promise<void>((resolve, reject) => {

@@ -1,0 +1,257 @@
+// Targeted tests of the wasm backend beyond the conformance table: matmul at sizes that stress the edge handling
+// of the packed GEMM and the GEMVs (1, 3, 17, 63, 129, 1000 in each of M/N/K, and sizes crossing the MC/KC/NC
+// blocks), packed weights, bit-identical results for 1 and 2 threads, f16 special values, the allocator (reuse,
+// coalescing, an oversize request), and that the workers never keep the process alive.
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { CpuBackend } from '../backends/cpu/index.js';
+import { compare } from '../backends/conformance/index.js';
+import { createWasmBackend, WasmBackend } from '../backends/wasm/index.js';
+import { BLOCKING } from '../backends/wasm/kernels.js';
+import type { Backend } from '../core/backend.js';
+import { type DType, f16ToF32, narrowFromF32 } from '../core/dtype.js';
+import { BackendError } from '../core/errors.js';
+import type { Tensor } from '../core/tensor.js';
+import * as ops from '../ops/index.js';
+
+const cpu = new CpuBackend();
+const w1 = await createWasmBackend({ threads: 1 });
+const w2 = await createWasmBackend({ threads: 2, splitSmallOps: true });
+
+let seed = 12345;
+function rand(n: number, scale = 1): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    a[i] = ((seed >>> 8) / 2 ** 24 * 2 - 1) * scale;
+  }
+  return a;
+}
+
+/** Runs `fn` on each backend with the same host inputs and returns the outputs. */
+async function onEach(backends: Backend[], inputs: { data: Float32Array | Int32Array; shape: number[]; dtype?: DType }[], fn: (ts: Tensor[]) => Tensor): Promise<(Float32Array | Int32Array)[]> {
+  const outs: (Float32Array | Int32Array)[] = [];
+  for (const b of backends) {
+    const ts = inputs.map((i) => ops.tensor(b, i.data, i.shape, i.dtype));
+    const y = fn(ts);
+    outs.push(await y.read());
+    y.dispose();
+    for (const t of ts) t.dispose();
+  }
+  return outs;
+}
+
+function assertClose(got: ArrayLike<number>, want: ArrayLike<number>, what: string, nmse = 1e-9): void {
+  const c = compare(got, want, { nmse });
+  assert.ok(c.ok, `${what}: ${c.reason}`);
+}
+
+function assertIdentical(a: Float32Array | Int32Array, b: Float32Array | Int32Array, what: string): void {
+  assert.is(a.length, b.length, `${what}: lengths`);
+  const ua = new Uint32Array(a.buffer, a.byteOffset, a.length), ub = new Uint32Array(b.buffer, b.byteOffset, b.length);
+  for (let i = 0; i < ua.length; i++) if (ua[i] !== ub[i]) assert.unreachable(`${what}: 1 vs 2 threads differ at ${i}: ${a[i]} vs ${b[i]}`);
+}
+
+const DIMS = [1, 3, 17, 63, 129, 1000];
+const SHAPES: [number, number, number][] = [];
+for (const d of DIMS) SHAPES.push([d, 17, 63], [17, d, 63], [17, 63, d]);
+// Across the blocking: more than MC rows, KC depth, NC columns (and the 4-row GEMV limit).
+const { MC, KC, NC } = BLOCKING;
+SHAPES.push([MC + 1, KC + 1, NC + 1], [2 * MC + 3, 2 * KC + 5, NC + 9], [4, 1000, 129], [5, 129, 1000]);
+
+for (const transposeB of [false, true]) {
+  test(`matmul ${transposeB ? 'x·Wᵀ' : 'a·b'} f32 + bias at edge sizes: matches the CPU, 1 thread = 2 threads`, async () => {
+    for (const [M, K, N] of SHAPES) {
+      const inputs = [
+        { data: rand(M * K), shape: [M, K] },
+        { data: rand(K * N), shape: transposeB ? [N, K] : [K, N] },
+        { data: rand(N), shape: [N] },
+      ];
+      const [want, a, b] = await onEach([cpu, w1, w2], inputs, ([x, w, bias]) => ops.matmul(x!, w!, { transposeB, bias }));
+      assertClose(a!, want!, `${M}x${K}x${N}`);
+      assertIdentical(a!, b!, `${M}x${K}x${N}`);
+    }
+  });
+}
+
+for (const dtype of ['bf16', 'f16'] as const) {
+  test(`matmul with packed ${dtype} weights (GEMV and GEMM paths, both layouts)`, async () => {
+    for (const [M, K, N] of [[1, 1000, 63], [1, 63, 1000], [3, 129, 17], [4, 17, 129], [17, 129, 63], [129, 257, 65], [1, 7, 5]] as const) {
+      for (const transposeB of [false, true]) {
+        const inputs = [
+          { data: rand(M * K), shape: [M, K] },
+          { data: rand(K * N), shape: transposeB ? [N, K] : [K, N], dtype },
+        ];
+        const [want, a, b] = await onEach([cpu, w1, w2], inputs, ([x, w]) => ops.matmul(x!, w!, { transposeB }));
+        assertClose(a!, want!, `${dtype} ${M}x${K}x${N} tB=${transposeB}`);
+        assertIdentical(a!, b!, `${dtype} ${M}x${K}x${N} tB=${transposeB}`);
+      }
+    }
+  });
+}
+
+test('batched matmul with per-batch b, and K = 0', async () => {
+  const inputs = [{ data: rand(3 * 17 * 63), shape: [3, 17, 63] }, { data: rand(3 * 63 * 129), shape: [3, 63, 129] }];
+  const [want, a, b] = await onEach([cpu, w1, w2], inputs, ([x, w]) => ops.matmul(x!, w!));
+  assertClose(a!, want!, 'batched');
+  assertIdentical(a!, b!, 'batched');
+  const z = await onEach([cpu, w1], [{ data: new Float32Array(0), shape: [3, 0] }, { data: new Float32Array(0), shape: [0, 5] }, { data: rand(5), shape: [5] }], ([x, w, bias]) => ops.matmul(x!, w!, { bias }));
+  assert.equal(Array.from(z[1]!), Array.from(z[0]!));
+});
+
+test('f16 weights with ±Inf, NaN, subnormals and −0 widen exactly (GEMV, GEMM, cast, embedding)', async () => {
+  const K = 16, N = 8;
+  const vals = new Float32Array(K * N).fill(0.5);
+  const specials = [Infinity, -Infinity, NaN, 5.960464477539063e-8, -3.0517578125e-5, -0, 65504, 6.103515625e-5];
+  specials.forEach((v, i) => (vals[i * K + i] = v));
+  const bits = narrowFromF32(vals, 'f16');
+  for (const M of [1, 9]) {
+    const x = new Float32Array(M * K).fill(1);
+    const [want, got] = await onEach([cpu, w1], [{ data: x, shape: [M, K] }, { data: bits as unknown as Float32Array, shape: [N, K], dtype: 'f16' }], ([a, w]) => ops.linear(a!, w!));
+    for (let i = 0; i < want!.length; i++) assert.ok(Object.is(want![i], got![i]) || Math.abs(want![i]! - got![i]!) <= 1e-5 * Math.abs(want![i]!), `M=${M} [${i}]: ${got![i]} vs ${want![i]}`);
+  }
+  const castBack = await onEach([w1], [{ data: bits as unknown as Float32Array, shape: [K * N], dtype: 'f16' }], ([w]) => ops.cast(w!, 'f32'));
+  for (let i = 0; i < bits.length; i++) assert.ok(Object.is(castBack[0]![i], f16ToF32(bits[i]!)), `cast ${i}`);
+  const emb = await onEach([cpu, w1], [{ data: bits as unknown as Float32Array, shape: [N, K], dtype: 'f16' }, { data: Int32Array.from([0, 2, 7, -1, 8]), shape: [5] }], ([t, ids]) => ops.embedding(t!, ids!));
+  for (let i = 0; i < emb[0]!.length; i++) assert.ok(Object.is(emb[0]![i], emb[1]![i]), `embedding ${i}`);
+});
+
+test('1 thread = 2 threads bit for bit: attention, norms, softmax, elementwise, rope', async () => {
+  const x = { data: rand(37 * 1000, 3), shape: [37, 1000] };
+  const g = { data: rand(1000), shape: [1000] };
+  const cases: [string, { data: Float32Array; shape: number[] }[], (t: Tensor[]) => Tensor][] = [
+    ['layerNorm', [x, g, g], ([a, b, c]) => ops.layerNorm(a!, b!, c!, 1e-5)],
+    ['rmsNorm', [x, g], ([a, b]) => ops.rmsNorm(a!, b!, 1e-6)],
+    ['modulatedNorm', [x, g, g, x, x], ([a, b, c, d, e]) => ops.modulatedNorm(a!, b!, { kind: 'layer', eps: 1e-6, beta: c!, dGamma: d!, dBeta: e! })],
+    ['softmax', [x], ([a]) => ops.softmax(a!)],
+    ['gelu', [x], ([a]) => ops.gelu(a!)],
+    ['swiglu', [x, x], ([a, b]) => ops.swiglu(a!, b!)],
+    ['add bcast', [x, g], ([a, b]) => ops.add(a!, b!)],
+    ['rope', [{ data: rand(2 * 37 * 3 * 64), shape: [2, 37, 3, 64] }], ([a]) => ops.rope(a!, { theta: 1e4, offset: 5, rotaryDim: 64 })],
+    [
+      'attention',
+      [{ data: rand(1 * 33 * 14 * 64), shape: [1, 33, 14, 64] }, { data: rand(1 * 300 * 2 * 64), shape: [1, 300, 2, 64] }, { data: rand(1 * 300 * 2 * 64), shape: [1, 300, 2, 64] }],
+      ([q, k, v]) => ops.attention(q!, k!, v!, { causal: true, queryOffset: 200, keyLength: 250 }),
+    ],
+  ];
+  for (const [name, inputs, fn] of cases) {
+    const [want, a, b] = await onEach([cpu, w1, w2], inputs, fn);
+    assertClose(a!, want!, name, 1e-7);
+    assertIdentical(a!, b!, name);
+  }
+});
+
+test('vector exp/tanh/gelu/silu/softmax: accurate over the whole f32 range, including ±Inf, NaN and subnormal results', async () => {
+  const specials = [-Infinity, -1e30, -200, -104, -103.5, -100, -88, -87.5, -50, -10, -3, -1e-3, -1e-30, -0, 0, 1e-30, 1e-3, 0.5, 0.625, 1, 3, 10, 50, 88, 88.7, 88.8, 89, 100, 1e30, Infinity, NaN];
+  const xs = Float32Array.from([...specials, ...rand(4000, 30)]);
+  for (const op of ['exp', 'tanh', 'gelu_tanh', 'gelu_erf', 'silu'] as const) {
+    const [want, got] = await onEach([cpu, w1], [{ data: xs, shape: [xs.length] }], ([x]) => ops.unary(op, x!));
+    for (let i = 0; i < xs.length; i++) {
+      const w = want![i]!, g = got![i]!;
+      if (Number.isNaN(w) || !Number.isFinite(w)) {
+        assert.ok(Object.is(w, g) || (Number.isNaN(w) && Number.isNaN(g)), `${op}(${xs[i]}): got ${g}, want ${w}`);
+        continue;
+      }
+      // A few ulp relative, growing in the tails where exp's argument is large (an f32 argument carries a relative
+      // error of |arg|·2^-24 into the result, in the reference's f32 input as much as ours), with an absolute
+      // floor of float64 rounding (the reference's 0.5x(1 + tanh u) cancels to 0 where the true value is ~1e-22).
+      assert.ok(Math.abs(g - w) <= (4e-7 + 1e-7 * Math.min(xs[i]! * xs[i]!, 1e4)) * Math.abs(w) + 1e-15 * Math.max(1, Math.abs(xs[i]!)), `${op}(${xs[i]}): got ${g}, want ${w} (rel ${Math.abs(g - w) / Math.abs(w)})`);
+    }
+  }
+  // Softmax rows with −∞ entries, a fully masked row, and a huge spread.
+  const rows = Float32Array.from([-Infinity, 0, 1, -Infinity, -Infinity, -Infinity, -Infinity, -Infinity, 1e4, -1e4, 0, 3]);
+  const [want, got] = await onEach([cpu, w1], [{ data: rows, shape: [3, 4] }], ([x]) => ops.softmax(x!));
+  for (let i = 0; i < rows.length; i++) assert.ok(Math.abs(got![i]! - want![i]!) <= 1e-7 * Math.abs(want![i]!) + 1e-38, `softmax[${i}]: ${got![i]} vs ${want![i]}`);
+});
+
+test('allocator: freed blocks are reused, large extents coalesce, live bytes return to baseline', () => {
+  const b = w1;
+  const base = b.memoryStats().liveBytes;
+  const s1 = b.alloc(1000, 'f32');
+  const p1 = s1.ptr;
+  b.free(s1);
+  const s2 = b.alloc(1000, 'f32');
+  assert.is(s2.ptr, p1, 'same size class reuses the freed block');
+  const s3 = b.alloc(900, 'f32'); // same class (≤ 25% rounding) → a different live block
+  assert.is.not(s3.ptr, s2.ptr);
+  b.free(s2);
+  b.free(s3);
+  // Two adjacent large blocks, freed, merge into one extent that fits a request of their combined size.
+  const big = 3 << 20;
+  const l1 = b.alloc(big / 4, 'f32'), l2 = b.alloc(big / 4, 'f32'), guard = b.alloc(big / 4, 'f32');
+  b.free(l1);
+  b.free(l2);
+  const l3 = b.alloc(big / 2, 'f32');
+  assert.is(l3.ptr, l1.ptr, 'coalesced extent reused');
+  b.free(l3);
+  b.free(guard);
+  assert.is(b.memoryStats().liveBytes, base);
+  // Tensors round-trip through the memory.
+  const data = rand(12345);
+  const t = ops.tensor(b, data, [12345]);
+  assert.equal(Array.from(t.readSync()), Array.from(data));
+  t.dispose();
+  assert.is(b.memoryStats().liveBytes, base);
+});
+
+test('an allocation larger than the memory limit fails with a clear error, and the backend keeps working', async () => {
+  const b = await createWasmBackend({ threads: 1, maxMemoryBytes: 64 * 2 ** 20 });
+  try {
+    assert.throws(() => b.alloc(100 * 2 ** 20 / 4, 'f32'), (e: Error) => e instanceof BackendError && /memory limit/.test(e.message));
+    const held: unknown[] = [];
+    assert.throws(() => {
+      for (let i = 0; i < 100; i++) held.push(b.alloc(8 * 2 ** 20 / 4, 'f32'));
+    }, (e: Error) => e instanceof BackendError && /out of memory/.test(e.message));
+    for (const h of held) b.free(h);
+    const x = ops.tensor(b, rand(64), [8, 8]);
+    const y = await ops.matmul(x, x).read();
+    assert.is(y.length, 64);
+    x.dispose();
+  } finally {
+    await b.destroy();
+  }
+});
+
+test('info, threads option, destroyed backend refuses work', async () => {
+  const i = w2.info();
+  assert.is(i.device, 'cpu');
+  assert.match(i.description, /SIMD128/);
+  assert.match(i.description, /2 threads/);
+  assert.is(w1.threads, 1);
+  const b = await createWasmBackend({ threads: 2 });
+  const t = ops.tensor(b, rand(4), [4]);
+  await b.destroy();
+  assert.throws(() => ops.add(t, t), /destroyed/);
+  assert.ok(b instanceof WasmBackend);
+});
+
+test('workers never keep the process alive (with and without destroy)', () => {
+  const index = fileURLToPath(new URL('../backends/wasm/index.js', import.meta.url));
+  const opsPath = fileURLToPath(new URL('../ops/index.js', import.meta.url));
+  for (const destroy of [true, false]) {
+    const script = `
+      const { createWasmBackend } = await import(${JSON.stringify(index)});
+      const ops = await import(${JSON.stringify(opsPath)});
+      const b = await createWasmBackend({ threads: 2, splitSmallOps: true });
+      const x = ops.tensor(b, new Float32Array(256 * 256).fill(1), [256, 256]);
+      const y = ops.matmul(x, x).readSync();
+      if (y[0] !== 256) throw new Error('bad result ' + y[0]);
+      ${destroy ? 'await b.destroy();' : ''}
+      console.log('done');`;
+    const t0 = Date.now();
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30000 });
+    assert.is(r.signal, null, `child ${destroy ? 'with' : 'without'} destroy() did not exit by itself (killed by ${r.signal})`);
+    assert.is(r.status, 0, r.stderr);
+    assert.match(r.stdout, /done/);
+    assert.ok(Date.now() - t0 < 30000);
+  }
+});
+
+test.after(async () => {
+  await w1.destroy();
+  await w2.destroy();
+});
+
+test.run();

@@ -1,0 +1,33 @@
+// The whole conformance harness against the CPU reference on the wasm backend: with one thread, with two threads
+// at the normal thresholds, and with two threads splitting every kernel however small (so each case also runs the
+// threaded paths). Every case must pass; nothing may be unsupported.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { CpuBackend } from '../backends/cpu/index.js';
+import { formatResult, summarize, verifyBackend } from '../backends/conformance/index.js';
+import { OP_NAMES } from '../core/backend.js';
+import { createWasmBackend, type WasmBackendOptions } from '../backends/wasm/index.js';
+
+const cpu = new CpuBackend();
+
+async function run(opts: WasmBackendOptions, label: string): Promise<void> {
+  const backend = await createWasmBackend(opts);
+  try {
+    const results = await verifyBackend({ backend, reference: cpu });
+    const s = summarize(results);
+    const bad = results.filter((r) => r.status !== 'pass').map((r) => formatResult(r));
+    assert.equal(bad, [], `${label}: ${bad.join('\n')}`);
+    assert.ok(s.pass >= 100, `${label}: only ${s.pass} cases`);
+    // Every op of the kernel table is exercised.
+    for (const op of OP_NAMES) assert.ok(results.some((r) => r.op === op && r.status === 'pass'), `${label}: no passing case for ${op}`);
+    console.log(`\nNOTE: wasm conformance ${label}: ${s.pass} passed, ${s.fail} failed, ${s.unsupported} unsupported`);
+  } finally {
+    await backend.destroy();
+  }
+}
+
+test('wasm, 1 thread: every conformance case passes', () => run({ threads: 1 }, '1 thread'));
+test('wasm, 2 threads: every conformance case passes', () => run({ threads: 2 }, '2 threads'));
+test('wasm, 2 threads splitting every kernel: every conformance case passes', () => run({ threads: 2, splitSmallOps: true }, '2 threads, all split'));
+
+test.run();
