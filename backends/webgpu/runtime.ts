@@ -455,7 +455,7 @@ export class GpuRuntime {
   }
 
   private bindGroup(p: Pipe, views: readonly View[]): GPUBindGroup {
-    let key = p.layoutKey;
+    let key = `${p.layoutKey}:${p.params.bytes}`;
     for (const v of views) key += `|${v.storage.buf.id}:${v.offset}:${v.size}`;
     let bg = this.bindGroups.get(key);
     if (!bg) {

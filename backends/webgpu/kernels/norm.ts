@@ -61,9 +61,11 @@ fn main(@builtin(workgroup_id) w: vec3u, @builtin(num_workgroups) nw: vec3u, @bu
   var mean = 0.0;
   ${
     kind === 'layer'
-      ? `var s = 0.0;
-  for (var j = lid; j < n; j += ${red.wg}u) { s += ${hs('X[xb + j]')}; }
-  mean = ${red.sum('s')} / f32(p.d);`
+      ? `// Sum around the row's first value, so rows far from 0 (e.g. ~1e4) keep their precision in f32.
+  let shift = ${vec ? 'X[xb].x' : 'X[xb]'};
+  var s = 0.0;
+  for (var j = lid; j < n; j += ${red.wg}u) { let c = X[xb + j] - ${T}(shift); s += ${hs('c')}; }
+  mean = shift + ${red.sum('s')} / f32(p.d);`
       : ''
   }
   var q = 0.0;
