@@ -101,6 +101,28 @@ test('gpu.js degrading a kernel to its CPU backend is an error, never a silent m
   }
 });
 
+test('f16/bf16 narrowing and widening in kernels are bit-exact at the edges (zero, overflow, subnormals, ties)', async () => {
+  const { CpuBackend } = await import('../backends/cpu/index.js');
+  const cpu = new CpuBackend();
+  const b = await createGpuJsBackend({ mode: 'webasm' });
+  try {
+    const values = Float32Array.from([0, 1, -3, 65504, 65519, 65520, 1e9, 6.1e-5, 5.96e-8, 2.98e-8, 1e-10, -0.333333, 1.0009765625,
+      3.3895314e38, 3.4e38, 1.00390625, 1.01171875, -7.5, 1e-30, 1.17549435e-38, 1000.5, -1e-3]);
+    for (const to of ['f16', 'bf16'] as const) {
+      const got = await ops.cast(ops.tensor(b, values, [values.length]), to).readRaw();
+      const want = await ops.cast(ops.tensor(cpu, values, [values.length]), to).readRaw();
+      assert.equal(Array.from(got), Array.from(want), `f32 → ${to}`);
+      const back = await ops.cast(ops.tensor(b, want as Uint16Array, [values.length], to), 'f32').read();
+      const backWant = await ops.cast(ops.tensor(cpu, want as Uint16Array, [values.length], to), 'f32').read();
+      assert.equal(Array.from(back), Array.from(backWant), `${to} → f32`);
+    }
+    const specials = Uint16Array.from([0x7c00, 0xfc00, 0x0001, 0x03ff, 0x3c00, 0x8000]);
+    assert.equal(Array.from(await ops.cast(ops.tensor(b, specials, [6], 'f16'), 'f32').read()), [Infinity, -Infinity, 2 ** -24, 1023 * 2 ** -24, 1, -0]);
+  } finally {
+    await b.destroy();
+  }
+});
+
 test('kernels compile once per shape and are reused', async () => {
   const b = await createGpuJsBackend({ mode: 'cpu' });
   try {

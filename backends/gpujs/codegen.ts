@@ -181,6 +181,7 @@ export function encode16(s: Src, dtype: 'f16' | 'bf16', x: string, out: string):
   s.line(`if (${e} < ${lit(minExp)}) { ${out} = ${sg} + ${r}; } else { ${out} = ${sg} + (${e} + ${lit(bias)}) * ${lit(mant)} + (${r} - ${lit(mant)}); }`);
   const infBits = bf ? 0x7f80 : 0x7c00;
   s.line(`if (${out} - ${sg} >= ${lit(infBits)}) { ${out} = ${sg} + ${lit(infBits)}; }`);
+  s.line(`if (${a} == 0.0) { ${out} = ${sg}; }`);
   // NaN (x != x) → the quiet NaN pattern
   s.line(`if (${xv} != ${xv}) { ${out} = ${lit(bf ? 0x7fc0 : 0x7e00)}; }`);
 }
