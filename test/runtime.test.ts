@@ -8,6 +8,7 @@ import * as assert from 'uvu/assert';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import { CpuBackend } from '../backends/cpu/index.js';
+import { releaseAllBackends } from '../core/registry.js';
 import { generate } from '../models/generate.js';
 import { preprocessImage } from '../models/image.js';
 import {
@@ -55,7 +56,10 @@ test.before(async () => {
   await makeTinyModel(concatDir, { mode: 'concat', seed: 2 });
 });
 
-test.after(() => tmp.cleanup());
+test.after(async () => {
+  tmp.cleanup();
+  await releaseAllBackends(); // the default-backend test may have started a GPU or worker-pool backend
+});
 
 test('the default model dir is the bundled checkpoint, found from the package, not the cwd', () => {
   const d = defaultModelDir();

@@ -67,7 +67,10 @@ export interface ModelEval {
   counts: Record<string, number>;
   flopsPerAnswer: { vision: number; llm: number; llmPrefill: number; llmDecode: number; total: number };
   visualTokensInContext: number;
-  memory: { source: 'backend memory()' | 'process RSS delta'; weightsBytes: number; peakBytes: number; perAnswerPeakBytes: number | null };
+  /** source: 'backend memory()', 'backend memoryStats()', 'backend memory(), live + pooled after each answer' or
+   *  'process RSS delta'. peakBytes includes the weights (except for the RSS delta, which starts before loading
+   *  and so includes them too); perAnswerPeakBytes is the most one answer added on top of what was live before it. */
+  memory: { source: string; weightsBytes: number; peakBytes: number; perAnswerPeakBytes: number | null };
   latency: { meanAnswerMs: number; meanTtftMs: number; meanEncodeMs: number; meanPrefillMs: number; tokensPerSecond: number; meanAnswerTokens: number };
   pytorch: null | {
     accuracy: Record<string, number>;
@@ -155,35 +158,53 @@ function pytorchModel(root: Json, names: string[], questions: readonly Question[
 // ---- running ------------------------------------------------------------------------------------------------
 
 interface MemProbe {
-  source: ModelEval['memory']['source'];
   start(): void;
   beforeAnswer(): void;
   afterAnswer(): void;
   result(weightsBytes: number): ModelEval['memory'];
 }
 
+interface MemoryCounters {
+  liveBytes: number;
+  peakBytes?: number;
+  pooledBytes?: number;
+}
+
+/**
+ * Peak memory from the backend's own counters when it has them — memory() (cpu: live + peak, with resetPeak();
+ * webgpu: live + pooled buffers, sampled after each answer) or memoryStats() (wasm: live + peak of its heap) —
+ * else the growth of the process RSS, sampled after each answer. `source` says which.
+ */
 function memoryProbe(backend: Backend): MemProbe {
-  const b = backend as Backend & { memory?: () => { liveBytes: number; peakBytes: number }; resetPeak?: () => void };
-  if (typeof b.memory === 'function') {
+  const b = backend as Backend & { memory?: unknown; memoryStats?: unknown; resetPeak?: unknown };
+  const read: (() => MemoryCounters) | null =
+    typeof b.memory === 'function' ? () => (b.memory as () => MemoryCounters).call(b)
+    : typeof b.memoryStats === 'function' ? () => (b.memoryStats as () => MemoryCounters).call(b)
+    : null;
+  const probe = read?.();
+  if (read && probe && typeof probe.liveBytes === 'number') {
+    const hasPeak = typeof probe.peakBytes === 'number';
+    const reset = typeof b.resetPeak === 'function' ? () => (b.resetPeak as () => void).call(b) : null;
+    const fn = typeof b.memory === 'function' ? 'memory()' : 'memoryStats()';
+    const source = hasPeak ? `backend ${fn}` : `backend ${fn}, live + pooled after each answer`;
     let peak = 0, perAnswer = 0, live0 = 0;
+    const held = (m: MemoryCounters) => (hasPeak ? m.peakBytes! : m.liveBytes + (m.pooledBytes ?? 0));
     return {
-      source: 'backend memory()',
-      start: () => b.resetPeak?.(),
+      start: () => reset?.(),
       beforeAnswer: () => {
-        b.resetPeak?.();
-        live0 = b.memory!().liveBytes;
+        reset?.();
+        live0 = read().liveBytes;
       },
       afterAnswer: () => {
-        const m = b.memory!();
-        peak = Math.max(peak, m.peakBytes);
-        perAnswer = Math.max(perAnswer, m.peakBytes - live0);
+        const m = read();
+        peak = Math.max(peak, held(m));
+        perAnswer = Math.max(perAnswer, held(m) - live0);
       },
-      result: (weightsBytes) => ({ source: 'backend memory()', weightsBytes, peakBytes: peak, perAnswerPeakBytes: b.resetPeak ? perAnswer : null }),
+      result: (weightsBytes) => ({ source, weightsBytes, peakBytes: peak, perAnswerPeakBytes: hasPeak && reset ? perAnswer : null }),
     };
   }
   let rss0 = 0, peak = 0;
   return {
-    source: 'process RSS delta',
     start: () => {
       rss0 = process.memoryUsage().rss;
     },
