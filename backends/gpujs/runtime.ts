@@ -179,8 +179,6 @@ function removeNavigatorGpu(): void {
 export class GBuf {
   host: Float32Array | null = null;
   dev: WebGPUBufferResult | GLTexture | null = null;
-  /** Async modes: settles when the last kernel that writes this buffer has run. */
-  ready: Promise<void> | null = null;
   /** Set when the kernel that should have produced this buffer failed. */
   error: Error | null = null;
   /** free() was called (async modes: the release is queued behind the kernels already issued). */
@@ -239,6 +237,8 @@ export class GpuJsRuntime {
   fallbackReason: string | null = null;
   /** Counters for tests and benchmarks. */
   readonly stats = { compiles: 0, calls: 0, threadedCalls: 0 };
+  /** Compiles per kernel name (e.g. 'softmax.max'), for tuning. */
+  readonly compilesByName = new Map<string, number>();
 
   private gpu: GpuInstance | null = null;
   private readonly kernels = new Map<string, KernelRun>();
@@ -247,6 +247,7 @@ export class GpuJsRuntime {
   private webgpu: WebGpuSession | null = null;
   private readonly poolSize: number | undefined;
   private destroyed = false;
+  private firstError: Error | null = null;
 
   private constructor(o: RuntimeOptions) {
     this.mode = o.mode;
@@ -433,8 +434,13 @@ export class GpuJsRuntime {
     else release();
   }
 
+  /** Waits for every queued kernel; throws the first error a queued kernel hit since the last sync (that error
+   *  also stays on the buffers it should have written, so reading them throws it too). */
   async sync(): Promise<void> {
     await this.tail;
+    const e = this.firstError;
+    this.firstError = null;
+    if (e) throw e;
     this.webgpu?.ctx.throwIfError();
   }
 
@@ -499,6 +505,7 @@ export class GpuJsRuntime {
       ...(this.threads && this.poolSize ? { poolSize: this.poolSize } : {}),
     });
     this.stats.compiles++;
+    this.compilesByName.set(spec.name, (this.compilesByName.get(spec.name) ?? 0) + 1);
     this.kernels.set(key, k);
     if (this.kernels.size > this.maxKernels) {
       const [oldKey, old] = this.kernels.entries().next().value as [string, KernelRun];
@@ -558,7 +565,7 @@ export class GpuJsRuntime {
         throw this.explain(k, spec, e);
       }
       this.checkMode(k, spec);
-      this.setResult(out, r, spec, cells);
+      this.setResult(k, out, r, spec, cells);
       return;
     }
     const step = this.tail.then(async () => {
@@ -571,11 +578,11 @@ export class GpuJsRuntime {
       }
       this.checkMode(k, spec);
       if (k.kernel._lastRunPath === 'threaded') this.stats.threadedCalls++;
-      this.setResult(out, r, spec, cells);
+      this.setResult(k, out, r, spec, cells);
     });
-    out.ready = step;
     this.tail = step.catch((e: unknown) => {
       out.error = e instanceof Error ? e : new Error(String(e));
+      this.firstError ??= out.error;
     });
   }
 
@@ -592,7 +599,7 @@ export class GpuJsRuntime {
     return v;
   }
 
-  private setResult(out: GBuf, r: unknown, spec: KernelSpec, cells: number): void {
+  private setResult(k: KernelRun, out: GBuf, r: unknown, spec: KernelSpec, cells: number): void {
     const n = cells * (spec.vec4 ? 4 : 1);
     const oldDev = out.dev;
     if (this.mode === 'webgpu') {
@@ -605,6 +612,14 @@ export class GpuJsRuntime {
       }
       out.dev = h;
       out.host = null;
+      // gpu.js's kernel keeps its own reference to its last output buffer until its next call; let the handle be
+      // the only owner, so freeing the tensor frees the buffer (else every cached kernel pins one output).
+      const kk = k.kernel as GpuJsKernelObject & { outputBuffer?: (GPUBuffer & { _refs?: number }) | null; bindGroupDirty?: boolean };
+      if (kk.outputBuffer) {
+        if (--kk.outputBuffer._refs! === 0) kk.outputBuffer.destroy();
+        kk.outputBuffer = null;
+        kk.bindGroupDirty = true;
+      }
     } else if (this.mode === 'headlessgl') {
       out.dev = r as GLTexture;
       out.host = null;
