@@ -100,6 +100,14 @@ fn main(@builtin(workgroup_id) w: vec3u, @builtin(num_workgroups) nw: vec3u, @bu
     if (mask) L.push(`  let mb${r} = p.offM + b * p.mSt.x + h${r} * p.mSt.y + t${r} * p.mSt.z;`);
     for (let s = 0; s < NV; s++) L.push(`  var acc${r}_${s} = vec4f(0.0);`);
   }
+  // Query chunks stay in a private array for the whole key loop (loaded once, not once per key block).
+  const NDS = Math.ceil(D4 / S);
+  L.push(`  var qreg: array<vec4f, ${TQ * NDS}>;
+  for (var st = 0u; st < ${NDS}u; st++) {
+    let qd = min(st * ${S}u + sl, ${D4 - 1}u);
+    let qok = st * ${S}u + sl < ${D4}u;`);
+  for (let r = 0; r < TQ; r++) L.push(`    qreg[${r * NDS}u + st] = select(vec4f(0.0), Q[qr${r} + qd], qok);`);
+  L.push('  }');
   L.push(`  for (var j0 = 0u; j0 < visMax; j0 += ${S * KB}u) {`);
   for (let c = 0; c < KB; c++) {
     L.push(`    let jk${c} = j0 + ${c * S}u + sl;
@@ -110,9 +118,8 @@ fn main(@builtin(workgroup_id) w: vec3u, @builtin(num_workgroups) nw: vec3u, @bu
   // all lanes by a shuffle from lane dd. Loops stay loops (not unrolled): every storage access in lavapipe is
   // a per-lane loop, and fewer access sites keep compile times at a second or two.
   L.push(`    for (var d8 = 0u; d8 < ${D4}u; d8 += ${S}u) {
-      let qd = min(d8 + sl, ${D4 - 1}u);
-      let qok = d8 + sl < ${D4}u;`);
-  for (let r = 0; r < TQ; r++) L.push(`      let q${r} = select(vec4f(0.0), Q[qr${r} + qd], qok);`);
+      let st = d8 / ${S}u;`);
+  for (let r = 0; r < TQ; r++) L.push(`      let q${r} = qreg[${r * NDS}u + st];`);
   L.push(`      for (var dd = 0u; dd < ${Math.min(S, D4)}u; dd++) {`);
   for (let c = 0; c < KB; c++) L.push(`        let k${c} = K[kb${c} + min(d8 + dd, ${D4 - 1}u)];`);
   for (let r = 0; r < TQ; r++) {
@@ -243,7 +250,7 @@ export function attention(env: KernelEnv, out: Tensor, [q, k, v, mask]: [Tensor,
   const bindings = mv ? (['r', 'r', 'r', 'r', 'w'] as const) : (['r', 'r', 'r', 'w'] as const);
   if (useSg) {
     const TQ = Math.min(8, nextPow2(rows));
-    const KB = TQ >= 8 ? 2 : TQ >= 4 ? 2 : 4;
+    const KB = TQ >= 4 ? 2 : 4;
     const code = sgShader(D, Dv, TQ, KB, caps.sgSize, !!mask);
     const pipe = rt.pipe({ label: `attention_sg_d${D}_${Dv}_q${TQ}_k${KB}${mask ? '_mask' : ''}`, code, bindings, params });
     const tiles = Math.ceil(rows / TQ);
