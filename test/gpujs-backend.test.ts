@@ -14,7 +14,6 @@ import { listBackends } from '../core/registry.js';
 import { Tensor } from '../core/tensor.js';
 import * as ops from '../ops/index.js';
 
-process.env.XDG_RUNTIME_DIR ??= '/tmp';
 const CI = process.env.CI === 'true';
 
 const seq = (n: number, f = (i: number) => Math.sin(i) * 3) => Float32Array.from({ length: n }, (_, i) => f(i));

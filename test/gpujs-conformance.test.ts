@@ -12,7 +12,6 @@ import { CpuBackend } from '../backends/cpu/index.js';
 import { formatResult, summarize, verifyBackend, type CaseResult } from '../backends/conformance/index.js';
 import { createGpuJsBackend, type GpuJsBackend, type GpuJsBackendOptions } from '../backends/gpujs/index.js';
 
-process.env.XDG_RUNTIME_DIR ??= '/tmp';
 const CI = process.env.CI === 'true';
 
 interface ModeCase {

@@ -114,7 +114,6 @@ async function main(): Promise<void> {
   const kernels = (flag('kernels') ?? 'naive,blocked').split(',') as ('naive' | 'blocked')[];
   const size = Number(flag('size') ?? 1024);
   const runs = Number(flag('runs') ?? 3);
-  process.env.XDG_RUNTIME_DIR ??= '/tmp';
   const rows: Row[] = [];
   console.log(`gpu.js matmul ${size}×${size}·${size}×${size}, ${runs} timed runs each (op + readback), ${cpus().length} CPUs`);
   console.log(`${'mode'.padEnd(16)}${'kernel'.padEnd(9)}${'median ms'.padStart(11)}${'GFLOP/s'.padStart(9)}${'first ms'.padStart(10)}${'max rel err'.padStart(13)}`);
