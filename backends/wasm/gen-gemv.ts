@@ -40,108 +40,101 @@ export function hsum(a: Expr): Expr {
 }
 
 /**
- * gemv_t_<dt>(x, ldx, w, bias, y, ldy, rows, K, M): y[m, n] = Σ_k x[m, k]·w[n, k] (+ bias[n]) for n < rows, m < M.
- * w is [rows, K] contiguous; bias = 0 means none.
+ * Elements of k per pass of gemv_t. Measured here: splitting long rows into k-chunks (so x stays small) makes
+ * the weight stream jump at every chunk and runs 2–3× slower from DRAM than reading whole rows in order, so rows
+ * are never split (the chunk loop is kept for very long rows only).
+ */
+const GEMV_KB = 1 << 20;
+
+/**
+ * gemv_t_<dt>(x, ldx, xd, w, bias, y, ldy, rows, K, M): y[m, n] = Σ_k x[m, k]·w[n, k] (+ bias[n]) for n < rows,
+ * m < M. w is [rows, K] contiguous; bias = 0 means none. xd (bf16 only) is x with each group of eight split into
+ * its even and odd elements (see `deinterleave8`), rows of K floats.
+ *
+ * The weight is read strictly in address order, one row after the other: short rows (K = 384: 1.5 KiB) read four
+ * at a time would present the prefetcher with four new streams every few hundred bytes, which measured 2–3× slower
+ * from DRAM than one sequential stream. Four accumulators per row hide the add latency.
  */
 export function genGemvT(m: ModuleBuilder, dt: StoreDType): string {
   const name = `gemv_t_${dt}`;
   const eb = ELEM_BYTES[dt];
-  m.func(name, ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (f, x, ldx, w, bias, y, ldy, rows, K, M) => {
-    const n = f.local('i32'), mm = f.local('i32'), k = f.local('i32'), r = f.local('i32');
-    const xp = f.local('i32'), yp = f.local('i32');
-    const w0 = f.local('i32'), w1 = f.local('i32'), w2 = f.local('i32'), w3 = f.local('i32');
+  m.func(name, ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (f, x, ldx, xd, w, bias, y, ldy, rows, K, M) => {
+    const n = f.local('i32'), mm = f.local('i32'), k = f.local('i32'), kc = f.local('i32'), kend = f.local('i32');
+    const xp = f.local('i32'), xdp = f.local('i32'), wp = f.local('i32'), yp = f.local('i32');
     const a0 = f.local('v128'), a1 = f.local('v128'), a2 = f.local('v128'), a3 = f.local('v128');
-    const x0 = f.local('v128'), x1 = f.local('v128');
-    const t0 = f.local('v128'), t1 = f.local('v128'), res = f.local('v128');
-    const s = f.local('f32'), xs = f.local('f32');
+    const s = f.local('f32');
+    const k16 = f.local('i32'), k4 = f.local('i32');
     const rowBytes = f.local('i32', i32.mul(K, eb));
     const ldxb = f.local('i32', i32.shl(ldx, 2)), ldyb = f.local('i32', i32.shl(ldy, 2));
-    const vecK = dt === 'f32' ? 4 : 8;
-    const kv = f.local('i32', i32.and(K, -vecK));
-    const k4 = f.local('i32', i32.and(K, -4));
-    const rows4 = f.local('i32', i32.and(rows, -4));
-    const ws = [w0, w1, w2, w3];
-    const accs = [a0, a1, a2, a3];
-
-    // Groups of four weight rows.
-    f.for(n, 0, rows4, 4, () => {
-      f.set(w0, i32.add(w, i32.mul(n, rowBytes)));
-      f.set(w1, i32.add(w0, rowBytes));
-      f.set(w2, i32.add(w1, rowBytes));
-      f.set(w3, i32.add(w2, rowBytes));
-      f.for(mm, 0, M, 1, () => {
-        f.set(xp, i32.add(x, i32.mul(mm, ldxb)));
-        for (const a of accs) f.set(a, v128.zero());
-        if (dt === 'f32') {
-          f.for(k, 0, kv, 4, () => {
-            const off = i32.shl(k, 2);
-            f.set(x0, v128.load(i32.add(xp, off), 0, 0));
-            for (let q = 0; q < 4; q++) f.set(accs[q]!, f32x4.add(accs[q]!, f32x4.mul(v128.load(i32.add(ws[q]!, off), 0, 0), x0)));
-          });
-        } else {
-          f.for(k, 0, kv, 8, () => {
+    // Chunks of k (one chunk unless K > GEMV_KB); rows are read whole and in address order.
+    f.for(kc, 0, K, GEMV_KB, () => {
+      f.set(kend, i32.min_s(K, i32.add(kc, GEMV_KB)));
+      f.set(k16, i32.add(kc, i32.and(i32.sub(kend, kc), -16)));
+      f.set(k4, i32.add(kc, i32.and(i32.sub(kend, kc), -4)));
+      f.for(n, 0, rows, 1, () => {
+        f.set(wp, i32.add(w, i32.mul(n, rowBytes)));
+        f.for(mm, 0, M, 1, () => {
+          f.set(xp, i32.add(x, i32.mul(mm, ldxb)));
+          f.set(xdp, i32.add(xd, i32.mul(mm, ldxb)));
+          for (const a of [a0, a1, a2, a3]) f.set(a, v128.zero());
+          f.for(k, kc, k16, 16, () => {
             const xa = i32.add(xp, i32.shl(k, 2));
-            f.set(x0, v128.load(xa, 0, 0));
-            f.set(x1, v128.load(xa, 16, 0));
-            if (dt === 'bf16') {
+            const wa = i32.add(wp, i32.mul(k, eb));
+            if (dt === 'f32') {
+              [a0, a1, a2, a3].forEach((a, q) => f.set(a, f32x4.add(a, f32x4.mul(v128.load(wa, 16 * q, 0), v128.load(xa, 16 * q, 0)))));
+            } else if (dt === 'bf16') {
               // A 32-bit lane holds two bf16 (even element low, odd high): even = lane << 16, odd = lane & ~0xffff,
-              // multiplied by x split into even and odd elements. Two cheap integer ops instead of two unpacks.
-              const xe = f.local('v128', v128.shuffle32(x0, x1, [0, 2, 4, 6]));
-              const xo = f.local('v128', v128.shuffle32(x0, x1, [1, 3, 5, 7]));
-              for (let q = 0; q < 4; q++) {
-                const raw = f.local('v128', v128.load(i32.add(ws[q]!, i32.shl(k, 1)), 0, 0));
+              // against x split the same way (xd) — two integer ops per eight weights instead of two unpacks.
+              const xda = i32.add(xdp, i32.shl(k, 2));
+              for (let h = 0; h < 2; h++) {
+                const raw = f.local('v128', v128.load(wa, 16 * h, 0));
                 const even = i32x4.shl(raw, 16);
                 const odd = v128.and(raw, v128.constI32(-65536, -65536, -65536, -65536));
-                f.set(accs[q]!, f32x4.add(accs[q]!, f32x4.add(f32x4.mul(even, xe), f32x4.mul(odd, xo))));
+                const [ae, ao] = h === 0 ? [a0, a1] : [a2, a3];
+                f.set(ae, f32x4.add(ae, f32x4.mul(even, v128.load(xda, 32 * h, 0))));
+                f.set(ao, f32x4.add(ao, f32x4.mul(odd, v128.load(xda, 32 * h + 16, 0))));
               }
             } else {
-              for (let q = 0; q < 4; q++) {
-                const [lo, hi] = load8x16(f, v128.load(i32.add(ws[q]!, i32.shl(k, 1)), 0, 0), dt);
-                f.set(accs[q]!, f32x4.add(accs[q]!, f32x4.add(f32x4.mul(lo, x0), f32x4.mul(hi, x1))));
+              for (let h = 0; h < 2; h++) {
+                const [lo, hi] = load8x16(f, v128.load(wa, 16 * h, 0), dt);
+                const [al, ah] = h === 0 ? [a0, a1] : [a2, a3];
+                f.set(al, f32x4.add(al, f32x4.mul(lo, v128.load(xa, 32 * h, 0))));
+                f.set(ah, f32x4.add(ah, f32x4.mul(hi, v128.load(xa, 32 * h + 16, 0))));
               }
             }
           });
-          // One more group of four, if K mod 8 ≥ 4.
-          f.if(i32.lt_s(kv, k4), () => {
-            f.set(x0, v128.load(i32.add(xp, i32.shl(kv, 2)), 0, 0));
-            for (let q = 0; q < 4; q++) f.set(accs[q]!, f32x4.add(accs[q]!, f32x4.mul(load4(f, i32.add(ws[q]!, i32.mul(kv, eb)), dt), x0)));
+          f.for(k, k16, k4, 4, () => {
+            f.set(a0, f32x4.add(a0, f32x4.mul(load4(f, i32.add(wp, i32.mul(k, eb)), dt), v128.load(i32.add(xp, i32.shl(k, 2)), 0, 0))));
           });
-        }
-        f.set(res, hsum4(a0, a1, a2, a3, [t0, t1])(f));
-        f.if(i32.ne(bias, 0), () => f.set(res, f32x4.add(res, v128.load(i32.add(bias, i32.shl(n, 2)), 0, 0))));
-        f.set(yp, i32.add(y, i32.add(i32.mul(mm, ldyb), i32.shl(n, 2))));
-        f.v128_store(yp, res, 0, 0);
-        // Scalar tail of K (K mod 4 elements).
-        f.if(i32.lt_s(k4, K), () => {
-          for (let q = 0; q < 4; q++) {
-            f.set(s, 0);
-            f.for(k, k4, K, 1, () => {
-              f.set(xs, f32.load(i32.add(xp, i32.shl(k, 2))));
-              f.set(s, f32.add(s, f32.mul(xs, load1(f, i32.add(ws[q]!, i32.mul(k, eb)), dt))));
-            });
-            f.f32_store(yp, f32.add(f32.load(yp, q * 4), s), q * 4);
-          }
+          f.set(s, hsum(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3))));
+          f.for(k, k4, kend, 1, () => f.set(s, f32.add(s, f32.mul(f32.load(i32.add(xp, i32.shl(k, 2))), load1(f, i32.add(wp, i32.mul(k, eb)), dt)))));
+          f.set(yp, i32.add(y, i32.add(i32.mul(mm, ldyb), i32.shl(n, 2))));
+          f.if(i32.ne(kc, 0), () => f.set(s, f32.add(f32.load(yp), s)));
+          f.if(i32.and(i32.eq(kend, K), i32.ne(bias, 0)), () => f.set(s, f32.add(s, f32.load(i32.add(bias, i32.shl(n, 2))))));
+          f.f32_store(yp, s);
         });
       });
     });
-    // Leftover rows, one at a time.
-    f.for(n, rows4, rows, 1, () => {
-      f.set(w0, i32.add(w, i32.mul(n, rowBytes)));
-      f.for(mm, 0, M, 1, () => {
-        f.set(xp, i32.add(x, i32.mul(mm, ldxb)));
-        f.set(a0, v128.zero());
-        f.for(k, 0, k4, 4, () => {
-          f.set(a0, f32x4.add(a0, f32x4.mul(load4(f, i32.add(w0, i32.mul(k, eb)), dt), v128.load(i32.add(xp, i32.shl(k, 2)), 0, 0))));
-        });
-        f.set(s, hsum(a0));
-        f.for(k, k4, K, 1, () => f.set(s, f32.add(s, f32.mul(f32.load(i32.add(xp, i32.shl(k, 2))), load1(f, i32.add(w0, i32.mul(k, eb)), dt)))));
-        f.if(i32.ne(bias, 0), () => f.set(s, f32.add(s, f32.load(i32.add(bias, i32.shl(n, 2))))));
-        f.f32_store(i32.add(y, i32.add(i32.mul(mm, ldyb), i32.shl(n, 2))), s);
-      });
-    });
-    void r;
   });
   return name;
+}
+
+/** deinterleave8(x, dst, K): each group of eight floats (x0..x7) → (x0 x2 x4 x6, x1 x3 x5 x7); a tail < 8 is copied. */
+export function genDeinterleave(m: ModuleBuilder): string {
+  m.func('deinterleave8', ['i32', 'i32', 'i32'], [], (f, x, dst, K) => {
+    const k = f.local('i32');
+    const lo = f.local('v128'), hi = f.local('v128');
+    const k8 = f.local('i32', i32.and(K, -8));
+    f.for(k, 0, k8, 8, () => {
+      const a = i32.add(x, i32.shl(k, 2));
+      f.set(lo, v128.load(a, 0, 0));
+      f.set(hi, v128.load(a, 16, 0));
+      f.v128_store(i32.add(dst, i32.shl(k, 2)), v128.shuffle32(lo, hi, [0, 2, 4, 6]), 0, 0);
+      f.v128_store(i32.add(dst, i32.shl(k, 2)), v128.shuffle32(lo, hi, [1, 3, 5, 7]), 16, 0);
+    });
+    f.for(k, k8, K, 1, () => f.f32_store(i32.add(dst, i32.shl(k, 2)), f32.load(i32.add(x, i32.shl(k, 2)))));
+  });
+  return 'deinterleave8';
 }
 
 /**

@@ -49,7 +49,7 @@ import type { Tensor } from '../../core/tensor.js';
 import { BLOCKING, kernelModule, MEMORY_MODULE, MEMORY_NAME, MODULE_MAX_PAGES } from './kernels.js';
 import { DTYPE_CODE, gemmScratchBytes, type StoreDType } from './gen-gemm.js';
 import { Heap, type HeapStats } from './heap.js';
-import { CTRL_BYTES, type Job, MAX_THREADS, ThreadPool } from './pool.js';
+import { CTRL_BYTES, type Job, MAX_JOBS, MAX_THREADS, ThreadPool } from './pool.js';
 import { WA, type WasmInstance, type WasmMemory } from './wasm-api.js';
 
 export interface WasmBackendOptions {
@@ -77,9 +77,11 @@ export class WasmStorage {
 }
 
 const PAGE = 65536;
+const CTRL_OFFSET = 4096;
+if (CTRL_OFFSET + CTRL_BYTES > PAGE) throw new Error('wasm: control block does not fit below the heap');
 /** Below these sizes a kernel stays on the calling thread (waking a worker costs ~5–20 µs). */
 const PAR_FLOPS = 1 << 21; // GEMM / attention work
-const PAR_BYTES = 1 << 19; // bytes touched by memory-bound kernels
+const PAR_BYTES = 1 << 20; // bytes touched by memory-bound kernels
 const GEMV_T_MAX_M = 4; // rows of x handled by the streaming GEMV (beyond that the packed GEMM wins)
 
 type Fn = (...args: number[]) => void;
@@ -93,7 +95,7 @@ export class WasmBackend implements Backend {
   private readonly fns: Fn[];
   private readonly fnIndex = new Map<string, number>();
   private readonly pool: ThreadPool | null;
-  private readonly gemmScratch: number[] = [];
+  private readonly gemmScratch: number[];
   private u8!: Uint8Array;
   private u16!: Uint16Array;
   private i32!: Int32Array;
@@ -104,9 +106,9 @@ export class WasmBackend implements Backend {
   private table: { ptr: number; bytes: number } | null = null;
   private readonly ropeTables = new Map<string, { cos: number; sin: number; positions: number; half: number; bytes: number }>();
 
-  private constructor(opts: WasmBackendOptions, memory: WasmMemory, pool: ThreadPool | null, threads: number, maxBytes: number) {
+  private constructor(opts: WasmBackendOptions, memory: WasmMemory, heap: Heap, scratch: number[], pool: ThreadPool | null) {
     this.name = opts.name ?? 'wasm';
-    this.threads = threads;
+    this.threads = scratch.length;
     this.splitAll = opts.splitSmallOps ?? false;
     this.memory = memory;
     this.pool = pool;
@@ -116,10 +118,10 @@ export class WasmBackend implements Backend {
       this.fnIndex.set(n, i);
       return this.instance.exports[n] as Fn;
     });
+    this.heap = heap;
+    this.gemmScratch = scratch;
     this.refreshViews();
-    this.heap = new Heap(memory, PAGE, maxBytes, this.name);
     this.heap.onGrow = () => this.refreshViews();
-    for (let t = 0; t < threads; t++) this.gemmScratch.push(this.heap.alloc(gemmScratchBytes(BLOCKING)));
   }
 
   /** Creates the memory, compiles the kernels (once per process) and starts the workers. */
@@ -133,9 +135,11 @@ export class WasmBackend implements Backend {
     const memory = new WA.Memory({ initial: initialPages, maximum: maxPages, shared: true });
     const km = kernelModule();
     const spinMs = (opts.spinMicros ?? 100) / 1000;
-    // The control block lives in the first page (offset CTRL_BYTES), below the heap.
-    const pool = threads > 1 ? await ThreadPool.create(km.module, memory, CTRL_BYTES, km.names, threads, spinMs) : null;
-    return new WasmBackend(opts, memory, pool, threads, maxPages * PAGE);
+    // Page 0 holds the control block (at CTRL_OFFSET); the heap starts at page 1. Each thread owns GEMM scratch.
+    const heap = new Heap(memory, PAGE, maxPages * PAGE, opts.name ?? 'wasm');
+    const scratch = Array.from({ length: threads }, () => heap.alloc(gemmScratchBytes(BLOCKING)));
+    const pool = threads > 1 ? await ThreadPool.create(km.module, memory, CTRL_OFFSET, km.names, scratch, spinMs) : null;
+    return new WasmBackend(opts, memory, heap, scratch, pool);
   }
 
   info(): BackendInfo {
@@ -222,19 +226,28 @@ export class WasmBackend implements Backend {
     return i;
   }
 
-  /** Runs jobs (one per thread, job 0 on this thread); a single job runs here without touching the pool. */
+  /** Runs jobs on the threads (all on this one when there is a single job or no pool). */
   private runJobs(jobs: Job[]): void {
+    const here = (j: Job) => {
+      if (j.scratchArg !== undefined) j.args[j.scratchArg] = this.gemmScratch[0]!;
+      this.fns[j.fn]!(...j.args);
+    };
     if (jobs.length === 1 || !this.pool) {
-      for (const j of jobs) this.fns[j.fn]!(...j.args);
+      for (const j of jobs) here(j);
       return;
     }
-    this.pool.run(jobs, (j) => this.fns[j.fn]!(...j.args));
+    this.pool.run(jobs, here);
   }
 
-  /** How many threads a job of this much work deserves. */
+  /**
+   * How many jobs a kernel with this much work is split into: one below `unit`, else up to two per thread (so a
+   * thread that starts late or is preempted holds up at most a small share; the others claim the rest).
+   */
   private threadsFor(work: number, unit: number): number {
-    if (this.splitAll) return this.threads;
-    return Math.max(1, Math.min(this.threads, Math.floor(work / unit)));
+    if (this.threads === 1) return 1;
+    if (this.splitAll) return Math.min(MAX_JOBS, 2 * this.threads);
+    const n = Math.floor(work / unit);
+    return n < 2 ? 1 : Math.min(MAX_JOBS, 2 * this.threads, n);
   }
 
   /** Splits [0, n) into `parts` ranges whose boundaries are multiples of `align`. */
@@ -312,12 +325,24 @@ export class WasmBackend implements Backend {
     const eb = dt === 'f32' ? 4 : 2;
     const jobs: Job[] = [];
     if (transB && M <= GEMV_T_MAX_M) {
-      // Streaming GEMV over weight rows; thread boundaries on multiples of 4 rows.
+      // Streaming GEMV over weight rows (bf16: against x split into even/odd elements, made once here).
+      let xd = a, tmp = 0;
+      if (dt === 'bf16') {
+        xd = tmp = this.heap.alloc(M * K * 4);
+        const de = this.fns[this.fn('deinterleave8')]!;
+        for (let m = 0; m < M; m++) de(a + m * K * 4, xd + m * K * 4, K);
+      }
       const nt = this.threadsFor(N * K * eb, PAR_BYTES);
       const fn = this.fn(`gemv_t_${dt}`);
       for (const [n0, n1] of WasmBackend.split(N, nt, 4)) {
-        jobs.push({ fn, args: [a, K, b + n0 * K * eb, bias ? bias + n0 * 4 : 0, c + n0 * 4, N, n1 - n0, K, M] });
+        jobs.push({ fn, args: [a, K, xd, b + n0 * K * eb, bias ? bias + n0 * 4 : 0, c + n0 * 4, N, n1 - n0, K, M] });
       }
+      try {
+        this.runJobs(jobs);
+      } finally {
+        if (tmp) this.heap.free(tmp, M * K * 4);
+      }
+      return;
     } else if (!transB && M === 1) {
       const nt = this.threadsFor(N * K * eb, PAR_BYTES);
       const fn = this.fn(`gemv_n_${dt}`);
@@ -325,19 +350,21 @@ export class WasmBackend implements Backend {
         jobs.push({ fn, args: [a, b + n0 * eb, N, bias ? bias + n0 * 4 : 0, c + n0 * 4, n1 - n0, K] });
       }
     } else {
-      const nt = this.threadsFor(2 * M * N * K, PAR_FLOPS);
+      // Jobs split the larger operand's dimension; each packs what it uses, so the redundant packing is the
+      // smaller operand (split N: every job packs all of A). One job per thread when A is large.
+      let nt = this.threadsFor(2 * M * N * K, PAR_FLOPS);
+      if (M * K > (1 << 18) && !this.splitAll) nt = Math.min(nt, this.threads);
       const fn = this.fn('gemm');
       const ldb = transB ? K : N;
-      // Split the larger operand's dimension: each thread packs what it uses, so the redundant packing is the
-      // smaller of A (split N) or B (split M).
       const byN = N >= M || M < BLOCKING.MR * nt;
       const ranges = WasmBackend.split(byN ? N : M, nt, byN ? BLOCKING.NR : BLOCKING.MR);
-      ranges.forEach(([s, e], t) => {
+      ranges.forEach(([s, e]) => {
         const [m0, m1, n0, n1] = byN ? [0, M, s, e] : [s, e, 0, N];
         const bOff = transB ? n0 * K * eb : n0 * eb;
         jobs.push({
           fn,
-          args: [a + m0 * K * 4, K, b + bOff, ldb, transB ? 1 : 0, DTYPE_CODE[dt], c + (m0 * N + n0) * 4, N, bias ? bias + n0 * 4 : 0, m1 - m0, n1 - n0, K, this.gemmScratch[t]!],
+          args: [a + m0 * K * 4, K, b + bOff, ldb, transB ? 1 : 0, DTYPE_CODE[dt], c + (m0 * N + n0) * 4, N, bias ? bias + n0 * 4 : 0, m1 - m0, n1 - n0, K, 0],
+          scratchArg: 12,
         });
       });
     }

@@ -5,7 +5,7 @@ import { ModuleBuilder } from './emitter.js';
 import { genAttention } from './gen-attention.js';
 import { genElementwise } from './gen-elementwise.js';
 import { type GemmBlocking, genGemmDriver, genGemmMacro, genPackCols, genPackRows, type StoreDType } from './gen-gemm.js';
-import { genGemvN, genGemvT } from './gen-gemv.js';
+import { genDeinterleave, genGemvN, genGemvT } from './gen-gemv.js';
 import { genNorms } from './gen-norm.js';
 import { WA, type WasmModule } from './wasm-api.js';
 
@@ -43,6 +43,7 @@ export function buildKernelBytes(): { bytes: Uint8Array; names: string[] } {
   }
   const macro = genGemmMacro(m, MR, NR, 1);
   genGemmDriver(m, { MR, NR, MC, KC, NC }, macro, packA, packB);
+  genDeinterleave(m);
   for (const dt of dts) {
     genGemvT(m, dt);
     genGemvN(m, dt);

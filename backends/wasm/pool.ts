@@ -1,39 +1,47 @@
 // Worker threads over the shared memory. Every worker instantiates the same compiled module on the same
-// WasmMemory, so a kernel call on a worker sees exactly the tensors the main thread sees.
+// WebAssembly.Memory, so a kernel call on a worker sees exactly the tensors the main thread sees.
 //
 // Dispatch goes through a small control block in the shared memory, not postMessage:
-//   word 0  GEN   generation counter; the main thread bumps it (Atomics.add + notify) to start a job
-//   word 1  DONE  how many workers finished the current job (each does Atomics.add + notify)
-//   word 2  ERROR set by a worker whose kernel threw (a trap); the main thread turns it into an exception
-//   word 3  EXIT  set before the last GEN bump at destroy()
-//   slots   one per thread: the function index (-1 = nothing for this thread) and its arguments as float64
-// The main thread runs share 0 itself, then waits for DONE. Workers spin for a short while after each job (the
-// next kernel usually follows within microseconds) and then sleep in Atomics.wait, so an idle backend costs no
-// CPU. They are unref'd: they never keep the process alive, with or without destroy().
+//   word 0  GEN    generation counter; the main thread bumps it (Atomics.add + notify) to publish a job
+//   word 1  DONE   jobs finished by workers in this generation (each Atomics.add + notify)
+//   word 2  ERROR  set by a worker whose kernel threw (a trap); the main thread turns it into an exception
+//   word 3  EXIT   set before the last GEN bump at destroy()
+//   word 4  NJOBS  number of jobs in this generation
+//   words 16..     one claim flag per job (0 = free, 1 = taken)
+//   slots          one per job: the function index, the argument count, the index of the argument that receives
+//                  the running thread's scratch pointer (−1: none), then the arguments as float64
+// A job is a fixed range of the work (its results do not depend on which thread runs it). Every thread — the
+// caller included — claims jobs with compare-and-swap until none is left, so a worker that the OS has not
+// scheduled yet (two cores shared with other processes) costs nothing: the caller simply runs its job too, and
+// waits only for jobs a worker has actually started. Workers spin briefly after each generation (the next kernel
+// usually follows within microseconds), then sleep in Atomics.wait; they are unref'd, so they never keep the
+// process alive, with or without destroy().
 
 import { Worker } from 'node:worker_threads';
 import { BackendError } from '../../core/errors.js';
 import type { WasmMemory, WasmModule } from './wasm-api.js';
 
-export const CTRL_BYTES = 4096;
-const SLOT_OFFSET = 64; // bytes from the control block to slot 0
-const SLOT_BYTES = 256; // 8 bytes of header + 31 float64 arguments
-export const MAX_THREADS = Math.floor((CTRL_BYTES - SLOT_OFFSET) / SLOT_BYTES);
-const MAX_ARGS = SLOT_BYTES / 8 - 1;
+export const CTRL_BYTES = 8192;
+const CLAIMS = 16; // word index of the claim flags
+const SLOT_OFFSET = 256; // bytes from the control block to slot 0
+const SLOT_BYTES = 256; // 16 bytes of header + 30 float64 arguments
+export const MAX_JOBS = 24;
+export const MAX_THREADS = 16;
+const MAX_ARGS = (SLOT_BYTES - 16) / 8;
 
-const GEN = 0, DONE = 1, ERROR = 2, EXIT = 3;
+const GEN = 0, DONE = 1, ERROR = 2, EXIT = 3, NJOBS = 4;
 
 interface WorkerInit {
   module: WasmModule;
   memory: WasmMemory;
   ctrl: number;
   index: number;
+  threads: number;
   names: string[];
+  scratch: number;
   gen: number;
   spinMs: number;
-  slotOffset: number;
-  slotBytes: number;
-  maxArgs: number;
+  layout: { claims: number; slotOffset: number; slotBytes: number; maxJobs: number };
 }
 
 /** The worker's whole program. It runs as an eval'd CommonJS script, so it must not use anything from this file. */
@@ -43,10 +51,15 @@ function workerMain(): void {
   const W = (globalThis as unknown as { WebAssembly: { Instance: new (m: WasmModule, i: object) => { exports: Record<string, unknown> } } }).WebAssembly;
   const inst = new W.Instance(d.module, { env: { memory: d.memory } });
   const fns = d.names.map((n) => inst.exports[n] as (...a: number[]) => unknown);
-  const ctrl = new Int32Array(d.memory.buffer, d.ctrl, 16);
-  const slotBase = d.ctrl + d.slotOffset + d.index * d.slotBytes;
-  const head = new Int32Array(d.memory.buffer, slotBase, 2);
-  const args = new Float64Array(d.memory.buffer, slotBase + 8, d.maxArgs);
+  const buf = d.memory.buffer;
+  const ctrl = new Int32Array(buf, d.ctrl, d.layout.claims + d.layout.maxJobs);
+  const heads: Int32Array[] = [];
+  const args: Float64Array[] = [];
+  for (let j = 0; j < d.layout.maxJobs; j++) {
+    const base = d.ctrl + d.layout.slotOffset + j * d.layout.slotBytes;
+    heads.push(new Int32Array(buf, base, 4));
+    args.push(new Float64Array(buf, base + 16, (d.layout.slotBytes - 16) / 8));
+  }
   wt.parentPort!.postMessage('ready');
   let seen = d.gen;
   for (;;) {
@@ -61,23 +74,33 @@ function workerMain(): void {
     }
     seen = g;
     if (Atomics.load(ctrl, 3) !== 0) break;
-    const id = head[0]!;
-    if (id < 0) continue;
-    try {
-      fns[id]!(...Array.prototype.slice.call(args, 0, head[1]!));
-    } catch (e) {
-      Atomics.store(ctrl, 2, 1);
-      wt.parentPort!.postMessage(String((e as Error)?.stack ?? e));
+    const n = Atomics.load(ctrl, 4);
+    // Start at this worker's share, then help with the rest.
+    const start = Math.floor((d.index * n) / d.threads);
+    for (let k = 0; k < n; k++) {
+      const j = (start + k) % n;
+      if (Atomics.compareExchange(ctrl, d.layout.claims + j, 0, 1) !== 0) continue;
+      const h = heads[j]!;
+      const a = Array.prototype.slice.call(args[j]!, 0, h[1]!) as number[];
+      if (h[2]! >= 0) a[h[2]!] = d.scratch;
+      try {
+        fns[h[0]!]!(...a);
+      } catch (e) {
+        Atomics.store(ctrl, 2, 1);
+        wt.parentPort!.postMessage(String((e as Error)?.stack ?? e));
+      }
+      Atomics.add(ctrl, 1, 1);
+      Atomics.notify(ctrl, 1);
     }
-    Atomics.add(ctrl, 1, 1);
-    Atomics.notify(ctrl, 1);
   }
 }
 
 export interface Job {
   /** Index into the pool's function names. */
   fn: number;
-  args: readonly number[];
+  args: number[];
+  /** Index of the argument to replace with the running thread's scratch pointer (per-thread GEMM buffers). */
+  scratchArg?: number;
 }
 
 export class ThreadPool {
@@ -89,27 +112,33 @@ export class ThreadPool {
   private lastError = '';
 
   private constructor(
-    private readonly memory: WasmMemory,
-    private readonly ctrlPtr: number,
+    memory: WasmMemory,
+    ctrlPtr: number,
     readonly threads: number,
     private readonly spinMs: number,
   ) {
-    this.ctrl = new Int32Array(memory.buffer, ctrlPtr, 16);
-    for (let t = 0; t < threads; t++) {
-      const base = ctrlPtr + SLOT_OFFSET + t * SLOT_BYTES;
-      this.heads.push(new Int32Array(memory.buffer, base, 2));
-      this.argViews.push(new Float64Array(memory.buffer, base + 8, MAX_ARGS));
+    this.ctrl = new Int32Array(memory.buffer, ctrlPtr, CLAIMS + MAX_JOBS);
+    for (let j = 0; j < MAX_JOBS; j++) {
+      const base = ctrlPtr + SLOT_OFFSET + j * SLOT_BYTES;
+      this.heads.push(new Int32Array(memory.buffer, base, 4));
+      this.argViews.push(new Float64Array(memory.buffer, base + 16, MAX_ARGS));
     }
+    for (let j = 0; j < MAX_JOBS; j++) this.ctrl[CLAIMS + j] = 1;
   }
 
-  /** Starts `threads − 1` workers (the caller is thread 0) and waits until each has instantiated the module. */
-  static async create(module: WasmModule, memory: WasmMemory, ctrlPtr: number, names: string[], threads: number, spinMs: number): Promise<ThreadPool> {
+  /**
+   * Starts `threads − 1` workers (the caller is thread 0) and waits until each has instantiated the module.
+   * `scratch[t]` is thread t's scratch pointer (substituted into jobs that ask for it).
+   */
+  static async create(module: WasmModule, memory: WasmMemory, ctrlPtr: number, names: string[], scratch: number[], spinMs: number): Promise<ThreadPool> {
+    const threads = scratch.length;
     if (threads > MAX_THREADS) throw new BackendError(`wasm: at most ${MAX_THREADS} threads, asked for ${threads}`);
     const pool = new ThreadPool(memory, ctrlPtr, threads, spinMs);
     const gen = Atomics.load(pool.ctrl, GEN);
     const ready: Promise<void>[] = [];
+    const layout = { claims: CLAIMS, slotOffset: SLOT_OFFSET, slotBytes: SLOT_BYTES, maxJobs: MAX_JOBS };
     for (let i = 1; i < threads; i++) {
-      const init: WorkerInit = { module, memory, ctrl: ctrlPtr, index: i, names, gen, spinMs, slotOffset: SLOT_OFFSET, slotBytes: SLOT_BYTES, maxArgs: MAX_ARGS };
+      const init: WorkerInit = { module, memory, ctrl: ctrlPtr, index: i, threads, names, scratch: scratch[i]!, gen, spinMs, layout };
       const w = new Worker(`(${workerMain.toString()})()`, {
         eval: true,
         workerData: init,
@@ -143,46 +172,50 @@ export class ThreadPool {
   }
 
   /**
-   * Runs jobs[0] on the calling thread and jobs[i] on worker i, and returns when all have finished.
-   * `call(fn, args)` runs a job on this thread.
+   * Runs the jobs on all threads (the caller claims jobs too) and returns when every job has finished.
+   * `call(job)` runs a job on the calling thread (with its own scratch already substituted by the caller).
    */
-  run(jobs: readonly (Job | null)[], call: (job: Job) => void): void {
+  run(jobs: readonly Job[], call: (job: Job) => void): void {
     if (this.destroyed) throw new BackendError('wasm: the backend was destroyed');
-    if (jobs.length > this.threads) throw new BackendError(`wasm: ${jobs.length} jobs for ${this.threads} threads`);
-    let expected = 0;
-    for (let t = 1; t < this.threads; t++) {
-      const job = jobs[t];
-      const head = this.heads[t]!;
-      if (!job) {
-        head[0] = -1;
-        continue;
-      }
+    const n = jobs.length;
+    if (n > MAX_JOBS) throw new BackendError(`wasm: ${n} jobs (at most ${MAX_JOBS})`);
+    const ctrl = this.ctrl;
+    for (let j = 0; j < n; j++) {
+      const job = jobs[j]!;
       if (job.args.length > MAX_ARGS) throw new BackendError(`wasm: too many kernel arguments (${job.args.length})`);
-      head[0] = job.fn;
-      head[1] = job.args.length;
-      this.argViews[t]!.set(job.args);
-      expected++;
+      const h = this.heads[j]!;
+      h[0] = job.fn;
+      h[1] = job.args.length;
+      h[2] = job.scratchArg ?? -1;
+      this.argViews[j]!.set(job.args);
     }
-    if (expected > 0) {
-      Atomics.store(this.ctrl, DONE, 0);
-      Atomics.add(this.ctrl, GEN, 1);
-      Atomics.notify(this.ctrl, GEN);
-    }
+    Atomics.store(ctrl, DONE, 0);
+    Atomics.store(ctrl, NJOBS, n);
+    for (let j = 0; j < MAX_JOBS; j++) Atomics.store(ctrl, CLAIMS + j, j < n ? 0 : 1);
+    Atomics.add(ctrl, GEN, 1);
+    Atomics.notify(ctrl, GEN);
+    let mine = 0;
     let mainError: unknown = null;
-    try {
-      if (jobs[0]) call(jobs[0]);
-    } catch (e) {
-      mainError = e;
+    for (let j = 0; j < n; j++) {
+      if (Atomics.compareExchange(ctrl, CLAIMS + j, 0, 1) !== 0) continue;
+      mine++;
+      try {
+        call(jobs[j]!);
+      } catch (e) {
+        mainError ??= e;
+      }
     }
-    if (expected > 0) this.waitDone(expected);
+    this.waitDone(n - mine);
     if (mainError) throw mainError;
-    if (Atomics.load(this.ctrl, ERROR) !== 0) {
-      Atomics.store(this.ctrl, ERROR, 0);
+    if (Atomics.load(ctrl, ERROR) !== 0) {
+      Atomics.store(ctrl, ERROR, 0);
       throw new BackendError(`wasm: a kernel failed on a worker thread${this.lastError ? `: ${this.lastError}` : ''}`);
     }
   }
 
+  /** Waits until workers have finished `expected` jobs (jobs they claimed are running now, so this is short). */
   private waitDone(expected: number): void {
+    if (expected <= 0) return;
     const until = performance.now() + this.spinMs;
     let i = 0;
     let done: number;
@@ -200,7 +233,5 @@ export class ThreadPool {
     Atomics.notify(this.ctrl, GEN);
     await Promise.all(this.workers.map((w) => w.terminate().catch(() => 0)));
     this.workers.length = 0;
-    void this.memory;
-    void this.ctrlPtr;
   }
 }

@@ -1,0 +1,430 @@
+// Benchmark of the wasm backend against the CPU reference and two peers on this machine:
+//   onnxruntime-node (native MLAS; W held as a graph initializer, 1 and 2 intra-op threads) and
+//   @jax-js/jax on its wasm device (one thread: its threads need a browser Worker, which Node lacks).
+// Cases: matmul 1024³ and 128×896·896×4864 (GFLOP/s), GEMV 1×4096·4096×4096 with f32 and bf16 weights (GB/s of
+// weight bytes), per-call overhead at 1×64·64×64, and decode tokens/s of a ~20M-parameter random LaVi.
+// All engines run in one process and are interleaved round by round, so background load hits them alike:
+// quote the ratios, which are measured side by side, rather than the absolute figures.
+//
+//   node dist/test/bench/wasm-bench.js [--rounds 5] [--quick] [--no-peers] [--no-model] [--threads 2]
+//
+// Prints a table and the ratios, writes bench-results/wasm.json. A peer that fails to load is reported and skipped.
+
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { availableParallelism, cpus } from 'node:os';
+import { CpuBackend } from '../../backends/cpu/index.js';
+import { createWasmBackend, type WasmBackend } from '../../backends/wasm/index.js';
+import type { Backend } from '../../core/backend.js';
+import { narrowFromF32 } from '../../core/dtype.js';
+import type { Tensor } from '../../core/tensor.js';
+import { tinyConfig, type ModelConfig } from '../../models/config.js';
+import { generate } from '../../models/generate.js';
+import { LaviModel } from '../../models/lavi.js';
+import { countParameters, randomWeights } from '../../models/weights.js';
+import * as ops from '../../ops/index.js';
+
+const argv = process.argv.slice(2);
+const flag = (n: string) => argv.includes(`--${n}`);
+const arg = (n: string, d: string) => {
+  const i = argv.indexOf(`--${n}`);
+  return i >= 0 && argv[i + 1] ? argv[i + 1]! : d;
+};
+const QUICK = flag('quick');
+const ROUNDS = Number(arg('rounds', QUICK ? '2' : '5'));
+const THREADS = Number(arg('threads', String(Math.max(2, availableParallelism()))));
+
+// ---- engines ----
+
+/** One way to compute a case: prepare() builds inputs (untimed) and returns the timed call. */
+interface Engine {
+  name: string;
+  prepare(c: Case): Promise<(() => Promise<void>) | string>;
+  dispose?(): Promise<void>;
+}
+
+interface Case {
+  id: string;
+  label: string;
+  M: number;
+  K: number;
+  N: number;
+  /** Weight layout: 'kn' = B [K, N] (what the peers take), 'nk' = Linear weight [N, K]. */
+  layout: 'kn' | 'nk';
+  wdtype: 'f32' | 'bf16';
+  /** Rate unit: GFLOP/s for GEMMs, GB/s of weight bytes for GEMVs, µs per call for the overhead probe. */
+  unit: 'GFLOP/s' | 'GB/s' | 'us';
+  /** Calls timed per round. */
+  reps: number;
+}
+
+let seed = 7;
+function rand(n: number): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+    a[i] = (seed / 2 ** 32) * 2 - 1;
+  }
+  return a;
+}
+const hostInputs = new Map<string, { a: Float32Array; w: Float32Array }>();
+function inputsOf(c: Case): { a: Float32Array; w: Float32Array } {
+  const key = `${c.M}x${c.K}x${c.N}`;
+  let h = hostInputs.get(key);
+  if (!h) hostInputs.set(key, (h = { a: rand(c.M * c.K), w: rand(c.K * c.N) }));
+  return h;
+}
+/** w as [N, K] (the host data is [K, N]). */
+function transposed(w: Float32Array, K: number, N: number): Float32Array {
+  const t = new Float32Array(K * N);
+  for (let k = 0; k < K; k++) for (let n = 0; n < N; n++) t[n * K + k] = w[k * N + n]!;
+  return t;
+}
+
+function ourEngine(name: string, backend: Backend, maxFlops = Infinity): Engine {
+  return {
+    name,
+    async prepare(c) {
+      if (2 * c.M * c.N * c.K > maxFlops) return 'skipped (too slow for this engine)';
+      const h = inputsOf(c);
+      const wdata = c.layout === 'nk' ? transposed(h.w, c.K, c.N) : h.w;
+      const a = ops.tensor(backend, h.a, [c.M, c.K]);
+      const w = ops.tensor(backend, c.wdtype === 'f32' ? wdata : narrowFromF32(wdata, 'bf16'), c.layout === 'nk' ? [c.N, c.K] : [c.K, c.N], c.wdtype);
+      held.push(a, w);
+      return async () => {
+        const y = ops.matmul(a, w, { transposeB: c.layout === 'nk' });
+        await y.read();
+        y.dispose();
+      };
+    },
+  };
+}
+const held: Tensor[] = [];
+
+// Minimal protobuf writer for hand-built ONNX graphs (onnx.proto field numbers).
+class Proto {
+  readonly b: number[] = [];
+  varint(v: number): this {
+    let x = BigInt(v);
+    do {
+      let byte = Number(x & 0x7fn);
+      x >>= 7n;
+      if (x) byte |= 0x80;
+      this.b.push(byte);
+    } while (x);
+    return this;
+  }
+  int(field: number, v: number): this {
+    return this.varint(field << 3).varint(v);
+  }
+  bytes(field: number, data: ArrayLike<number>): this {
+    this.varint((field << 3) | 2).varint(data.length);
+    for (let i = 0; i < data.length; i++) this.b.push(data[i]!);
+    return this;
+  }
+  str(field: number, s: string): this {
+    return this.bytes(field, new TextEncoder().encode(s));
+  }
+  msg(field: number, m: Proto): this {
+    return this.bytes(field, m.b);
+  }
+}
+function valueInfo(name: string, shape: number[]): Proto {
+  const dims = new Proto();
+  for (const d of shape) dims.msg(1, new Proto().int(1, d));
+  return new Proto().str(1, name).msg(2, new Proto().msg(1, new Proto().int(1, 1).msg(2, dims)));
+}
+/** ModelProto for Y = MatMul(A, B) with B [K, N] as an f32 initializer (opset 17). */
+function onnxMatmul(M: number, K: number, N: number, w: Float32Array): Uint8Array {
+  const node = new Proto().str(1, 'A').str(1, 'B').str(2, 'Y').str(3, 'matmul').str(4, 'MatMul');
+  const init = new Proto().int(1, K).int(1, N).int(2, 1).str(8, 'B').bytes(9, new Uint8Array(w.buffer, w.byteOffset, w.byteLength));
+  const graph = new Proto().msg(1, node).str(2, 'bench').msg(5, init).msg(11, valueInfo('A', [M, K])).msg(12, valueInfo('Y', [M, N]));
+  return Uint8Array.from(new Proto().int(1, 8).str(2, 'lavi-ts wasm-bench').msg(7, graph).msg(8, new Proto().str(1, '').int(2, 17)).b);
+}
+
+interface OrtLike {
+  InferenceSession: { create(model: Uint8Array, o: object): Promise<{ run(feeds: object): Promise<Record<string, { data: unknown }>>; release(): Promise<void> }> };
+  Tensor: new (type: string, data: Float32Array, dims: number[]) => unknown;
+}
+
+async function ortEngines(): Promise<Engine[] | string> {
+  let ort: OrtLike;
+  try {
+    const spec = 'onnxruntime-node';
+    const m = (await import(spec)) as { default?: OrtLike } & OrtLike;
+    ort = m.default ?? m;
+  } catch (e) {
+    return `onnxruntime-node failed to load: ${(e as Error).message.split('\n')[0]}`;
+  }
+  const sessions: { release(): Promise<void> }[] = [];
+  return [1, THREADS].map((threads) => ({
+    name: `ort-${threads}t`,
+    async prepare(c: Case) {
+      if (c.wdtype !== 'f32' || c.layout !== 'kn') return 'n/a (f32 MatMul with B [K, N] only)';
+      const h = inputsOf(c);
+      const s = await ort.InferenceSession.create(onnxMatmul(c.M, c.K, c.N, h.w), { intraOpNumThreads: threads, interOpNumThreads: 1, graphOptimizationLevel: 'all' });
+      sessions.push(s);
+      const a = new ort.Tensor('float32', h.a, [c.M, c.K]);
+      return async () => {
+        const r = await s.run({ A: a });
+        void r.Y!.data;
+      };
+    },
+    async dispose() {
+      for (const s of sessions.splice(0)) await s.release();
+    },
+  }));
+}
+
+interface JaxArray {
+  ref: JaxArray;
+  data(): Promise<unknown>;
+  dispose(): void;
+}
+interface JaxLike {
+  init(...d: string[]): Promise<string[]>;
+  defaultDevice(d: string): void;
+  jit(f: (a: JaxArray, b: JaxArray) => JaxArray): (a: JaxArray, b: JaxArray) => JaxArray;
+  numpy: { array(d: Float32Array, o: { shape: number[] }): JaxArray; matmul(a: JaxArray, b: JaxArray): JaxArray };
+}
+
+async function jaxEngine(): Promise<Engine | string> {
+  let jax: JaxLike;
+  try {
+    const spec = '@jax-js/jax';
+    jax = (await import(spec)) as JaxLike;
+    const devices = await jax.init('wasm');
+    if (!devices.includes('wasm')) return `@jax-js/jax: no wasm device (got ${devices.join(', ')})`;
+    jax.defaultDevice('wasm');
+  } catch (e) {
+    return `@jax-js/jax failed to load: ${(e as Error).message.split('\n')[0]}`;
+  }
+  const mm = jax.jit((a, b) => jax.numpy.matmul(a, b));
+  const arrays: JaxArray[] = [];
+  return {
+    name: 'jax-wasm',
+    async prepare(c) {
+      if (c.wdtype !== 'f32' || c.layout !== 'kn') return 'n/a (f32 with B [K, N] only)';
+      const h = inputsOf(c);
+      const a = jax.numpy.array(h.a, { shape: [c.M, c.K] });
+      const w = jax.numpy.array(h.w, { shape: [c.K, c.N] });
+      arrays.push(a, w);
+      return async () => {
+        await mm(a.ref, w.ref).data();
+      };
+    },
+    async dispose() {
+      for (const a of arrays.splice(0)) a.dispose();
+    },
+  };
+}
+
+// ---- timing ----
+
+interface Row {
+  case: string;
+  engine: string;
+  samples: number[];
+  medianMs?: number;
+  minMs?: number;
+  rate?: number;
+  unit: string;
+  note?: string;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+}
+
+function rateOf(c: Case, ms: number): number {
+  if (c.unit === 'GFLOP/s') return (2 * c.M * c.N * c.K) / ms / 1e6;
+  if (c.unit === 'GB/s') return (c.K * c.N * (c.wdtype === 'f32' ? 4 : 2)) / ms / 1e6;
+  return ms * 1000;
+}
+
+async function benchCases(engines: Engine[], cases: Case[]): Promise<Row[]> {
+  const rows: Row[] = [];
+  for (const c of cases) {
+    const calls = new Map<Engine, () => Promise<void>>();
+    for (const e of engines) {
+      const row: Row = { case: c.id, engine: e.name, samples: [], unit: c.unit };
+      rows.push(row);
+      try {
+        const p = await e.prepare(c);
+        if (typeof p === 'string') row.note = p;
+        else {
+          await p(); // warm-up: compile, tier up, first-touch
+          await p();
+          calls.set(e, p);
+        }
+      } catch (err) {
+        row.note = `failed: ${(err as Error).message.split('\n')[0]}`;
+      }
+    }
+    // Interleave engines round by round.
+    for (let r = 0; r < ROUNDS; r++) {
+      for (const [e, call] of calls) {
+        const row = rows.find((x) => x.case === c.id && x.engine === e.name)!;
+        const reps = e.name === 'cpu' ? (r < 2 ? 1 : 0) : c.reps;
+        for (let i = 0; i < reps; i++) {
+          const t0 = performance.now();
+          await call();
+          row.samples.push(performance.now() - t0);
+        }
+      }
+    }
+    for (const row of rows.filter((x) => x.case === c.id && x.samples.length)) {
+      row.medianMs = median(row.samples);
+      row.minMs = Math.min(...row.samples);
+      row.rate = rateOf(c, row.medianMs);
+    }
+    printCase(c, rows.filter((x) => x.case === c.id));
+    for (const t of held.splice(0)) t.dispose();
+  }
+  return rows;
+}
+
+function printCase(c: Case, rows: Row[]): void {
+  console.log(`\n${c.label}`);
+  for (const r of rows) {
+    if (r.medianMs === undefined) {
+      console.log(`  ${r.engine.padEnd(10)} ${r.note ?? 'no samples'}`);
+      continue;
+    }
+    const rate = c.unit === 'us' ? `${r.rate!.toFixed(0).padStart(8)} µs/call` : `${r.rate!.toFixed(c.unit === 'GB/s' ? 1 : 1).padStart(8)} ${c.unit}`;
+    console.log(`  ${r.engine.padEnd(10)} median ${r.medianMs.toFixed(3).padStart(10)} ms  (min ${r.minMs!.toFixed(3)}, n=${r.samples.length})  ${rate}`);
+  }
+}
+
+// ---- the LaVi decode measurement ----
+
+/** ~20M parameters, the same shape as the model benchmark's: 4-layer 192-wide ViT, 8-layer 384-wide LLM. */
+function laviConfig(): ModelConfig {
+  return tinyConfig({
+    vision_config: { image_size: 112, patch_size: 14, hidden_size: 192, num_hidden_layers: 4, num_attention_heads: 3, intermediate_size: 768 },
+    text_config: {
+      vocab_size: 8192, hidden_size: 384, intermediate_size: 1024, num_hidden_layers: 8, num_attention_heads: 6, num_key_value_heads: 2,
+      max_position_embeddings: 2048, tie_word_embeddings: true, rope_theta: 1e6,
+    },
+    lavi_config: { conditioner_width: 128, conditioner_heads: 4 },
+    eos_token_ids: [],
+  });
+}
+
+interface DecodeRow {
+  backend: string;
+  weights: string;
+  decodeTokS: number;
+  prefillTokS: number;
+}
+
+async function benchDecode(backends: [string, Backend][], newTokens: number, prompt: number): Promise<DecodeRow[]> {
+  const cfg = laviConfig();
+  const p = countParameters(cfg);
+  console.log(`\nLaVi decode: random ${(p.total / 1e6).toFixed(1)}M-parameter model (LLM ${(p.llm / 1e6).toFixed(1)}M), text prompt ${prompt} tokens, ${newTokens} generated, greedy; median of ${ROUNDS} interleaved runs`);
+  const ids = Array.from({ length: prompt }, (_, i) => (i * 7919 + 13) % cfg.text_config.vocab_size);
+  const models: { name: string; dtype: string; model: LaviModel; dec: number[]; pre: number[] }[] = [];
+  for (const dtype of ['f32', 'bf16'] as const) {
+    const weights = randomWeights(cfg, { seed: 1, dtype });
+    for (const [name, b] of backends) {
+      const model = LaviModel.fromWeights(cfg, weights, b, { kvCapacity: prompt + newTokens + 8 });
+      await generate(model, ids.slice(0, 8), { maxNewTokens: 3 }); // warm-up
+      models.push({ name, dtype, model, dec: [], pre: [] });
+    }
+  }
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const m of models) {
+      if (m.name === 'cpu' && r >= 2) continue;
+      const g = await generate(m.model, ids, { maxNewTokens: newTokens });
+      m.dec.push(((g.tokens.length - 1) / g.timings.decodeMs) * 1000);
+      m.pre.push((prompt / g.timings.prefillMs) * 1000);
+    }
+  }
+  const out: DecodeRow[] = [];
+  for (const m of models) {
+    m.model.dispose();
+    const row = { backend: m.name, weights: m.dtype, decodeTokS: median(m.dec), prefillTokS: median(m.pre) };
+    out.push(row);
+    console.log(`  ${m.name.padEnd(10)} ${m.dtype.padEnd(5)} decode ${row.decodeTokS.toFixed(1).padStart(7)} tok/s   prefill ${row.prefillTokS.toFixed(0).padStart(6)} tok/s`);
+  }
+  return out;
+}
+
+// ---- main ----
+
+async function main(): Promise<void> {
+  const cpuModel = cpus()[0]?.model ?? 'unknown CPU';
+  console.log(`wasm backend benchmark — ${cpuModel}, ${availableParallelism()} cores, Node ${process.version}; ${ROUNDS} interleaved rounds`);
+  const cpu = new CpuBackend();
+  const w1 = await createWasmBackend({ threads: 1 });
+  const wN = await createWasmBackend({ threads: THREADS });
+  console.log(`wasm: ${wN.info().description}`);
+  const engines: Engine[] = [ourEngine('wasm-1t', w1), ourEngine(`wasm-${THREADS}t`, wN), ourEngine('cpu', cpu, QUICK ? 3e8 : 3e9)];
+  const skipped: string[] = [];
+  if (!flag('no-peers')) {
+    const o = await ortEngines();
+    if (typeof o === 'string') skipped.push(o), console.log(`peer skipped: ${o}`);
+    else engines.push(...o);
+    const j = await jaxEngine();
+    if (typeof j === 'string') skipped.push(j), console.log(`peer skipped: ${j}`);
+    else engines.push(j);
+  }
+
+  const cases: Case[] = [
+    { id: 'gemm-1024', label: 'matmul 1024×1024·1024×1024 (f32, B [K,N])', M: 1024, K: 1024, N: 1024, layout: 'kn', wdtype: 'f32', unit: 'GFLOP/s', reps: QUICK ? 2 : 3 },
+    { id: 'gemm-prefill', label: 'matmul 128×896·896×4864 (f32, B [K,N])', M: 128, K: 896, N: 4864, layout: 'kn', wdtype: 'f32', unit: 'GFLOP/s', reps: QUICK ? 2 : 4 },
+    { id: 'gemm-prefill-linear', label: 'linear 128×896·[4864,896]ᵀ (f32 W [N,K], the model layout)', M: 128, K: 896, N: 4864, layout: 'nk', wdtype: 'f32', unit: 'GFLOP/s', reps: QUICK ? 2 : 4 },
+    { id: 'gemv-f32', label: 'gemv 1×4096·4096×4096 (f32 W [K,N]; GB/s of weights)', M: 1, K: 4096, N: 4096, layout: 'kn', wdtype: 'f32', unit: 'GB/s', reps: QUICK ? 4 : 10 },
+    { id: 'gemv-f32-linear', label: 'gemv 1×4096·[4096,4096]ᵀ (f32 W [N,K])', M: 1, K: 4096, N: 4096, layout: 'nk', wdtype: 'f32', unit: 'GB/s', reps: QUICK ? 4 : 10 },
+    { id: 'gemv-bf16-linear', label: 'gemv 1×4096·[4096,4096]ᵀ (bf16 W [N,K], widened in registers)', M: 1, K: 4096, N: 4096, layout: 'nk', wdtype: 'bf16', unit: 'GB/s', reps: QUICK ? 4 : 10 },
+    { id: 'gemv-bf16', label: 'gemv 1×4096·4096×4096 (bf16 W [K,N])', M: 1, K: 4096, N: 4096, layout: 'kn', wdtype: 'bf16', unit: 'GB/s', reps: QUICK ? 4 : 10 },
+    { id: 'overhead', label: 'call overhead: matmul 1×64·64×64 + read back (µs per call)', M: 1, K: 64, N: 64, layout: 'kn', wdtype: 'f32', unit: 'us', reps: 50 },
+  ];
+  const rows = await benchCases(engines, cases);
+
+  // Ratios of the threaded wasm backend to every other engine, per case (rates: higher is better; µs: lower).
+  const ours = `wasm-${THREADS}t`;
+  const ratios: { case: string; vs: string; ratio: number }[] = [];
+  console.log(`\nratios: ${ours} vs each engine (> 1: ${ours} faster), same run`);
+  for (const c of cases) {
+    const me = rows.find((r) => r.case === c.id && r.engine === ours && r.medianMs !== undefined);
+    if (!me) continue;
+    const parts: string[] = [];
+    for (const r of rows.filter((x) => x.case === c.id && x.engine !== ours && x.medianMs !== undefined)) {
+      const ratio = r.medianMs! / me.medianMs!;
+      ratios.push({ case: c.id, vs: r.engine, ratio });
+      parts.push(`${r.engine} ${ratio.toFixed(2)}×`);
+    }
+    console.log(`  ${c.id.padEnd(20)} ${parts.join('  ')}`);
+  }
+  const f32 = rows.find((r) => r.case === 'gemv-f32-linear' && r.engine === ours)?.medianMs;
+  const bf16 = rows.find((r) => r.case === 'gemv-bf16-linear' && r.engine === ours)?.medianMs;
+  if (f32 && bf16) console.log(`  bf16 vs f32 weights (${ours}, GEMV [N,K]): ${(f32 / bf16).toFixed(2)}× the calls per second`);
+
+  for (const e of engines) await e.dispose?.();
+  let decode: DecodeRow[] = [];
+  if (!flag('no-model')) {
+    decode = await benchDecode([['cpu', cpu], ['wasm-1t', w1], [ours, wN]], QUICK ? 8 : 24, 32);
+    const tok = (b: string, w: string) => decode.find((d) => d.backend === b && d.weights === w)?.decodeTokS ?? NaN;
+    console.log(
+      `  decode ratios: ${ours}/cpu ${(tok(ours, 'f32') / tok('cpu', 'f32')).toFixed(1)}× (f32), ${(tok(ours, 'bf16') / tok('cpu', 'bf16')).toFixed(1)}× (bf16); ` +
+        `${ours} bf16/f32 ${(tok(ours, 'bf16') / tok(ours, 'f32')).toFixed(2)}×; ${ours}/wasm-1t ${(tok(ours, 'f32') / tok('wasm-1t', 'f32')).toFixed(2)}×`,
+    );
+  }
+  await w1.destroy();
+  await wN.destroy();
+
+  mkdirSync('bench-results', { recursive: true });
+  const slim = rows.map(({ samples, ...r }) => ({ ...r, n: samples.length }));
+  writeFileSync(
+    'bench-results/wasm.json',
+    JSON.stringify({ date: new Date().toISOString(), cpu: cpuModel, cores: availableParallelism(), node: process.version, rounds: ROUNDS, threads: THREADS, skipped, rows: slim, ratios, decode }, null, 2),
+  );
+  console.log('\nwrote bench-results/wasm.json');
+}
+
+void (null as unknown as WasmBackend);
+main().catch((e) => {
+  console.error(e);
+  process.exitCode = 1;
+});
