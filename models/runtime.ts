@@ -86,7 +86,10 @@ export interface RuntimeOptions {
   backend?: string | Backend;
   /** With the default backend: allow a software-emulated GPU (lavapipe) to be chosen. */
   allowSoftwareGpu?: boolean;
-  /** Model upload options: keepPacked (f16/bf16 matrices stay packed, default true), kvCapacity. */
+  /** Model upload options: kvCapacity, and keepPacked — whether f16/bf16 matrices stay packed on the backend.
+   *  Default: packed only when the weights widened to f32 would take over 1 GiB; smaller checkpoints are widened
+   *  once at load (exact), which spares every matmul the per-row widening (on the CPU reference, f16 rows cost
+   *  far more to widen than to multiply). */
   model?: ModelOptions;
   /** Use this tokenizer instead of dir/tokenizer.json. */
   tokenizer?: TextTokenizer;
@@ -201,6 +204,7 @@ export function defaultModelDir(): string {
 }
 
 const DEFAULT_TEMPLATE = '{question}';
+const PACKED_ABOVE_BYTES = 2 ** 30;
 const DEFAULT_MAX_NEW = 64;
 
 async function isFile(p: string): Promise<boolean> {
@@ -340,7 +344,8 @@ export class LaviRuntime {
         throw new ModelDirError(msg.includes(path) ? msg : `${path}: ${msg}`);
       }
     }
-    const model = await LaviModel.load(modelDir, backend, { ...opts.model, config });
+    const keepPacked = opts.model?.keepPacked ?? countParameters(config).total * 4 > PACKED_ABOVE_BYTES;
+    const model = await LaviModel.load(modelDir, backend, { ...opts.model, keepPacked, config });
     return new LaviRuntime(model, tokenizer, modelDir, chatTemplate, choice, opts.recordCost ?? true);
   }
 

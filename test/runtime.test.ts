@@ -86,6 +86,18 @@ test('info(): backend, mode, config summary, parameter count', async () => {
   rt.dispose();
 });
 
+test('small checkpoints are widened to f32 at load by default (exact); keepPacked: true keeps bf16, same answers', async () => {
+  const wide = await runtime();
+  const packed = await runtime(laviDir, { model: { keepPacked: true } });
+  assert.is(wide.model.weights.get('model.embed_tokens.weight').dtype, 'f32');
+  assert.is(packed.model.weights.get('model.embed_tokens.weight').dtype, 'bf16');
+  assert.ok(packed.info().weightBytes < wide.info().weightBytes);
+  const o = { maxNewTokens: 8, stopTokens: [] };
+  assert.equal((await wide.ask(IMG, Q, o)).tokens, (await packed.ask(IMG, Q, o)).tokens);
+  wide.dispose();
+  packed.dispose();
+});
+
 test('the default backend is bestBackend(): cpu here, with the reasons others were skipped', async () => {
   const rt = await LaviRuntime.create({ modelDir: laviDir, tokenizer });
   const c = rt.info().backendChoice;
