@@ -7,7 +7,7 @@
 //   3. row Σ exp(score − max)
 //   4. probabilities (0 for hidden keys, and for rows that see no key or only −∞)
 //   5. out[b,t,h,e] = Σ_j p · v                                    (one thread per output, an S-long dot product)
-// Grouped-query heads read kv head ⌊h / (Hq/Hkv)⌋.
+// Grouped-query heads read kv head ⌊h / (Hq/Hkv)⌋. The key length and query offset are uniforms (see below).
 
 import type { AttentionAttrs, RopeAttrs } from '../../core/backend.js';
 import { broadcastStrides } from '../../core/shape.js';
@@ -30,81 +30,92 @@ export function attention(env: Env, out: Tensor, [q, k, v, mask]: [Tensor, Tenso
     rt.run({ name: 'attention.zeros', source: 'function () {\n  return 0.0;\n}', output: [out.size] }, [], buf(out));
     return;
   }
-  /** Visible keys of query row t: emits `vis`. queryOffset is a uniform (`off`), so decode steps share kernels. */
+  // keyLength (`len`), queryOffset (`off`) and the scale are uniforms and the intermediates are S (the cache's
+  // capacity) wide, so decoding token after token through a KV cache reuses the same compiled kernels. A mask's
+  // shape includes the key length, so masked calls are specialised on it.
+  const W = S;
+  /** Visible keys of query row t: emits `vis`. */
   const visible = (s: Src, t: string) => {
-    if (causal) s.line(`let vis = off + ${t} + 1.0; if (vis > ${lit(L)}) { vis = ${lit(L)}; }`);
-    else s.line(`const vis = ${lit(L)};`);
+    if (causal) s.line(`let vis = off + ${t} + 1.0; if (vis > len) { vis = len; }`);
+    else s.line('const vis = len;');
   };
 
-  // 1. scores [B, Hq, Tq, L]
+  // 1. scores [B, Hq, Tq, W] (0 past the key length)
   let s = new Src();
   s.line('const i = this.thread.x;');
-  const [b, h, t, j] = decompose(s, 'i', [B, Hq, Tq, L]);
+  const [b, h, t, j] = decompose(s, 'i', [B, Hq, Tq, W]);
   const kh = s.v('kh'), khr = s.v('khr');
   divmod(s, h!, group, kh, khr);
-  s.line(`let iq = ((${b} * ${lit(Tq)} + ${t}) * ${lit(Hq)} + ${h}) * ${lit(D)};`);
-  s.line(`let ik = ((${b} * ${lit(S)} + ${j}) * ${lit(Hkv)} + ${kh}) * ${lit(D)};`);
   s.line('let acc = 0.0;');
-  s.line(`for (let d = 0; d < ${D}; d++) { acc += q[iq] * k[ik]; iq = iq + 1.0; ik = ik + 1.0; }`);
+  s.line(`if (${j} < len) {`);
+  s.line(`  let iq = ((${b} * ${lit(Tq)} + ${t}) * ${lit(Hq)} + ${h}) * ${lit(D)};`);
+  s.line(`  let ik = ((${b} * ${lit(S)} + ${j}) * ${lit(Hkv)} + ${kh}) * ${lit(D)};`);
+  s.line(`  for (let d = 0; d < ${D}; d++) { acc += q[iq] * k[ik]; iq = iq + 1.0; ik = ik + 1.0; }`);
   let maskExpr = '';
   if (mask) {
     const ms = broadcastStrides(mask.shape, [B, Hq, Tq, L]);
     maskExpr = ` + m[${dot([b!, h!, t!, j!], ms)}]`;
   }
-  s.line(`return acc * sc${maskExpr};`);
-  const scores = tmp(env, rows * L);
-  rt.run({ name: 'attention.scores', source: s.fn(mask ? ['q', 'k', 'm', 'sc'] : ['q', 'k', 'sc']), output: [rows * L] }, mask ? [buf(q), buf(k), buf(mask), scale] : [buf(q), buf(k), scale], scores);
+  s.line(`  acc = acc * sc${maskExpr};`);
+  s.line('}');
+  s.line('return acc;');
+  const scores = tmp(env, rows * W);
+  rt.run(
+    { name: 'attention.scores', source: s.fn(mask ? ['q', 'k', 'm', 'sc', 'len'] : ['q', 'k', 'sc', 'len']), output: [rows * W] },
+    mask ? [buf(q), buf(k), buf(mask), scale, L] : [buf(q), buf(k), scale, L],
+    scores,
+  );
 
-  // 2. row max over visible keys
+  // 2. row max over visible keys (≥ 1 of them: a causal query sees at least key 0)
   s = new Src();
   s.line('const r = this.thread.x;');
   const [, tr] = decompose(s, 'r', [B * Hq, Tq]);
   visible(s, tr!);
-  s.line(`const base = r * ${lit(L)};`);
+  s.line(`const base = r * ${lit(W)};`);
   s.line('let mx = sc[base];');
-  s.line(`for (let j = 1; j < ${L}; j++) { const v = sc[base + j]; if (j < vis && v > mx) { mx = v; } }`);
+  s.line(`for (let j = 1; j < ${W}; j++) { if (j < vis) { const v = sc[base + j]; if (v > mx) { mx = v; } } }`);
   s.line('return mx;');
   const mx = tmp(env, rows);
-  rt.run({ name: 'attention.max', source: s.fn(['sc', 'off']), output: [rows] }, [scores, queryOffset], mx);
+  rt.run({ name: 'attention.max', source: s.fn(['sc', 'off', 'len']), output: [rows] }, [scores, queryOffset, L], mx);
 
   // 3. row Σ exp
   s = new Src();
   s.line('const r = this.thread.x;');
   const [, tr3] = decompose(s, 'r', [B * Hq, Tq]);
   visible(s, tr3!);
-  s.line(`const base = r * ${lit(L)};`);
+  s.line(`const base = r * ${lit(W)};`);
   s.line('const mv = mx[r];');
   s.line('let sum = 0.0;');
-  s.line(`if (mv >= ${NEG_MAX}) { for (let j = 0; j < ${L}; j++) { if (j < vis) { sum += Math.exp(sc[base + j] - mv); } } }`);
+  s.line(`if (mv >= ${NEG_MAX}) { for (let j = 0; j < ${W}; j++) { if (j < vis) { sum += Math.exp(sc[base + j] - mv); } } }`);
   s.line('return sum;');
   const sm = tmp(env, rows);
-  rt.run({ name: 'attention.sum', source: s.fn(['sc', 'mx', 'off']), output: [rows] }, [scores, mx, queryOffset], sm);
+  rt.run({ name: 'attention.sum', source: s.fn(['sc', 'mx', 'off', 'len']), output: [rows] }, [scores, mx, queryOffset, L], sm);
 
-  // 4. probabilities
+  // 4. probabilities (0 for hidden keys and for rows that see only −∞)
   s = new Src();
   s.line('const i = this.thread.x;');
-  const [r4, j4] = decompose(s, 'i', [rows, L]);
+  const [r4, j4] = decompose(s, 'i', [rows, W]);
   const [, t4] = decompose(s, r4!, [B * Hq, Tq]);
   visible(s, t4!);
   s.line(`const mv = mx[${r4}];`);
   s.line('let p = 0.0;');
   s.line(`if (${j4} < vis && mv >= ${NEG_MAX}) { p = Math.exp(sc[i] - mv) / sm[${r4}]; }`);
   s.line('return p;');
-  const probs = tmp(env, rows * L);
-  rt.run({ name: 'attention.probs', source: s.fn(['sc', 'mx', 'sm', 'off']), output: [rows * L] }, [scores, mx, sm, queryOffset], probs);
+  const probs = tmp(env, rows * W);
+  rt.run({ name: 'attention.probs', source: s.fn(['sc', 'mx', 'sm', 'off', 'len']), output: [rows * W] }, [scores, mx, sm, queryOffset, L], probs);
 
-  // 5. out [B, Tq, Hq, Dv] = P · V
+  // 5. out [B, Tq, Hq, Dv] = P · V over the key length
   s = new Src();
   s.line('const i = this.thread.x;');
   const [b5, t5, h5, e5] = decompose(s, 'i', [B, Tq, Hq, Dv]);
   const kh5 = s.v('kh'), khr5 = s.v('khr');
   divmod(s, h5!, group, kh5, khr5);
-  s.line(`let ip = ((${b5} * ${lit(Hq)} + ${h5}) * ${lit(Tq)} + ${t5}) * ${lit(L)};`);
+  s.line(`let ip = ((${b5} * ${lit(Hq)} + ${h5}) * ${lit(Tq)} + ${t5}) * ${lit(W)};`);
   s.line(`let iv = (${b5} * ${lit(S * Hkv)} + ${kh5}) * ${lit(Dv)} + ${e5};`);
   s.line('let acc = 0.0;');
-  s.line(`for (let j = 0; j < ${L}; j++) { acc += p[ip] * v[iv]; ip = ip + 1.0; iv = iv + ${lit(Hkv * Dv)}; }`);
+  s.line(`for (let j = 0; j < ${W}; j++) { if (j < len) { acc += p[ip] * v[iv]; } ip = ip + 1.0; iv = iv + ${lit(Hkv * Dv)}; }`);
   s.line('return acc;');
-  rt.run({ name: 'attention.pv', source: s.fn(['p', 'v']), output: [out.size] }, [probs, buf(v)], buf(out));
+  rt.run({ name: 'attention.pv', source: s.fn(['p', 'v', 'len']), output: [out.size] }, [probs, buf(v), L], buf(out));
   release(env, scores, mx, sm, probs);
 }
 

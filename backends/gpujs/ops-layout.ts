@@ -81,13 +81,14 @@ export function writeSlice(env: Env, dst: Tensor, [src]: [Tensor], { axis, start
   if (src.size === 0 || dst.size === 0) return;
   const [, total, inner] = split(dst.shape, axis);
   const len = src.shape[axis]!;
+  // `start` is a uniform, so appending token after token to a KV cache reuses one compiled kernel.
   const s = new Src();
   s.line('const i = this.thread.x;');
   const [o, a, n] = decompose(s, 'i', [dst.size / (total * inner), total, inner]);
   s.line('let v = d[i];');
-  s.line(`if (${a} >= ${lit(start)} && ${a} < ${lit(start + len)}) { v = src[(${o} * ${lit(len)} + ${a} - ${lit(start)}) * ${lit(inner)} + ${n}]; }`);
+  s.line(`if (${a} >= st && ${a} < st + ${lit(len)}) { v = src[(${o} * ${lit(len)} + ${a} - st) * ${lit(inner)} + ${n}]; }`);
   s.line('return v;');
-  env.rt.run({ name: 'writeSlice', source: s.fn(['d', 'src']), output: [dst.size] }, [buf(dst), buf(src)], buf(dst));
+  env.rt.run({ name: 'writeSlice', source: s.fn(['d', 'src', 'st']), output: [dst.size] }, [buf(dst), buf(src), start], buf(dst));
 }
 
 export function embedding(env: Env, out: Tensor, [table, ids]: [Tensor, Tensor]): void {
