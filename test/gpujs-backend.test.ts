@@ -122,6 +122,28 @@ test('f16/bf16 narrowing and widening in kernels are bit-exact at the edges (zer
   }
 });
 
+test('rope stays accurate at long positions (in-kernel angle reduction), one kernel for every offset', async () => {
+  const { CpuBackend } = await import('../backends/cpu/index.js');
+  const cpu = new CpuBackend();
+  const b = await createGpuJsBackend({ mode: 'webasm' });
+  try {
+    const x = seq(3 * 2 * 64, (i) => Math.sin(i * 1.3));
+    let compiles = -1;
+    for (const offset of [0, 1000, 5000, 32768, 500000]) {
+      const got = (await ops.rope(ops.tensor(b, x, [1, 3, 2, 64]), { theta: 10000, offset }).read()) as Float32Array;
+      const want = (await ops.rope(ops.tensor(cpu, x, [1, 3, 2, 64]), { theta: 10000, offset }).read()) as Float32Array;
+      let err = 0;
+      for (let i = 0; i < got.length; i++) err = Math.max(err, Math.abs(got[i]! - want[i]!));
+      // a plain f32 angle would be off by ½ ulp(position): 2.4e-4 rad at 5000, 2e-3 at 32768
+      assert.ok(err < 1e-5, `offset ${offset}: max |Δ| ${err}`);
+      if (compiles < 0) compiles = b.stats.compiles;
+    }
+    assert.is(b.stats.compiles, compiles, 'the offset is a uniform');
+  } finally {
+    await b.destroy();
+  }
+});
+
 test('kernels compile once per shape and are reused', async () => {
   const b = await createGpuJsBackend({ mode: 'cpu' });
   try {

@@ -119,15 +119,35 @@ export function attention(env: Env, out: Tensor, [q, k, v, mask]: [Tensor, Tenso
   release(env, scores, mx, sm, probs);
 }
 
-/** Rotate-half rotary embedding. The frequency ladder θ^(−2i/rotaryDim) (rotaryDim/2 numbers, the same for every
- *  element) is computed on the host in float64 like the reference and passed as a small table: in-kernel f32 pow
- *  would be off by ~1e-6 relative, i.e. milliradians at position 1000. The offset is a uniform. */
+/** Rounds x > 0 to `bits` significant bits (so products with another ≤ 24 − bits-bit number are exact in f32). */
+function roundBits(x: number, bits: number): number {
+  if (x === 0) return 0;
+  const unit = 2 ** (Math.floor(Math.log2(Math.abs(x))) - (bits - 1));
+  return Math.round(x / unit) * unit;
+}
+
+/** Rotate-half rotary embedding.
+ *
+ *  The frequency ladder θ^(−2i/rotaryDim) (rotaryDim/2 numbers, the same for every element) is computed on the host
+ *  in float64 like the reference and passed as a small table: an in-kernel f32 pow is off by ~1e-6 relative, i.e.
+ *  milliradians at position 1000. Angles are reduced to [−π, π] inside the kernel before sin/cos, exactly enough
+ *  not to grow with the position: with g = freq/2π split into 12-bit pieces g1 + g2 (+ a tail g3) and the position
+ *  into 12-bit pieces p1 + p0, every product p·g1, p·g2 is exact in f32, so the fractional turns are exact and
+ *  only their sum rounds (~1e-7 turns). A plain f32 angle would be off by ½ ulp(pos·freq), 2.4e-4 rad at
+ *  position 5000, and GPU sin/cos are often inaccurate for large arguments. Small angles (< 2π) use the plain
+ *  product, which is more accurate there. The position offset is a uniform. */
 export function rope(env: Env, out: Tensor, [x]: [Tensor], { theta, offset, rotaryDim }: RopeAttrs): void {
   if (out.size === 0) return;
   const [B, T, H, D] = x.shape as [number, number, number, number];
   const half = rotaryDim / 2;
-  const freqs = new Float32Array(half);
-  for (let i = 0; i < half; i++) freqs[i] = Math.pow(theta, (-2 * i) / rotaryDim);
+  const table = new Float32Array(4 * half);
+  for (let i = 0; i < half; i++) {
+    const f = Math.pow(theta, (-2 * i) / rotaryDim);
+    const g = f / (2 * Math.PI);
+    const g1 = roundBits(g, 12);
+    const g2 = roundBits(g - g1, 12);
+    table.set([f, g1, g2, g - g1 - g2], 4 * i);
+  }
   const s = new Src();
   s.line('const i = this.thread.x;');
   const [, t, , d] = decompose(s, 'i', [B, T, H, D]);
@@ -136,11 +156,23 @@ export function rope(env: Env, out: Tensor, [x]: [Tensor], { theta, offset, rota
   s.line(`if (${d} < ${lit(rotaryDim)}) {`);
   s.line(`  let p = ${d};`);
   s.line(`  if (${d} >= ${lit(half)}) { p = ${d} - ${lit(half)}; }`);
-  s.line(`  const ang = (off + ${t}) * f[p];`);
+  s.line(`  const pos = off + ${t};`);
+  s.line('  const tb = p * 4.0;');
+  s.line('  let ang = pos * f[tb];');
+  s.line('  if (ang > 6.283185307179586) {');
+  s.line('    const p1 = Math.floor(pos / 4096.0) * 4096.0;');
+  s.line('    const p0 = pos - p1;');
+  s.line('    const g1 = f[tb + 1.0];');
+  s.line('    const g2 = f[tb + 2.0];');
+  s.line('    const x1 = p1 * g1; const x2 = p1 * g2; const x3 = p0 * g1; const x4 = p0 * g2;');
+  s.line('    let tr = (x1 - Math.floor(x1)) + (x2 - Math.floor(x2)) + (x3 - Math.floor(x3)) + (x4 - Math.floor(x4)) + pos * f[tb + 3.0];');
+  s.line('    tr = tr - Math.floor(tr + 0.5);');
+  s.line('    ang = tr * 6.283185307179586;');
+  s.line('  }');
   s.line('  const cs = Math.cos(ang);');
   s.line('  const sn = Math.sin(ang);');
   s.line(`  if (${d} < ${lit(half)}) { o = xv * cs - x[i + ${lit(half)}] * sn; } else { o = xv * cs + x[i - ${lit(half)}] * sn; }`);
   s.line('}');
   s.line('return o;');
-  env.rt.run({ name: 'rope', source: s.fn(['x', 'f', 'off']), output: [out.size] }, [buf(x), freqs, offset], buf(out));
+  env.rt.run({ name: 'rope', source: s.fn(['x', 'f', 'off']), output: [out.size] }, [buf(x), table, offset], buf(out));
 }
