@@ -1,6 +1,6 @@
 // The whole conformance harness against the CPU reference on the wasm backend: with one thread, with two threads
 // at the normal thresholds, and with two threads splitting every kernel however small (so each case also runs the
-// threaded paths). Every case must pass; nothing may be unsupported.
+// threaded paths), with and without the relaxed-SIMD FMA kernels. Every case must pass; nothing may be unsupported.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { CpuBackend } from '../backends/cpu/index.js';
@@ -29,5 +29,6 @@ async function run(opts: WasmBackendOptions, label: string): Promise<void> {
 test('wasm, 1 thread: every conformance case passes', () => run({ threads: 1 }, '1 thread'));
 test('wasm, 2 threads: every conformance case passes', () => run({ threads: 2 }, '2 threads'));
 test('wasm, 2 threads splitting every kernel: every conformance case passes', () => run({ threads: 2, splitSmallOps: true }, '2 threads, all split'));
+test('wasm without relaxed-SIMD FMA (plain mul+add kernels): every conformance case passes', () => run({ threads: 2, splitSmallOps: true, relaxedSimd: false }, '2 threads, no FMA'));
 
 test.run();

@@ -371,6 +371,16 @@ export const v128 = {
 };
 
 export const f32x4 = {
+  /** Relaxed SIMD fused (or not) multiply-add a·b + c; only where the engine supports relaxed SIMD. */
+  relaxed_madd: (a: Expr, b: Expr, c: Expr): Expr => {
+    for (const e of [a, b, c]) check(e, 'v128', 'f32x4.relaxed_madd');
+    return expr('v128', (f) => {
+      a.emit(f);
+      b.emit(f);
+      c.emit(f);
+      f.simd(0x105);
+    });
+  },
   splat: (a: ExprLike): Expr => {
     const x = asF32(a, 'f32x4.splat');
     return expr('v128', (f) => {

@@ -210,8 +210,8 @@ export function genPackCols(m: ModuleBuilder, dtype: StoreDType, NR: number): st
  *     mode 0: C = acc, 1: C += acc, 2: C = acc + bias[n] (bias indexed from this block's first column).
  *   Edge tiles (fewer than MR rows or NR columns left) go through `tile` (MR·NR floats of scratch).
  */
-export function genGemmMacro(m: ModuleBuilder, MR: number, NR: number, unroll: number, bcast: 'splat' | 'shuffle' = 'splat'): string {
-  const name = `gemm_macro_${MR}x${NR}_${bcast}`;
+export function genGemmMacro(m: ModuleBuilder, MR: number, NR: number, unroll: number, bcast: 'splat' | 'shuffle' = 'splat', fma = false): string {
+  const name = `gemm_macro_${MR}x${NR}_${bcast}${fma ? '_fma' : ''}`;
   const NV = NR / 4;
   m.func(name, ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (f, pa, pb, kc, mc, nc, c, ldc, mode, bias, tile) => {
     const ldcb = f.local('i32', i32.shl(ldc, 2));
@@ -234,7 +234,7 @@ export function genGemmMacro(m: ModuleBuilder, MR: number, NR: number, unroll: n
       for (let i = 0; i < MR; i++) {
         if (bcast === 'shuffle') f.set(av, v128.shuffle32(avec, avec, [i, i, i, i]));
         else f.set(av, v128.load32_splat(a, aOff + i * 4));
-        for (let v = 0; v < NV; v++) f.set(acc[i]![v]!, f32x4.add(acc[i]![v]!, f32x4.mul(av, bv[v]!)));
+        for (let v = 0; v < NV; v++) f.set(acc[i]![v]!, fma ? f32x4.relaxed_madd(av, bv[v]!, acc[i]![v]!) : f32x4.add(acc[i]![v]!, f32x4.mul(av, bv[v]!)));
       }
     };
 

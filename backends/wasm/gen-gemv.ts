@@ -55,7 +55,8 @@ const GEMV_KB = 1 << 20;
  * at a time would present the prefetcher with four new streams every few hundred bytes, which measured 2–3× slower
  * from DRAM than one sequential stream. Four accumulators per row hide the add latency.
  */
-export function genGemvT(m: ModuleBuilder, dt: StoreDType): string {
+export function genGemvT(m: ModuleBuilder, dt: StoreDType, fma = false): string {
+  const madd = (a: Expr, b: Expr, acc: Expr) => (fma ? f32x4.relaxed_madd(a, b, acc) : f32x4.add(acc, f32x4.mul(a, b)));
   const name = `gemv_t_${dt}`;
   const eb = ELEM_BYTES[dt];
   m.func(name, ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (f, x, ldx, xd, w, bias, y, ldy, rows, K, M) => {
@@ -81,7 +82,7 @@ export function genGemvT(m: ModuleBuilder, dt: StoreDType): string {
             const xa = i32.add(xp, i32.shl(k, 2));
             const wa = i32.add(wp, i32.mul(k, eb));
             if (dt === 'f32') {
-              [a0, a1, a2, a3].forEach((a, q) => f.set(a, f32x4.add(a, f32x4.mul(v128.load(wa, 16 * q, 0), v128.load(xa, 16 * q, 0)))));
+              [a0, a1, a2, a3].forEach((a, q) => f.set(a, madd(v128.load(wa, 16 * q, 0), v128.load(xa, 16 * q, 0), a)));
             } else if (dt === 'bf16') {
               // A 32-bit lane holds two bf16 (even element low, odd high): even = lane << 16, odd = lane & ~0xffff,
               // against x split the same way (xd) — two integer ops per eight weights instead of two unpacks.
@@ -91,15 +92,15 @@ export function genGemvT(m: ModuleBuilder, dt: StoreDType): string {
                 const even = i32x4.shl(raw, 16);
                 const odd = v128.and(raw, v128.constI32(-65536, -65536, -65536, -65536));
                 const [ae, ao] = h === 0 ? [a0, a1] : [a2, a3];
-                f.set(ae, f32x4.add(ae, f32x4.mul(even, v128.load(xda, 32 * h, 0))));
-                f.set(ao, f32x4.add(ao, f32x4.mul(odd, v128.load(xda, 32 * h + 16, 0))));
+                f.set(ae, madd(even, v128.load(xda, 32 * h, 0), ae));
+                f.set(ao, madd(odd, v128.load(xda, 32 * h + 16, 0), ao));
               }
             } else {
               for (let h = 0; h < 2; h++) {
                 const [lo, hi] = load8x16(f, v128.load(wa, 16 * h, 0), dt);
                 const [al, ah] = h === 0 ? [a0, a1] : [a2, a3];
-                f.set(al, f32x4.add(al, f32x4.mul(lo, v128.load(xa, 32 * h, 0))));
-                f.set(ah, f32x4.add(ah, f32x4.mul(hi, v128.load(xa, 32 * h + 16, 0))));
+                f.set(al, madd(lo, v128.load(xa, 32 * h, 0), al));
+                f.set(ah, madd(hi, v128.load(xa, 32 * h + 16, 0), ah));
               }
             }
           });

@@ -46,7 +46,7 @@ import { bytesPerElement, checkHostArray, convertHost, DTYPES, type DType, type 
 import { BackendError } from '../../core/errors.js';
 import { broadcastStrides, stridesOf } from '../../core/shape.js';
 import type { Tensor } from '../../core/tensor.js';
-import { BLOCKING, kernelModule, MEMORY_MODULE, MEMORY_NAME, MODULE_MAX_PAGES } from './kernels.js';
+import { BLOCKING, kernelModule, MEMORY_MODULE, MEMORY_NAME, MODULE_MAX_PAGES, relaxedSimdAvailable } from './kernels.js';
 import { DTYPE_CODE, gemmScratchBytes, type StoreDType } from './gen-gemm.js';
 import { Heap, type HeapStats } from './heap.js';
 import { CTRL_BYTES, type Job, MAX_JOBS, MAX_THREADS, ThreadPool } from './pool.js';
@@ -65,6 +65,11 @@ export interface WasmBackendOptions {
   spinMicros?: number;
   /** Split every kernel that can be split across the threads, however small (for tests; default false). */
   splitSmallOps?: boolean;
+  /**
+   * Use relaxed-SIMD fused multiply-add in the GEMM and GEMV inner loops when the engine has it (default true).
+   * On Node 20 this turns on V8's --experimental-wasm-relaxed-simd at run time; pass false to leave V8 alone.
+   */
+  relaxedSimd?: boolean;
 }
 
 /** A tensor's storage: a byte offset into the shared memory. */
@@ -102,17 +107,21 @@ export class WasmBackend implements Backend {
   private f32!: Float32Array;
   private destroyed = false;
   private readonly splitAll: boolean;
-  private consts: { n: number; ones: number; zeros: number } | null = null;
+  private consts: { n: number; ones: number; zeros: number; binaryRow: number } | null = null;
   private table: { ptr: number; bytes: number } | null = null;
   private readonly ropeTables = new Map<string, { cos: number; sin: number; positions: number; half: number; bytes: number }>();
 
-  private constructor(opts: WasmBackendOptions, memory: WasmMemory, heap: Heap, scratch: number[], pool: ThreadPool | null) {
+  /** Whether the kernels use relaxed-SIMD FMA. */
+  readonly fma: boolean;
+
+  private constructor(opts: WasmBackendOptions, memory: WasmMemory, heap: Heap, scratch: number[], pool: ThreadPool | null, fma: boolean) {
     this.name = opts.name ?? 'wasm';
     this.threads = scratch.length;
     this.splitAll = opts.splitSmallOps ?? false;
     this.memory = memory;
     this.pool = pool;
-    const km = kernelModule();
+    this.fma = fma;
+    const km = kernelModule(fma);
     this.instance = new WA.Instance(km.module, { [MEMORY_MODULE]: { [MEMORY_NAME]: memory } });
     this.fns = km.names.map((n, i) => {
       this.fnIndex.set(n, i);
@@ -133,13 +142,14 @@ export class WasmBackend implements Backend {
     const maxPages = Math.floor(maxBytes / PAGE);
     const initialPages = Math.min(maxPages, Math.max(16, Math.ceil((opts.initialMemoryBytes ?? 64 * 2 ** 20) / PAGE)));
     const memory = new WA.Memory({ initial: initialPages, maximum: maxPages, shared: true });
-    const km = kernelModule();
+    const fma = opts.relaxedSimd !== false && relaxedSimdAvailable(true);
+    const km = kernelModule(fma);
     const spinMs = (opts.spinMicros ?? 100) / 1000;
     // Page 0 holds the control block (at CTRL_OFFSET); the heap starts at page 1. Each thread owns GEMM scratch.
     const heap = new Heap(memory, PAGE, maxPages * PAGE, opts.name ?? 'wasm');
     const scratch = Array.from({ length: threads }, () => heap.alloc(gemmScratchBytes(BLOCKING)));
     const pool = threads > 1 ? await ThreadPool.create(km.module, memory, CTRL_OFFSET, km.names, scratch, spinMs) : null;
-    return new WasmBackend(opts, memory, heap, scratch, pool);
+    return new WasmBackend(opts, memory, heap, scratch, pool, fma);
   }
 
   info(): BackendInfo {
@@ -147,7 +157,7 @@ export class WasmBackend implements Backend {
       name: this.name,
       device: 'cpu',
       software: false,
-      description: `WebAssembly SIMD128 (generated kernels), ${this.threads} thread${this.threads === 1 ? '' : 's'}`,
+      description: `WebAssembly SIMD128${this.fma ? ' + relaxed-SIMD FMA' : ''} (generated kernels), ${this.threads} thread${this.threads === 1 ? '' : 's'}`,
       dtypes: DTYPES,
     };
   }
@@ -274,18 +284,20 @@ export class WasmBackend implements Backend {
     return this.table.ptr;
   }
 
-  /** Pointers to constant ones and zeros, at least n floats each. */
-  private constsFor(n: number): { ones: number; zeros: number } {
+  /** Pointers to constant ones and zeros (at least n floats each) and a one-row binary table (0, 0, both contiguous). */
+  private constsFor(n: number): { ones: number; zeros: number; binaryRow: number } {
     if (!this.consts || this.consts.n < n) {
       if (this.consts) {
         this.heap.free(this.consts.ones, this.consts.n * 4);
         this.heap.free(this.consts.zeros, this.consts.n * 4);
+        this.heap.free(this.consts.binaryRow, 12);
       }
       const size = Math.max(n, 1024, (this.consts?.n ?? 0) * 2);
-      const ones = this.heap.alloc(size * 4), zeros = this.heap.alloc(size * 4);
+      const ones = this.heap.alloc(size * 4), zeros = this.heap.alloc(size * 4), binaryRow = this.heap.alloc(12);
       this.f32.fill(1, ones >> 2, (ones >> 2) + size);
       this.f32.fill(0, zeros >> 2, (zeros >> 2) + size);
-      this.consts = { n: size, ones, zeros };
+      this.i32.set([0, 0, 3], binaryRow >> 2);
+      this.consts = { n: size, ones, zeros, binaryRow };
     }
     return this.consts;
   }
@@ -390,6 +402,12 @@ export class WasmBackend implements Backend {
     const n = out.size;
     if (n === 0) return;
     const fn = this.fn(`binary_${op}`);
+    const A = ptr(a), B = ptr(b), O = ptr(out);
+    if (a.size === n && b.size === n) {
+      // Same shape (residual adds): one contiguous run, split by elements; the one-row table is a constant.
+      const tbl = this.constsFor(0).binaryRow;
+      return this.runJobs(WasmBackend.split(n, this.threadsFor(n * 12, PAR_BYTES), 16).map(([s, e]) => ({ fn, args: [O + s * 4, A + s * 4, B + s * 4, e - s, 1, tbl] })));
+    }
     const shape = out.shape;
     const rank = shape.length;
     let sa = broadcastStrides(a.shape, shape);
@@ -428,11 +446,6 @@ export class WasmBackend implements Backend {
         ib -= sb[k]! * outerShape[k]!;
         idx[k] = 0;
       }
-    }
-    const A = ptr(a), B = ptr(b), O = ptr(out);
-    if (rows === 1) {
-      // One long run: split it by elements (same-shape adds of activations, the common case).
-      if (flags === 3) return this.runJobs(WasmBackend.split(inner, this.threadsFor(n * 12, PAR_BYTES), 16).map(([s, e]) => ({ fn, args: [O + s * 4, A + s * 4, B + s * 4, e - s, 1, tbl] })));
     }
     const nt = this.threadsFor(n * 12, PAR_BYTES);
     this.runJobs(WasmBackend.split(rows, nt, 1).map(([s, e]) => ({ fn, args: [O + s * inner * 4, A, B, inner, e - s, tbl + s * 12] })));

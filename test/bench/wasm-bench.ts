@@ -4,7 +4,9 @@
 // Cases: matmul 1024³ and 128×896·896×4864 (GFLOP/s), GEMV 1×4096·4096×4096 with f32 and bf16 weights (GB/s of
 // weight bytes), per-call overhead at 1×64·64×64, and decode tokens/s of a ~20M-parameter random LaVi.
 // All engines run in one process and are interleaved round by round, so background load hits them alike:
-// quote the ratios, which are measured side by side, rather than the absolute figures.
+// quote the ratios, which are measured side by side, rather than the absolute figures. Each row also gives the
+// process CPU time per call (all threads, spin-waiting included): on a shared machine it shows the work an engine
+// spends even when its wall time is inflated by waiting for a core.
 //
 //   node dist/test/bench/wasm-bench.js [--rounds 5] [--quick] [--no-peers] [--no-model] [--threads 2]
 //
@@ -224,6 +226,9 @@ interface Row {
   case: string;
   engine: string;
   samples: number[];
+  /** CPU time of the whole process per call (all threads, spinning included). */
+  cpuSamples: number[];
+  cpuMs?: number;
   medianMs?: number;
   minMs?: number;
   rate?: number;
@@ -247,7 +252,7 @@ async function benchCases(engines: Engine[], cases: Case[]): Promise<Row[]> {
   for (const c of cases) {
     const calls = new Map<Engine, () => Promise<void>>();
     for (const e of engines) {
-      const row: Row = { case: c.id, engine: e.name, samples: [], unit: c.unit };
+      const row: Row = { case: c.id, engine: e.name, samples: [], cpuSamples: [], unit: c.unit };
       rows.push(row);
       try {
         const p = await e.prepare(c);
@@ -267,9 +272,12 @@ async function benchCases(engines: Engine[], cases: Case[]): Promise<Row[]> {
         const row = rows.find((x) => x.case === c.id && x.engine === e.name)!;
         const reps = e.name === 'cpu' ? (r < 2 ? 1 : 0) : c.reps;
         for (let i = 0; i < reps; i++) {
+          const c0 = process.cpuUsage();
           const t0 = performance.now();
           await call();
           row.samples.push(performance.now() - t0);
+          const cu = process.cpuUsage(c0);
+          row.cpuSamples.push((cu.user + cu.system) / 1000);
         }
       }
     }
@@ -277,6 +285,7 @@ async function benchCases(engines: Engine[], cases: Case[]): Promise<Row[]> {
       row.medianMs = median(row.samples);
       row.minMs = Math.min(...row.samples);
       row.rate = rateOf(c, row.medianMs);
+      row.cpuMs = median(row.cpuSamples);
     }
     printCase(c, rows.filter((x) => x.case === c.id));
     for (const t of held.splice(0)) t.dispose();
@@ -292,7 +301,7 @@ function printCase(c: Case, rows: Row[]): void {
       continue;
     }
     const rate = c.unit === 'us' ? `${r.rate!.toFixed(0).padStart(8)} µs/call` : `${r.rate!.toFixed(c.unit === 'GB/s' ? 1 : 1).padStart(8)} ${c.unit}`;
-    console.log(`  ${r.engine.padEnd(10)} median ${r.medianMs.toFixed(3).padStart(10)} ms  (min ${r.minMs!.toFixed(3)}, n=${r.samples.length})  ${rate}`);
+    console.log(`  ${r.engine.padEnd(10)} median ${r.medianMs.toFixed(3).padStart(10)} ms  (min ${r.minMs!.toFixed(3)}, n=${r.samples.length})  ${rate}   cpu ${r.cpuMs!.toFixed(3)} ms/call`);
   }
 }
 
@@ -415,7 +424,7 @@ async function main(): Promise<void> {
   await wN.destroy();
 
   mkdirSync('bench-results', { recursive: true });
-  const slim = rows.map(({ samples, ...r }) => ({ ...r, n: samples.length }));
+  const slim = rows.map(({ samples, cpuSamples, ...r }) => ({ ...r, n: samples.length }));
   writeFileSync(
     'bench-results/wasm.json',
     JSON.stringify({ date: new Date().toISOString(), cpu: cpuModel, cores: availableParallelism(), node: process.version, rounds: ROUNDS, threads: THREADS, skipped, rows: slim, ratios, decode }, null, 2),
