@@ -87,7 +87,7 @@ if (CTRL_OFFSET + CTRL_BYTES > PAGE) throw new Error('wasm: control block does n
 /** Below these sizes a kernel stays on the calling thread (waking a worker costs ~5–20 µs). */
 const PAR_FLOPS = 1 << 21; // GEMM / attention work
 const PAR_BYTES = 1 << 20; // bytes touched by memory-bound kernels
-const GEMV_T_MAX_M = 4; // rows of x handled by the streaming GEMV (beyond that the packed GEMM wins)
+const GEMV_T_MAX_M = 8; // rows of x handled by the streaming GEMV (beyond that the packed GEMM wins)
 
 type Fn = (...args: number[]) => void;
 
