@@ -28,7 +28,7 @@ export function genAttention(m: ModuleBuilder): void {
     const Dv4 = f.local('i32', i32.and(Dv, -4));
     const Dv16 = f.local('i32', i32.and(Dv, -16));
     const a0 = f.local('v128'), a1 = f.local('v128'), a2 = f.local('v128'), a3 = f.local('v128');
-    const qv = f.local('v128'), t0 = f.local('v128'), t1 = f.local('v128'), pv = f.local('v128'), invv = f.local('v128');
+    const qv = f.local('v128'), t0 = f.local('v128'), t1 = f.local('v128'), pv = f.local('v128');
     const ms = f.local('f32'), ss = f.local('f32'), sum = f.local('v128'), mx = f.local('v128'), sc = f.local('f32');
     const i = f.local('i32'), n4 = f.local('i32');
     const scaleV = f.local('v128', f32x4.splat(scale));
@@ -125,7 +125,6 @@ export function genAttention(m: ModuleBuilder): void {
       f.if(i32.le_s(visible, 0), () => {
         f.for(d, 0, Dv, 1, () => f.f32_store(i32.add(op, i32.shl(d, 2)), 0));
       });
-      void invv;
     });
   });
 

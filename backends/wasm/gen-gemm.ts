@@ -6,9 +6,10 @@
 //   - A into panels of MR rows:    for every k, MR consecutive floats (zero-padded past M),
 // so the micro-kernel reads both with one pointer each and constant offsets. The micro-kernel keeps an MR×NR tile
 // of C in MR·NR/4 f32x4 accumulators; per k it loads NR/4 vectors of B, broadcasts MR values of A
-// (v128.load32_splat) and does MR·NR/4 multiplies and adds. WASM SIMD has no FMA (without relaxed SIMD), so the
-// ceiling is one f32x4 mul + one f32x4 add per lane group, ~16 flop/cycle on Zen 4, and x64 V8 has 15 usable
-// xmm registers: MR·NR/4 + NR/4 + 2 must stay ≤ 15 or the loop spills.
+// (v128.load32_splat) and does MR·NR/4 multiply-adds: f32x4.mul + f32x4.add in plain SIMD128, or one
+// f32x4.relaxed_madd (an FMA instruction) where relaxed SIMD is available. x64 V8 has 15 usable xmm registers and
+// hoists every load of an iteration to its top, so MR·NR/4 accumulators + NR/4 + MR loaded values (+1 temporary
+// without FMA) must stay ≤ 15 or the loop spills: 4×8 fits exactly. V8 unrolls the k loop by itself.
 //
 // Packed f16/bf16 weights are widened while packing B, so the micro-kernel only ever sees f32.
 
@@ -111,7 +112,7 @@ export function genPackRows(m: ModuleBuilder, dtype: StoreDType, P: number): str
   const eb = ELEM_BYTES[dtype];
   m.func(name, ['i32', 'i32', 'i32', 'i32', 'i32'], [], (f, src, ld, rows, kc, dst) => {
     const ldb = f.local('i32', i32.mul(ld, eb));
-    const p = f.local('i32'), k = f.local('i32'), r = f.local('i32'), g = f.local('i32');
+    const p = f.local('i32'), k = f.local('i32'), r = f.local('i32');
     const rowPtr = f.local('i32'), out = f.local('i32'), nr = f.local('i32');
     const rr = [f.local('v128'), f.local('v128'), f.local('v128'), f.local('v128')] as [Local, Local, Local, Local];
     const tt = [f.local('v128'), f.local('v128'), f.local('v128'), f.local('v128')] as [Local, Local, Local, Local];
@@ -156,7 +157,6 @@ export function genPackRows(m: ModuleBuilder, dtype: StoreDType, P: number): str
         },
       );
     });
-    void g;
   });
   return name;
 }
@@ -210,8 +210,8 @@ export function genPackCols(m: ModuleBuilder, dtype: StoreDType, NR: number): st
  *     mode 0: C = acc, 1: C += acc, 2: C = acc + bias[n] (bias indexed from this block's first column).
  *   Edge tiles (fewer than MR rows or NR columns left) go through `tile` (MR·NR floats of scratch).
  */
-export function genGemmMacro(m: ModuleBuilder, MR: number, NR: number, unroll: number, bcast: 'splat' | 'shuffle' = 'splat', fma = false): string {
-  const name = `gemm_macro_${MR}x${NR}_${bcast}${fma ? '_fma' : ''}`;
+export function genGemmMacro(m: ModuleBuilder, MR: number, NR: number, unroll: number, fma = false): string {
+  const name = `gemm_macro_${MR}x${NR}${fma ? '_fma' : ''}`;
   const NV = NR / 4;
   m.func(name, ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (f, pa, pb, kc, mc, nc, c, ldc, mode, bias, tile) => {
     const ldcb = f.local('i32', i32.shl(ldc, 2));
@@ -223,17 +223,13 @@ export function genGemmMacro(m: ModuleBuilder, MR: number, NR: number, unroll: n
     for (let i = 0; i < MR; i++) acc.push(Array.from({ length: NV }, () => f.local('v128')));
     const bv = Array.from({ length: NV }, () => f.local('v128'));
     const av = f.local('v128');
-    const avec = f.local('v128');
     const kcu = f.local('i32', i32.and(kc, -unroll));
-    const aPanelBytes = f.local('i32', i32.mul(kc, MR * 4));
     const bPanelBytes = f.local('i32', i32.mul(kc, NR * 4));
 
     const step = (aOff: number, bOff: number) => {
       for (let v = 0; v < NV; v++) f.set(bv[v]!, v128.load(b, bOff + v * 16));
-      if (bcast === 'shuffle') f.set(avec, v128.load(a, aOff, 2));
       for (let i = 0; i < MR; i++) {
-        if (bcast === 'shuffle') f.set(av, v128.shuffle32(avec, avec, [i, i, i, i]));
-        else f.set(av, v128.load32_splat(a, aOff + i * 4));
+        f.set(av, v128.load32_splat(a, aOff + i * 4));
         for (let v = 0; v < NV; v++) f.set(acc[i]![v]!, fma ? f32x4.relaxed_madd(av, bv[v]!, acc[i]![v]!) : f32x4.add(acc[i]![v]!, f32x4.mul(av, bv[v]!)));
       }
     };
@@ -331,7 +327,6 @@ export function genGemmMacro(m: ModuleBuilder, MR: number, NR: number, unroll: n
       });
       f.inc(bpanel, bPanelBytes);
     });
-    void aPanelBytes;
   });
   return name;
 }

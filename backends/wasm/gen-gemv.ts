@@ -40,80 +40,78 @@ export function hsum(a: Expr): Expr {
 }
 
 /**
- * Elements of k per pass of gemv_t. Measured here: splitting long rows into k-chunks (so x stays small) makes
- * the weight stream jump at every chunk and runs 2–3× slower from DRAM than reading whole rows in order, so rows
- * are never split (the chunk loop is kept for very long rows only).
- */
-const GEMV_KB = 1 << 20;
-
-/**
  * gemv_t_<dt>(x, ldx, xd, w, bias, y, ldy, rows, K, M): y[m, n] = Σ_k x[m, k]·w[n, k] (+ bias[n]) for n < rows,
  * m < M. w is [rows, K] contiguous; bias = 0 means none. xd (bf16 only) is x with each group of eight split into
  * its even and odd elements (see `deinterleave8`), rows of K floats.
  *
- * The weight is read strictly in address order, one row after the other: short rows (K = 384: 1.5 KiB) read four
- * at a time would present the prefetcher with four new streams every few hundred bytes, which measured 2–3× slower
- * from DRAM than one sequential stream. Four accumulators per row hide the add latency.
+ * Measured from DRAM on this machine: the weight must be read in long sequential runs — short rows (K = 384) read
+ * four at a time, or long rows split into k-chunks, present the prefetcher with new streams every few hundred
+ * bytes and ran 2–4× slower. And the x operand must stay small or its loads slow the stream down (a dot product
+ * against an 8 KiB x ran at a third of the speed of one against 256 B, and reading two rows per pass to halve
+ * the x loads did not help). So rows are read one at a time, whole and in address order, with four accumulators
+ * (16 k per step); a row's result does not depend on how rows are split among threads.
  */
 export function genGemvT(m: ModuleBuilder, dt: StoreDType, fma = false): string {
   const madd = (a: Expr, b: Expr, acc: Expr) => (fma ? f32x4.relaxed_madd(a, b, acc) : f32x4.add(acc, f32x4.mul(a, b)));
   const name = `gemv_t_${dt}`;
   const eb = ELEM_BYTES[dt];
   m.func(name, ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (f, x, ldx, xd, w, bias, y, ldy, rows, K, M) => {
-    const n = f.local('i32'), mm = f.local('i32'), k = f.local('i32'), kc = f.local('i32'), kend = f.local('i32');
-    const xp = f.local('i32'), xdp = f.local('i32'), wp = f.local('i32'), yp = f.local('i32');
+    const n = f.local('i32'), mm = f.local('i32'), k = f.local('i32');
+    const xp = f.local('i32'), xdp = f.local('i32'), wp = f.local('i32');
     const a0 = f.local('v128'), a1 = f.local('v128'), a2 = f.local('v128'), a3 = f.local('v128');
     const s = f.local('f32');
-    const k16 = f.local('i32'), k4 = f.local('i32');
     const rowBytes = f.local('i32', i32.mul(K, eb));
     const ldxb = f.local('i32', i32.shl(ldx, 2)), ldyb = f.local('i32', i32.shl(ldy, 2));
-    // Chunks of k (one chunk unless K > GEMV_KB); rows are read whole and in address order.
-    f.for(kc, 0, K, GEMV_KB, () => {
-      f.set(kend, i32.min_s(K, i32.add(kc, GEMV_KB)));
-      f.set(k16, i32.add(kc, i32.and(i32.sub(kend, kc), -16)));
-      f.set(k4, i32.add(kc, i32.and(i32.sub(kend, kc), -4)));
-      f.for(n, 0, rows, 1, () => {
-        f.set(wp, i32.add(w, i32.mul(n, rowBytes)));
-        f.for(mm, 0, M, 1, () => {
-          f.set(xp, i32.add(x, i32.mul(mm, ldxb)));
-          f.set(xdp, i32.add(xd, i32.mul(mm, ldxb)));
-          for (const a of [a0, a1, a2, a3]) f.set(a, v128.zero());
-          f.for(k, kc, k16, 16, () => {
-            const xa = i32.add(xp, i32.shl(k, 2));
-            const wa = i32.add(wp, i32.mul(k, eb));
-            if (dt === 'f32') {
-              [a0, a1, a2, a3].forEach((a, q) => f.set(a, madd(v128.load(wa, 16 * q, 0), v128.load(xa, 16 * q, 0), a)));
-            } else if (dt === 'bf16') {
-              // A 32-bit lane holds two bf16 (even element low, odd high): even = lane << 16, odd = lane & ~0xffff,
-              // against x split the same way (xd) — two integer ops per eight weights instead of two unpacks.
-              const xda = i32.add(xdp, i32.shl(k, 2));
-              for (let h = 0; h < 2; h++) {
-                const raw = f.local('v128', v128.load(wa, 16 * h, 0));
-                const even = i32x4.shl(raw, 16);
-                const odd = v128.and(raw, v128.constI32(-65536, -65536, -65536, -65536));
-                const [ae, ao] = h === 0 ? [a0, a1] : [a2, a3];
-                f.set(ae, madd(even, v128.load(xda, 32 * h, 0), ae));
-                f.set(ao, madd(odd, v128.load(xda, 32 * h + 16, 0), ao));
-              }
-            } else {
-              for (let h = 0; h < 2; h++) {
-                const [lo, hi] = load8x16(f, v128.load(wa, 16 * h, 0), dt);
-                const [al, ah] = h === 0 ? [a0, a1] : [a2, a3];
-                f.set(al, madd(lo, v128.load(xa, 32 * h, 0), al));
-                f.set(ah, madd(hi, v128.load(xa, 32 * h + 16, 0), ah));
-              }
-            }
-          });
-          f.for(k, k16, k4, 4, () => {
-            f.set(a0, f32x4.add(a0, f32x4.mul(load4(f, i32.add(wp, i32.mul(k, eb)), dt), v128.load(i32.add(xp, i32.shl(k, 2)), 0, 0))));
-          });
-          f.set(s, hsum(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3))));
-          f.for(k, k4, kend, 1, () => f.set(s, f32.add(s, f32.mul(f32.load(i32.add(xp, i32.shl(k, 2))), load1(f, i32.add(wp, i32.mul(k, eb)), dt)))));
-          f.set(yp, i32.add(y, i32.add(i32.mul(mm, ldyb), i32.shl(n, 2))));
-          f.if(i32.ne(kc, 0), () => f.set(s, f32.add(f32.load(yp), s)));
-          f.if(i32.and(i32.eq(kend, K), i32.ne(bias, 0)), () => f.set(s, f32.add(s, f32.load(i32.add(bias, i32.shl(n, 2))))));
-          f.f32_store(yp, s);
+    const k16 = f.local('i32', i32.and(K, -16)), k4 = f.local('i32', i32.and(K, -4));
+    const biasOf = (row: Expr) => f32.load(i32.add(bias, i32.shl(row, 2)));
+    const setX = () => {
+      f.set(xp, i32.add(x, i32.mul(mm, ldxb)));
+      f.set(xdp, i32.add(xd, i32.mul(mm, ldxb)));
+    };
+    /** Two accumulators' worth of 8 weights at wa against x: (acc for the first four, acc for the second four). */
+    const step8 = (wa: Expr, k0: Expr, accLo: Local, accHi: Local) => {
+      if (dt === 'f32') {
+        const xa = i32.add(xp, i32.shl(k0, 2));
+        f.set(accLo, madd(v128.load(wa, 0, 0), v128.load(xa, 0, 0), accLo));
+        f.set(accHi, madd(v128.load(wa, 16, 0), v128.load(xa, 16, 0), accHi));
+      } else if (dt === 'bf16') {
+        // A 32-bit lane holds two bf16 (even element low, odd high): even = lane << 16, odd = lane & ~0xffff,
+        // against x split the same way (xd) — two integer ops per eight weights instead of two unpacks.
+        const xda = i32.add(xdp, i32.shl(k0, 2));
+        const raw = f.local('v128', v128.load(wa, 0, 0));
+        f.set(accLo, madd(i32x4.shl(raw, 16), v128.load(xda, 0, 0), accLo));
+        f.set(accHi, madd(v128.and(raw, v128.constI32(-65536, -65536, -65536, -65536)), v128.load(xda, 16, 0), accHi));
+      } else {
+        const xa = i32.add(xp, i32.shl(k0, 2));
+        const [lo, hi] = load8x16(f, v128.load(wa, 0, 0), dt);
+        f.set(accLo, madd(lo, v128.load(xa, 0, 0), accLo));
+        f.set(accHi, madd(hi, v128.load(xa, 16, 0), accHi));
+      }
+    };
+    /** Σ x·w over [from, K) for one row: groups of four, then scalars. */
+    const tail = (row: Local, from: Expr, acc: Local, sum: Local) => {
+      f.for(k, from, k4, 4, () => f.set(acc, madd(load4(f, i32.add(row, i32.mul(k, eb)), dt), v128.load(i32.add(xp, i32.shl(k, 2)), 0, 0), acc)));
+      f.set(sum, hsum(acc));
+      f.for(k, k4, K, 1, () => f.set(sum, f32.add(sum, f32.mul(f32.load(i32.add(xp, i32.shl(k, 2))), load1(f, i32.add(row, i32.mul(k, eb)), dt)))));
+    };
+    const store = (row: Expr, sum: Local) => {
+      f.if(i32.ne(bias, 0), () => f.set(sum, f32.add(sum, biasOf(row))));
+      f.f32_store(i32.add(y, i32.add(i32.mul(mm, ldyb), i32.shl(row, 2))), sum);
+    };
+
+    f.for(n, 0, rows, 1, () => {
+      f.set(wp, i32.add(w, i32.mul(n, rowBytes)));
+      f.for(mm, 0, M, 1, () => {
+        setX();
+        for (const a of [a0, a1, a2, a3]) f.set(a, v128.zero());
+        f.for(k, 0, k16, 16, () => {
+          const wa = i32.add(wp, i32.mul(k, eb));
+          step8(wa, k, a0, a1);
+          step8(i32.add(wa, 8 * eb), i32.add(k, 8), a2, a3);
         });
+        f.set(a0, f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)));
+        tail(wp, k16, a0, s);
+        store(n, s);
       });
     });
   });
@@ -150,7 +148,6 @@ export function genGemvN(m: ModuleBuilder, dt: StoreDType): string {
     const jc = f.local('i32'), j = f.local('i32'), k = f.local('i32'), w = f.local('i32'), w4 = f.local('i32');
     const p0 = f.local('i32'), p1 = f.local('i32'), p2 = f.local('i32'), p3 = f.local('i32'), yp = f.local('i32');
     const s0 = f.local('v128'), s1 = f.local('v128'), s2 = f.local('v128'), s3 = f.local('v128');
-    const ldbb = f.local('i32', i32.mul(ldb, eb));
     const k4 = f.local('i32', i32.and(K, -4));
     const ps = [p0, p1, p2, p3];
     const ss = [s0, s1, s2, s3];
@@ -196,7 +193,6 @@ export function genGemvN(m: ModuleBuilder, dt: StoreDType): string {
         });
       });
     });
-    void ldbb;
   });
   return name;
 }

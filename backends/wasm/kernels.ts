@@ -64,7 +64,7 @@ export function buildKernelBytes(fma = false): { bytes: Uint8Array; names: strin
     packB.t[dt] = dt === 'f32' && MR === NR ? packA : genPackRows(m, dt, NR);
     packB.n[dt] = genPackCols(m, dt, NR);
   }
-  const macro = genGemmMacro(m, MR, NR, 1, 'splat', fma);
+  const macro = genGemmMacro(m, MR, NR, 1, fma);
   genGemmDriver(m, { MR, NR, MC, KC, NC }, macro, packA, packB);
   genDeinterleave(m);
   for (const dt of dts) {

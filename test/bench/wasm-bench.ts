@@ -15,7 +15,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
 import { CpuBackend } from '../../backends/cpu/index.js';
-import { createWasmBackend, type WasmBackend } from '../../backends/wasm/index.js';
+import { createWasmBackend } from '../../backends/wasm/index.js';
 import type { Backend } from '../../core/backend.js';
 import { narrowFromF32 } from '../../core/dtype.js';
 import type { Tensor } from '../../core/tensor.js';
@@ -432,7 +432,6 @@ async function main(): Promise<void> {
   console.log('\nwrote bench-results/wasm.json');
 }
 
-void (null as unknown as WasmBackend);
 main().catch((e) => {
   console.error(e);
   process.exitCode = 1;
