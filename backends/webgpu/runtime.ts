@@ -145,6 +145,7 @@ export class GpuRuntime {
   private readonly stagingPool = new Map<number, GPUBuffer[]>();
 
   private pendingErrors: Promise<string | null>[] = [];
+  private dummy: GpuStorage | null = null;
   private destroyed = false;
   /** Counters for tests and benchmarks. */
   readonly stats = { submits: 0, dispatches: 0, pipelines: 0, compileMs: 0, buffersCreated: 0, poolHits: 0, bindGroupsCreated: 0 };
@@ -371,6 +372,17 @@ export class GpuRuntime {
       );
     }
     return { storage: st, offset: st.offset + aligned, size, elemOffset: (startByte - aligned) / bpe };
+  }
+
+  /** A small zeroed binding for an absent optional input (kernels take the flag from their uniforms, so one
+   *  shader serves both cases — fewer variants for lavapipe's LLVM to compile). */
+  dummyView(): View {
+    if (!this.dummy || this.dummy.released) {
+      this.dummy = this.allocStorage(64, 'f32', 'absent-input');
+      this.live.delete(this.dummy);
+      this.write(this.dummy, new Float32Array(64));
+    }
+    return this.view(this.dummy);
   }
 
   /** Bytes a binding of elements [start, end) of a `dtype` tensor would take at worst (alignment slack included). */

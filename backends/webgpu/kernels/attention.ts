@@ -17,7 +17,7 @@ import type { AttentionAttrs } from '../../../core/backend.js';
 import { broadcastStrides } from '../../../core/shape.js';
 import type { Tensor } from '../../../core/tensor.js';
 import { ParamLayout } from '../params.js';
-import { grid, type KernelEnv, sto, WGSL_WID } from './common.js';
+import { grid, type KernelEnv, sto, WGSL_NEGINF, WGSL_WID } from './common.js';
 
 const params = new ParamLayout([
   ['B', 'u32'],
@@ -38,6 +38,10 @@ const params = new ParamLayout([
   ['offV', 'u32'],
   ['offO', 'u32'],
   ['offM', 'u32'],
+  ['D4', 'u32'],
+  ['Dv4', 'u32'],
+  ['D', 'u32'],
+  ['Dv', 'u32'],
   ['mSt', 'vec4u'],
 ]);
 
@@ -57,10 +61,9 @@ function nextPow2(n: number): number {
   return p;
 }
 
-export function sgShader(D: number, Dv: number, TQ: number, KB: number, S: number, mask: boolean): string {
-  const D4 = D / 4;
-  const Dv4 = Dv / 4;
-  const NV = Math.ceil(Dv4 / S); // output vec4 chunks per lane
+/** Head dims are run-time values; only the register budget is compiled in: NDS query chunks per lane and row
+ *  (D ≤ 4·S·NDS) and NV output chunks per lane and row (Dv ≤ 4·S·NV). */
+export function sgShader(NDS: number, NV: number, TQ: number, KB: number, S: number, mask: boolean): string {
   const L: string[] = [];
   L.push(`enable subgroups;
 ${params.wgsl('P')}
@@ -71,6 +74,7 @@ ${mask ? '@group(0) @binding(3) var<storage, read> Mk: array<f32>;' : ''}
 @group(0) @binding(${mask ? 4 : 3}) var<storage, read_write> O: array<vec4f>;
 @group(0) @binding(${mask ? 5 : 4}) var<uniform> p: P;
 ${WGSL_WID}
+${WGSL_NEGINF}
 @compute @workgroup_size(${S})
 fn main(@builtin(workgroup_id) w: vec3u, @builtin(num_workgroups) nw: vec3u, @builtin(subgroup_invocation_id) sl: u32) {
   let id = wid(w, nw);
@@ -84,28 +88,29 @@ fn main(@builtin(workgroup_id) w: vec3u, @builtin(num_workgroups) nw: vec3u, @bu
   let rLast = min(r0 + ${TQ - 1}u, p.rows - 1u);
   var visMax = p.keyLen;
   if (p.causal != 0u) { visMax = min(p.keyLen, p.qOff + rLast / p.g + 1u); }
-  let kBase = p.offK / 4u + (b * p.S * p.Hkv + kvh) * ${D4}u;
-  let vBase = p.offV / 4u + (b * p.S * p.Hkv + kvh) * ${Dv4}u;
-  let kStride = p.Hkv * ${D4}u;
-  let vStride = p.Hkv * ${Dv4}u;`);
+  let D4 = p.D4;
+  let Dv4 = p.Dv4;
+  let kBase = p.offK / 4u + (b * p.S * p.Hkv + kvh) * D4;
+  let vBase = p.offV / 4u + (b * p.S * p.Hkv + kvh) * Dv4;
+  let kStride = p.Hkv * D4;
+  let vStride = p.Hkv * Dv4;`);
   for (let r = 0; r < TQ; r++) {
     L.push(`  let rc${r} = min(r0 + ${r}u, p.rows - 1u);
   let t${r} = rc${r} / p.g;
   let h${r} = kvh * p.g + rc${r} % p.g;
   var vis${r} = p.keyLen;
   if (p.causal != 0u) { vis${r} = min(p.keyLen, p.qOff + t${r} + 1u); }
-  let qr${r} = p.offQ / 4u + ((b * p.Tq + t${r}) * p.Hq + h${r}) * ${D4}u;
+  let qr${r} = p.offQ / 4u + ((b * p.Tq + t${r}) * p.Hq + h${r}) * D4;
   var m${r} = NEG;
   var l${r} = 0.0;`);
     if (mask) L.push(`  let mb${r} = p.offM + b * p.mSt.x + h${r} * p.mSt.y + t${r} * p.mSt.z;`);
     for (let s = 0; s < NV; s++) L.push(`  var acc${r}_${s} = vec4f(0.0);`);
   }
   // Query chunks stay in a private array for the whole key loop (loaded once, not once per key block).
-  const NDS = Math.ceil(D4 / S);
   L.push(`  var qreg: array<vec4f, ${TQ * NDS}>;
   for (var st = 0u; st < ${NDS}u; st++) {
-    let qd = min(st * ${S}u + sl, ${D4 - 1}u);
-    let qok = st * ${S}u + sl < ${D4}u;`);
+    let qd = min(st * ${S}u + sl, D4 - 1u);
+    let qok = st * ${S}u + sl < D4;`);
   for (let r = 0; r < TQ; r++) L.push(`    qreg[${r * NDS}u + st] = select(vec4f(0.0), Q[qr${r} + qd], qok);`);
   L.push('  }');
   L.push(`  for (var j0 = 0u; j0 < visMax; j0 += ${S * KB}u) {`);
@@ -117,11 +122,12 @@ fn main(@builtin(workgroup_id) w: vec3u, @builtin(num_workgroups) nw: vec3u, @bu
   // Scores, S feature chunks per step: lane sl holds chunk d8 + sl of every query row; chunk d8 + dd goes to
   // all lanes by a shuffle from lane dd. Loops stay loops (not unrolled): every storage access in lavapipe is
   // a per-lane loop, and fewer access sites keep compile times at a second or two.
-  L.push(`    for (var d8 = 0u; d8 < ${D4}u; d8 += ${S}u) {
+  L.push(`    for (var d8 = 0u; d8 < D4; d8 += ${S}u) {
       let st = d8 / ${S}u;`);
   for (let r = 0; r < TQ; r++) L.push(`      let q${r} = qreg[${r * NDS}u + st];`);
-  L.push(`      for (var dd = 0u; dd < ${Math.min(S, D4)}u; dd++) {`);
-  for (let c = 0; c < KB; c++) L.push(`        let k${c} = K[kb${c} + min(d8 + dd, ${D4 - 1}u)];`);
+  L.push(`      let nd = min(${S}u, D4 - d8);
+      for (var dd = 0u; dd < nd; dd++) {`);
+  for (let c = 0; c < KB; c++) L.push(`        let k${c} = K[kb${c} + d8 + dd];`);
   for (let r = 0; r < TQ; r++) {
     L.push(`        { let qv = subgroupShuffle(q${r}, dd);`);
     for (let c = 0; c < KB; c++) L.push(`          s${r}_${c} += dot(qv, k${c});`);
@@ -138,9 +144,9 @@ fn main(@builtin(workgroup_id) w: vec3u, @builtin(num_workgroups) nw: vec3u, @bu
     L.push(`    {
       let bm = subgroupMax(${lmax});
       let mn = max(m${r}, bm);
-      let corr = select(exp(m${r} - mn), 0.0, m${r} == NEG);
+      let corr = select(exp(m${r} - mn), 0.0, isNegInf(m${r}));
       m${r} = mn;`);
-    for (let c = 0; c < KB; c++) L.push(`      s${r}_${c} = select(exp(s${r}_${c} - mn), 0.0, s${r}_${c} == NEG);`);
+    for (let c = 0; c < KB; c++) L.push(`      s${r}_${c} = select(exp(s${r}_${c} - mn), 0.0, isNegInf(s${r}_${c}));`);
     L.push(`      l${r} = l${r} * corr + ${Array.from({ length: KB }, (_, c) => `s${r}_${c}`).join(' + ')};`);
     for (let s = 0; s < NV; s++) L.push(`      acc${r}_${s} *= corr;`);
     L.push('    }');
@@ -151,7 +157,7 @@ fn main(@builtin(workgroup_id) w: vec3u, @builtin(num_workgroups) nw: vec3u, @bu
     for (var kk = 0u; kk < nk; kk++) {
       let src = kk % ${S}u;
       let vb = vBase + (j0 + kk) * vStride;`);
-  for (let s = 0; s < NV; s++) L.push(`      let v${s} = V[vb + min(${s * S}u + sl, ${Dv4 - 1}u)];`);
+  for (let s = 0; s < NV; s++) L.push(`      let v${s} = V[vb + min(${s * S}u + sl, Dv4 - 1u)];`);
   const pick = (r: number): string => {
     let e = `s${r}_0`;
     for (let c = 1; c < KB; c++) e = `select(${e}, s${r}_${c}, kk >= ${c * S}u)`;
@@ -168,9 +174,9 @@ fn main(@builtin(workgroup_id) w: vec3u, @builtin(num_workgroups) nw: vec3u, @bu
     L.push(`  {
     let tot = subgroupAdd(l${r});
     let inv = select(1.0 / tot, 0.0, tot == 0.0);
-    let ob = p.offO / 4u + ((b * p.Tq + t${r}) * p.Hq + h${r}) * ${Dv4}u;`);
+    let ob = p.offO / 4u + ((b * p.Tq + t${r}) * p.Hq + h${r}) * Dv4;`);
     for (let s = 0; s < NV; s++) {
-      L.push(`    if (r0 + ${r}u < p.rows && ${s * S}u + sl < ${Dv4}u) { O[ob + ${s * S}u + sl] = acc${r}_${s} * inv; }`);
+      L.push(`    if (r0 + ${r}u < p.rows && ${s * S}u + sl < Dv4) { O[ob + ${s * S}u + sl] = acc${r}_${s} * inv; }`);
     }
     L.push('  }');
   }
@@ -178,7 +184,8 @@ fn main(@builtin(workgroup_id) w: vec3u, @builtin(num_workgroups) nw: vec3u, @bu
   return L.join('\n');
 }
 
-function fbShader(D: number, Dv: number, mask: boolean): string {
+/** Portable kernel; private arrays sized to a power-of-two bucket, head dims at run time. */
+function fbShader(DM: number, DVM: number, mask: boolean): string {
   return /* wgsl */ `${params.wgsl('P')}
 @group(0) @binding(0) var<storage, read> Q: array<f32>;
 @group(0) @binding(1) var<storage, read> K: array<f32>;
@@ -187,6 +194,7 @@ ${mask ? '@group(0) @binding(3) var<storage, read> Mk: array<f32>;' : ''}
 @group(0) @binding(${mask ? 4 : 3}) var<storage, read_write> O: array<f32>;
 @group(0) @binding(${mask ? 5 : 4}) var<uniform> p: P;
 ${WGSL_WID}
+${WGSL_NEGINF}
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) w: vec3u, @builtin(num_workgroups) nw: vec3u, @builtin(local_invocation_index) li: u32) {
   let e = wid(w, nw) * 64u + li;
@@ -197,31 +205,31 @@ fn main(@builtin(workgroup_id) w: vec3u, @builtin(num_workgroups) nw: vec3u, @bu
   let kvh = h / p.g;
   var vis = p.keyLen;
   if (p.causal != 0u) { vis = min(p.keyLen, p.qOff + t + 1u); }
-  let qb = p.offQ + e * ${D}u;
-  var q: array<f32, ${D}>;
-  for (var d = 0u; d < ${D}u; d++) { q[d] = Q[qb + d]; }
-  var acc: array<f32, ${Dv}>;
-  for (var d = 0u; d < ${Dv}u; d++) { acc[d] = 0.0; }
+  let qb = p.offQ + e * p.D;
+  var q: array<f32, ${DM}>;
+  for (var d = 0u; d < p.D; d++) { q[d] = Q[qb + d]; }
+  var acc: array<f32, ${DVM}>;
+  for (var d = 0u; d < p.Dv; d++) { acc[d] = 0.0; }
   var m = p.ninf;
   var l = 0.0;
   ${mask ? 'let mb = p.offM + b * p.mSt.x + h * p.mSt.y + t * p.mSt.z;' : ''}
   for (var j = 0u; j < vis; j++) {
-    let kb = p.offK + ((b * p.S + j) * p.Hkv + kvh) * ${D}u;
+    let kb = p.offK + ((b * p.S + j) * p.Hkv + kvh) * p.D;
     var s = 0.0;
-    for (var d = 0u; d < ${D}u; d++) { s += q[d] * K[kb + d]; }
+    for (var d = 0u; d < p.D; d++) { s += q[d] * K[kb + d]; }
     s = s * p.scale${mask ? ' + Mk[mb + j * p.mSt.w]' : ''};
-    if (s == p.ninf) { continue; }
+    if (isNegInf(s)) { continue; }
     let mn = max(m, s);
-    let corr = select(exp(m - mn), 0.0, m == p.ninf);
+    let corr = select(exp(m - mn), 0.0, isNegInf(m));
     let pj = exp(s - mn);
     l = l * corr + pj;
     m = mn;
-    let vb = p.offV + ((b * p.S + j) * p.Hkv + kvh) * ${Dv}u;
-    for (var d = 0u; d < ${Dv}u; d++) { acc[d] = acc[d] * corr + pj * V[vb + d]; }
+    let vb = p.offV + ((b * p.S + j) * p.Hkv + kvh) * p.Dv;
+    for (var d = 0u; d < p.Dv; d++) { acc[d] = acc[d] * corr + pj * V[vb + d]; }
   }
   let inv = select(1.0 / l, 0.0, l == 0.0);
-  let ob = p.offO + e * ${Dv}u;
-  for (var d = 0u; d < ${Dv}u; d++) { O[ob + d] = acc[d] * inv; }
+  let ob = p.offO + e * p.Dv;
+  for (var d = 0u; d < p.Dv; d++) { O[ob + d] = acc[d] * inv; }
 }`;
 }
 
@@ -245,19 +253,26 @@ export function attention(env: KernelEnv, out: Tensor, [q, k, v, mask]: [Tensor,
   const base = {
     B, Tq, Hq, Hkv, S, g, rows, causal: attrs.causal ? 1 : 0, qOff: attrs.queryOffset, keyLen: attrs.keyLength, scale: attrs.scale,
     ninf: -Infinity, offQ: qv.elemOffset, offK: kv.elemOffset, offV: vv.elemOffset, offO: ov.elemOffset, offM: mv?.elemOffset ?? 0, mSt,
+    D4: D / 4, Dv4: Dv / 4, D, Dv,
   };
   const views = mv ? [qv, kv, vv, mv, ov] : [qv, kv, vv, ov];
   const bindings = mv ? (['r', 'r', 'r', 'r', 'w'] as const) : (['r', 'r', 'r', 'w'] as const);
   if (useSg) {
-    const TQ = Math.min(8, nextPow2(rows));
-    const KB = TQ >= 4 ? 2 : 4;
-    const code = sgShader(D, Dv, TQ, KB, caps.sgSize, !!mask);
-    const pipe = rt.pipe({ label: `attention_sg_d${D}_${Dv}_q${TQ}_k${KB}${mask ? '_mask' : ''}`, code, bindings, params });
+    // Two tile heights: 8 rows (prefill, and grouped-query decode where the heads of a group share K/V) or 2.
+    const TQ = rows <= 2 ? 2 : 8;
+    const KB = TQ >= 8 ? 2 : 4;
+    const S4 = 4 * caps.sgSize;
+    const NDS = nextPow2(Math.ceil(D / S4));
+    const NV = nextPow2(Math.ceil(Dv / S4));
+    const code = sgShader(NDS, NV, TQ, KB, caps.sgSize, !!mask);
+    const pipe = rt.pipe({ label: `attention_sg_q${TQ}_k${KB}_d${NDS}_v${NV}${mask ? '_mask' : ''}`, code, bindings, params });
     const tiles = Math.ceil(rows / TQ);
     rt.dispatch(pipe, views, { ...base, tiles }, grid(tiles * B * Hkv, 1, caps));
     return;
   }
-  const code = fbShader(D, Dv, !!mask);
-  const pipe = rt.pipe({ label: `attention_fb_d${D}_${Dv}${mask ? '_mask' : ''}`, code, bindings, params });
+  const DM = Math.max(16, nextPow2(D));
+  const DVM = Math.max(16, nextPow2(Dv));
+  const code = fbShader(DM, DVM, !!mask);
+  const pipe = rt.pipe({ label: `attention_fb_${DM}_${DVM}${mask ? '_mask' : ''}`, code, bindings, params });
   rt.dispatch(pipe, views, { ...base, tiles: 1 }, grid(B * Tq * Hq, 64, caps));
 }

@@ -26,6 +26,10 @@ export function grid(items: number, perGroup: number, caps: Caps, z = 1): [numbe
 /** Linear workgroup index for a 2-D grid made by grid(). */
 export const WGSL_WID = /* wgsl */ `fn wid(w: vec3u, nw: vec3u) -> u32 { return w.x + w.y * nw.x; }`;
 
+/** −∞ and NaN tests on the bits: WGSL lets compilers assume finite floats, so comparisons with infinities or
+ *  x != x may be folded away. */
+export const WGSL_NEGINF = /* wgsl */ `fn isNegInf(x: f32) -> bool { return bitcast<u32>(x) == 0xff800000u; }`;
+
 /** 16-bit float unpacking: bf16 is the top half of an f32; f16 through unpack2x16float. `h` picks the half. */
 export const WGSL_HALF = /* wgsl */ `
 fn bf16lo(w: u32) -> f32 { return bitcast<f32>(w << 16u); }

@@ -35,7 +35,24 @@ const UNARY_EXPR: Record<UnaryOp, (v: string) => string> = {
   rsqrt: (v) => `1.0 / sqrt(${v})`,
 };
 
-const BINARY_EXPR: Record<BinaryAttrs['op'], string> = { add: '+', sub: '-', mul: '*', div: '/' };
+const UNARY_OPS: UnaryOp[] = ['gelu_tanh', 'gelu_erf', 'silu', 'relu', 'tanh', 'exp', 'neg', 'sqrt', 'rsqrt'];
+const BINARY_OPS: BinaryAttrs['op'][] = ['add', 'sub', 'mul', 'div'];
+
+/** One shader for every unary op (a uniform switch), one for every binary op: fewer kernels to compile. */
+const WGSL_UNARY = `fn un(op: u32, v: vec4f) -> vec4f {
+  switch op {
+${UNARY_OPS.map((o, i) => `    case ${i}u: { return ${UNARY_EXPR[o]('v')}; }`).join('\n')}
+    default: { return v; }
+  }
+}`;
+const WGSL_BINARY = `fn bin(op: u32, a: vec4f, b: vec4f) -> vec4f {
+  switch op {
+    case 0u: { return a + b; }
+    case 1u: { return a - b; }
+    case 2u: { return a * b; }
+    default: { return a / b; }
+  }
+}`;
 
 const params = new ParamLayout([
   ['n', 'u32'],
@@ -45,6 +62,7 @@ const params = new ParamLayout([
   ['offO', 'u32'],
   ['s0', 'f32'],
   ['s1', 'f32'],
+  ['op', 'u32'],
   ['shapeA', 'vec4u'],
   ['shapeB', 'vec4u'],
   ['st0A', 'vec4u'],
@@ -100,6 +118,8 @@ ${decls}
 ${WGSL_WID}
 ${WGSL_AT8}
 ${WGSL_MATH}
+${WGSL_UNARY}
+${WGSL_BINARY}
 ${offsetFns}
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) w: vec3u, @builtin(num_workgroups) nw: vec3u, @builtin(local_invocation_index) li: u32) {
@@ -149,7 +169,7 @@ function runFlat(env: KernelEnv, label: string, ops: Operand[], inputs: Tensor[]
 }
 
 export function unary(env: KernelEnv, out: Tensor, [x]: [Tensor], { op }: UnaryAttrs): void {
-  runFlat(env, `unary_${op}`, [{ mode: 'vec' }], [x], out, UNARY_EXPR[op]('v0'));
+  runFlat(env, 'unary', [{ mode: 'vec' }], [x], out, 'un(p.op, v0)', { op: UNARY_OPS.indexOf(op) });
 }
 
 export function scale(env: KernelEnv, out: Tensor, [x]: [Tensor], { scale: s, shift }: ScaleAttrs): void {
@@ -167,11 +187,12 @@ export function binaryFits(env: KernelEnv, out: Tensor, a: Tensor, b: Tensor): b
 }
 
 export function binary(env: KernelEnv, out: Tensor, [a, b]: [Tensor, Tensor], { op }: BinaryAttrs): void {
-  const expr = `v0 ${BINARY_EXPR[op]} v1`;
+  const expr = 'bin(p.op, v0, v1)';
+  const opIndex = BINARY_OPS.indexOf(op);
   const flatA = sameShape(a.shape, out.shape) ? 'vec' : a.size === 1 ? 'one' : null;
   const flatB = sameShape(b.shape, out.shape) ? 'vec' : b.size === 1 ? 'one' : null;
   if (flatA && flatB) {
-    runFlat(env, `binary_${op}_${flatA}_${flatB}`, [{ mode: flatA }, { mode: flatB }], [a, b], out, expr);
+    runFlat(env, `binary_${flatA}_${flatB}`, [{ mode: flatA }, { mode: flatB }], [a, b], out, expr, { op: opIndex });
     return;
   }
   // General broadcasting over the collapsed shape.
@@ -194,14 +215,14 @@ export function binary(env: KernelEnv, out: Tensor, [a, b]: [Tensor, Tensor], { 
   // vec4 reads of a strided operand also need its binding offset aligned to 4 elements.
   if (ops[0]!.mode === 'inner4v' && va.elemOffset % 4 !== 0) ops[0]!.mode = 'inner4';
   if (ops[1]!.mode === 'inner4v' && vb.elemOffset % 4 !== 0) ops[1]!.mode = 'inner4';
-  const pipe = rt.pipe({ label: `binary_${op}_bcast`, code: shader(ops, expr), bindings: ['r', 'r', 'w'], params });
+  const pipe = rt.pipe({ label: `binary_bcast_${ops[0]!.mode}_${ops[1]!.mode}`, code: shader(ops, expr), bindings: ['r', 'r', 'w'], params });
   const [shA, shB] = vec8(shape, 1);
   const [a0, a1] = vec8(strides[0]!);
   const [b0, b1] = vec8(strides[1]!);
   rt.dispatch(
     pipe,
     [va, vb, vo],
-    { n: out.size, rank, off0: va.elemOffset, off1: vb.elemOffset, offO: vo.elemOffset, shapeA: shA, shapeB: shB, st0A: a0, st0B: a1, st1A: b0, st1B: b1 },
+    { n: out.size, rank, op: opIndex, off0: va.elemOffset, off1: vb.elemOffset, offO: vo.elemOffset, shapeA: shA, shapeB: shB, st0A: a0, st0B: a1, st1A: b0, st1B: b1 },
     grid(Math.ceil(out.size / 4), WG, env.caps),
   );
 }

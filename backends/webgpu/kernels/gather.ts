@@ -149,6 +149,8 @@ ${amParams.wgsl('P')}
 ${WGSL_WID}
 ${WGSL_HALF}
 ${at}
+// NaN by its bits: WGSL lets compilers assume finite floats, so x != x may be folded away.
+fn isNan(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u; }
 ${red.decls}
 @compute @workgroup_size(${red.wg})
 fn main(@builtin(workgroup_id) w: vec3u, @builtin(num_workgroups) nw: vec3u, @builtin(local_invocation_index) lid: u32) {
@@ -166,13 +168,13 @@ fn main(@builtin(workgroup_id) w: vec3u, @builtin(num_workgroups) nw: vec3u, @bu
     for (var c = 0u; c < 4u; c++) {
       let x = v[c];
       let i = j * 4u + c;
-      if (x != x) { nanAt = min(nanAt, i); }
+      if (isNan(x)) { nanAt = min(nanAt, i); }
       else if (x > bv) { bv = x; bi = i; }
     }
   }`
       : `for (var i = lid; i < p.n; i += ${red.wg}u) {
     let x = at(base + i);
-    if (x != x) { nanAt = min(nanAt, i); }
+    if (isNan(x)) { nanAt = min(nanAt, i); }
     else if (x > bv) { bv = x; bi = i; }
   }`
   }
@@ -206,6 +208,8 @@ const castParams = new ParamLayout([
   ['n', 'u32'],
   ['offX', 'u32'],
   ['offO', 'u32'],
+  ['srcType', 'u32'],
+  ['dstType', 'u32'],
 ]);
 
 const CAST_FNS = /* wgsl */ `
@@ -264,53 +268,62 @@ fn f32ToI32Wrap(v: f32) -> i32 {
   return bitcast<i32>(mag);
 }`;
 
-function castShader(from: DType, to: DType): string {
-  const inDecl = from === 'f32' ? 'vec4f' : from === 'i32' ? 'vec4i' : 'vec2u';
-  const outDecl = to === 'f32' ? 'vec4f' : to === 'i32' ? 'vec4i' : 'vec2u';
-  const load =
-    from === 'f32'
-      ? 'let v = X[q + (p.offX >> 2u)];'
-      : from === 'i32'
-        ? 'let v = vec4f(X[q + (p.offX >> 2u)]);'
-        : from === 'bf16'
-          ? 'let wd = X[q + (p.offX >> 2u)]; let v = vec4f(bitcast<f32>(wd.x << 16u), bitcast<f32>(wd.x & 0xffff0000u), bitcast<f32>(wd.y << 16u), bitcast<f32>(wd.y & 0xffff0000u));'
-          : 'let wd = X[q + (p.offX >> 2u)]; let v = vec4f(f16BitsToF32(wd.x & 0xffffu), f16BitsToF32(wd.x >> 16u), f16BitsToF32(wd.y & 0xffffu), f16BitsToF32(wd.y >> 16u));';
-  let conv: string;
-  if (to === 'f32') conv = 'let r = v;';
-  else if (to === 'i32') conv = 'let r = vec4i(f32ToI32Wrap(v.x), f32ToI32Wrap(v.y), f32ToI32Wrap(v.z), f32ToI32Wrap(v.w));';
-  else {
-    const f = to === 'bf16' ? 'f32ToBf16Bits' : 'f32ToF16Bits';
-    conv = `let r = vec2u(${f}(v.x) | (${f}(v.y) << 16u), ${f}(v.z) | (${f}(v.w) << 16u));`;
-  }
-  let tail: string;
-  if (to === 'f16' || to === 'bf16') {
-    tail = `let old = O[oi];
-    let keep = vec4<bool>(true, rest > 1u, rest > 2u, false);
-    let lo = select(vec2u(old.x & 0xffffu, old.x >> 16u), vec2u(r.x & 0xffffu, r.x >> 16u), vec2<bool>(keep.x, keep.y));
-    let hi = select(vec2u(old.y & 0xffffu, old.y >> 16u), vec2u(r.y & 0xffffu, r.y >> 16u), vec2<bool>(keep.z, keep.w));
-    O[oi] = vec2u(lo.x | (lo.y << 16u), hi.x | (hi.y << 16u));`;
-  } else {
-    tail = `O[oi] = select(O[oi], r, vec4<bool>(true, rest > 1u, rest > 2u, false));`;
-  }
-  return /* wgsl */ `${castParams.wgsl('P')}
-@group(0) @binding(0) var<storage, read> X: array<${inDecl}>;
-@group(0) @binding(1) var<storage, read_write> O: array<${outDecl}>;
-@group(0) @binding(2) var<uniform> p: P;
-${WGSL_WID}
-${CAST_FNS}
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) w: vec3u, @builtin(num_workgroups) nw: vec3u, @builtin(local_invocation_index) li: u32) {
-  let q = wid(w, nw) * ${WG}u + li;
-  if (q * 4u >= p.n) { return; }
-  ${load}
-  ${conv}
+const DTYPE_CODE: Record<DType, number> = { f32: 0, i32: 1, f16: 2, bf16: 3 };
+
+/** One shader per (input width, output width); the dtypes themselves are run-time switches. */
+function castShader(inHalf: boolean, outHalf: boolean): string {
+  const load = inHalf
+    ? 'let wd = X[q + (p.offX >> 2u)]; let raw = vec4u(wd.x & 0xffffu, wd.x >> 16u, wd.y & 0xffffu, wd.y >> 16u);'
+    : 'let raw = X[q + (p.offX >> 2u)];';
+  const store = outHalf
+    ? `let r = vec2u(bits.x | (bits.y << 16u), bits.z | (bits.w << 16u));
   let oi = q + (p.offO >> 2u);
   if (q * 4u + 4u <= p.n) {
     O[oi] = r;
   } else {
     let rest = p.n - q * 4u;
-    ${tail}
+    let old = O[oi];
+    let keep = vec4<bool>(true, rest > 1u, rest > 2u, false);
+    let lo = select(vec2u(old.x & 0xffffu, old.x >> 16u), bits.xy, keep.xy);
+    let hi = select(vec2u(old.y & 0xffffu, old.y >> 16u), bits.zw, keep.zw);
+    O[oi] = vec2u(lo.x | (lo.y << 16u), hi.x | (hi.y << 16u));
+  }`
+    : `let oi = q + (p.offO >> 2u);
+  if (q * 4u + 4u <= p.n) {
+    O[oi] = bits;
+  } else {
+    let rest = p.n - q * 4u;
+    O[oi] = select(O[oi], bits, vec4<bool>(true, rest > 1u, rest > 2u, false));
+  }`;
+  return /* wgsl */ `${castParams.wgsl('P')}
+@group(0) @binding(0) var<storage, read> X: array<${inHalf ? 'vec2u' : 'vec4u'}>;
+@group(0) @binding(1) var<storage, read_write> O: array<${outHalf ? 'vec2u' : 'vec4u'}>;
+@group(0) @binding(2) var<uniform> p: P;
+${WGSL_WID}
+${CAST_FNS}
+fn toF32(b: u32) -> f32 {
+  switch p.srcType {
+    case 0u: { return bitcast<f32>(b); }
+    case 1u: { return f32(bitcast<i32>(b)); }
+    case 2u: { return f16BitsToF32(b); }
+    default: { return bitcast<f32>(b << 16u); }
   }
+}
+fn fromF32(v: f32) -> u32 {
+  switch p.dstType {
+    case 0u: { return bitcast<u32>(v); }
+    case 1u: { return bitcast<u32>(f32ToI32Wrap(v)); }
+    case 2u: { return f32ToF16Bits(v); }
+    default: { return f32ToBf16Bits(v); }
+  }
+}
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) w: vec3u, @builtin(num_workgroups) nw: vec3u, @builtin(local_invocation_index) li: u32) {
+  let q = wid(w, nw) * ${WG}u + li;
+  if (q * 4u >= p.n) { return; }
+  ${load}
+  let bits = vec4u(fromF32(toF32(raw.x)), fromF32(toF32(raw.y)), fromF32(toF32(raw.z)), fromF32(toF32(raw.w)));
+  ${store}
 }`;
 }
 
@@ -321,11 +334,13 @@ export function cast(env: KernelEnv, out: Tensor, [x]: [Tensor]): void {
     if (bytes) rt.copy(sto(x), 0, sto(out), 0, bytes);
     return;
   }
-  const pipe = rt.pipe({ label: `cast_${x.dtype}_${out.dtype}`, code: castShader(x.dtype, out.dtype), bindings: ['r', 'w'], params: castParams });
+  const inHalf = bytesPerElement(x.dtype) === 2;
+  const outHalf = bytesPerElement(out.dtype) === 2;
+  const pipe = rt.pipe({ label: `cast_${inHalf ? 'h' : 'w'}${outHalf ? 'h' : 'w'}`, code: castShader(inHalf, outHalf), bindings: ['r', 'w'], params: castParams });
   for (const [s, e] of flatChunks(env, out.size, 4)) {
     if (e <= s) continue;
     const xv = rt.view(sto(x), s, e);
     const ov = rt.view(sto(out), s, e);
-    rt.dispatch(pipe, [xv, ov], { n: e - s, offX: xv.elemOffset, offO: ov.elemOffset }, grid(Math.ceil((e - s) / 4), WG, env.caps));
+    rt.dispatch(pipe, [xv, ov], { n: e - s, offX: xv.elemOffset, offO: ov.elemOffset, srcType: DTYPE_CODE[x.dtype], dstType: DTYPE_CODE[out.dtype] }, grid(Math.ceil((e - s) / 4), WG, env.caps));
   }
 }

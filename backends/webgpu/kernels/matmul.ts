@@ -39,6 +39,7 @@ const params = new ParamLayout([
   ['sO', 'u32'],
   ['tilesN', 'u32'],
   ['accumulate', 'u32'],
+  ['hasBias', 'u32'],
   // patchEmbed (im2col) only: channels, patch, image height/width, patches per grid row, patches per image.
   ['C', 'u32'],
   ['P', 'u32'],
@@ -97,7 +98,6 @@ interface Variant {
   bDtype: DType;
   aMode: Storage;
   bMode: Storage;
-  bias: boolean;
   /** Rows per tile (tile kernels) or rows of a (gemv). */
   TM: number;
   S: number;
@@ -114,7 +114,7 @@ function bindingsDecl(v: Variant): string {
 @group(0) @binding(1) var<storage, read> B: array<${declType(v.bMode)}>;
 `;
   let i = 2;
-  if (v.bias) s += `@group(0) @binding(${i++}) var<storage, read> Bias: array<f32>;\n`;
+  s += `@group(0) @binding(${i++}) var<storage, read> Bias: array<f32>;\n`;
   s += `@group(0) @binding(${i++}) var<storage, read_write> O: array<${v.oMode === 'v4' ? 'vec4f' : 'f32'}>;
 @group(0) @binding(${i}) var<uniform> p: P;`;
   return s;
@@ -122,7 +122,7 @@ function bindingsDecl(v: Variant): string {
 
 /** One scalar output store (scalar-output kernels). */
 function store(v: Variant, r: string, c: string, val: string): string {
-  return `{ let idx = oB + (${r}) * p.ldo + (${c}); var val = ${val};${v.bias ? ` val += Bias[p.biasOff + (${c})];` : ''}${v.accumulate ? ' val += O[idx];' : ''}
+  return `{ let idx = oB + (${r}) * p.ldo + (${c}); var val = ${val}; if (p.hasBias != 0u) { val += Bias[p.biasOff + (${c})]; }${v.accumulate ? ' val += O[idx];' : ''}
       O[idx] = val; }`;
 }
 
@@ -173,17 +173,16 @@ fn la(base: u32, q: u32) -> vec4f {
  *  becomes a per-lane branchy loop), which is why the epilogue is kept this lean. */
 function epilogue(v: Variant, rows: number, colExpr: string): string {
   const L: string[] = [];
-  if (v.bias) {
-    L.push(`  var bv = vec4f(0.0);`);
-    L.push(`  for (var j = 0u; j < 4u; j++) { bv[j] = Bias[p.biasOff + min(${colExpr} + j, p.N - 1u)]; }`);
-  }
-  const add = v.bias ? ' + bv' : '';
+  // The bias (4 columns of this lane) is read once; absent, a dummy binding is bound and never read.
+  L.push(`  var bv = vec4f(0.0);`);
+  L.push(`  if (p.hasBias != 0u) { for (var j = 0u; j < 4u; j++) { bv[j] = Bias[p.biasOff + min(${colExpr} + j, p.N - 1u)]; } }`);
+  const add = ' + bv';
   for (let i = 0; i < rows; i++) {
     if (v.oMode === 'v4') {
       L.push(`  if (r0 + ${i}u < p.M && ${colExpr} < p.N) { let idx = (oB + (r0 + ${i}u) * p.ldo + ${colExpr}) >> 2u; O[idx] = acc${i}${add}${v.accumulate ? ' + O[idx]' : ''}; }`);
     } else {
       for (let j = 0; j < 4; j++) {
-        L.push(`  if (r0 + ${i}u < p.M && ${colExpr} + ${j}u < p.N) { let idx = oB + (r0 + ${i}u) * p.ldo + ${colExpr} + ${j}u; O[idx] = acc${i}[${j}]${v.bias ? ` + bv[${j}]` : ''}${v.accumulate ? ' + O[idx]' : ''}; }`);
+        L.push(`  if (r0 + ${i}u < p.M && ${colExpr} + ${j}u < p.N) { let idx = oB + (r0 + ${i}u) * p.ldo + ${colExpr} + ${j}u; O[idx] = acc${i}[${j}] + bv[${j}]${v.accumulate ? ' + O[idx]' : ''}; }`);
       }
     }
   }
@@ -258,7 +257,7 @@ fn main(@builtin(workgroup_id) w: vec3u, @builtin(num_workgroups) nw: vec3u, @bu
   let bB = p.bOff + w.z * p.sB;
   let oB = p.oOff + w.z * p.sO;`);
   for (let j = 0; j < R; j++) L.push(`  let br${j} = bB + min(n0 + ${j}u, p.N - 1u) * p.ldb;`);
-  for (let m = 0; m < TM; m++) L.push(`  let ar${m} = aB + ${m}u * p.lda;`);
+  for (let m = 0; m < TM; m++) L.push(`  let ar${m} = aB + min(${m}u, p.M - 1u) * p.lda;`);
   for (let m = 0; m < TM; m++) for (let j = 0; j < R; j++) L.push(`  var acc${m}_${j} = vec4f(0.0);`);
   L.push(`  let KQ = p.K / ${step}u;
   for (var q = sl; q < KQ; q += ${S}u) {`);
@@ -294,7 +293,7 @@ fn main(@builtin(workgroup_id) w: vec3u, @builtin(num_workgroups) nw: vec3u, @bu
   L.push(`  for (var e = sl; e < ${TM * R}u; e += ${S}u) {
     let m = e / ${R}u;
     let n = n0 + e % ${R}u;
-    if (n < p.N) ${store(v, 'm', 'n', 'sums[e]')}
+    if (n < p.N && m < p.M) ${store(v, 'm', 'n', 'sums[e]')}
   }`);
   L.push('}');
   return L.join('\n');
@@ -479,11 +478,6 @@ function modeFor(dtype: DType, base: number, ld: number, wide: boolean): Storage
   return base % 4 === 0 && ld % 4 === 0 ? 'h2' : 'h1';
 }
 
-function nextPow2(n: number): number {
-  let p = 1;
-  while (p < n) p *= 2;
-  return p;
-}
 
 export function matmul(env: KernelEnv, out: Tensor, [a, b, bias]: [Tensor, Tensor, Tensor | null], { transposeB }: MatmulAttrs): void {
   const { rt, caps } = env;
@@ -510,21 +504,21 @@ export function matmul(env: KernelEnv, out: Tensor, [a, b, bias]: [Tensor, Tenso
     let bMode = modeFor(b.dtype, bOff, pl.ldb, kind === 'gemv' && transposeB);
     if (!batchAligned(pl.sB)) bMode = b.dtype === 'f32' ? 'f1' : 'h1';
     if (bMode === 'h4' && pl.sB % 8 !== 0) bMode = 'h2';
-    // Unaligned rows take the scalar-load path: smaller tiles keep its (slow anyway) code small to compile.
+    // Tile heights are 4 or 16 only, and GEMV handles 1 or 4 rows of a (clamped): fewer shader variants, each
+    // of which costs lavapipe's LLVM a second or more to compile. Unaligned rows (scalar loads) and scalar output
+    // use the small tile.
     const slow = aMode === 'f1' || bMode === 'f1' || bMode === 'h1';
-    const TM = kind === 'gemv' ? pc.M : kind === 'tile' ? Math.min(slow ? 4 : 16, Math.max(transposeB ? 2 : 1, nextPow2(pc.M))) : 4;
     const oMode = kind.startsWith('tile') && pc.N % 4 === 0 && pl.ldo % 4 === 0 && oOff % 4 === 0 && pl.sO % 4 === 0 ? 'v4' : 'f1';
-    const TMo = oMode === 'f1' && kind === 'tile' ? Math.min(TM, 4) : TM;
-    const v: Variant = { kind, transposeB, bDtype: b.dtype, aMode, bMode, bias: biasV !== null, TM: TMo, S: caps.sgSize, oMode, accumulate: pc.accumulate };
+    const TM = kind === 'gemv' ? (pc.M === 1 ? 1 : 4) : kind === 'tile' ? (slow || oMode === 'f1' || pc.M <= 4 ? 4 : 16) : 4;
+    const v: Variant = { kind, transposeB, bDtype: b.dtype, aMode, bMode, TM, S: caps.sgSize, oMode, accumulate: pc.accumulate };
     const code = kind === 'tile' ? tileShader(v) : kind === 'gemv' ? gemvShader(v) : kind === 'tileFb' ? tileFbShader(v) : gemvFbShader(v);
-    const bindings = biasV ? (['r', 'r', 'r', 'w'] as const) : (['r', 'r', 'w'] as const);
-    const pipe = rt.pipe({ label: `matmul_${kind}${transposeB ? '_tb' : ''}_${b.dtype}_${aMode}${bMode}${oMode}_m${TMo}${pc.accumulate ? '_acc' : ''}`, code, bindings, params });
+    const pipe = rt.pipe({ label: `matmul_${kind}${transposeB ? '_tb' : ''}_${b.dtype}_${aMode}${bMode}${oMode}_m${TM}${pc.accumulate ? '_acc' : ''}`, code, bindings: ['r', 'r', 'r', 'w'], params });
     let tilesN: number;
     let groups: [number, number, number];
     if (kind === 'tile') {
       const cols = caps.sgSize * (transposeB ? 4 : 4);
       tilesN = Math.ceil(pc.N / cols);
-      groups = grid(tilesN * Math.ceil(pc.M / TMo), 1, caps, pc.batch);
+      groups = grid(tilesN * Math.ceil(pc.M / TM), 1, caps, pc.batch);
     } else if (kind === 'gemv') {
       tilesN = 1;
       groups = grid(Math.ceil(pc.N / GEMV_R), 1, caps, pc.batch);
@@ -535,10 +529,10 @@ export function matmul(env: KernelEnv, out: Tensor, [a, b, bias]: [Tensor, Tenso
       tilesN = 1;
       groups = grid(pc.M * pc.N, 64, caps, pc.batch);
     }
-    const views: View[] = biasV ? [av, bv, biasV, ov] : [av, bv, ov];
+    const views: View[] = [av, bv, biasV ?? rt.dummyView(), ov];
     rt.dispatch(pipe, views, {
       M: pc.M, N: pc.N, K: pc.K, lda: pl.lda, ldb: pl.ldb, ldo: pl.ldo, aOff, bOff, oOff,
-      biasOff: biasV ? biasV.elemOffset + pc.biasExtra : 0, sA: pl.sA, sB: pl.sB, sO: pl.sO, tilesN, accumulate: pc.accumulate ? 1 : 0,
+      biasOff: biasV ? biasV.elemOffset + pc.biasExtra : 0, sA: pl.sA, sB: pl.sB, sO: pl.sO, tilesN, accumulate: pc.accumulate ? 1 : 0, hasBias: biasV ? 1 : 0,
     }, groups);
   }
 }
@@ -593,18 +587,17 @@ export function patchEmbed(env: KernelEnv, out: Tensor, [image, weight, bias]: [
   const kind: Variant['kind'] = sg ? 'tile' : 'tileFb';
   const aMode: Storage = P % 4 === 0 && W % 4 === 0 && av.elemOffset % 4 === 0 ? 'v4' : 'f1';
   const bMode = modeFor('f32', bv.elemOffset, K, false);
-  const TM = sg ? Math.min(16, Math.max(2, nextPow2(M))) : 4;
   const oMode = D % 4 === 0 && ov.elemOffset % 4 === 0 ? 'v4' : 'f1';
-  const TMo = oMode === 'f1' && sg ? Math.min(TM, 4) : TM;
-  const v: Variant = { kind, transposeB: true, bDtype: 'f32', aMode, bMode, bias: !!biasV, TM: TMo, S: caps.sgSize, im2col: true, oMode, accumulate: false };
+  const TM = sg ? (oMode === 'f1' || aMode === 'f1' || M <= 4 ? 4 : 16) : 4;
+  const v: Variant = { kind, transposeB: true, bDtype: 'f32', aMode, bMode, TM, S: caps.sgSize, im2col: true, oMode, accumulate: false };
   const code = kind === 'tile' ? tileShader(v) : tileFbShader(v);
-  const pipe = rt.pipe({ label: `patchEmbed_${kind}_${aMode}${bMode}${oMode}_m${TMo}`, code, bindings: biasV ? ['r', 'r', 'r', 'w'] : ['r', 'r', 'w'], params });
+  const pipe = rt.pipe({ label: `patchEmbed_${kind}_${aMode}${bMode}${oMode}_m${TM}`, code, bindings: ['r', 'r', 'r', 'w'], params });
   const cols = sg ? caps.sgSize * 4 : 32;
   const tilesN = Math.ceil(D / cols);
-  const rowsPer = sg ? TMo : 32;
-  rt.dispatch(pipe, biasV ? [av, bv, biasV, ov] : [av, bv, ov], {
+  const rowsPer = sg ? TM : 32;
+  rt.dispatch(pipe, [av, bv, biasV ?? rt.dummyView(), ov], {
     M, N: D, K, lda: 0, ldb: K, ldo: D, aOff: av.elemOffset, bOff: bv.elemOffset, oOff: ov.elemOffset, biasOff: biasV?.elemOffset ?? 0,
-    sA: 0, sB: 0, sO: 0, tilesN, accumulate: 0, C, P, H, W, gw, tokens,
+    sA: 0, sB: 0, sO: 0, tilesN, accumulate: 0, hasBias: biasV ? 1 : 0, C, P, H, W, gw, tokens,
   }, grid(tilesN * Math.ceil(M / rowsPer), 1, caps));
 }
 

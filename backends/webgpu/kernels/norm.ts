@@ -15,7 +15,7 @@ import { broadcastStrides } from '../../../core/shape.js';
 import type { Tensor } from '../../../core/tensor.js';
 import { ParamLayout } from '../params.js';
 import type { GpuRuntime, GpuStorage, View } from '../runtime.js';
-import { grid, type KernelEnv, reductions, sto, vec8, WGSL_AT8, WGSL_WID } from './common.js';
+import { grid, type KernelEnv, reductions, sto, vec8, WGSL_AT8, WGSL_NEGINF, WGSL_WID } from './common.js';
 
 const normParams = new ParamLayout([
   ['rows', 'u32'],
@@ -27,25 +27,29 @@ const normParams = new ParamLayout([
   ['offB', 'u32'],
   ['offDG', 'u32'],
   ['offDB', 'u32'],
+  ['hasG', 'u32'],
+  ['hasB', 'u32'],
+  ['hasDG', 'u32'],
+  ['hasDB', 'u32'],
 ]);
 
-function normShader(env: KernelEnv, kind: NormKind, vec: boolean, has: { g: boolean; b: boolean; dg: boolean; db: boolean }): string {
+function normShader(env: KernelEnv, kind: NormKind, vec: boolean): string {
   const red = reductions(env.caps);
   const T = vec ? 'vec4f' : 'f32';
   const n = vec ? 'p.d / 4u' : 'p.d';
   const o = (off: string) => (vec ? `p.${off} / 4u` : `p.${off}`);
   const hs = (v: string) => (vec ? `(${v}.x + ${v}.y + ${v}.z + ${v}.w)` : v);
-  let b = 0;
-  const decl: string[] = [];
-  decl.push(`@group(0) @binding(${b++}) var<storage, read> X: array<${T}>;`);
-  if (has.g) decl.push(`@group(0) @binding(${b++}) var<storage, read> G: array<${T}>;`);
-  if (has.b) decl.push(`@group(0) @binding(${b++}) var<storage, read> Bt: array<${T}>;`);
-  if (has.dg) decl.push(`@group(0) @binding(${b++}) var<storage, read> DG: array<${T}>;`);
-  if (has.db) decl.push(`@group(0) @binding(${b++}) var<storage, read> DB: array<${T}>;`);
-  decl.push(`@group(0) @binding(${b++}) var<storage, read_write> O: array<${T}>;`);
-  decl.push(`@group(0) @binding(${b}) var<uniform> p: P;`);
-  const gExpr = `${has.g ? `G[${o('offG')} + j]` : `${T}(1.0)`}${has.dg ? ` + DG[${o('offDG')} + rb + j]` : ''}`;
-  const bExpr = `${has.b ? `Bt[${o('offB')} + j]` : `${T}(0.0)`}${has.db ? ` + DB[${o('offDB')} + rb + j]` : ''}`;
+  // Every optional input is always bound (a dummy when absent) and switched by a uniform flag: one shader per
+  // (kind, vec) instead of 16 presence combinations.
+  const decl = [
+    `@group(0) @binding(0) var<storage, read> X: array<${T}>;`,
+    `@group(0) @binding(1) var<storage, read> G: array<${T}>;`,
+    `@group(0) @binding(2) var<storage, read> Bt: array<${T}>;`,
+    `@group(0) @binding(3) var<storage, read> DG: array<${T}>;`,
+    `@group(0) @binding(4) var<storage, read> DB: array<${T}>;`,
+    `@group(0) @binding(5) var<storage, read_write> O: array<${T}>;`,
+    `@group(0) @binding(6) var<uniform> p: P;`,
+  ];
   return /* wgsl */ `${red.enable}
 ${normParams.wgsl('P')}
 ${decl.join('\n')}
@@ -58,22 +62,31 @@ fn main(@builtin(workgroup_id) w: vec3u, @builtin(num_workgroups) nw: vec3u, @bu
   let n = ${n};
   let rb = row * n;
   let xb = ${o('offX')} + rb;
+  // The mean is kept as shift + mean: (x − shift) is exact for x near the row's first value, so rows far
+  // from 0 keep their precision in f32 (a rounded shift + mean would cost up to half an ulp of |x|).
+  var shift = 0.0;
   var mean = 0.0;
   ${
     kind === 'layer'
-      ? `// Sum around the row's first value, so rows far from 0 (e.g. ~1e4) keep their precision in f32.
-  let shift = ${vec ? 'X[xb].x' : 'X[xb]'};
+      ? `shift = ${vec ? 'X[xb].x' : 'X[xb]'};
   var s = 0.0;
   for (var j = lid; j < n; j += ${red.wg}u) { let c = X[xb + j] - ${T}(shift); s += ${hs('c')}; }
-  mean = shift + ${red.sum('s')} / f32(p.d);`
+  mean = ${red.sum('s')} / f32(p.d);`
       : ''
   }
   var q = 0.0;
-  for (var j = lid; j < n; j += ${red.wg}u) { let c = X[xb + j] - ${T}(mean); q += ${hs('(c * c)')}; }
+  for (var j = lid; j < n; j += ${red.wg}u) { let c = (X[xb + j] - ${T}(shift)) - ${T}(mean); q += ${hs('(c * c)')}; }
   let rstd = 1.0 / sqrt(${red.sum('q')} / f32(p.d) + p.eps);
   let ob = ${o('offO')} + rb;
   for (var j = lid; j < n; j += ${red.wg}u) {
-    O[ob + j] = (X[xb + j] - ${T}(mean)) * rstd * (${gExpr}) + (${bExpr});
+    // Uniform branches: absent inputs cost nothing (their dummy bindings are never read).
+    var gv = ${T}(1.0);
+    var bv = ${T}(0.0);
+    if (p.hasG != 0u) { gv = G[${o('offG')} + j]; }
+    if (p.hasDG != 0u) { gv += DG[${o('offDG')} + rb + j]; }
+    if (p.hasB != 0u) { bv = Bt[${o('offB')} + j]; }
+    if (p.hasDB != 0u) { bv += DB[${o('offDB')} + rb + j]; }
+    O[ob + j] = ((X[xb + j] - ${T}(shift)) - ${T}(mean)) * rstd * gv + bv;
   }
 }`;
 }
@@ -97,12 +110,11 @@ export function norm(
   const views = ins.map((t) => (t ? rt.view(sto(t)) : null));
   const ov = rt.view(sto(out));
   const vec = d % 4 === 0 && [...views, ov].every((v) => !v || v.elemOffset % 4 === 0);
-  const has = { g: !!gamma, b: !!beta, dg: !!dGamma, db: !!dBeta };
-  const bindings = [...views.filter((v) => v).map(() => 'r' as const), 'w' as const];
-  const pipe = rt.pipe({ label: `norm_${kind}${vec ? '_v4' : ''}`, code: normShader(env, kind, vec, has), bindings, params: normParams });
+  const pipe = rt.pipe({ label: `norm_${kind}${vec ? '_v4' : ''}`, code: normShader(env, kind, vec), bindings: ['r', 'r', 'r', 'r', 'r', 'w'], params: normParams });
+  const dummy = rt.dummyView();
   rt.dispatch(
     pipe,
-    [...(views.filter((v) => v) as View[]), ov],
+    [...views.map((v) => v ?? dummy), ov],
     {
       rows,
       d,
@@ -113,6 +125,10 @@ export function norm(
       offB: views[2]?.elemOffset ?? 0,
       offDG: views[3]?.elemOffset ?? 0,
       offDB: views[4]?.elemOffset ?? 0,
+      hasG: gamma ? 1 : 0,
+      hasB: beta ? 1 : 0,
+      hasDG: dGamma ? 1 : 0,
+      hasDB: dBeta ? 1 : 0,
     },
     grid(rows, 1, env.caps),
   );
@@ -154,6 +170,7 @@ ${mask ? '@group(0) @binding(1) var<storage, read> M: array<f32>;' : ''}
 @group(0) @binding(${mask ? 3 : 2}) var<uniform> p: P;
 ${WGSL_WID}
 ${WGSL_AT8}
+${WGSL_NEGINF}
 ${red.decls}
 @compute @workgroup_size(${red.wg})
 fn main(@builtin(workgroup_id) w: vec3u, @builtin(num_workgroups) nw: vec3u, @builtin(local_invocation_index) lid: u32) {
@@ -181,17 +198,17 @@ fn main(@builtin(workgroup_id) w: vec3u, @builtin(num_workgroups) nw: vec3u, @bu
     let v = ${val};
     let bm = ${mx('v')};
     if (bm > m) {
-      s = select(s * exp(m - bm), 0.0, m == NEG_INF);
+      s = select(s * exp(m - bm), 0.0, isNegInf(m));
       m = bm;
     }
-    if (m != NEG_INF) { s += ${hs('exp(v - ' + T + '(m))')}; }
+    if (!isNegInf(m)) { s += ${hs('exp(v - ' + T + '(m))')}; }
   }
   let gm = ${red.max('m')};
-  let gs = ${red.sum('select(s * exp(m - gm), 0.0, m == NEG_INF)')};
-  let inv = select(1.0 / gs, 0.0, gm == NEG_INF);
+  let gs = ${red.sum('select(s * exp(m - gm), 0.0, isNegInf(m))')};
+  let inv = select(1.0 / gs, 0.0, isNegInf(gm));
   for (var j = lid; j < cnt; j += ${red.wg}u) {
     let v = ${val};
-    O[ob + j] = select(exp(v - ${T}(gm)) * inv, ${T}(0.0), ${T === 'f32' ? 'gm == NEG_INF' : 'vec4<bool>(gm == NEG_INF)'});
+    O[ob + j] = select(exp(v - ${T}(gm)) * inv, ${T}(0.0), ${T === 'f32' ? 'isNegInf(gm)' : 'vec4<bool>(isNegInf(gm))'});
   }
 }`;
 }
