@@ -333,7 +333,7 @@ export class WasmBackend implements Backend {
   };
 
   /** C[M, N] = A[M, K] · B (+ bias), all contiguous; B is [K, N] or (transB) [N, K] of dtype dt. */
-  gemm(a: number, b: number, c: number, bias: number, M: number, N: number, K: number, transB: boolean, dt: StoreDType): void {
+  private gemm(a: number, b: number, c: number, bias: number, M: number, N: number, K: number, transB: boolean, dt: StoreDType): void {
     const eb = dt === 'f32' ? 4 : 2;
     const jobs: Job[] = [];
     if (transB && M <= GEMV_T_MAX_M) {
