@@ -8,9 +8,30 @@ import { MetaBackend } from './meta/index.js';
 export { CpuBackend } from './cpu/index.js';
 export { MetaBackend } from './meta/index.js';
 
+/**
+ * Registers every built-in backend. The device backends are imported only when first created (dynamic import), so
+ * a command that never asks for a GPU never loads Dawn or gpu.js.
+ * Priorities decide `bestBackend()`: a real GPU (webgpu, 30) > WebAssembly SIMD on all cores (wasm, 20) >
+ * gpu.js (5) > the CPU reference (0). A software-emulated GPU (lavapipe) is skipped by bestBackend by default.
+ */
 export function registerBuiltinBackends(): void {
-  if (!hasBackend('cpu')) registerBackend('cpu', () => new CpuBackend(), { priority: 0, description: 'CPU reference' });
-  if (!hasBackend('meta')) registerBackend('meta', () => new MetaBackend(), { priority: -100, description: 'shape-only (cost accounting)' });
+  const add = (name: string, factory: Parameters<typeof registerBackend>[1], priority: number, description: string) => {
+    if (!hasBackend(name)) registerBackend(name, factory, { priority, description });
+  };
+  add('cpu', () => new CpuBackend(), 0, 'CPU reference (plain loops)');
+  add('meta', () => new MetaBackend(), -100, 'shape-only (cost accounting)');
+  add('webgpu', async () => (await import('./webgpu/index.js')).createWebGPUBackend(), 30, 'WebGPU on Dawn (WGSL kernels)');
+  add('wasm', async () => (await import('./wasm/index.js')).createWasmBackend(), 20, 'WebAssembly SIMD kernels on all cores');
+  const gpujs: [string, { mode: 'webgpu' | 'webasm' | 'cpu' | 'headlessgl'; threads?: boolean }][] = [
+    ['gpujs-webgpu', { mode: 'webgpu' }],
+    ['gpujs-webasm', { mode: 'webasm' }],
+    ['gpujs-webasm-threads', { mode: 'webasm', threads: true }],
+    ['gpujs-cpu', { mode: 'cpu' }],
+    ['gpujs-headlessgl', { mode: 'headlessgl' }],
+  ];
+  for (const [name, o] of gpujs) {
+    add(name, async () => (await import('./gpujs/index.js')).createGpuJsBackend({ ...o, name }), name === 'gpujs-cpu' ? 4 : 5, `gpu.js ${o.mode} mode${o.threads ? ' (worker threads)' : ''}`);
+  }
 }
 
 registerBuiltinBackends();
