@@ -592,40 +592,59 @@ export class GpuRuntime {
 
   // ---- guards ---------------------------------------------------------------------------------------------
 
-  /** Reports every damaged guard word (live tensors and pooled buffers), then re-arms the damaged guards. */
+  /** Reports every damaged guard word (live tensors and pooled buffers), then re-arms the damaged guards. All
+   *  guard regions are copied into one readback buffer, so a check costs one round trip. */
   async checkGuards(): Promise<string[]> {
     if (this.guardBytes === 0) return [];
-    this.flush();
+    this.alive('checkGuards');
     const g = this.guardBytes;
-    const reports: string[] = [];
     const owners = new Map<PooledBuffer, GpuStorage>();
     for (const s of this.live) owners.set(s.buf, s);
-    for (const pb of [...this.owned]) {
-      if (pb.guardBytes === 0) continue;
-      const dataBytes = pb.capacity - 2 * g;
-      const regions: [string, number][] = [
-        ['leading', 0],
-        ['trailing', g + dataBytes],
-      ];
-      for (const [which, at] of regions) {
-        const raw = new Uint32Array(await this.readRaw(pb.buffer, at, g, 'checkGuards'));
+    const bufs = [...this.owned].filter((pb) => pb.guardBytes > 0);
+    if (bufs.length === 0) return [];
+    const total = bufs.length * 2 * g;
+    const staging = this.scoped('creating the guard readback buffer', () =>
+      this.device.createBuffer({ label: `${this.name}.guards`, size: total, usage: U.MAP_READ | U.COPY_DST }),
+    );
+    const enc = this.endPass();
+    bufs.forEach((pb, i) => {
+      enc.copyBufferToBuffer(pb.buffer, 0, staging, 2 * i * g, g);
+      enc.copyBufferToBuffer(pb.buffer, pb.capacity - g, staging, (2 * i + 1) * g, g);
+    });
+    this.flush();
+    try {
+      await staging.mapAsync(GPUMapModeFlags.READ);
+    } catch (e) {
+      staging.destroy();
+      await this.checkErrors('checkGuards');
+      throw new BackendError(`${this.name}: checkGuards: ${(e as Error)?.message ?? String(e)}`);
+    }
+    const all = new Uint32Array(staging.getMappedRange().slice(0));
+    staging.unmap();
+    staging.destroy();
+    await this.checkErrors('checkGuards');
+    const reports: string[] = [];
+    const words = g / 4;
+    bufs.forEach((pb, i) => {
+      for (const which of ['leading', 'trailing'] as const) {
+        const base = (2 * i + (which === 'leading' ? 0 : 1)) * words;
         let bad = 0;
         let first = -1;
-        for (let i = 0; i < raw.length; i++) {
-          if (raw[i] !== GUARD_SENTINEL) {
+        for (let w = 0; w < words; w++) {
+          if (all[base + w] !== GUARD_SENTINEL) {
             bad++;
-            if (first < 0) first = i;
+            if (first < 0) first = w;
           }
         }
-        if (bad > 0) {
-          const st = owners.get(pb);
-          const who = st ? `tensor storage #${st.id} (${st.size}×${st.dtype})` : `pooled buffer #${pb.id} (${dataBytes} data bytes)`;
-          const pos = which === 'leading' ? `word ${raw.length - first} before the data` : `word ${first} after the data`;
-          reports.push(`${which} guard of ${who}: ${bad} word(s) overwritten, first at ${pos} = 0x${raw[first]!.toString(16)}`);
-          this.device.queue.writeBuffer(pb.buffer, at, new Uint32Array(g / 4).fill(GUARD_SENTINEL));
-        }
+        if (bad === 0) continue;
+        const st = owners.get(pb);
+        const dataBytes = pb.capacity - 2 * g;
+        const who = st ? `tensor storage #${st.id} (${st.size}×${st.dtype})` : `pooled buffer #${pb.id} (${dataBytes} data bytes)`;
+        const pos = which === 'leading' ? `word ${words - first} before the data` : `word ${first} after the data`;
+        reports.push(`${which} guard of ${who}: ${bad} word(s) overwritten, first at ${pos} = 0x${all[base + first]!.toString(16)}`);
+        this.device.queue.writeBuffer(pb.buffer, which === 'leading' ? 0 : pb.capacity - g, new Uint32Array(words).fill(GUARD_SENTINEL));
       }
-    }
+    });
     return reports;
   }
 

@@ -164,9 +164,26 @@ async function main(): Promise<void> {
           const q = up(b, Q, [1, Tq, Hq, D]), k = up(b, Kd, [1, S, Hkv, D]), v = up(b, Vd, [1, S, Hkv, D]);
           return () => ops.attention(q, k, v, { causal: false, scale });
         });
+        // Unfused from the same token-major tensors, as a model without the fused kernel runs it: move heads to
+        // the front (transposes), scale, q·kᵀ, softmax, ·v, and move heads back.
+        await bench(`attention unfused incl. layout transposes ${Tq}x${S}`, [gpu], RUNS * 2, (b) => {
+          const q = up(b, Q, [1, Tq, Hkv, g, D]), k = up(b, Kd, [S, Hkv, D]), v = up(b, Vd, [S, Hkv, D]);
+          return () => {
+            const qh = ops.transpose(q, [0, 2, 1, 3, 4]);
+            const qs = ops.scale(qh, scale);
+            const kh = ops.transpose(k, [1, 0, 2]);
+            const vh = ops.transpose(v, [1, 0, 2]);
+            const s = ops.matmul(ops.reshape(qs, [Hkv, Tq * g, D]), kh, { transposeB: true });
+            const p = ops.softmax(s);
+            const o = ops.matmul(p, vh);
+            const out = ops.transpose(ops.reshape(o, [Hkv, Tq, g, D]), [1, 0, 2, 3]);
+            for (const t of [qh, qs, kh, vh, s, p, o]) t.dispose();
+            return out;
+          };
+        });
         // Unfused on head-major tensors prepared outside the timing: [Hkv, Tq·g, D] queries (scale folded in),
         // [Hkv, S, D] keys and values → scores [Hkv, Tq·g, S] → softmax → · V.
-        await bench(`attention unfused matmul+softmax+matmul ${Tq}x${S}`, [gpu], RUNS * 2, (b) => {
+        await bench(`attention unfused, head-major inputs given ${Tq}x${S}`, [gpu], RUNS * 2, (b) => {
           const q = ops.tensor(b, Q, [1, Tq, Hkv, g, D]);
           const qh = ops.reshape(ops.scale(ops.transpose(q, [0, 2, 1, 3, 4]), scale), [Hkv, Tq * g, D]);
           const kh = ops.transpose(ops.tensor(b, Kd, [S, Hkv, D]), [1, 0, 2]);
