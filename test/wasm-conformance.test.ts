@@ -10,9 +10,12 @@ import { createWasmBackend, type WasmBackendOptions } from '../backends/wasm/ind
 
 const cpu = new CpuBackend();
 
-async function run(opts: WasmBackendOptions, label: string): Promise<void> {
+async function run(opts: WasmBackendOptions, label: string, above2GiB = false): Promise<void> {
   const backend = await createWasmBackend(opts);
   try {
+    // Park a (never touched, so never committed) 2.2 GB block first: every tensor of the run then lives above the
+    // 2 GiB mark, where byte offsets no longer fit a signed 32-bit integer.
+    if (above2GiB) backend.alloc(2.2e9 / 4, 'f32');
     const results = await verifyBackend({ backend, reference: cpu });
     const s = summarize(results);
     const bad = results.filter((r) => r.status !== 'pass').map((r) => formatResult(r));
@@ -30,5 +33,8 @@ test('wasm, 1 thread: every conformance case passes', () => run({ threads: 1 }, 
 test('wasm, 2 threads: every conformance case passes', () => run({ threads: 2 }, '2 threads'));
 test('wasm, 2 threads splitting every kernel: every conformance case passes', () => run({ threads: 2, splitSmallOps: true }, '2 threads, all split'));
 test('wasm without relaxed-SIMD FMA (plain mul+add kernels): every conformance case passes', () => run({ threads: 2, splitSmallOps: true, relaxedSimd: false }, '2 threads, no FMA'));
+
+test('wasm, 2 threads, every tensor above 2 GiB in the memory: every conformance case passes', () =>
+  run({ threads: 2, splitSmallOps: true }, '2 threads, above 2 GiB', true));
 
 test.run();

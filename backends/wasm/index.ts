@@ -294,9 +294,9 @@ export class WasmBackend implements Backend {
       }
       const size = Math.max(n, 1024, (this.consts?.n ?? 0) * 2);
       const ones = this.heap.alloc(size * 4), zeros = this.heap.alloc(size * 4), binaryRow = this.heap.alloc(12);
-      this.f32.fill(1, ones >> 2, (ones >> 2) + size);
-      this.f32.fill(0, zeros >> 2, (zeros >> 2) + size);
-      this.i32.set([0, 0, 3], binaryRow >> 2);
+      this.f32.fill(1, ones >>> 2, (ones >>> 2) + size);
+      this.f32.fill(0, zeros >>> 2, (zeros >>> 2) + size);
+      this.i32.set([0, 0, 3], binaryRow >>> 2);
       this.consts = { n: size, ones, zeros, binaryRow };
     }
     return this.consts;
@@ -314,8 +314,8 @@ export class WasmBackend implements Backend {
     const biasPtr = bias ? ptr(bias) : 0;
     if (K === 0) {
       for (let r = 0; r < batches * M; r++) {
-        const row = (o >> 2) + r * N;
-        if (bias) this.f32.copyWithin(row, biasPtr >> 2, (biasPtr >> 2) + N);
+        const row = (o >>> 2) + r * N;
+        if (bias) this.f32.copyWithin(row, biasPtr >>> 2, (biasPtr >>> 2) + N);
         else this.f32.fill(0, row, row + N);
       }
       return;
@@ -430,7 +430,7 @@ export class WasmBackend implements Backend {
     const flags = (innerA ? 1 : 0) | (innerB ? 2 : 0);
     const tbl = this.tableFor(rows * 3);
     const T = this.i32;
-    let t = tbl >> 2;
+    let t = tbl >>> 2;
     const idx = new Array<number>(outerShape.length).fill(0);
     let ia = 0, ib = 0;
     for (let r = 0; r < rows; r++) {
@@ -495,7 +495,7 @@ export class WasmBackend implements Backend {
       const idx = new Array<number>(rowShape.length).fill(0);
       let off = 0;
       for (let r = 0; r < rows; r++) {
-        T[(tbl >> 2) + r] = off;
+        T[(tbl >>> 2) + r] = off;
         for (let k = rowShape.length - 1; k >= 0; k--) {
           idx[k]!++;
           off += ms[k]!;
@@ -562,8 +562,8 @@ export class WasmBackend implements Backend {
       for (let p = 0; p < n; p++) {
         for (let i = 0; i < half; i++) {
           const ang = p * inv[i]!;
-          F[(cos >> 2) + p * half + i] = Math.cos(ang);
-          F[(sin >> 2) + p * half + i] = Math.sin(ang);
+          F[(cos >>> 2) + p * half + i] = Math.cos(ang);
+          F[(sin >>> 2) + p * half + i] = Math.sin(ang);
         }
       }
       tab = { cos, sin, positions: n, half, bytes };
@@ -574,13 +574,13 @@ export class WasmBackend implements Backend {
 
   embedding = (out: Tensor, [table, ids]: [Tensor, Tensor]): void => {
     const [V, D] = table.shape as [number, number];
-    const O = ptr(out), T = ptr(table), I = ptr(ids) >> 2;
+    const O = ptr(out), T = ptr(table), I = ptr(ids) >>> 2;
     const eb = bytesPerElement(table.dtype);
     const widen = table.dtype === 'f32' ? null : this.fns[this.fn(`widen_${table.dtype}`)]!;
     for (let t = 0; t < ids.size; t++) {
       const id = this.i32[I + t]!;
       const dst = O + t * D * 4;
-      if (id < 0 || id >= V) this.f32.fill(0, dst >> 2, (dst >> 2) + D);
+      if (id < 0 || id >= V) this.f32.fill(0, dst >>> 2, (dst >>> 2) + D);
       else if (widen) widen(T + id * D * eb, dst, D);
       else this.u8.copyWithin(dst, T + id * D * 4, T + (id + 1) * D * 4);
     }
@@ -590,7 +590,7 @@ export class WasmBackend implements Backend {
     const n = x.shape[x.rank - 1]!;
     const rows = out.size;
     const X = this.floatsOf(x);
-    const O = ptr(out) >> 2;
+    const O = ptr(out) >>> 2;
     for (let r = 0; r < rows; r++) {
       let best = 0, bestV = -Infinity;
       const base = X.off + r * n;
@@ -611,11 +611,11 @@ export class WasmBackend implements Backend {
 
   /** f32 values of a float tensor: a view for f32, a widened copy for f16/bf16. */
   private floatsOf(x: Tensor): { arr: Float32Array; off: number } {
-    if (x.dtype === 'f32') return { arr: this.f32, off: ptr(x) >> 2 };
+    if (x.dtype === 'f32') return { arr: this.f32, off: ptr(x) >>> 2 };
     const tmp = this.heap.alloc(x.size * 4);
     try {
       this.fns[this.fn(`widen_${x.dtype}`)]!(ptr(x), tmp, x.size);
-      return { arr: this.f32.slice(tmp >> 2, (tmp >> 2) + x.size), off: 0 };
+      return { arr: this.f32.slice(tmp >>> 2, (tmp >>> 2) + x.size), off: 0 };
     } finally {
       this.heap.free(tmp, x.size * 4);
     }
@@ -628,8 +628,8 @@ export class WasmBackend implements Backend {
     if (from === to) return this.copyBytes(ptr(out), ptr(x), n * bytesPerElement(from));
     if (to === 'f32' && (from === 'bf16' || from === 'f16')) return this.widenInto(x, ptr(out));
     if (from === 'f32' && (to === 'bf16' || to === 'f16')) {
-      const src = this.f32.subarray(ptr(x) >> 2, (ptr(x) >> 2) + n);
-      this.u16.set(narrowFromF32(src, to), ptr(out) >> 1);
+      const src = this.f32.subarray(ptr(x) >>> 2, (ptr(x) >>> 2) + n);
+      this.u16.set(narrowFromF32(src, to), ptr(out) >>> 1);
       return;
     }
     const host = this.readSync(x.storage, from, n);
@@ -725,8 +725,8 @@ export class WasmBackend implements Backend {
     // im2col: one row per patch, in the weight's (c, i, j) order; then a GEMM against weight [D, C·P·P]ᵀ.
     const tmp = this.heap.alloc(rows * cols * 4);
     try {
-      const F = this.f32, X = ptr(image) >> 2;
-      let o = tmp >> 2;
+      const F = this.f32, X = ptr(image) >>> 2;
+      let o = tmp >>> 2;
       for (let b = 0; b < B; b++) {
         for (let py = 0; py < gh; py++) {
           for (let px = 0; px < gw; px++) {
@@ -748,7 +748,7 @@ export class WasmBackend implements Backend {
 
   resizeGrid = (out: Tensor, [x]: [Tensor], { inH, inW, outH, outW }: ResizeGridAttrs): void => {
     const [B, , D] = x.shape as [number, number, number];
-    const F = this.f32, X = ptr(x) >> 2, O = ptr(out) >> 2;
+    const F = this.f32, X = ptr(x) >>> 2, O = ptr(out) >>> 2;
     for (let b = 0; b < B; b++) {
       for (let oy = 0; oy < outH; oy++) {
         const [y0, y1, fy] = source(oy, inH, outH);
