@@ -135,7 +135,7 @@ export class WasmBackend implements Backend {
 
   /** Creates the memory, compiles the kernels (once per process) and starts the workers. */
   static async create(opts: WasmBackendOptions = {}): Promise<WasmBackend> {
-    const threads = Math.max(1, Math.floor(opts.threads ?? availableParallelism()));
+    const threads = Math.max(1, Math.floor(opts.threads ?? Math.min(availableParallelism(), MAX_THREADS)));
     if (threads > MAX_THREADS) throw new BackendError(`wasm: threads must be at most ${MAX_THREADS}, got ${threads}`);
     const maxBytes = Math.min(opts.maxMemoryBytes ?? MODULE_MAX_PAGES * PAGE, MODULE_MAX_PAGES * PAGE);
     if (!(maxBytes >= 16 * PAGE)) throw new BackendError(`wasm: maxMemoryBytes must be at least ${16 * PAGE}`);
