@@ -10,6 +10,7 @@
 // This machine is shared and noisy: compare figures taken in the same run.
 
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
 import { CpuBackend } from '../../backends/cpu/index.js';
 import { createWebGPUBackend, type WebGPUBackend } from '../../backends/webgpu/index.js';
 import type { Backend } from '../../core/backend.js';
@@ -24,8 +25,11 @@ interface Row {
   runs: number;
   /** Process CPU milliseconds per run (all threads). */
   cpuMs: number;
-  /** GFLOP/s or GB/s, per `unit`. */
+  /** GFLOP/s or GB/s, per `unit` (wall clock). */
   rate?: number;
+  /** The same work per CPU-second of this process (all threads): what the kernels achieve per core they get —
+   *  on a loaded shared machine the wall-clock rate mostly measures the other tenants. */
+  ratePerCpuS?: number;
   unit?: string;
   note?: string;
 }
@@ -73,7 +77,7 @@ async function time(b: Backend, runs: number, fn: () => Tensor): Promise<{ media
 const rows: Row[] = [];
 function report(r: Row): void {
   rows.push(r);
-  const rate = r.rate !== undefined ? `${r.rate.toFixed(2)} ${r.unit}` : '';
+  const rate = r.rate !== undefined ? `${r.rate.toFixed(2)} ${r.unit}${r.ratePerCpuS !== undefined && Number.isFinite(r.ratePerCpuS) ? ` (${r.ratePerCpuS.toFixed(2)} per CPU-s)` : ''}` : '';
   console.log(`${r.name.padEnd(50)} ${r.backend.padEnd(7)} ${r.medianMs.toFixed(2).padStart(9)} ms (min ${r.minMs.toFixed(2)}, cpu ${r.cpuMs.toFixed(2)}, n=${r.runs})  ${rate}${r.note ? `  ${r.note}` : ''}`);
 }
 
@@ -83,7 +87,8 @@ async function bench(name: string, backends: Backend[], runs: number, make: (b: 
     const r = runs > 0 ? await time(b, b.name === 'cpu' ? Math.min(runs, 3) : runs, fn) : null;
     if (!r) continue;
     const [v, unit] = rate ? rate(r.median) : [undefined, undefined];
-    report({ name, backend: b.name, medianMs: r.median, minMs: r.min, runs: r.n, cpuMs: r.cpuMs, rate: v, unit, note });
+    const perCpu = rate ? rate(r.cpuMs)[0] : undefined;
+    report({ name, backend: b.name, medianMs: r.median, minMs: r.min, runs: r.n, cpuMs: r.cpuMs, rate: v, ratePerCpuS: perCpu, unit, note });
   }
 }
 
@@ -97,7 +102,8 @@ async function main(): Promise<void> {
   }
   const cpu = new CpuBackend();
   const info = gpu.info();
-  console.log(`WebGPU: ${info.description}${info.software ? ' (software)' : ''}\n`);
+  console.log(`WebGPU: ${info.description}${info.software ? ' (software)' : ''}`);
+  console.log(`host: ${cpus().length} CPUs, load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}\n`);
   const both: Backend[] = NO_CPU ? [gpu] : [gpu, cpu];
   const keep: Tensor[] = [];
   const up = (b: Backend, data: Float32Array, shape: number[], dtype: 'f32' | 'f16' | 'bf16' = 'f32') => {
@@ -225,7 +231,7 @@ async function main(): Promise<void> {
     const stats = { ...gpu.rt.stats };
     await gpu.destroy();
     mkdirSync('bench-results', { recursive: true });
-    const out = { date: new Date().toISOString(), device: info, stats, rows };
+    const out = { date: new Date().toISOString(), device: info, host: { cpus: cpus().length, loadavg: loadavg() }, stats, rows };
     writeFileSync('bench-results/webgpu.json', JSON.stringify(out, null, 1));
     console.log(`\nwrote bench-results/webgpu.json (${rows.length} rows); kernels compiled: ${stats.pipelines}, submits: ${stats.submits}, dispatches: ${stats.dispatches}`);
   }
