@@ -241,10 +241,14 @@ fn main(@builtin(workgroup_id) w: vec3u, @builtin(num_workgroups) nw: vec3u, @bu
 }
 
 /** Subgroup GEMV for transposeB with TM (≤ 4) rows of a: one subgroup per R weight rows, lanes split K. */
-const GEMV_R = 4;
+/** Weight rows per subgroup in the GEMV: 4 for f32; 8 for packed weights, where each step reads two vec4 of a
+ *  per weight load (8 halves), so more rows amortise those reads. */
+function gemvRows(v: Pick<Variant, 'bMode'>): number {
+  return v.bMode === 'h4' || v.bMode === 'h2' ? 8 : 4;
+}
 export function gemvShader(v: Variant): string {
   const { TM, S } = v;
-  const R = GEMV_R;
+  const R = gemvRows(v);
   const wide = v.bMode === 'h4'; // 8 halves per load: two a vec4s per step
   const step = wide ? 8 : 4;
   const L: string[] = [prelude(v)];
@@ -521,7 +525,7 @@ export function matmul(env: KernelEnv, out: Tensor, [a, b, bias]: [Tensor, Tenso
       groups = grid(tilesN * Math.ceil(pc.M / TM), 1, caps, pc.batch);
     } else if (kind === 'gemv') {
       tilesN = 1;
-      groups = grid(Math.ceil(pc.N / GEMV_R), 1, caps, pc.batch);
+      groups = grid(Math.ceil(pc.N / gemvRows(v)), 1, caps, pc.batch);
     } else if (kind === 'tileFb') {
       tilesN = Math.ceil(pc.N / 32);
       groups = grid(tilesN * Math.ceil(pc.M / 32), 1, caps, pc.batch);
