@@ -504,6 +504,11 @@ export class GpuJsRuntime {
       loopMaxIterations: 1 << 24,
       ...(this.threads && this.poolSize ? { poolSize: this.poolSize } : {}),
     });
+    if (this.mode === 'webasm' && (spec.vec4 || spec.output.length > 1)) {
+      // gpu.js shapes such results into nested arrays of per-cell subarray views of one flat buffer (a million
+      // small objects for a 1024² Array(4) output); the flat buffer is what this backend keeps anyway.
+      (k.kernel as unknown as { _shapeOutput: (data: Float32Array) => Float32Array })._shapeOutput = (data) => data;
+    }
     this.stats.compiles++;
     this.compilesByName.set(spec.name, (this.compilesByName.get(spec.name) ?? 0) + 1);
     this.kernels.set(key, k);
