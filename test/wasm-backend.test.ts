@@ -227,6 +227,26 @@ test('info, threads option, destroyed backend refuses work', async () => {
   assert.ok(b instanceof WasmBackend);
 });
 
+test('a kernel that traps (on the caller or a worker) becomes an exception, and the backend keeps working', async () => {
+  const b = await createWasmBackend({ threads: 2, splitSmallOps: true });
+  try {
+    const internals = b as unknown as { runJobs(jobs: { fn: number; args: number[] }[]): void; fn(name: string): number };
+    const fn = internals.fn('scale');
+    const good = b.alloc(64, 'f32') as { ptr: number };
+    for (let trial = 0; trial < 20; trial++) {
+      // Job 1 writes far outside the memory: whichever thread claims it traps.
+      assert.throws(() => internals.runJobs([{ fn, args: [good.ptr, good.ptr, 16, 1, 0] }, { fn, args: [0xfffffff0, good.ptr, 1024, 1, 0] }]));
+    }
+    b.free(good);
+    const x = ops.tensor(b, rand(4096), [64, 64]);
+    const [want, got] = [await ops.matmul(x, x).read(), await ops.matmul(x, x).read()];
+    assert.equal(Array.from(got), Array.from(want));
+    x.dispose();
+  } finally {
+    await b.destroy();
+  }
+});
+
 test('workers never keep the process alive (with and without destroy)', () => {
   const index = fileURLToPath(new URL('../backends/wasm/index.js', import.meta.url));
   const opsPath = fileURLToPath(new URL('../ops/index.js', import.meta.url));

@@ -118,6 +118,30 @@ export function genGemvT(m: ModuleBuilder, dt: StoreDType, fma = false): string 
   return name;
 }
 
+/**
+ * sum_partials(p, stride, count, n, bias, y): y[j] = (bias[j] or 0) + p[0·stride + j] + p[1·stride + j] + … in that
+ * order (the k-chunked GEMV's reduction: fixed by K, not by the thread count).
+ */
+export function genSumPartials(m: ModuleBuilder): string {
+  m.func('sum_partials', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (f, p, stride, count, n, bias, y) => {
+    const j = f.local('i32'), c = f.local('i32'), acc = f.local('v128');
+    const strideB = f.local('i32', i32.shl(stride, 2));
+    const n4 = f.local('i32', i32.and(n, -4));
+    const body = (vec: boolean) => {
+      const off = i32.shl(j, 2);
+      const ld = (addr: Expr) => (vec ? v128.load(addr, 0, 0) : f32x4.splat(f32.load(addr)));
+      f.set(acc, v128.zero());
+      f.if(i32.ne(bias, 0), () => f.set(acc, ld(i32.add(bias, off))));
+      f.for(c, 0, count, 1, () => f.set(acc, f32x4.add(acc, ld(i32.add(p, i32.add(i32.mul(c, strideB), off))))));
+      if (vec) f.v128_store(i32.add(y, off), acc, 0, 0);
+      else f.f32_store(i32.add(y, off), f32x4.extract_lane(acc, 0));
+    };
+    f.for(j, 0, n4, 4, () => body(true));
+    f.for(j, n4, n, 1, () => body(false));
+  });
+  return 'sum_partials';
+}
+
 /** deinterleave8(x, dst, K): each group of eight floats (x0..x7) → (x0 x2 x4 x6, x1 x3 x5 x7); a tail < 8 is copied. */
 export function genDeinterleave(m: ModuleBuilder): string {
   m.func('deinterleave8', ['i32', 'i32', 'i32'], [], (f, x, dst, K) => {

@@ -88,6 +88,7 @@ if (CTRL_OFFSET + CTRL_BYTES > PAGE) throw new Error('wasm: control block does n
 const PAR_FLOPS = 1 << 21; // GEMM / attention work
 const PAR_BYTES = 1 << 20; // bytes touched by memory-bound kernels
 const GEMV_T_MAX_M = 8; // rows of x handled by the streaming GEMV (beyond that the packed GEMM wins)
+const GEMV_N_CHUNK = 512; // rows of B per job of the [K, N] GEMV (at least)
 
 type Fn = (...args: number[]) => void;
 
@@ -356,10 +357,30 @@ export class WasmBackend implements Backend {
       }
       return;
     } else if (!transB && M === 1) {
-      const nt = this.threadsFor(N * K * eb, PAR_BYTES);
+      // x·B with B [K, N]: jobs take chunks of B's rows (whole rows, read in order: splitting columns instead
+      // would make every job read short runs of each row, which measured 3–5× slower), each writing partial sums,
+      // then one fixed-order reduction. The chunking depends on the shape only, so results do not depend on threads.
       const fn = this.fn(`gemv_n_${dt}`);
-      for (const [n0, n1] of WasmBackend.split(N, nt, 16)) {
-        jobs.push({ fn, args: [a, b + n0 * eb, N, bias ? bias + n0 * 4 : 0, c + n0 * 4, n1 - n0, K] });
+      const kch = Math.max(GEMV_N_CHUNK, Math.ceil(K / MAX_JOBS));
+      const chunks = K * N * eb >= PAR_BYTES ? Math.ceil(K / kch) : 1; // small B: one job, no partials
+      if (chunks === 1) {
+        jobs.push({ fn, args: [a, b, N, bias, c, N, K] });
+      } else {
+        const stride = Math.ceil(N / 16) * 16;
+        const partial = this.heap.alloc(chunks * stride * 4);
+        try {
+          for (let ci = 0; ci < chunks; ci++) {
+            const k0 = ci * kch, kc = Math.min(kch, K - k0);
+            jobs.push({ fn, args: [a + k0 * 4, b + k0 * N * eb, N, 0, partial + ci * stride * 4, N, kc] });
+          }
+          this.runJobs(jobs); // one thread: back to back; more: claimed like any jobs
+          const sum = this.fn('sum_partials');
+          const nt = this.threadsFor(chunks * N * 4, PAR_BYTES);
+          this.runJobs(WasmBackend.split(N, nt, 16).map(([s0, e]) => ({ fn: sum, args: [partial + s0 * 4, stride, chunks, e - s0, bias ? bias + s0 * 4 : 0, c + s0 * 4] })));
+        } finally {
+          this.heap.free(partial, chunks * stride * 4);
+        }
+        return;
       }
     } else {
       // Jobs split the larger operand's dimension; each packs what it uses, so the redundant packing is the
