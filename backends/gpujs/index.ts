@@ -26,7 +26,7 @@ import { MAX_ELEMENTS } from './codegen.js';
 import type { Env } from './env.js';
 import { attention, rope } from './ops-attention.js';
 import { binary, cast, copy, scale, swiglu, unary } from './ops-elementwise.js';
-import { concat, embedding, resizeGrid, slice, transpose, writeSlice } from './ops-layout.js';
+import { CONCAT_GROUP, concat, embedding, resizeGrid, slice, transpose, writeSlice } from './ops-layout.js';
 import { matmul, patchEmbed } from './ops-matmul.js';
 import { argmax, layerNorm, modulatedNorm, rmsNorm, softmax } from './ops-reduce.js';
 import { type GBuf, type GpuJsMode, GpuJsRuntime, gpujsVersion } from './runtime.js';
@@ -55,7 +55,7 @@ export const COMPOSED_OPS: Readonly<Record<string, string>> = {
   rmsNorm: 'row 1/rms → scale',
   modulatedNorm: '(row mean →) row 1/σ → (γ+Δγ)·n + (β+Δβ)',
   attention: 'scores (q·kᵀ·scale + mask) → row max → row Σexp → probabilities → P·V',
-  concat: `one kernel per ${6} inputs, each later one reading the output so far`,
+  concat: `one kernel per ${CONCAT_GROUP} inputs, each later one reading the output so far`,
 };
 
 export class GpuJsBackend implements Backend {
