@@ -175,10 +175,11 @@ export class WebGPUBackend implements Backend {
       case 'copy':
         return null; // flat ops split into binding-sized ranges
       case 'binary':
-        return ew.binaryFits(env, out, inputs[0]!, inputs[1]!) ? lay.rankCheck(out, 'binary') : tooBig([out, ...inputs]);
+        return ew.binaryFits(env, out, inputs[0]!, inputs[1]!) ? ew.binaryWhyNot(out, inputs[0]!, inputs[1]!) : tooBig([out, ...inputs]);
       case 'transpose':
+        return tooBig([out, ...inputs]) ?? lay.transposeWhyNot(out, inputs[0]!, (attrs as KernelAttrs<'transpose'>).perm);
       case 'slice':
-        return tooBig([out, ...inputs]) ?? lay.rankCheck(inputs[0]!, op);
+        return tooBig([out, ...inputs]) ?? lay.sliceWhyNot(out, inputs[0]!);
       case 'attention':
         return tooBig([out, ...inputs]) ?? att.whyNot(env, out, inputs as KernelInputs<'attention'>, attrs as KernelAttrs<'attention'>);
       case 'softmax':

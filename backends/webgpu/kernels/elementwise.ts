@@ -186,6 +186,12 @@ export function binaryFits(env: KernelEnv, out: Tensor, a: Tensor, b: Tensor): b
   return [a, b, out].every((t) => env.rt.fitsBinding(t.dtype, t.size));
 }
 
+/** Broadcast index math covers 8 dimensions after merging. */
+export function binaryWhyNot(out: Tensor, a: Tensor, b: Tensor): string | null {
+  const { shape } = collapseDims(out.shape, [broadcastStrides(a.shape, out.shape), broadcastStrides(b.shape, out.shape), stridesOf(out.shape)]);
+  return shape.length > 8 ? `broadcasting over more than 8 non-mergeable dimensions (out [${out.shape.join(', ')}])` : null;
+}
+
 export function binary(env: KernelEnv, out: Tensor, [a, b]: [Tensor, Tensor], { op }: BinaryAttrs): void {
   const expr = 'bin(p.op, v0, v1)';
   const opIndex = BINARY_OPS.indexOf(op);

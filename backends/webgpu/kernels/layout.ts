@@ -19,10 +19,20 @@ import { collapseDims, grid, type KernelEnv, sto, vec8, WGSL_AT8, WGSL_WID } fro
 
 const WG = 64;
 
-/** Collapsed rank must stay ≤ 8 for the index math. */
+/** The index math handles up to 8 dimensions after merging the ones that stay contiguous. */
 export function rankCheck(t: Tensor, op: string): string | null {
-  const { shape } = collapseDims(t.shape, [stridesOf(t.shape)]);
-  return shape.length > 8 ? `'${op}' supports at most 8 non-mergeable dimensions, got shape [${t.shape.join(', ')}]` : null;
+  return t.rank > 8 ? `'${op}' supports tensors of rank ≤ 8, got shape [${t.shape.join(', ')}]` : null;
+}
+
+export function transposeWhyNot(out: Tensor, x: Tensor, perm: readonly number[]): string | null {
+  const xs = stridesOf(x.shape);
+  const { shape } = collapseDims(out.shape, [perm.map((p) => xs[p]!)]);
+  return shape.length > 8 ? `transpose supports at most 8 non-mergeable dimensions, got perm [${perm.join(', ')}] of shape [${x.shape.join(', ')}]` : null;
+}
+
+export function sliceWhyNot(out: Tensor, x: Tensor): string | null {
+  const { shape } = collapseDims(out.shape, [stridesOf(x.shape)]);
+  return shape.length > 8 ? `slice supports at most 8 non-mergeable dimensions, got shape [${x.shape.join(', ')}]` : null;
 }
 
 const gatherParams = new ParamLayout([
