@@ -338,13 +338,11 @@ export class WasmBackend implements Backend {
     const eb = dt === 'f32' ? 4 : 2;
     const jobs: Job[] = [];
     if (transB && M <= GEMV_T_MAX_M) {
-      // Streaming GEMV over weight rows (bf16: against x split into even/odd elements, made once here).
-      let xd = a, tmp = 0;
-      if (dt === 'bf16') {
-        xd = tmp = this.heap.alloc(M * K * 4);
-        const de = this.fns[this.fn('deinterleave8')]!;
-        for (let m = 0; m < M; m++) de(a + m * K * 4, xd + m * K * 4, K);
-      }
+      // Streaming GEMV over weight rows, against x reordered (and for bf16 split into even/odd elements) once here.
+      const tmp = this.heap.alloc(M * K * 4);
+      const xd = tmp;
+      const prep = this.fns[this.fn('prepare_x')]!;
+      for (let m = 0; m < M; m++) prep(a + m * K * 4, xd + m * K * 4, K, dt === 'bf16' ? 1 : 0);
       const nt = this.threadsFor(N * K * eb, PAR_BYTES);
       const fn = this.fn(`gemv_t_${dt}`);
       for (const [n0, n1] of WasmBackend.split(N, nt, 4)) {

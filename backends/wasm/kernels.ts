@@ -6,7 +6,7 @@ import { f32x4, ModuleBuilder, v128 } from './emitter.js';
 import { genAttention } from './gen-attention.js';
 import { genElementwise } from './gen-elementwise.js';
 import { type GemmBlocking, genGemmDriver, genGemmMacro, genPackCols, genPackRows, type StoreDType } from './gen-gemm.js';
-import { genDeinterleave, genGemvN, genGemvT, genSumPartials } from './gen-gemv.js';
+import { genGemvN, genGemvT, genPrepareX, genSumPartials } from './gen-gemv.js';
 import { genNorms } from './gen-norm.js';
 import { WA, type WasmModule } from './wasm-api.js';
 
@@ -66,7 +66,7 @@ export function buildKernelBytes(fma = false): { bytes: Uint8Array; names: strin
   }
   const macro = genGemmMacro(m, MR, NR, 1, fma);
   genGemmDriver(m, { MR, NR, MC, KC, NC }, macro, packA, packB);
-  genDeinterleave(m);
+  genPrepareX(m);
   genSumPartials(m);
   for (const dt of dts) {
     genGemvT(m, dt, fma);
