@@ -206,11 +206,9 @@ export class ThreadPool {
       }
     }
     this.waitDone(n - mine);
+    const workerFailed = Atomics.exchange(ctrl, ERROR, 0) !== 0; // cleared either way, for the next call
     if (mainError) throw mainError;
-    if (Atomics.load(ctrl, ERROR) !== 0) {
-      Atomics.store(ctrl, ERROR, 0);
-      throw new BackendError(`wasm: a kernel failed on a worker thread${this.lastError ? `: ${this.lastError}` : ''}`);
-    }
+    if (workerFailed) throw new BackendError(`wasm: a kernel failed on a worker thread${this.lastError ? `: ${this.lastError}` : ''}`);
   }
 
   /** Waits until workers have finished `expected` jobs (jobs they claimed are running now, so this is short). */
