@@ -396,11 +396,9 @@ export class LaviRuntime {
     return this.encodeText(this.formatPrompt(question));
   }
 
+  /** The tokenizer decides the special tokens (a BOS comes from its post-processor, as in Hugging Face). */
   private encodeText(text: string): number[] {
-    const ids = Array.from(this.tokenizer.encode(text));
-    const bos = this.model.config.bos_token_id;
-    if (bos !== null && ids[0] !== bos) ids.unshift(bos);
-    return ids;
+    return Array.from(this.tokenizer.encode(text));
   }
 
   /** Reads, decodes and preprocesses an image to the model's input pixels [1, 3, S, S]. */
