@@ -387,6 +387,9 @@ async function main(): Promise<void> {
     { id: 'gemv-f32-linear', label: 'gemv 1×4096·[4096,4096]ᵀ (f32 W [N,K])', M: 1, K: 4096, N: 4096, layout: 'nk', wdtype: 'f32', unit: 'GB/s', reps: QUICK ? 4 : 10 },
     { id: 'gemv-bf16-linear', label: 'gemv 1×4096·[4096,4096]ᵀ (bf16 W [N,K], widened in registers)', M: 1, K: 4096, N: 4096, layout: 'nk', wdtype: 'bf16', unit: 'GB/s', reps: QUICK ? 4 : 10 },
     { id: 'gemv-bf16', label: 'gemv 1×4096·4096×4096 (bf16 W [K,N])', M: 1, K: 4096, N: 4096, layout: 'kn', wdtype: 'bf16', unit: 'GB/s', reps: QUICK ? 4 : 10 },
+    { id: 'gemv-896-f32', label: 'gemv 1×896·896×4864 (f32 W [K,N]; Qwen2-0.5B MLP shape)', M: 1, K: 896, N: 4864, layout: 'kn', wdtype: 'f32', unit: 'GB/s', reps: QUICK ? 4 : 20 },
+    { id: 'gemv-896-f32-linear', label: 'gemv 1×896·[4864,896]ᵀ (f32 W [N,K])', M: 1, K: 896, N: 4864, layout: 'nk', wdtype: 'f32', unit: 'GB/s', reps: QUICK ? 4 : 20 },
+    { id: 'gemv-896-bf16-linear', label: 'gemv 1×896·[4864,896]ᵀ (bf16 W [N,K])', M: 1, K: 896, N: 4864, layout: 'nk', wdtype: 'bf16', unit: 'GB/s', reps: QUICK ? 4 : 20 },
     { id: 'overhead', label: 'call overhead: matmul 1×64·64×64 + read back (µs per call)', M: 1, K: 64, N: 64, layout: 'kn', wdtype: 'f32', unit: 'us', reps: 50 },
   ];
   const rows = await benchCases(engines, cases);
@@ -406,9 +409,13 @@ async function main(): Promise<void> {
     }
     console.log(`  ${c.id.padEnd(20)} ${parts.join('  ')}`);
   }
-  const f32 = rows.find((r) => r.case === 'gemv-f32-linear' && r.engine === ours)?.medianMs;
-  const bf16 = rows.find((r) => r.case === 'gemv-bf16-linear' && r.engine === ours)?.medianMs;
-  if (f32 && bf16) console.log(`  bf16 vs f32 weights (${ours}, GEMV [N,K]): ${(f32 / bf16).toFixed(2)}× the calls per second`);
+  for (const [a, b] of [['gemv-f32-linear', 'gemv-bf16-linear'], ['gemv-896-f32-linear', 'gemv-896-bf16-linear']] as const) {
+    for (const e of ['wasm-1t', ours]) {
+      const f32 = rows.find((r) => r.case === a && r.engine === e)?.medianMs;
+      const bf16 = rows.find((r) => r.case === b && r.engine === e)?.medianMs;
+      if (f32 && bf16) console.log(`  bf16 vs f32 weights (${e}, ${b.replace('-bf16-linear', '')}): ${(f32 / bf16).toFixed(2)}× the calls per second`);
+    }
+  }
 
   for (const e of engines) await e.dispose?.();
   let decode: DecodeRow[] = [];
