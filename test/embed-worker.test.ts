@@ -151,7 +151,7 @@ test('worker: tokens/s in-process vs worker (NOTE)', async () => {
     a = Math.max(a, await run(local));
     b = Math.max(b, await run(wrt));
   }
-  console.log(`NOTE: tiny model, ${N} tokens, cpu: in-process ${a.toFixed(0)} tok/s, worker ${b.toFixed(0)} tok/s, best of 3 (overhead ${(1000 / b - 1000 / a).toFixed(3)} ms/token)`);
+  console.log(`\nNOTE: tiny model, ${N} tokens, cpu: in-process ${a.toFixed(0)} tok/s, worker ${b.toFixed(0)} tok/s, best of 3 (overhead ${(1000 / b - 1000 / a).toFixed(3)} ms/token)`);
   assert.ok(b > 0);
 });
 
