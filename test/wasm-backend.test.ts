@@ -14,6 +14,10 @@ import type { Backend } from '../core/backend.js';
 import { type DType, f16ToF32, narrowFromF32 } from '../core/dtype.js';
 import { BackendError } from '../core/errors.js';
 import type { Tensor } from '../core/tensor.js';
+import { tinyConfig } from '../models/config.js';
+import { generate } from '../models/generate.js';
+import { LaviModel } from '../models/lavi.js';
+import { randomWeights } from '../models/weights.js';
 import * as ops from '../ops/index.js';
 
 const cpu = new CpuBackend();
@@ -244,6 +248,28 @@ test('a kernel that traps (on the caller or a worker) becomes an exception, and 
     x.dispose();
   } finally {
     await b.destroy();
+  }
+});
+
+test('a tiny LaVi (vision tower, conditioners, decoder with KV cache) on wasm: same greedy tokens as the CPU, logits within 1e-5, 1 thread = 2 threads bit for bit', async () => {
+  const cfg = tinyConfig({ eos_token_ids: [] });
+  const S = cfg.vision_config.image_size;
+  const image = { data: Float32Array.from({ length: 3 * S * S }, (_, i) => Math.sin(i * 0.37)), shape: [1, 3, S, S] as [number, number, number, number] };
+  for (const dtype of ['f32', 'bf16'] as const) {
+    const weights = randomWeights(cfg, { seed: 3, dtype });
+    const runs: { tokens: number[]; logits: Float32Array }[] = [];
+    for (const b of [cpu, w1, w2]) {
+      const model = LaviModel.fromWeights(cfg, weights, b, { kvCapacity: 128 });
+      const g = await generate(model, [1, 5, 9, 13, 2, 7], { image, maxNewTokens: 16 });
+      runs.push({ tokens: g.tokens, logits: await model.readLogits() });
+      model.dispose();
+    }
+    const [ref, a, b] = runs as [(typeof runs)[0], (typeof runs)[0], (typeof runs)[0]];
+    assert.equal(a.tokens, ref.tokens, `${dtype}: greedy tokens`);
+    assertClose(a.logits, ref.logits, `${dtype}: logits`, 1e-9);
+    for (let i = 0; i < a.logits.length; i++) assert.ok(Math.abs(a.logits[i]! - ref.logits[i]!) < 1e-5, `${dtype}: logit ${i}`);
+    assert.equal(b.tokens, a.tokens);
+    assertIdentical(a.logits, b.logits, `${dtype}: logits`);
   }
 });
 
