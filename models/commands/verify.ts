@@ -14,8 +14,17 @@ import { intFlag, parseArgs } from './args.js';
 export async function run(args: string[]): Promise<number> {
   const p = parseArgs(args, { boolean: ['json', 'all', 'strict', 'help'], string: ['backend', 'mode', 'op', 'case', 'seconds', 'seed', 'trace'] }, 'verify');
   if (p.flags.has('help')) {
-    console.log('usage: lavi verify [--backend NAME] [--mode test|perf|support] [--op a,b] [--case TEXT] [--seconds S] [--all] [--seed N] [--json] [--strict]');
+    console.log('usage: lavi verify [--backend NAME] [--mode test|perf|support] [--op a,b] [--case TEXT] [--seconds S] [--all] [--seed N] [--json] [--strict]\n       lavi verify --trace FILE [--backend NAME] [--json]   (replay a recorded op trace)');
     return 0;
+  }
+  if (p.flags.has('trace')) {
+    // Replay a recorded op trace (lavi trace record) on the backend instead of the op-case table.
+    const { replayCommand } = await import('./trace.js');
+    try {
+      return await replayCommand(String(p.flags.get('trace')), (p.flags.get('backend') as string | undefined) ?? 'cpu', p.flags.has('json'));
+    } finally {
+      await releaseAllBackends();
+    }
   }
   const mode = (p.flags.get('mode') ?? 'test') as string;
   if (mode !== 'test' && mode !== 'perf' && mode !== 'support') throw new ValueError(`verify: --mode must be test, perf or support, got ${mode}`);
