@@ -251,14 +251,15 @@ export class WasmBackend implements Backend {
   }
 
   /**
-   * How many jobs a kernel with this much work is split into: one below `unit`, else up to two per thread (so a
-   * thread that starts late or is preempted holds up at most a small share; the others claim the rest).
+   * How many jobs a kernel with this much work is split into: one below `unit`, else up to `perThread` per thread
+   * (default 4), so a thread that starts late or is preempted mid-job holds up only a small share: the others claim
+   * the rest.
    */
-  private threadsFor(work: number, unit: number): number {
+  private threadsFor(work: number, unit: number, perThread = 4): number {
     if (this.threads === 1) return 1;
     if (this.splitAll) return Math.min(MAX_JOBS, 2 * this.threads);
     const n = Math.floor(work / unit);
-    return n < 2 ? 1 : Math.min(MAX_JOBS, 2 * this.threads, n);
+    return n < 2 ? 1 : Math.min(MAX_JOBS, perThread * this.threads, n);
   }
 
   /** Splits [0, n) into `parts` ranges whose boundaries are multiples of `align`. */
@@ -383,7 +384,7 @@ export class WasmBackend implements Backend {
     } else {
       // Jobs split the larger operand's dimension; each packs what it uses, so the redundant packing is the
       // smaller operand (split N: every job packs all of A). One job per thread when A is large.
-      let nt = this.threadsFor(2 * M * N * K, PAR_FLOPS);
+      let nt = this.threadsFor(2 * M * N * K, PAR_FLOPS, 2);
       if (M * K > (1 << 18) && !this.splitAll) nt = Math.min(nt, this.threads);
       const fn = this.fn('gemm');
       const ldb = transB ? K : N;
