@@ -340,19 +340,18 @@ export class WasmBackend implements Backend {
     const jobs: Job[] = [];
     if (transB && M <= GEMV_T_MAX_M) {
       // Streaming GEMV over weight rows, against x reordered (and for bf16 split into even/odd elements) once here.
-      const tmp = this.heap.alloc(M * K * 4);
-      const xd = tmp;
-      const prep = this.fns[this.fn('prepare_x')]!;
-      for (let m = 0; m < M; m++) prep(a + m * K * 4, xd + m * K * 4, K, dt === 'bf16' ? 1 : 0);
-      const nt = this.threadsFor(N * K * eb, PAR_BYTES);
-      const fn = this.fn(`gemv_t_${dt}`);
-      for (const [n0, n1] of WasmBackend.split(N, nt, 4)) {
-        jobs.push({ fn, args: [a, K, xd, b + n0 * K * eb, bias ? bias + n0 * 4 : 0, c + n0 * 4, N, n1 - n0, K, M] });
-      }
+      const xd = this.heap.alloc(M * K * 4);
       try {
+        const prep = this.fns[this.fn('prepare_x')]!;
+        for (let m = 0; m < M; m++) prep(a + m * K * 4, xd + m * K * 4, K, dt === 'bf16' ? 1 : 0);
+        const nt = this.threadsFor(N * K * eb, PAR_BYTES);
+        const fn = this.fn(`gemv_t_${dt}`);
+        for (const [n0, n1] of WasmBackend.split(N, nt, 4)) {
+          jobs.push({ fn, args: [a, K, xd, b + n0 * K * eb, bias ? bias + n0 * 4 : 0, c + n0 * 4, N, n1 - n0, K, M] });
+        }
         this.runJobs(jobs);
       } finally {
-        if (tmp) this.heap.free(tmp, M * K * 4);
+        this.heap.free(xd, M * K * 4);
       }
       return;
     } else if (!transB && M === 1) {
