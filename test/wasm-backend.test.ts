@@ -139,6 +139,16 @@ test('1 thread = 2 threads bit for bit: attention, norms, softmax, elementwise, 
       [{ data: rand(1 * 33 * 14 * 64), shape: [1, 33, 14, 64] }, { data: rand(1 * 300 * 2 * 64), shape: [1, 300, 2, 64] }, { data: rand(1 * 300 * 2 * 64), shape: [1, 300, 2, 64] }],
       ([q, k, v]) => ops.attention(q!, k!, v!, { causal: true, queryOffset: 200, keyLength: 250 }),
     ],
+    [
+      'attention as per-head GEMMs (prefill) + mask',
+      [{ data: rand(2 * 40 * 4 * 24), shape: [2, 40, 4, 24] }, { data: rand(2 * 70 * 2 * 24), shape: [2, 70, 2, 24] }, { data: rand(2 * 70 * 2 * 24), shape: [2, 70, 2, 24] }, { data: rand(40 * 66, 3), shape: [40, 66] }],
+      ([q, k, v, m]) => ops.attention(q!, k!, v!, { keyLength: 66, mask: m! }),
+    ],
+    [
+      'attention as per-head GEMMs (causal prefill)',
+      [{ data: rand(1 * 150 * 6 * 32), shape: [1, 150, 6, 32] }, { data: rand(1 * 160 * 2 * 32), shape: [1, 160, 2, 32] }, { data: rand(1 * 160 * 2 * 32), shape: [1, 160, 2, 32] }],
+      ([q, k, v]) => ops.attention(q!, k!, v!, { causal: true, queryOffset: 5, keyLength: 158 }),
+    ],
   ];
   for (const [name, inputs, fn] of cases) {
     const [want, a, b] = await onEach([cpu, w1, w2], inputs, fn);

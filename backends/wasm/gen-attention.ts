@@ -7,6 +7,12 @@
 //     (four dot products, one transpose-add), into `scratch` (keyLength floats per thread);
 //     softmax in place (vector exp); out = Σ_j p_j v_j, accumulated in registers 16 floats of Dv at a time.
 //   Grouped-query heads: query head h reads kv head h / (Hq/Hkv). A row that sees no key is zeros.
+// attention_heads(q, k, v, out, mask, scores, scratch, B, Tq, S, Hq, Hkv, D, Dv, keyLength, qOffset, causal,
+//                 scale, ms0, ms1, ms2, ms3, u0, u1, tile):
+//   the prefill form, for units u0 ≤ u < u1 (u = b·Hq + h): per tile of `tile` queries, scores = Q·Kᵀ and then
+//   out = P·V with the packed GEMM (strided straight out of the token-major layout; `scratch` is the running
+//   thread's GEMM scratch), scale/mask/causal applied to the score tile, softmax_rows in between. A causal tile
+//   only multiplies against the keys its last query can see. `scores` holds tile·keyLength floats (per job).
 // rope(x, out, cos, sin, rows, T, H, D, half, rotaryDim): rotate-half RoPE with cos/sin tables [T, half]
 //   (angles computed on the host in float64); rows = B·T.
 
@@ -128,6 +134,8 @@ export function genAttention(m: ModuleBuilder): void {
     });
   });
 
+  genAttentionHeads(m);
+
   m.func('rope', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (f, x, out, cos, sin, rows, T, H, D, half, rot) => {
     const r = f.local('i32'), hh = f.local('i32'), i = f.local('i32'), t = f.local('i32');
     const base = f.local('i32'), cp = f.local('i32'), sp = f.local('i32'), xp = f.local('i32'), op = f.local('i32');
@@ -167,4 +175,77 @@ export function genAttention(m: ModuleBuilder): void {
 /** Keys handled four at a time: all visible keys rounded down to 4 when D is a multiple of 4, else none. */
 function select4(visible: Local, D: Local, D4: Local): Expr {
   return i32.and(i32.and(visible, -4), i32.sub(0, i32.eq(D, D4)));
+}
+
+function genAttentionHeads(m: ModuleBuilder): void {
+  const gemm = m.indexOf('gemm');
+  const softmax = m.indexOf('softmax_rows');
+  const P = Array(26).fill('i32') as ('i32' | 'f32')[];
+  P[17] = 'f32';
+  m.func('attention_heads', P, [], (f, q, k, v, out, mask, scores, scratch, B, Tq, S, Hq, Hkv, D, Dv, keyLength, qOffset, causal, scale, ms0, ms1, ms2, ms3, u0, u1, tile) => {
+    const u = f.local('i32'), b = f.local('i32'), h = f.local('i32'), kh = f.local('i32'), t0 = f.local('i32'), tn = f.local('i32');
+    const t = f.local('i32'), j = f.local('i32'), row = f.local('i32'), mp = f.local('i32'), lim = f.local('i32');
+    const group = f.local('i32', i32.div_s(Hq, Hkv));
+    const scaleV = f.local('v128', f32x4.splat(scale));
+    const n4 = f.local('i32'), kv = f.local('i32');
+    const qBase = f.local('i32'), kBase = f.local('i32'), vBase = f.local('i32'), oBase = f.local('i32');
+    f.for(u, u0, u1, 1, () => {
+      f.set(b, i32.div_u(u, Hq));
+      f.set(h, i32.rem_u(u, Hq));
+      f.set(kh, i32.div_u(h, group));
+      f.set(kBase, i32.add(k, i32.shl(i32.add(i32.mul(i32.mul(b, S), i32.mul(Hkv, D)), i32.mul(kh, D)), 2)));
+      f.set(vBase, i32.add(v, i32.shl(i32.add(i32.mul(i32.mul(b, S), i32.mul(Hkv, Dv)), i32.mul(kh, Dv)), 2)));
+      f.set(t0, 0);
+      f.while(() => i32.lt_s(t0, Tq), () => {
+        f.set(tn, i32.min_s(tile, i32.sub(Tq, t0)));
+        f.set(qBase, i32.add(q, i32.shl(i32.add(i32.mul(i32.add(i32.mul(b, Tq), t0), i32.mul(Hq, D)), i32.mul(h, D)), 2)));
+        f.set(oBase, i32.add(out, i32.shl(i32.add(i32.mul(i32.add(i32.mul(b, Tq), t0), i32.mul(Hq, Dv)), i32.mul(h, Dv)), 2)));
+        // Keys this tile can see: all, or (causal) up to the last query's position.
+        f.set(kv, keyLength);
+        f.if(causal, () => f.set(kv, i32.min_s(keyLength, i32.add(qOffset, i32.add(t0, tn)))));
+        f.set(n4, i32.and(kv, -4));
+        // scores[tn, kv] = Q_tile · Kᵀ (zeros when D = 0: the GEMM needs K ≥ 1).
+        f.if(
+          i32.gt_s(D, 0),
+          () => f.call(gemm, [qBase, i32.mul(Hq, D), kBase, i32.mul(Hkv, D), 1, 0, scores, kv, 0, tn, kv, D, scratch]),
+          () => f.for(j, 0, i32.mul(tn, kv), 1, () => f.f32_store(i32.add(scores, i32.shl(j, 2)), 0)),
+        );
+        // Scale, mask, causal limit.
+        f.for(t, 0, tn, 1, () => {
+          f.set(row, i32.add(scores, i32.shl(i32.mul(t, kv), 2)));
+          f.for(j, 0, n4, 4, () => {
+            const a = i32.add(row, i32.shl(j, 2));
+            f.v128_store(a, f32x4.mul(v128.load(a, 0, 0), scaleV), 0, 0);
+          });
+          f.for(j, n4, kv, 1, () => {
+            const a = i32.add(row, i32.shl(j, 2));
+            f.f32_store(a, f32.mul(f32.load(a), scale));
+          });
+          f.if(i32.ne(mask, 0), () => {
+            f.set(mp, i32.add(mask, i32.shl(i32.add(i32.add(i32.mul(b, ms0), i32.mul(h, ms1)), i32.mul(i32.add(t0, t), ms2)), 2)));
+            f.for(j, 0, kv, 1, () => {
+              const a = i32.add(row, i32.shl(j, 2));
+              f.f32_store(a, f32.add(f32.load(a), f32.load(i32.add(mp, i32.shl(i32.mul(j, ms3), 2)))));
+            });
+          });
+          f.if(causal, () => {
+            f.set(lim, i32.add(i32.add(qOffset, i32.add(t0, t)), 1));
+            f.for(j, lim, kv, 1, () => f.f32_store(i32.add(row, i32.shl(j, 2)), f32.const(-Infinity)));
+          });
+        });
+        f.call(softmax, [scores, scores, kv, tn, 0, 0, 0]);
+        // out_tile = P · V (zeros when there are no keys).
+        f.if(
+          i32.gt_s(kv, 0),
+          () => f.call(gemm, [scores, kv, vBase, i32.mul(Hkv, Dv), 0, 0, oBase, i32.mul(Hq, Dv), 0, tn, Dv, kv, scratch]),
+          () => {
+            f.for(t, 0, tn, 1, () => {
+              f.for(j, 0, Dv, 1, () => f.f32_store(i32.add(oBase, i32.shl(i32.add(i32.mul(t, i32.mul(Hq, Dv)), j), 2)), 0));
+            });
+          },
+        );
+        f.inc(t0, tile);
+      });
+    });
+  });
 }

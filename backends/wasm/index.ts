@@ -89,6 +89,8 @@ const PAR_FLOPS = 1 << 21; // GEMM / attention work
 const PAR_BYTES = 1 << 20; // bytes touched by memory-bound kernels
 const GEMV_T_MAX_M = 8; // rows of x handled by the streaming GEMV (beyond that the packed GEMM wins)
 const GEMV_N_CHUNK = 512; // rows of B per job of the [K, N] GEMV (at least)
+/** Attention runs as per-head GEMMs from this many queries and keys (causal: 128, where it measured ahead). */
+const ATTN_GEMM_MIN_TQ = 32;
 
 type Fn = (...args: number[]) => void;
 
@@ -537,6 +539,29 @@ export class WasmBackend implements Backend {
     const rows = B * Tq * Hq;
     if (rows === 0 || Dv === 0) return;
     const ms = mask ? broadcastStrides(mask.shape, [B, Hq, Tq, keyLength]) : [0, 0, 0, 0];
+    if (Tq >= (causal ? 4 : 1) * ATTN_GEMM_MIN_TQ && keyLength >= ATTN_GEMM_MIN_TQ) {
+      // Prefill: per (batch, head), Q·Kᵀ and P·V as packed GEMMs over tiles of queries (the scores of one tile at
+      // a time, at most ~4 MB), softmax in between. Jobs are whole heads, so threads do not change results.
+      const units = B * Hq;
+      // Causal: 64-query tiles, so each computes little of the masked triangle; else as tall as ~4 MB of scores.
+      const tile = Math.min(Tq, causal ? 64 : Math.max(16, Math.floor((1 << 20) / keyLength)));
+      const per = Math.ceil((tile * keyLength) / 16) * 16 * 4;
+      const nt = Math.min(units, this.threadsFor(2 * units * Tq * keyLength * (D + Dv), PAR_FLOPS, 2));
+      const scores = this.heap.alloc(per * nt);
+      try {
+        const fn = this.fn('attention_heads');
+        this.runJobs(
+          WasmBackend.split(units, nt, 1).map(([s, e], t) => ({
+            fn,
+            args: [ptr(q), ptr(k), ptr(v), ptr(out), mask ? ptr(mask) : 0, scores + t * per, 0, B, Tq, S, Hq, Hkv, D, Dv, keyLength, queryOffset, causal ? 1 : 0, scale, ms[0]!, ms[1]!, ms[2]!, ms[3]!, s, e, tile],
+            scratchArg: 6,
+          })),
+        );
+      } finally {
+        this.heap.free(scores, per * nt);
+      }
+      return;
+    }
     const nt = this.threadsFor(rows * Math.max(keyLength, 1) * (D + Dv) * 2, PAR_FLOPS / 4);
     const per = (Math.ceil(keyLength / 16) * 16 + 16) * 4;
     const scratch = this.heap.alloc(per * nt);
