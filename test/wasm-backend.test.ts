@@ -180,6 +180,37 @@ test('vector exp/tanh/gelu/silu/softmax: accurate over the whole f32 range, incl
   for (let i = 0; i < rows.length; i++) assert.ok(Math.abs(got![i]! - want![i]!) <= 1e-7 * Math.abs(want![i]!) + 1e-38, `softmax[${i}]: ${got![i]} vs ${want![i]}`);
 });
 
+test('16-bit and i32 tensors through the layout ops, argmax and casts; masks that broadcast over keys', async () => {
+  const bits = narrowFromF32(rand(3 * 17 * 5, 4), 'bf16') as unknown as Float32Array;
+  const halves = narrowFromF32(rand(3 * 17 * 5, 4), 'f16') as unknown as Float32Array;
+  const ints = Int32Array.from({ length: 3 * 17 * 5 }, (_, i) => (i * 7919) % 1000 - 500);
+  const cases: [string, { data: Float32Array | Int32Array; shape: number[]; dtype?: DType }[], (t: Tensor[]) => Tensor][] = [
+    ['transpose bf16', [{ data: bits, shape: [3, 17, 5], dtype: 'bf16' }], ([x]) => ops.cast(ops.transpose(x!, [2, 0, 1]), 'f32')],
+    ['slice f16', [{ data: halves, shape: [3, 17, 5], dtype: 'f16' }], ([x]) => ops.cast(ops.slice(x!, [1, 2, 1], [2, 9, 3]), 'f32')],
+    ['concat i32', [{ data: ints, shape: [3, 17, 5] }, { data: ints, shape: [3, 17, 5] }], ([a, b]) => ops.cast(ops.concat([a!, b!], 1), 'f32')],
+    ['transpose i32', [{ data: ints, shape: [3, 17, 5] }], ([x]) => ops.cast(ops.transpose(x!, [1, 2, 0]), 'f32')],
+    ['argmax bf16', [{ data: bits, shape: [15, 17], dtype: 'bf16' }], ([x]) => ops.cast(ops.argmax(x!), 'f32')],
+    ['cast f16→bf16→f32', [{ data: halves, shape: [255], dtype: 'f16' }], ([x]) => ops.cast(ops.cast(x!, 'bf16'), 'f32')],
+    ['cast i32→f32', [{ data: ints, shape: [255] }], ([x]) => ops.cast(x!, 'f32')],
+    ['softmax, mask [37,1]', [{ data: rand(37 * 63, 3), shape: [37, 63] }, { data: rand(37, 3), shape: [37, 1] }], ([x, m]) => ops.softmax(x!, m!)],
+    [
+      'attention rows, mask [1,1,3,1]',
+      [{ data: rand(3 * 4 * 16), shape: [1, 3, 4, 16] }, { data: rand(20 * 2 * 16), shape: [1, 20, 2, 16] }, { data: rand(20 * 2 * 16), shape: [1, 20, 2, 16] }, { data: rand(3, 3), shape: [1, 1, 3, 1] }],
+      ([q, k, v, m]) => ops.attention(q!, k!, v!, { mask: m! }),
+    ],
+    [
+      'attention GEMMs, mask [1,4,40,1]',
+      [{ data: rand(40 * 4 * 16), shape: [1, 40, 4, 16] }, { data: rand(50 * 2 * 16), shape: [1, 50, 2, 16] }, { data: rand(50 * 2 * 16), shape: [1, 50, 2, 16] }, { data: rand(160, 3), shape: [1, 4, 40, 1] }],
+      ([q, k, v, m]) => ops.attention(q!, k!, v!, { mask: m! }),
+    ],
+  ];
+  for (const [name, inputs, fn] of cases) {
+    const [want, a, b] = await onEach([cpu, w1, w2], inputs, fn);
+    assertClose(a!, want!, name, 1e-7);
+    assertIdentical(a!, b!, name);
+  }
+});
+
 test('allocator: freed blocks are reused, large extents coalesce, live bytes return to baseline', () => {
   const b = w1;
   const base = b.memoryStats().liveBytes;
