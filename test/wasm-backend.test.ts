@@ -199,6 +199,11 @@ test('16-bit and i32 tensors through the layout ops, argmax and casts; masks tha
       ([q, k, v, m]) => ops.attention(q!, k!, v!, { mask: m! }),
     ],
     [
+      'attention per kv-head group (decode), mask [1,8,2,1]',
+      [{ data: rand(2 * 8 * 32), shape: [1, 2, 8, 32] }, { data: rand(300 * 2 * 32), shape: [1, 300, 2, 32] }, { data: rand(300 * 2 * 32), shape: [1, 300, 2, 32] }, { data: rand(16, 3), shape: [1, 8, 2, 1] }],
+      ([q, k, v, m]) => ops.attention(q!, k!, v!, { causal: true, queryOffset: 200, keyLength: 290, mask: m! }),
+    ],
+    [
       'attention GEMMs, mask [1,4,40,1]',
       [{ data: rand(40 * 4 * 16), shape: [1, 40, 4, 16] }, { data: rand(50 * 2 * 16), shape: [1, 50, 2, 16] }, { data: rand(50 * 2 * 16), shape: [1, 50, 2, 16] }, { data: rand(160, 3), shape: [1, 4, 40, 1] }],
       ([q, k, v, m]) => ops.attention(q!, k!, v!, { mask: m! }),

@@ -13,6 +13,11 @@
 //   out = P·V with the packed GEMM (strided straight out of the token-major layout; `scratch` is the running
 //   thread's GEMM scratch), scale/mask/causal applied to the score tile, softmax_rows in between. A causal tile
 //   only multiplies against the keys its last query can see. `scores` holds tile·keyLength floats (per job).
+// attention_groups(q, k, v, out, mask, scores, scratch, B, Tq, S, Hq, Hkv, D, Dv, keyLength, qOffset, causal,
+//                  scale, ms0, ms1, ms2, ms3, u0, u1):
+//   the decode form for grouped-query heads, for units u0 ≤ u < u1 (u = (b·Tq + t)·Hkv + kh): the query heads
+//   that share kv head kh are adjacent rows in q and out, so scores = Q_group·Kᵀ and out = P·V are two small
+//   packed GEMMs, and each key and value row is read once for the whole group instead of once per head.
 // rope(x, out, cos, sin, rows, T, H, D, half, rotaryDim): rotate-half RoPE with cos/sin tables [T, half]
 //   (angles computed on the host in float64); rows = B·T.
 
@@ -135,6 +140,7 @@ export function genAttention(m: ModuleBuilder): void {
   });
 
   genAttentionHeads(m);
+  genAttentionGroups(m);
 
   m.func('rope', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (f, x, out, cos, sin, rows, T, H, D, half, rot) => {
     const r = f.local('i32'), hh = f.local('i32'), i = f.local('i32'), t = f.local('i32');
@@ -246,6 +252,64 @@ function genAttentionHeads(m: ModuleBuilder): void {
         );
         f.inc(t0, tile);
       });
+    });
+  });
+}
+
+function genAttentionGroups(m: ModuleBuilder): void {
+  const gemm = m.indexOf('gemm');
+  const softmax = m.indexOf('softmax_rows');
+  const P = Array(25).fill('i32') as ('i32' | 'f32')[];
+  P[17] = 'f32';
+  m.func('attention_groups', P, [], (f, q, k, v, out, mask, scores, scratch, B, Tq, S, Hq, Hkv, D, Dv, keyLength, qOffset, causal, scale, ms0, ms1, ms2, ms3, u0, u1) => {
+    const u = f.local('i32'), b = f.local('i32'), t = f.local('i32'), kh = f.local('i32'), i = f.local('i32'), j = f.local('i32');
+    const row = f.local('i32'), mp = f.local('i32'), kv = f.local('i32'), n4 = f.local('i32');
+    const group = f.local('i32', i32.div_s(Hq, Hkv));
+    const scaleV = f.local('v128', f32x4.splat(scale));
+    const qBase = f.local('i32'), kBase = f.local('i32'), vBase = f.local('i32'), oBase = f.local('i32');
+    f.for(u, u0, u1, 1, () => {
+      f.set(kh, i32.rem_u(u, Hkv));
+      f.set(t, i32.rem_u(i32.div_u(u, Hkv), Tq));
+      f.set(b, i32.div_u(u, i32.mul(Hkv, Tq)));
+      // Rows of this group: heads kh·group … kh·group + group − 1 at query t.
+      const headRow = i32.add(i32.mul(i32.add(i32.mul(b, Tq), t), Hq), i32.mul(kh, group));
+      f.set(qBase, i32.add(q, i32.shl(i32.mul(headRow, D), 2)));
+      f.set(oBase, i32.add(out, i32.shl(i32.mul(headRow, Dv), 2)));
+      f.set(kBase, i32.add(k, i32.shl(i32.add(i32.mul(i32.mul(b, S), i32.mul(Hkv, D)), i32.mul(kh, D)), 2)));
+      f.set(vBase, i32.add(v, i32.shl(i32.add(i32.mul(i32.mul(b, S), i32.mul(Hkv, Dv)), i32.mul(kh, Dv)), 2)));
+      f.set(kv, keyLength);
+      f.if(causal, () => f.set(kv, i32.min_s(keyLength, i32.add(i32.add(qOffset, t), 1))));
+      f.set(n4, i32.and(kv, -4));
+      f.if(
+        i32.gt_s(D, 0),
+        () => f.call(gemm, [qBase, D, kBase, i32.mul(Hkv, D), 1, 0, scores, kv, 0, group, kv, D, scratch]),
+        () => f.for(j, 0, i32.mul(group, kv), 1, () => f.f32_store(i32.add(scores, i32.shl(j, 2)), 0)),
+      );
+      f.for(i, 0, group, 1, () => {
+        f.set(row, i32.add(scores, i32.shl(i32.mul(i, kv), 2)));
+        f.for(j, 0, n4, 4, () => {
+          const a = i32.add(row, i32.shl(j, 2));
+          f.v128_store(a, f32x4.mul(v128.load(a, 0, 0), scaleV), 0, 0);
+        });
+        f.for(j, n4, kv, 1, () => {
+          const a = i32.add(row, i32.shl(j, 2));
+          f.f32_store(a, f32.mul(f32.load(a), scale));
+        });
+        f.if(i32.ne(mask, 0), () => {
+          const h = i32.add(i32.mul(kh, group), i);
+          f.set(mp, i32.add(mask, i32.shl(i32.add(i32.add(i32.mul(b, ms0), i32.mul(h, ms1)), i32.mul(t, ms2)), 2)));
+          f.for(j, 0, kv, 1, () => {
+            const a = i32.add(row, i32.shl(j, 2));
+            f.f32_store(a, f32.add(f32.load(a), f32.load(i32.add(mp, i32.shl(i32.mul(j, ms3), 2)))));
+          });
+        });
+      });
+      f.call(softmax, [scores, scores, kv, group, 0, 0, 0]);
+      f.if(
+        i32.gt_s(kv, 0),
+        () => f.call(gemm, [scores, kv, vBase, i32.mul(Hkv, Dv), 0, 0, oBase, Dv, 0, group, Dv, kv, scratch]),
+        () => f.for(j, 0, i32.mul(group, Dv), 1, () => f.f32_store(i32.add(oBase, i32.shl(j, 2)), 0)),
+      );
     });
   });
 }
