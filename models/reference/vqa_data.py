@@ -266,10 +266,17 @@ def _count_weights(qs: Sequence[QA], scene: Scene) -> np.ndarray:
     return w / w.sum()
 
 
-def sample_question(scene: Scene, qtype: str, rng: np.random.Generator) -> Optional[QA]:
+def sample_question(scene: Scene, qtype: str, rng: np.random.Generator, attr_pref: float = 0.0) -> Optional[QA]:
+    """One question of a type. attr_pref (training only): probability that a colour or shape question names its
+    object by attributes ('the triangle') rather than by position ('the object in the top left'), when both
+    kinds exist; 0 samples uniformly over all candidates, as the held-out splits do."""
     qs = candidates(scene, qtype)
     if not qs:
         return None
+    if attr_pref > 0 and qtype in ('color', 'shape'):
+        by_attr = [q for q in qs if ' in the ' not in q.question]
+        if by_attr and rng.random() < attr_pref:
+            qs = by_attr
     if qtype == 'exist':
         want = 'yes' if rng.random() < 0.5 else 'no'
         pool = [q for q in qs if q.answer == want] or qs
@@ -344,14 +351,14 @@ class TrainStream:
                 return s
             attempt += 1
 
-    def sample(self, index: int, qtypes: Sequence[str]) -> Tuple[np.ndarray, List[QA]]:
+    def sample(self, index: int, qtypes: Sequence[str], attr_pref: float = 0.0) -> Tuple[np.ndarray, List[QA]]:
         """Image and one question per requested type (types without a candidate are replaced by 'describe'
         or 'count', which always exist)."""
         s = self.scene(index)
         rng = rng_for(self.seed + 77, index)
         qs = []
         for t in qtypes:
-            q = sample_question(s, t, rng) or sample_question(s, 'count', rng)
+            q = sample_question(s, t, rng, attr_pref) or sample_question(s, 'count', rng)
             qs.append(q)
         return render(s), qs
 

@@ -1,0 +1,42 @@
+#!/bin/sh
+# Regenerates everything of the shipped VQA checkpoints, from the repository root:
+#   sh models/reference/train_vqa.sh            (see models/reference/TRAINING.md)
+# Data and tokenizer are deterministic; the two training runs go in parallel, one thread each, logs and float32
+# checkpoints under $WORK (outside the repository); then float16 export, PyTorch evaluation and the logits golden.
+set -eu
+PY=${PY:-/usr/bin/python3}
+WORK=${WORK:-/tmp/lavi-train}
+STEPS=${STEPS:-2500}
+mkdir -p "$WORK"
+
+# Debian's PyTorch links the reference BLAS (BLAS_INFO=generic, ~6 GFLOP/s). OpenBLAS is ~30x faster; take it from
+# the Debian package without installing it system-wide (set OPENBLAS_DIR= to skip).
+OPENBLAS_DIR=${OPENBLAS_DIR-$WORK/openblas/usr/lib/x86_64-linux-gnu/openblas-openmp}
+if [ -n "$OPENBLAS_DIR" ] && [ ! -e "$OPENBLAS_DIR/libblas.so.3" ]; then
+  (cd "$WORK" && apt-get download libopenblas0-openmp && dpkg-deb -x libopenblas0-openmp_*.deb "$WORK/openblas")
+fi
+if [ -n "$OPENBLAS_DIR" ]; then
+  export LD_LIBRARY_PATH="$OPENBLAS_DIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+fi
+export OMP_WAIT_POLICY=PASSIVE
+
+R=models/reference
+$PY $R/vqa_data.py write-test
+$PY $R/vqa_data.py write-examples
+$PY $R/bpe_tokenizer.py train --out "$WORK/tokenizer.json"
+
+COMMON="--tokenizer $WORK/tokenizer.json --seed 0 --steps $STEPS --images 48 --questions-per-image 2 --warmup 150
+  --lr 2e-3 --patch 16 --vit-width 128 --vit-layers 3 --d 192 --ffn 512 --layers 4 --heads 4 --kv-heads 2
+  --cond-r 64 --cond-heads 4 --o-proj-init 0.02 --aux-weight 0.5 --seq-weight-power 0.5
+  --type-weights 1,1,1,1,1,0.5 --attr-pref 0.6 --threads 1 --eval-every 250"
+for m in lavi concat; do
+  rm -rf "$WORK/$m"
+  # shellcheck disable=SC2086
+  nice -n 5 $PY $R/train_vqa.py train --mode $m --run-dir "$WORK/$m" $COMMON > "$WORK/$m.log" 2>&1 &
+done
+wait
+
+$PY $R/train_vqa.py export --run-dir "$WORK/lavi" --tokenizer "$WORK/tokenizer.json" --out models/weights/lavi-vqa
+$PY $R/train_vqa.py export --run-dir "$WORK/concat" --tokenizer "$WORK/tokenizer.json" --out models/weights/concat-vqa
+$PY $R/eval_vqa.py eval models/weights/lavi-vqa models/weights/concat-vqa
+$PY $R/eval_vqa.py golden
