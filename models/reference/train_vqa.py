@@ -133,7 +133,7 @@ class AuxHeads(torch.nn.Module):
     size of the object in its grid cell (or 'empty'), and which cell it lies in. They stand in for the pretraining a real vision tower
     would have had (SigLIP), giving V attribute-aligned directions early; they are not part of the checkpoint."""
 
-    def __init__(self, d: int, grid: int):
+    def __init__(self, d: int, grid: int, pooled: bool = False):
         super().__init__()
         if grid % 3:
             raise ValueError('auxiliary cell labels need a patch grid that is a multiple of 3')
@@ -142,6 +142,9 @@ class AuxHeads(torch.nn.Module):
                                           torch.nn.Linear(d, 1 + len(vqa_data.SHAPES)),
                                           torch.nn.Linear(d, 1 + len(vqa_data.SIZES)),
                                           torch.nn.Linear(d, 9)])  # which cell the token lies in
+        # optional: the mean of all visual tokens predicts every cell's attributes (a whole-scene summary)
+        self.pooled = torch.nn.ModuleList([torch.nn.Linear(d, 9 * h.out_features) for h in self.heads[:3]]) \
+            if pooled else None
         g = grid
         self.register_buffer('cell_of_patch', torch.tensor([(r * 3 // g) * 3 + c * 3 // g
                                                             for r in range(g) for c in range(g)]), persistent=False)
@@ -154,6 +157,11 @@ class AuxHeads(torch.nn.Module):
             logits = h(V)
             target = lab[..., k] if k < 3 else where
             loss = loss + F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
+        if self.pooled is not None:
+            m = V.mean(1)
+            for k, h in enumerate(self.pooled):
+                logits = h(m).view(V.shape[0], 9, -1)
+                loss = loss + F.cross_entropy(logits.reshape(-1, logits.shape[-1]), cells[..., k].reshape(-1))
         return loss / len(self.heads)
 
 
@@ -275,7 +283,7 @@ def train(a) -> None:
                 for c in layer.values():
                     c.o_proj.weight.normal_(0.0, a.o_proj_init)
     params = count_params(model)
-    aux = AuxHeads(cfg.text_config.hidden_size, cfg.vision_config.grid) if a.aux_weight > 0 else None
+    aux = AuxHeads(cfg.text_config.hidden_size, cfg.vision_config.grid, a.aux_pooled) if a.aux_weight > 0 else None
     groups = []
     for vis in (False, True):  # vision side (tower, projector, conditioners) may get its own lr multiplier
         for dec in (True, False):
@@ -395,6 +403,8 @@ def main(argv=None) -> None:
                    help='lr multiplier of the vision tower, projector and conditioners')
     t.add_argument('--aux-weight', type=float, default=0.0,
                    help='weight of the training-only per-cell attribute loss on the visual tokens (0: off)')
+    t.add_argument('--aux-pooled', action='store_true',
+                   help='auxiliary: the mean visual token also predicts every cell\'s attributes')
     t.add_argument('--threads', type=int, default=2)
     t.add_argument('--log-every', type=int, default=25)
     t.add_argument('--eval-every', type=int, default=250)
