@@ -115,7 +115,7 @@ class Batcher:
             cells.append(cell_labels(self.stream.scene(idx)))
             for q in qs:
                 ids, lab = encode_example(self.tok, q.question, q.answer)
-                seqs.append((j, ids, lab, q.type))
+                seqs.append((j, ids, lab, q.type, q.cell))
         return torch.stack(imgs), seqs, torch.stack(cells)
 
 
@@ -188,14 +188,45 @@ def groups_of(seqs, split_len: int = 24):
     return [g for g in (short, long) if g]
 
 
-def batch_loss(model, V: torch.Tensor, seqs, pad_id: int, power: float = 0.0) -> Tuple[torch.Tensor, float]:
+class ReferentProbe(torch.nn.Module):
+    """Training-only: at the last prompt position (where the first answer token is predicted), linear probes on
+    the residual stream after some decoder layers predict the grid cell of the object the question is about
+    (questions that name exactly one object). It supervises the hard step of these questions directly: carrying
+    the question's words to the answer position and looking up the matching visual token. Not in the checkpoint."""
+
+    def __init__(self, d: int, layers: List[int]):
+        super().__init__()
+        self.layers = layers
+        self.heads = torch.nn.ModuleList([torch.nn.Linear(d, 9) for _ in layers])
+
+    def forward(self, hidden_states, n_prefix: int, lab: torch.Tensor, cells: torch.Tensor) -> Tuple[torch.Tensor, int]:
+        keep = cells >= 0
+        if not bool(keep.any()):
+            return torch.zeros(()), 0
+        first = (lab != -100).float().argmax(-1)  # first answer token; the prompt's last position is one before
+        pos = n_prefix + first - 1
+        rows = torch.arange(lab.shape[0])
+        loss = 0.0
+        for k, h in zip(self.layers, self.heads):
+            x = hidden_states[k][rows, pos][keep]
+            loss = loss + F.cross_entropy(h(x), cells[keep], reduction='sum')
+        return loss / len(self.layers), int(keep.sum())
+
+
+def batch_loss(model, V: torch.Tensor, seqs, pad_id: int, power: float = 0.0, probe: Optional[ReferentProbe] = None):
     """Weighted sum of answer-token cross-entropies over the groups, and the sum of the weights. A sequence with
     n answer tokens weighs n^-power per token: 0 is the plain token mean (long descriptions then dominate the
-    gradient), 1 the mean over sequences of each sequence's token mean."""
+    gradient), 1 the mean over sequences of each sequence's token mean. With a probe, also the mean referent-probe
+    loss (0 when no question names an object)."""
     total, norm = 0.0, 0.0
+    ref_sum, ref_n = 0.0, 0
     for g in groups_of(seqs):
         ids, lab, mask, img = collate(g, pad_id)
-        out = model(ids, visual_tokens=V[img], attention_mask=mask)
+        out = model(ids, visual_tokens=V[img], attention_mask=mask, output_hidden_states=probe is not None)
+        if probe is not None:
+            cells = torch.tensor([s[4] for s in g], dtype=torch.long)
+            l, n = probe(out['hidden_states'], out['n_prefix'], lab, cells)
+            ref_sum, ref_n = ref_sum + l, ref_n + n
         logits = out['text_logits'][:, :-1]
         tgt = lab[:, 1:]
         ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), ignore_index=-100,
@@ -204,7 +235,9 @@ def batch_loss(model, V: torch.Tensor, seqs, pad_id: int, power: float = 0.0) ->
         w = n.pow(-power)
         total = total + (ce.sum(-1) * w).sum()
         norm += float((n * w).sum())
-    return total, norm
+    if probe is None:
+        return total, norm
+    return total, norm, (ref_sum / ref_n if ref_n else torch.zeros(()))
 
 
 # =============================================================================================================
@@ -219,7 +252,7 @@ def val_set(tok: Tokenizer, vc: VisionConfig, n_questions: int):
     seqs = []
     for i, q in vqa_data.heldout_questions('val')[:n_questions]:
         ids, lab = encode_example(tok, q.question, q.answer)
-        seqs.append((i, ids, lab, q.type))
+        seqs.append((i, ids, lab, q.type, q.cell))
     return pix, seqs
 
 
@@ -284,10 +317,19 @@ def train(a) -> None:
                     c.o_proj.weight.normal_(0.0, a.o_proj_init)
     params = count_params(model)
     aux = AuxHeads(cfg.text_config.hidden_size, cfg.vision_config.grid, a.aux_pooled) if a.aux_weight > 0 else None
+    probe = ReferentProbe(cfg.text_config.hidden_size, [int(x) for x in a.ref_layers.split(',')]) \
+        if a.ref_weight > 0 else None
+    if a.init_from:
+        # a second phase: continue from another run's weights (same architecture) on images it has not seen
+        ck = torch.load(a.init_from, map_location='cpu')
+        model.load_state_dict(ck['state_dict'])
+        if aux is not None and ck.get('aux_state_dict'):
+            aux.load_state_dict(ck['aux_state_dict'])
     groups = []
     for vis in (False, True):  # vision side (tower, projector, conditioners) may get its own lr multiplier
         for dec in (True, False):
-            named = list(model.named_parameters()) + (list(aux.named_parameters('aux.')) if aux else [])
+            named = list(model.named_parameters()) + (list(aux.named_parameters('aux.')) if aux else []) + \
+                (list(probe.named_parameters('probe.')) if probe else [])
             ps = [p for n, p in named if (p.dim() >= 2) == dec and (not n.startswith('model.')) == vis]
             if ps:
                 groups.append({'params': ps, 'weight_decay': a.wd if dec else 0.0,
@@ -313,19 +355,22 @@ def train(a) -> None:
         lr = lr_at(step, a)
         for g in opt.param_groups:
             g['lr'] = lr * g['lr_mult']
-        pix, seqs, cells = batcher.batch(step, cfg.vision_config)
+        pix, seqs, cells = batcher.batch(step + a.data_offset, cfg.vision_config)
         V = model.encode_image(pix)
-        total, norm = batch_loss(model, V, seqs, pad_id, a.seq_weight_power)
+        if probe is not None:
+            total, norm, ref_loss = batch_loss(model, V, seqs, pad_id, a.seq_weight_power, probe)
+        else:
+            (total, norm), ref_loss = batch_loss(model, V, seqs, pad_id, a.seq_weight_power), torch.zeros(())
         loss = total / norm
         aux_loss = aux(V, cells) if aux is not None else torch.zeros(())
-        full = loss + a.aux_weight * aux_loss
+        full = loss + a.aux_weight * aux_loss + a.ref_weight * ref_loss
         opt.zero_grad(set_to_none=True)
         full.backward()
         gn = torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g['params']], a.clip)
         opt.step()
         ema = float(loss) if ema is None else 0.95 * ema + 0.05 * float(loss)
         if step % a.log_every == 0 or step == a.steps - 1:
-            log({'step': step, 'loss': round(float(loss), 4), 'aux': round(float(aux_loss), 4), 'ema': round(ema, 4), 'lr': round(lr, 6),
+            log({'step': step, 'loss': round(float(loss), 4), 'aux': round(float(aux_loss), 4), 'ref': round(float(ref_loss), 4), 'ema': round(ema, 4), 'lr': round(lr, 6),
                  'grad_norm': round(float(gn), 3)})
         if (step + 1) % a.eval_every == 0 or step == a.steps - 1:
             res = evaluate(model, vpix, vseqs, pad_id)
@@ -403,8 +448,16 @@ def main(argv=None) -> None:
                    help='lr multiplier of the vision tower, projector and conditioners')
     t.add_argument('--aux-weight', type=float, default=0.0,
                    help='weight of the training-only per-cell attribute loss on the visual tokens (0: off)')
+    t.add_argument('--ref-weight', type=float, default=0.0,
+                   help='weight of the training-only referent probe (the cell of the object a question names, '
+                        'predicted at the answer position; 0: off)')
+    t.add_argument('--ref-layers', default='2,3',
+                   help='hidden-state indices (HF convention: k = output of layer k-1) the referent probe reads')
     t.add_argument('--aux-pooled', action='store_true',
                    help='auxiliary: the mean visual token also predicts every cell\'s attributes')
+    t.add_argument('--init-from', default=None, help='checkpoint.pt of an earlier run to start from')
+    t.add_argument('--data-offset', type=int, default=0,
+                   help='first batch index of the data stream (a continuation uses images the first phase did not)')
     t.add_argument('--threads', type=int, default=2)
     t.add_argument('--log-every', type=int, default=25)
     t.add_argument('--eval-every', type=int, default=250)

@@ -6,7 +6,7 @@
 set -eu
 PY=${PY:-/usr/bin/python3}
 WORK=${WORK:-/tmp/lavi-train}
-STEPS=${STEPS:-5000}
+STEPS=${STEPS:-4000}
 mkdir -p "$WORK"
 
 # Debian's PyTorch links the reference BLAS (BLAS_INFO=generic, ~6 GFLOP/s). OpenBLAS is ~30x faster; take it from
@@ -27,7 +27,7 @@ $PY $R/bpe_tokenizer.py train --out "$WORK/tokenizer.json"
 
 COMMON="--tokenizer $WORK/tokenizer.json --seed 0 --steps $STEPS --images 48 --questions-per-image 2 --warmup 150
   --lr 2e-3 --patch 16 --vit-width 128 --vit-layers 3 --d 192 --ffn 512 --layers 4 --heads 4 --kv-heads 2
-  --cond-r 64 --cond-heads 4 --o-proj-init 0.02 --aux-weight 0.5 --threads 1 --eval-every 500"
+  --cond-r 64 --cond-heads 4 --o-proj-init 0.02 --aux-weight 0.5 --ref-weight 0.5 --threads 1 --eval-every 500"
 for m in lavi concat; do
   rm -rf "$WORK/$m"
   # shellcheck disable=SC2086

@@ -183,6 +183,7 @@ class QA:
     question: str
     answer: str
     type: str
+    cell: int = -1  # the cell of the one object the question is about (-1: none, or several); training uses it
 
 
 def _unique(scene: Scene, **attrs) -> Optional[Obj]:
@@ -197,26 +198,26 @@ def candidates(scene: Scene, qtype: str) -> List[QA]:
         for s in SHAPES:
             o = _unique(scene, shape=s)
             if o:
-                out.append(QA(f'What color is the {s}?', o.color, qtype))
+                out.append(QA(f'What color is the {s}?', o.color, qtype, o.cell))
             else:
                 for z in SIZES:
                     o = _unique(scene, shape=s, size=z)
                     if o:
-                        out.append(QA(f'What color is the {z} {s}?', o.color, qtype))
+                        out.append(QA(f'What color is the {z} {s}?', o.color, qtype, o.cell))
         for o in scene:
-            out.append(QA(f'What color is the object in the {CELLS[o.cell]}?', o.color, qtype))
+            out.append(QA(f'What color is the object in the {CELLS[o.cell]}?', o.color, qtype, o.cell))
     elif qtype == 'shape':
         for c in COLOR_NAMES:
             o = _unique(scene, color=c)
             if o:
-                out.append(QA(f'What shape is the {c} object?', o.shape, qtype))
+                out.append(QA(f'What shape is the {c} object?', o.shape, qtype, o.cell))
             else:
                 for z in SIZES:
                     o = _unique(scene, color=c, size=z)
                     if o:
-                        out.append(QA(f'What shape is the {z} {c} object?', o.shape, qtype))
+                        out.append(QA(f'What shape is the {z} {c} object?', o.shape, qtype, o.cell))
         for o in scene:
-            out.append(QA(f'What shape is the object in the {CELLS[o.cell]}?', o.shape, qtype))
+            out.append(QA(f'What shape is the object in the {CELLS[o.cell]}?', o.shape, qtype, o.cell))
     elif qtype == 'count':
         out.append(QA('How many objects are there?', str(len(scene)), qtype))
         for c in COLOR_NAMES:
@@ -229,7 +230,8 @@ def candidates(scene: Scene, qtype: str) -> List[QA]:
         for c in COLOR_NAMES:
             for s in SHAPES:
                 yes = any(o.color == c and o.shape == s for o in scene)
-                out.append(QA(f'Is there {article(c)} {c} {s}?', 'yes' if yes else 'no', qtype))
+                o = _unique(scene, color=c, shape=s)
+                out.append(QA(f'Is there {article(c)} {c} {s}?', 'yes' if yes else 'no', qtype, o.cell if o else -1))
         for s in SHAPES:
             yes = any(o.shape == s for o in scene)
             out.append(QA(f'Is there {article(s)} {s}?', 'yes' if yes else 'no', qtype))
@@ -240,15 +242,15 @@ def candidates(scene: Scene, qtype: str) -> List[QA]:
         for s in SHAPES:
             o = _unique(scene, shape=s)
             if o:
-                out.append(QA(f'Where is the {s}?', CELLS[o.cell], qtype))
+                out.append(QA(f'Where is the {s}?', CELLS[o.cell], qtype, o.cell))
         for c in COLOR_NAMES:
             o = _unique(scene, color=c)
             if o:
-                out.append(QA(f'Where is the {c} object?', CELLS[o.cell], qtype))
+                out.append(QA(f'Where is the {c} object?', CELLS[o.cell], qtype, o.cell))
             for s in SHAPES:
                 o = _unique(scene, color=c, shape=s)
                 if o:
-                    out.append(QA(f'Where is the {c} {s}?', CELLS[o.cell], qtype))
+                    out.append(QA(f'Where is the {c} {s}?', CELLS[o.cell], qtype, o.cell))
     elif qtype == 'describe':
         out.append(QA('Describe the image.', describe(scene), qtype))
     else:
