@@ -12,7 +12,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { CpuBackend } from '../../backends/cpu/index.js';
-import { createWebGPUBackend, type WebGPUBackend } from '../../backends/webgpu/index.js';
+import { createWebGPUBackend, type WebGPUBackend, type WebGPUBackendOptions } from '../../backends/webgpu/index.js';
 import type { Backend } from '../../core/backend.js';
 import type { Tensor } from '../../core/tensor.js';
 import * as ops from '../../ops/index.js';
@@ -157,6 +157,20 @@ async function main(): Promise<void> {
           const x = up(b, X, [1, K]), w = up(b, W, [N, K], dt);
           return () => ops.linear(x, w);
         }, (ms) => [bytes / ms / 1e6, 'GB/s'], dt === 'f32' ? '64 MiB of weights' : '32 MiB of packed weights');
+        if (dt === 'f32') {
+          console.log(`  (webgpu texture copies of weights now held: ${(gpu.rt.memory().textureBytes / 2 ** 20).toFixed(0)} MiB)`);
+          // The storage-buffer kernel on the same device, for the ratio (textureWeightBytes 0: no texture copies).
+          const plain = await createWebGPUBackend({ context: gpu.ctx, textureWeightBytes: 0, name: 'webgpu-buf' } as WebGPUBackendOptions);
+          try {
+            await bench(`gemv 1x4096·[4096,4096]ᵀ f32 weights, storage-buffer kernel`, [plain], RUNS * 2, (b) => {
+              const x = up(b, X, [1, K]), w = up(b, W, [N, K]);
+              return () => ops.linear(x, w);
+            }, (ms) => [bytes / ms / 1e6, 'GB/s'], '64 MiB of weights');
+          } finally {
+            for (const t of keep.splice(-2)) t.dispose();
+            await plain.destroy();
+          }
+        }
       }
     }
 
