@@ -433,13 +433,17 @@ if (!gpu) {
     assert.ok(!G.ctx.destroyed, 'a backend on a borrowed context leaves it alive');
   });
 
-  test('GEMV from texture copies of f32 weights: results, refresh after in-place writes, layers, budget, freeing', async () => {
+  test('GEMV from texture copies of f32/f16/bf16 weights: results, refresh after in-place writes, layers, budget, freeing', async () => {
     const mk = (budget: number) => createWebGPUBackend({ textureWeightBytes: budget, guardWords: 16, context: G.ctx } as WebGPUBackendOptions);
     const Tx = await mk(64 * 2 ** 20);
     try {
       const T = 5e-4;
       await cmp(Tx, 'matmul', 'texture GEMV [1,128]·[70,128]ᵀ+bias', [u([1, 128], 150), u([70, 128], 151), u([70], 152)], ([a, b, c]) => ops.linear(a!, b!, c!), T);
       await cmp(Tx, 'matmul', 'texture GEMV [3,256]·[33,256]ᵀ', [u([3, 256], 153), u([33, 256], 154)], ([a, b]) => ops.linear(a!, b!), T);
+      for (const dt of ['bf16', 'f16'] as const) {
+        await cmp(Tx, 'matmul', `texture GEMV packed ${dt} [1,128]·[70,128]ᵀ+bias`, [u([1, 128], 163), u([70, 128], 164, 1, dt), u([70], 165)], ([a, b, c]) => ops.linear(a!, b!, c!), T);
+        await cmp(Tx, 'matmul', `texture GEMV packed ${dt} [4,384]·[9,384]ᵀ`, [u([4, 384], 166), u([9, 384], 167, 1, dt)], ([a, b]) => ops.linear(a!, b!), T);
+      }
       // More rows than a texture is high (maxTextureDimension2D): rows continue in the next array layer.
       const maxDim = Tx.ctx.limits.maxTextureDimension2D ?? 8192;
       await cmp(Tx, 'matmul', `texture GEMV over layers [1,64]·[${maxDim + 37},64]ᵀ`, [u([1, 64], 155), u([maxDim + 37, 64], 156)], ([a, b]) => ops.linear(a!, b!), T);

@@ -41,7 +41,7 @@ export interface WebGPUBackendOptions extends RuntimeOptions {
   maxBatch?: number;
   /** Bytes of freed buffers kept for reuse (default 512 MiB). */
   poolBytes?: number;
-  /** Bytes of texture copies of f32 GEMV weights to keep (default 1 GiB on software adapters, else 0; 0 = off).
+  /** Bytes of texture copies of GEMV weights to keep (default 1 GiB on software adapters, else 0; 0 = off).
    *  On lavapipe a texture read is vectorised while a storage-buffer read is a per-lane loop, so a decode GEMV
    *  reads a texture copy of its weight ~1.7× faster per CPU-second — at the cost of a second copy of the weight. */
   textureWeightBytes?: number;

@@ -74,11 +74,13 @@ export interface View {
   readonly elemOffset: number;
 }
 
-/** 'r'/'w': storage buffer (read-only / read-write); 't': read-only rgba32float 2-D array storage texture. */
-export type BindingKind = 'r' | 'w' | 't';
+/** 'r'/'w': storage buffer (read-only / read-write); 't' / 'u': read-only rgba32float / rgba32uint 2-D array
+ *  storage texture. */
+export type BindingKind = 'r' | 'w' | 't' | 'u';
 
-/** A [rows, cols] f32 matrix (cols a multiple of 64) as an rgba32float 2-D array texture: texel (q, r % rowsPerLayer)
- *  of layer ⌊r / rowsPerLayer⌋ holds elements 4q … 4q+3 of row r. */
+/** A [rows, cols] matrix as a 2-D array texture with 16-byte texels (rgba32float for f32, 4 elements per texel;
+ *  rgba32uint for f16/bf16, 8 packed halves): texel (q, r % rowsPerLayer) of layer ⌊r / rowsPerLayer⌋ holds
+ *  texel q of row r. Rows are 256-byte multiples (cols a multiple of 64 f32 or 128 halves). */
 export interface TexMirror {
   readonly id: number;
   readonly texture: GPUTexture;
@@ -123,7 +125,7 @@ export interface RuntimeOptions {
   maxBatch?: number;
   poolBytes?: number;
   name?: string;
-  /** Bytes of texture copies of f32 GEMV weights the runtime may keep (textureMirror); default 1 GiB on software
+  /** Bytes of texture copies of GEMV weights the runtime may keep (textureMirror); default 1 GiB on software
    *  adapters (lavapipe reads textures with vectorised code but storage buffers lane by lane), 0 elsewhere. */
   textureWeightBytes?: number;
 }
@@ -362,17 +364,18 @@ export class GpuRuntime {
   }
 
   /**
-   * The texture copy of a [rows, cols] f32 storage (refreshed if the storage was written since), or null when
-   * there is none to be had: textures off or over budget, cols not a multiple of 64 (copyBufferToTexture wants
-   * 256-byte rows), or beyond the texture limits. The copy is encoded in the current batch, ahead of its users.
+   * The texture copy of a [rows, cols] f32/f16/bf16 storage (refreshed if the storage was written since), or null
+   * when there is none to be had: textures off or over budget, rows not a multiple of 256 bytes (what
+   * copyBufferToTexture wants), or beyond the texture limits. The copy is encoded in the current batch, ahead of its users.
    */
   textureMirror(st: GpuStorage, rows: number, cols: number): TexMirror | null {
-    if (this.textureBudget <= 0 || st.dtype !== 'f32' || rows * cols !== st.size || rows === 0) return null;
+    if (this.textureBudget <= 0 || st.dtype === 'i32' || rows * cols !== st.size || rows === 0) return null;
+    const bpe = bytesPerElement(st.dtype);
     const L = this.ctx.limits;
     const maxDim = L.maxTextureDimension2D ?? 8192;
     const maxLayers = L.maxTextureArrayLayers ?? 256;
-    const w = cols / 4;
-    if (cols % 64 !== 0 || w > maxDim || st.offset % 16 !== 0) return null;
+    const w = (cols * bpe) / 16;
+    if ((cols * bpe) % 256 !== 0 || w > maxDim || st.offset % 16 !== 0) return null;
     const per = Math.min(rows, maxDim);
     const layers = Math.ceil(rows / per);
     if (layers > maxLayers) return null;
@@ -384,7 +387,7 @@ export class GpuRuntime {
       if (this.textureBytes + bytes > this.textureBudget) return null;
       const texture = this.scoped(`creating a ${bytes}-byte weight texture`, () =>
         this.device.createTexture({
-          label: `${this.name}.mirror#${st.id}`, size: [w, per, layers], format: 'rgba32float', dimension: '2d',
+          label: `${this.name}.mirror#${st.id}`, size: [w, per, layers], format: bpe === 4 ? 'rgba32float' : 'rgba32uint', dimension: '2d',
           usage: 8 /* STORAGE_BINDING */ | 2 /* COPY_DST */,
         }),
       );
@@ -398,7 +401,7 @@ export class GpuRuntime {
       const enc = this.endPass();
       for (let l = 0; l < layers; l++) {
         const r = Math.min(per, rows - l * per);
-        enc.copyBufferToTexture({ buffer: st.buffer, offset: st.offset + l * per * cols * 4, bytesPerRow: cols * 4, rowsPerImage: per }, { texture: m.texture, origin: [0, 0, l] }, [w, r, 1]);
+        enc.copyBufferToTexture({ buffer: st.buffer, offset: st.offset + l * per * cols * bpe, bytesPerRow: cols * bpe, rowsPerImage: per }, { texture: m.texture, origin: [0, 0, l] }, [w, r, 1]);
       }
       st.buf.lastBatch = this.serial;
       m.lastBatch = this.serial;
@@ -506,8 +509,8 @@ export class GpuRuntime {
       const entries: GPUBindGroupLayoutEntry[] = bindings.map((k, i) => ({
         binding: i,
         visibility: 4 /* GPUShaderStage.COMPUTE */,
-        ...(k === 't'
-          ? { storageTexture: { access: 'read-only' as const, format: 'rgba32float' as const, viewDimension: '2d-array' as const } }
+        ...(k === 't' || k === 'u'
+          ? { storageTexture: { access: 'read-only' as const, format: k === 't' ? ('rgba32float' as const) : ('rgba32uint' as const), viewDimension: '2d-array' as const } }
           : { buffer: { type: k === 'r' ? ('read-only-storage' as const) : ('storage' as const) } }),
       }));
       entries.push({ binding: bindings.length, visibility: 4, buffer: { type: 'uniform', hasDynamicOffset: true } });
