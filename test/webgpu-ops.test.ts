@@ -245,6 +245,8 @@ if (!gpu) {
       ['full, 1000 keys', [1, 3, 2, 8], [1, 1000, 2, 8], [1, 1000, 2, 8], { causal: false }],
       ['odd head dims (portable path)', [1, 3, 3, 5], [1, 17, 1, 5], [1, 17, 1, 3], { causal: false }],
       ['129 queries', [1, 129, 2, 16], [1, 129, 1, 16], [1, 129, 1, 16], { causal: true, scale: 0.3 }],
+      // ≥ 16 rows per kv head: the 12-row prefill tile, with a partial last tile, two batches and Dv ≠ D.
+      ['prefill tiles, batch 2, offset', [2, 9, 4, 32], [2, 20, 2, 32], [2, 20, 2, 16], { causal: true, queryOffset: 8, keyLength: 17 }],
     ];
     for (const [label, q, k, v, o] of cases) {
       await cmp(G, 'attention', label, [u(q, 60), u(k, 61), u(v, 62)], ([a, b, c]) => ops.attention(a!, b!, c!, o), T);
