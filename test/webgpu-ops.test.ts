@@ -477,7 +477,16 @@ if (!gpu) {
       Tx.rt.write(w.storage as GpuStorage, wd);
       y = ops.linear(x, w);
       compare('texture GEMV after an upload into the weight', await y.read(), await want(wd), 1e-7);
-      for (const t of [y, src, x, w]) t.dispose();
+      // The same storage seen with another shape in the same batch: a new copy; the old one outlives its last use.
+      const x2 = ops.tensor(Tx, rnd(128, 170), [1, 128]);
+      const y1 = ops.linear(x, w);
+      const w2 = ops.reshape(w, [8, 128]);
+      const y2 = ops.linear(x2, w2);
+      const xc = ops.tensor(cpu, rnd(128, 170), [1, 128]), wc = ops.tensor(cpu, wd, [8, 128]);
+      const y2c = ops.linear(xc, wc);
+      compare('texture GEMV, first shape', await y1.read(), await want(wd), 1e-7);
+      compare('texture GEMV, reshaped weight', await y2.read(), await y2c.read(), 1e-7);
+      for (const t of [y, y1, y2, x2, w2, xc, wc, y2c, src, x, w]) t.dispose();
       await Tx.sync();
       assert.is(Tx.memory().textureBytes, 0);
       assert.equal(await Tx.checkGuards(), []);

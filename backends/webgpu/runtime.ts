@@ -58,7 +58,7 @@ export class GpuStorage {
   /** Bumped by every write (upload, copy, kernel output): derived copies (texture mirrors) record the version
    *  they were made from and are refreshed when it changed. */
   version = 0;
-  /** rgba32float texture copy of the data, made on demand by GpuRuntime.textureMirror (GEMV weights). */
+  /** Texture copy of the data (rgba32float / rgba32uint), made on demand by GpuRuntime.textureMirror (GEMV weights). */
   mirror: TexMirror | null = null;
   get buffer(): GPUBuffer {
     return this.buf.buffer;
@@ -381,7 +381,11 @@ export class GpuRuntime {
     if (layers > maxLayers) return null;
     let m = st.mirror;
     if (!m || m.rows !== rows || m.cols !== cols) {
-      if (m) this.destroyMirror(m);
+      // The storage is now seen with another shape: drop the old copy (after the submit if encoded work uses it).
+      if (m) {
+        if (m.lastBatch === this.serial) this.texDestroyAfterSubmit.push(m);
+        else this.destroyMirror(m);
+      }
       st.mirror = null;
       const bytes = w * 16 * per * layers;
       if (this.textureBytes + bytes > this.textureBudget) return null;
