@@ -245,6 +245,8 @@ if (!gpu) {
       ['full, 1000 keys', [1, 3, 2, 8], [1, 1000, 2, 8], [1, 1000, 2, 8], { causal: false }],
       ['odd head dims (portable path)', [1, 3, 3, 5], [1, 17, 1, 5], [1, 17, 1, 3], { causal: false }],
       ['129 queries', [1, 129, 2, 16], [1, 129, 1, 16], [1, 129, 1, 16], { causal: true, scale: 0.3 }],
+      // ≥ 16 rows per kv head: the 12-row prefill tile, with a partial last tile, two batches and Dv ≠ D.
+      ['prefill tiles, batch 2, offset', [2, 9, 4, 32], [2, 20, 2, 32], [2, 20, 2, 16], { causal: true, queryOffset: 8, keyLength: 17 }],
     ];
     for (const [label, q, k, v, o] of cases) {
       await cmp(G, 'attention', label, [u(q, 60), u(k, 61), u(v, 62)], ([a, b, c]) => ops.attention(a!, b!, c!, o), T);
@@ -431,6 +433,76 @@ if (!gpu) {
       await S.destroy();
     }
     assert.ok(!G.ctx.destroyed, 'a backend on a borrowed context leaves it alive');
+  });
+
+  test('GEMV from texture copies of f32/f16/bf16 weights: results, refresh after in-place writes, layers, budget, freeing', async () => {
+    const mk = (budget: number) => createWebGPUBackend({ textureWeightBytes: budget, guardWords: 16, context: G.ctx } as WebGPUBackendOptions);
+    const Tx = await mk(64 * 2 ** 20);
+    try {
+      const T = 5e-4;
+      await cmp(Tx, 'matmul', 'texture GEMV [1,128]·[70,128]ᵀ+bias', [u([1, 128], 150), u([70, 128], 151), u([70], 152)], ([a, b, c]) => ops.linear(a!, b!, c!), T);
+      await cmp(Tx, 'matmul', 'texture GEMV [3,256]·[33,256]ᵀ', [u([3, 256], 153), u([33, 256], 154)], ([a, b]) => ops.linear(a!, b!), T);
+      for (const dt of ['bf16', 'f16'] as const) {
+        await cmp(Tx, 'matmul', `texture GEMV packed ${dt} [1,128]·[70,128]ᵀ+bias`, [u([1, 128], 163), u([70, 128], 164, 1, dt), u([70], 165)], ([a, b, c]) => ops.linear(a!, b!, c!), T);
+        await cmp(Tx, 'matmul', `texture GEMV packed ${dt} [4,384]·[9,384]ᵀ`, [u([4, 384], 166), u([9, 384], 167, 1, dt)], ([a, b]) => ops.linear(a!, b!), T);
+      }
+      // More rows than a texture is high (maxTextureDimension2D): rows continue in the next array layer.
+      const maxDim = Tx.ctx.limits.maxTextureDimension2D ?? 8192;
+      await cmp(Tx, 'matmul', `texture GEMV over layers [1,64]·[${maxDim + 37},64]ᵀ`, [u([1, 64], 155), u([maxDim + 37, 64], 156)], ([a, b]) => ops.linear(a!, b!), T);
+      assert.is(Tx.memory().textureBytes, 0, 'texture copies are freed with their tensors');
+      // The copy follows in-place writes of the weight (writeSlice, as a KV cache gets them) and uploads.
+      const x = ops.tensor(Tx, rnd(64, 157), [1, 64]);
+      const w = ops.tensor(Tx, rnd(16 * 64, 158), [16, 64]);
+      const want = async (wd: Float32Array) => {
+        const xc = ops.tensor(cpu, rnd(64, 157), [1, 64]), wc = ops.tensor(cpu, wd, [16, 64]);
+        const o = ops.linear(xc, wc);
+        const r = await o.read();
+        for (const t of [xc, wc, o]) t.dispose();
+        return r;
+      };
+      let wd = rnd(16 * 64, 158);
+      let y = ops.linear(x, w);
+      compare('texture GEMV before writes', await y.read(), await want(wd), 1e-7);
+      y.dispose();
+      assert.ok(Tx.memory().textureBytes > 0, 'the GEMV used a texture copy');
+      const patch = rnd(4 * 64, 159);
+      const src = ops.tensor(Tx, patch, [4, 64]);
+      ops.writeSlice(w, src, 0, 5);
+      wd = wd.slice();
+      wd.set(patch, 5 * 64);
+      y = ops.linear(x, w);
+      compare('texture GEMV after writeSlice', await y.read(), await want(wd), 1e-7);
+      y.dispose();
+      wd = rnd(16 * 64, 160);
+      Tx.rt.write(w.storage as GpuStorage, wd);
+      y = ops.linear(x, w);
+      compare('texture GEMV after an upload into the weight', await y.read(), await want(wd), 1e-7);
+      // The same storage seen with another shape in the same batch: a new copy; the old one outlives its last use.
+      const x2 = ops.tensor(Tx, rnd(128, 170), [1, 128]);
+      const y1 = ops.linear(x, w);
+      const w2 = ops.reshape(w, [8, 128]);
+      const y2 = ops.linear(x2, w2);
+      const xc = ops.tensor(cpu, rnd(128, 170), [1, 128]), wc = ops.tensor(cpu, wd, [8, 128]);
+      const y2c = ops.linear(xc, wc);
+      compare('texture GEMV, first shape', await y1.read(), await want(wd), 1e-7);
+      compare('texture GEMV, reshaped weight', await y2.read(), await y2c.read(), 1e-7);
+      for (const t of [y, y1, y2, x2, w2, xc, wc, y2c, src, x, w]) t.dispose();
+      await Tx.sync();
+      assert.is(Tx.memory().textureBytes, 0);
+      assert.equal(await Tx.checkGuards(), []);
+    } finally {
+      await Tx.destroy();
+    }
+    // Over budget, or off: the storage-buffer kernel, same results.
+    for (const budget of [0, 1024]) {
+      const Nt = await mk(budget);
+      try {
+        await cmp(Nt, 'matmul', `GEMV, texture budget ${budget} [1,128]·[70,128]ᵀ`, [u([1, 128], 161), u([70, 128], 162)], ([a, b]) => ops.linear(a!, b!), 5e-4);
+        assert.is(Nt.memory().textureBytes, 0);
+      } finally {
+        await Nt.destroy();
+      }
+    }
   });
 
   test('errors: oversize allocations, unsupported requests, invalid shaders, use after destroy', async () => {

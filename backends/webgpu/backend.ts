@@ -41,6 +41,10 @@ export interface WebGPUBackendOptions extends RuntimeOptions {
   maxBatch?: number;
   /** Bytes of freed buffers kept for reuse (default 512 MiB). */
   poolBytes?: number;
+  /** Bytes of texture copies of GEMV weights to keep (default 1 GiB on software adapters, else 0; 0 = off).
+   *  On lavapipe a texture read is vectorised while a storage-buffer read is a per-lane loop, so a decode GEMV
+   *  reads a texture copy of its weight ~1.7× faster per CPU-second — at the cost of a second copy of the weight. */
+  textureWeightBytes?: number;
   /** Options for device acquisition. */
   acquire?: AcquireOptions;
   /** Use this already-acquired context instead of acquiring one; destroy() then leaves it alive. */
@@ -132,7 +136,7 @@ export class WebGPUBackend implements Backend {
   }
 
   /** Bytes held by live tensors and by the buffer pool. */
-  memory(): { liveBytes: number; pooledBytes: number; liveTensors: number } {
+  memory(): { liveBytes: number; pooledBytes: number; liveTensors: number; textureBytes: number } {
     return this.rt.memory();
   }
 

@@ -3,7 +3,8 @@
 // is large, or when an upload would race with encoded work), a pipeline cache keyed on the shader text, a uniform
 // arena (one slot per dispatch, bound with a dynamic offset), bind-group caching, and error collection (error
 // scopes around pipeline and buffer creation, uncaptured errors and device loss from the context), surfaced as
-// BackendErrors at the next synchronisation point — or at once, for a lost device.
+// BackendErrors at the next synchronisation point — or at once, for a lost device. Storages carry a write version,
+// which lets derived texture copies of GEMV weights (textureMirror) follow in-place writes.
 
 import { bytesPerElement, type DType } from '../../core/dtype.js';
 import { BackendError } from '../../core/errors.js';
@@ -54,6 +55,11 @@ export class GpuStorage {
     /** Byte offset of the data inside the buffer (the leading guard in guard mode, else 0). */
     readonly offset: number,
   ) {}
+  /** Bumped by every write (upload, copy, kernel output): derived copies (texture mirrors) record the version
+   *  they were made from and are refreshed when it changed. */
+  version = 0;
+  /** Texture copy of the data (rgba32float / rgba32uint), made on demand by GpuRuntime.textureMirror (GEMV weights). */
+  mirror: TexMirror | null = null;
   get buffer(): GPUBuffer {
     return this.buf.buffer;
   }
@@ -68,7 +74,33 @@ export interface View {
   readonly elemOffset: number;
 }
 
-export type BindingKind = 'r' | 'w';
+/** 'r'/'w': storage buffer (read-only / read-write); 't' / 'u': read-only rgba32float / rgba32uint 2-D array
+ *  storage texture. */
+export type BindingKind = 'r' | 'w' | 't' | 'u';
+
+/** A [rows, cols] matrix as a 2-D array texture with 16-byte texels (rgba32float for f32, 4 elements per texel;
+ *  rgba32uint for f16/bf16, 8 packed halves): texel (q, r % rowsPerLayer) of layer ⌊r / rowsPerLayer⌋ holds
+ *  texel q of row r. Rows are 256-byte multiples (cols a multiple of 64 f32 or 128 halves). */
+export interface TexMirror {
+  readonly id: number;
+  readonly texture: GPUTexture;
+  readonly view: GPUTextureView;
+  readonly rows: number;
+  readonly cols: number;
+  readonly rowsPerLayer: number;
+  readonly bytes: number;
+  version: number;
+  lastBatch: number;
+}
+
+/** A texture binding of a dispatch. */
+export interface TexView {
+  readonly tex: TexMirror;
+}
+
+function isTex(v: View | TexView): v is TexView {
+  return (v as TexView).tex !== undefined;
+}
 
 export interface Pipe {
   readonly pipeline: GPUComputePipeline;
@@ -93,6 +125,9 @@ export interface RuntimeOptions {
   maxBatch?: number;
   poolBytes?: number;
   name?: string;
+  /** Bytes of texture copies of GEMV weights the runtime may keep (textureMirror); default 1 GiB on software
+   *  adapters (lavapipe reads textures with vectorised code but storage buffers lane by lane), 0 elsewhere. */
+  textureWeightBytes?: number;
 }
 
 export const GUARD_SENTINEL = 0xffbadbad;
@@ -146,6 +181,11 @@ export class GpuRuntime {
 
   private pendingErrors: Promise<string | null>[] = [];
   private dummy: GpuStorage | null = null;
+  private readonly textureBudget: number;
+  private textureBytes = 0;
+  private nextTexId = 1;
+  private readonly mirrors = new Set<TexMirror>();
+  private readonly texDestroyAfterSubmit: TexMirror[] = [];
   private destroyed = false;
   /** Counters for tests and benchmarks. */
   readonly stats = { submits: 0, dispatches: 0, pipelines: 0, compileMs: 0, buffersCreated: 0, poolHits: 0, bindGroupsCreated: 0 };
@@ -189,6 +229,7 @@ export class GpuRuntime {
     this.guardBytes = gw > 0 ? roundUp(gw * 4, Math.max(256, align)) : 0;
     this.maxBatch = opts.maxBatch ?? 256;
     this.poolLimit = opts.poolBytes ?? 512 * 2 ** 20;
+    this.textureBudget = opts.textureWeightBytes ?? (ctx.isSoftware ? 2 ** 30 : 0);
     this.arena = this.device.createBuffer({ label: `${this.name}.uniforms`, size: ARENA_BYTES, usage: U.UNIFORM | U.COPY_DST });
   }
 
@@ -291,6 +332,12 @@ export class GpuRuntime {
     st.released = true;
     this.live.delete(st);
     if (this.destroyed) return;
+    if (st.mirror) {
+      const m = st.mirror;
+      st.mirror = null;
+      if (m.lastBatch === this.serial) this.texDestroyAfterSubmit.push(m);
+      else this.destroyMirror(m);
+    }
     const pb = st.buf;
     if (this.pooledBytes + pb.capacity > this.poolLimit) {
       if (pb.lastBatch === this.serial) this.destroyAfterSubmit.push(pb);
@@ -309,6 +356,65 @@ export class GpuRuntime {
     this.bindGroups.clear();
   }
 
+  private destroyMirror(m: TexMirror): void {
+    if (!this.mirrors.delete(m)) return;
+    m.texture.destroy();
+    this.textureBytes -= m.bytes;
+    this.bindGroups.clear();
+  }
+
+  /**
+   * The texture copy of a [rows, cols] f32/f16/bf16 storage (refreshed if the storage was written since), or null
+   * when there is none to be had: textures off or over budget, rows not a multiple of 256 bytes (what
+   * copyBufferToTexture wants), or beyond the texture limits. The copy is encoded in the current batch, ahead of its users.
+   */
+  textureMirror(st: GpuStorage, rows: number, cols: number): TexMirror | null {
+    if (this.textureBudget <= 0 || st.dtype === 'i32' || rows * cols !== st.size || rows === 0) return null;
+    const bpe = bytesPerElement(st.dtype);
+    const L = this.ctx.limits;
+    const maxDim = L.maxTextureDimension2D ?? 8192;
+    const maxLayers = L.maxTextureArrayLayers ?? 256;
+    const w = (cols * bpe) / 16;
+    if ((cols * bpe) % 256 !== 0 || w > maxDim || st.offset % 16 !== 0) return null;
+    const per = Math.min(rows, maxDim);
+    const layers = Math.ceil(rows / per);
+    if (layers > maxLayers) return null;
+    let m = st.mirror;
+    if (!m || m.rows !== rows || m.cols !== cols) {
+      // The storage is now seen with another shape: drop the old copy (after the submit if encoded work uses it).
+      if (m) {
+        if (m.lastBatch === this.serial) this.texDestroyAfterSubmit.push(m);
+        else this.destroyMirror(m);
+      }
+      st.mirror = null;
+      const bytes = w * 16 * per * layers;
+      if (this.textureBytes + bytes > this.textureBudget) return null;
+      const texture = this.scoped(`creating a ${bytes}-byte weight texture`, () =>
+        this.device.createTexture({
+          label: `${this.name}.mirror#${st.id}`, size: [w, per, layers], format: bpe === 4 ? 'rgba32float' : 'rgba32uint', dimension: '2d',
+          usage: 8 /* STORAGE_BINDING */ | 2 /* COPY_DST */,
+        }),
+      );
+      m = { id: this.nextTexId++, texture, view: texture.createView({ dimension: '2d-array' }), rows, cols, rowsPerLayer: per, bytes, version: -1, lastBatch: 0 };
+      this.mirrors.add(m);
+      this.textureBytes += bytes;
+      st.mirror = m;
+    }
+    if (m.version !== st.version) {
+      this.alive('texture copy');
+      const enc = this.endPass();
+      for (let l = 0; l < layers; l++) {
+        const r = Math.min(per, rows - l * per);
+        enc.copyBufferToTexture({ buffer: st.buffer, offset: st.offset + l * per * cols * bpe, bytesPerRow: cols * bpe, rowsPerImage: per }, { texture: m.texture, origin: [0, 0, l] }, [w, r, 1]);
+      }
+      st.buf.lastBatch = this.serial;
+      m.lastBatch = this.serial;
+      m.version = st.version;
+      this.dispatches++;
+    }
+    return m;
+  }
+
   /** Drops every pooled buffer (memory goes back to the driver). */
   trimPool(): void {
     for (const list of this.pool.values()) {
@@ -321,10 +427,10 @@ export class GpuRuntime {
     this.pooledBytes = 0;
   }
 
-  memory(): { liveBytes: number; pooledBytes: number; liveTensors: number } {
+  memory(): { liveBytes: number; pooledBytes: number; liveTensors: number; textureBytes: number } {
     let live = 0;
     for (const s of this.live) live += s.buf.capacity;
-    return { liveBytes: live, pooledBytes: this.pooledBytes, liveTensors: this.live.size };
+    return { liveBytes: live, pooledBytes: this.pooledBytes, liveTensors: this.live.size, textureBytes: this.textureBytes };
   }
 
   /** Copies host bytes into the storage's data region. */
@@ -340,6 +446,7 @@ export class GpuRuntime {
       src = padded;
     }
     if (src.byteLength === 0) return;
+    st.version++;
     this.device.queue.writeBuffer(st.buffer, st.offset + byteOffsetInData, src, 0, src.byteLength);
   }
 
@@ -406,7 +513,9 @@ export class GpuRuntime {
       const entries: GPUBindGroupLayoutEntry[] = bindings.map((k, i) => ({
         binding: i,
         visibility: 4 /* GPUShaderStage.COMPUTE */,
-        buffer: { type: k === 'r' ? 'read-only-storage' : 'storage' },
+        ...(k === 't' || k === 'u'
+          ? { storageTexture: { access: 'read-only' as const, format: k === 't' ? ('rgba32float' as const) : ('rgba32uint' as const), viewDimension: '2d-array' as const } }
+          : { buffer: { type: k === 'r' ? ('read-only-storage' as const) : ('storage' as const) } }),
       }));
       entries.push({ binding: bindings.length, visibility: 4, buffer: { type: 'uniform', hasDynamicOffset: true } });
       const made = this.scoped(`bind group layout ${key}`, () => {
@@ -466,13 +575,13 @@ export class GpuRuntime {
     return this.encoder;
   }
 
-  private bindGroup(p: Pipe, views: readonly View[]): GPUBindGroup {
+  private bindGroup(p: Pipe, views: readonly (View | TexView)[]): GPUBindGroup {
     let key = `${p.layoutKey}:${p.params.bytes}`;
-    for (const v of views) key += `|${v.storage.buf.id}:${v.offset}:${v.size}`;
+    for (const v of views) key += isTex(v) ? `|t${v.tex.id}` : `|${v.storage.buf.id}:${v.offset}:${v.size}`;
     let bg = this.bindGroups.get(key);
     if (!bg) {
       if (this.bindGroups.size > 4096) this.bindGroups = new Map();
-      const entries: GPUBindGroupEntry[] = views.map((v, i) => ({ binding: i, resource: { buffer: v.storage.buffer, offset: v.offset, size: v.size } }));
+      const entries: GPUBindGroupEntry[] = views.map((v, i) => ({ binding: i, resource: isTex(v) ? v.tex.view : { buffer: v.storage.buffer, offset: v.offset, size: v.size } }));
       entries.push({ binding: views.length, resource: { buffer: this.arena, offset: 0, size: p.params.bytes } });
       bg = this.device.createBindGroup({ label: p.label, layout: p.bgl, entries });
       this.bindGroups.set(key, bg);
@@ -482,7 +591,7 @@ export class GpuRuntime {
   }
 
   /** Encodes one dispatch. Nothing runs until the batch is submitted. */
-  dispatch(p: Pipe, views: readonly View[], params: ParamValues, groups: readonly [number, number, number]): void {
+  dispatch(p: Pipe, views: readonly (View | TexView)[], params: ParamValues, groups: readonly [number, number, number]): void {
     this.alive(`kernel '${p.label}'`);
     const [x, y, z] = groups;
     if (x === 0 || y === 0 || z === 0) return;
@@ -491,7 +600,7 @@ export class GpuRuntime {
       throw new BackendError(`${this.name}: kernel '${p.label}' needs ${x}×${y}×${z} workgroups, over maxComputeWorkgroupsPerDimension (${lim})`);
     }
     if (views.length !== p.bindings.length) throw new BackendError(`${this.name}: kernel '${p.label}' takes ${p.bindings.length} bindings, got ${views.length}`);
-    for (const v of views) if (v.storage.released) throw new BackendError(`${this.name}: kernel '${p.label}' given freed storage #${v.storage.id}`);
+    for (const v of views) if (!isTex(v) && v.storage.released) throw new BackendError(`${this.name}: kernel '${p.label}' given freed storage #${v.storage.id}`);
     const slotBytes = roundUp(p.params.bytes, this.caps.uniformAlign);
     if (this.arenaUsed + slotBytes > ARENA_BYTES) this.flush();
     const slot = this.arenaUsed;
@@ -502,7 +611,14 @@ export class GpuRuntime {
     pass.setPipeline(p.pipeline);
     pass.setBindGroup(0, bg, [slot]);
     pass.dispatchWorkgroups(x, y, z);
-    for (const v of views) v.storage.buf.lastBatch = this.serial;
+    views.forEach((v, i) => {
+      if (isTex(v)) {
+        v.tex.lastBatch = this.serial;
+      } else {
+        v.storage.buf.lastBatch = this.serial;
+        if (p.bindings[i] === 'w') v.storage.version++;
+      }
+    });
     this.dispatches++;
     this.stats.dispatches++;
     if (this.dispatches >= this.maxBatch) this.flush();
@@ -516,6 +632,7 @@ export class GpuRuntime {
     enc.copyBufferToBuffer(src.buffer, src.offset + srcByte, dst.buffer, dst.offset + dstByte, bytes);
     src.buf.lastBatch = this.serial;
     dst.buf.lastBatch = this.serial;
+    dst.version++;
     this.dispatches++;
     if (this.dispatches >= this.maxBatch) this.flush();
   }
@@ -532,6 +649,7 @@ export class GpuRuntime {
     this.dispatches = 0;
     this.serial++;
     for (const pb of this.destroyAfterSubmit.splice(0)) this.destroyBuffer(pb);
+    for (const m of this.texDestroyAfterSubmit.splice(0)) this.destroyMirror(m);
   }
 
   private takeStaging(bytes: number): GPUBuffer {
@@ -663,6 +781,9 @@ export class GpuRuntime {
     this.destroyed = true;
     for (const pb of this.owned) pb.buffer.destroy();
     this.owned.clear();
+    for (const m of this.mirrors) m.texture.destroy();
+    this.mirrors.clear();
+    this.textureBytes = 0;
     this.pool.clear();
     for (const list of this.stagingPool.values()) for (const b of list) b.destroy();
     this.stagingPool.clear();

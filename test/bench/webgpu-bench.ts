@@ -12,7 +12,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { CpuBackend } from '../../backends/cpu/index.js';
-import { createWebGPUBackend, type WebGPUBackend } from '../../backends/webgpu/index.js';
+import { createWebGPUBackend, type WebGPUBackend, type WebGPUBackendOptions } from '../../backends/webgpu/index.js';
 import type { Backend } from '../../core/backend.js';
 import type { Tensor } from '../../core/tensor.js';
 import * as ops from '../../ops/index.js';
@@ -151,13 +151,27 @@ async function main(): Promise<void> {
     if (want('gemv')) {
       const K = 4096, N = 4096;
       const X = random(K, 5), W = random(N * K, 6);
-      for (const dt of ['f32', 'bf16', 'f16'] as const) {
-        const bytes = N * K * (dt === 'f32' ? 4 : 2);
-        await bench(`gemv 1x4096·[4096,4096]ᵀ ${dt} weights`, dt === 'f32' ? both : [gpu], RUNS * 2, (b) => {
-          const x = up(b, X, [1, K]), w = up(b, W, [N, K], dt);
-          return () => ops.linear(x, w);
-        }, (ms) => [bytes / ms / 1e6, 'GB/s'], dt === 'f32' ? '64 MiB of weights' : '32 MiB of packed weights');
+      // The storage-buffer kernel on the same device, for the ratio (textureWeightBytes 0: no texture copies).
+      const plain = await createWebGPUBackend({ context: gpu.ctx, textureWeightBytes: 0, name: 'webgpu-buf' } as WebGPUBackendOptions);
+      try {
+        for (const dt of ['f32', 'bf16', 'f16'] as const) {
+          const bytes = N * K * (dt === 'f32' ? 4 : 2);
+          const note = dt === 'f32' ? '64 MiB of weights' : '32 MiB of packed weights';
+          const k0 = keep.length;
+          await bench(`gemv 1x4096·[4096,4096]ᵀ ${dt} weights`, dt === 'f32' ? both : [gpu], RUNS * 2, (b) => {
+            const x = up(b, X, [1, K]), w = up(b, W, [N, K], dt);
+            return () => ops.linear(x, w);
+          }, (ms) => [bytes / ms / 1e6, 'GB/s'], note);
+          await bench(`gemv 1x4096·[4096,4096]ᵀ ${dt} weights, storage-buffer kernel`, [plain], RUNS * 2, (b) => {
+            const x = up(b, X, [1, K]), w = up(b, W, [N, K], dt);
+            return () => ops.linear(x, w);
+          }, (ms) => [bytes / ms / 1e6, 'GB/s'], note);
+          for (const t of keep.splice(k0)) t.dispose();
+        }
+      } finally {
+        await plain.destroy();
       }
+      console.log(`  (webgpu rows: GEMV weights read from texture copies when the backend keeps them — textureWeightBytes, default on software adapters; webgpu-buf rows: textureWeightBytes 0)`);
     }
 
     if (want('attention')) {

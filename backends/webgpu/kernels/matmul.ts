@@ -10,6 +10,12 @@
 //  * GEMV kernel (transposeB, M ≤ 4: decode): one subgroup per 4 weight rows, lanes split K (lane i reads vec4
 //    i, i+S, … of each row: contiguous across lanes), fma into vec4 accumulators, subgroupAdd at the end.
 //    Packed f16/bf16 weights are read 8 halves per vec4<u32> load and unpacked in registers.
+//  * Texture GEMV (weights whose rows are 256-byte multiples, when the runtime keeps texture copies: software
+//    adapters by default): the same kernel with 8 weight rows per subgroup, reading the weight's rgba32float copy
+//    (f32) or rgba32uint copy (f16/bf16, 8 halves per texel) with textureLoad. lavapipe compiles a storage-buffer load into a loop over the lanes with a bounds test per
+//    component, but a texel fetch into vectorised address arithmetic and one 16-byte load per lane: 1.7× the
+//    weight bytes per CPU-second for f32 (measured 5.5 vs 3.3 GB/s), for a second copy of each weight used this way
+//    (made at its first GEMV, refreshed when the weight is written, freed with it).
 //  * Portable kernels (no subgroups or a variable subgroup size): an 8×8 workgroup, 4×4 register block per
 //    invocation straight from storage; GEMV as one invocation per output.
 //  * Operands larger than one storage binding are split: transposeB weights by row ranges of N (each range is
@@ -20,7 +26,7 @@ import type { MatmulAttrs } from '../../../core/backend.js';
 import { bytesPerElement, type DType } from '../../../core/dtype.js';
 import type { Tensor } from '../../../core/tensor.js';
 import { ParamLayout } from '../params.js';
-import type { GpuStorage, View } from '../runtime.js';
+import type { BindingKind, GpuStorage, TexView, View } from '../runtime.js';
 import { grid, type KernelEnv, sto, WGSL_HALF, WGSL_WID } from './common.js';
 
 const params = new ParamLayout([
@@ -47,13 +53,17 @@ const params = new ParamLayout([
   ['W', 'u32'],
   ['gw', 'u32'],
   ['tokens', 'u32'],
+  // Texture GEMV: weight rows per texture layer.
+  ['texRows', 'u32'],
 ]);
 
-type Storage = 'v4' | 'f1' | 'h2' | 'h1' | 'h4';
+/** 'tex': f32 weight from its rgba32float texture copy; 'texh': f16/bf16 weight from its rgba32uint copy (8 halves
+ *  per texel). GEMV only. */
+type Storage = 'v4' | 'f1' | 'h2' | 'h1' | 'h4' | 'tex' | 'texh';
 
 /** WGSL element type of a binding for a storage mode. */
 function declType(s: Storage): string {
-  return s === 'v4' ? 'vec4f' : s === 'f1' ? 'f32' : s === 'h2' ? 'vec2u' : s === 'h4' ? 'vec4u' : 'u32';
+  return s === 'v4' || s === 'tex' || s === 'texh' ? 'vec4f' : s === 'f1' ? 'f32' : s === 'h2' ? 'vec2u' : s === 'h4' ? 'vec4u' : 'u32';
 }
 
 /** Scalar element accessor `name(i) -> f32` for an array stored in mode `s`. */
@@ -69,7 +79,9 @@ function elemFn(name: string, arr: string, s: Storage, dtype: DType): string {
     case 'h2':
       return `fn ${name}(i: u32) -> f32 { let v = ${un(`${arr}[i >> 2u][(i >> 1u) & 1u]`)}; return select(v.x, v.y, (i & 1u) == 1u); }`;
     case 'h4':
-      return `fn ${name}(i: u32) -> f32 { let v = ${un(`${arr}[i >> 3u][(i >> 1u) & 3u]`)}; return select(v.x, v.y, (i & 1u) == 1u); }`;
+      return `fn ${name}(i: u32) -> f32 { let v = ${un(`${arr}[i >> 3u][(i >> 1u) & 3u]`)}; return select(v.x, v.y, (i & 1u) == 1u); }`;    case 'tex':
+    case 'texh':
+      return ''; // texture weights are read by the GEMV's own loads
   }
 }
 
@@ -109,9 +121,13 @@ interface Variant {
   accumulate: boolean;
 }
 
+function isTexB(v: Pick<Variant, 'bMode'>): boolean {
+  return v.bMode === 'tex' || v.bMode === 'texh';
+}
+
 function bindingsDecl(v: Variant): string {
   let s = `@group(0) @binding(0) var<storage, read> A: array<${declType(v.aMode)}>;
-@group(0) @binding(1) var<storage, read> B: array<${declType(v.bMode)}>;
+${isTexB(v) ? `@group(0) @binding(1) var Bt: texture_storage_2d_array<${v.bMode === 'tex' ? 'rgba32float' : 'rgba32uint'}, read>;` : `@group(0) @binding(1) var<storage, read> B: array<${declType(v.bMode)}>;`}
 `;
   let i = 2;
   s += `@group(0) @binding(${i++}) var<storage, read> Bias: array<f32>;\n`;
@@ -133,10 +149,10 @@ ${bindingsDecl(v)}
 ${WGSL_WID}
 ${WGSL_HALF}
 ${elemFn('ea', 'A', v.aMode, 'f32')}
-${elemFn('eb', 'B', v.bMode, v.bDtype)}
+${isTexB(v) ? '' : elemFn('eb', 'B', v.bMode, v.bDtype)}
 ${v.im2col ? IM2COL_WGSL(v.aMode) : `fn arow(r: u32, aB: u32) -> u32 { return aB + r * p.lda; }
 ${vec4Fn('la', 'A', v.aMode, 'f32', 'ea', true)}`}
-${vec4Fn('lb', 'B', v.bMode, v.bDtype, 'eb', v.transposeB)}`;
+${isTexB(v) ? '' : vec4Fn('lb', 'B', v.bMode, v.bDtype, 'eb', v.transposeB)}`;
 }
 
 /** A-side access for patchEmbed: row r is patch r of the batch; element k = (c, i, j) of the patch. */
@@ -244,15 +260,15 @@ fn main(@builtin(workgroup_id) w: vec3u, @builtin(num_workgroups) nw: vec3u, @bu
 /** Weight rows per subgroup in the GEMV: 4 for f32; 8 for packed weights, where each step reads two vec4 of a
  *  per weight load (8 halves), so more rows amortise those reads. */
 function gemvRows(v: Pick<Variant, 'bMode'>): number {
-  return v.bMode === 'h4' || v.bMode === 'h2' ? 8 : 4;
+  return v.bMode === 'h4' || v.bMode === 'h2' || isTexB(v) ? 8 : 4;
 }
 export function gemvShader(v: Variant): string {
   const { TM, S } = v;
   const R = gemvRows(v);
-  const wide = v.bMode === 'h4'; // 8 halves per load: two a vec4s per step
+  const wide = v.bMode === 'h4' || v.bMode === 'texh'; // 8 halves per load: two a vec4s per step
   const step = wide ? 8 : 4;
   const L: string[] = [prelude(v)];
-  if (wide) L.push(`fn lb8(base: u32, q: u32) -> array<vec4f, 2> { let w = B[(base >> 3u) + q]; let u0 = ${v.bDtype === 'bf16' ? 'unpackBf16' : 'unpackF16'}(w.x); let u1 = ${v.bDtype === 'bf16' ? 'unpackBf16' : 'unpackF16'}(w.y); let u2 = ${v.bDtype === 'bf16' ? 'unpackBf16' : 'unpackF16'}(w.z); let u3 = ${v.bDtype === 'bf16' ? 'unpackBf16' : 'unpackF16'}(w.w); return array<vec4f, 2>(vec4f(u0, u1), vec4f(u2, u3)); }`);
+  if (wide) L.push(`fn lb8(${v.bMode === 'texh' ? 'y: u32, l: u32' : 'base: u32'}, q: u32) -> array<vec4f, 2> { let w = ${v.bMode === 'texh' ? 'textureLoad(Bt, vec2u(q, y), l)' : 'B[(base >> 3u) + q]'}; let u0 = ${v.bDtype === 'bf16' ? 'unpackBf16' : 'unpackF16'}(w.x); let u1 = ${v.bDtype === 'bf16' ? 'unpackBf16' : 'unpackF16'}(w.y); let u2 = ${v.bDtype === 'bf16' ? 'unpackBf16' : 'unpackF16'}(w.z); let u3 = ${v.bDtype === 'bf16' ? 'unpackBf16' : 'unpackF16'}(w.w); return array<vec4f, 2>(vec4f(u0, u1), vec4f(u2, u3)); }`);
   L.push(`@compute @workgroup_size(${S})
 fn main(@builtin(workgroup_id) w: vec3u, @builtin(num_workgroups) nw: vec3u, @builtin(subgroup_invocation_id) sl: u32) {
   let n0 = wid(w, nw) * ${R}u;
@@ -260,7 +276,10 @@ fn main(@builtin(workgroup_id) w: vec3u, @builtin(num_workgroups) nw: vec3u, @bu
   let aB = p.aOff + w.z * p.sA;
   let bB = p.bOff + w.z * p.sB;
   let oB = p.oOff + w.z * p.sO;`);
-  for (let j = 0; j < R; j++) L.push(`  let br${j} = bB + min(n0 + ${j}u, p.N - 1u) * p.ldb;`);
+  // Texture weights (K a multiple of 64, so no remainder): p.bOff is the first weight row of this piece.
+  // Row and layer are worked out once, outside the loop (a vector integer division is 8 scalar ones here).
+  if (isTexB(v)) for (let j = 0; j < R; j++) L.push(`  let tr${j} = p.bOff + min(n0 + ${j}u, p.N - 1u); let ty${j} = tr${j} % p.texRows; let tl${j} = tr${j} / p.texRows;`);
+  else for (let j = 0; j < R; j++) L.push(`  let br${j} = bB + min(n0 + ${j}u, p.N - 1u) * p.ldb;`);
   for (let m = 0; m < TM; m++) L.push(`  let ar${m} = aB + min(${m}u, p.M - 1u) * p.lda;`);
   for (let m = 0; m < TM; m++) for (let j = 0; j < R; j++) L.push(`  var acc${m}_${j} = vec4f(0.0);`);
   L.push(`  let KQ = p.K / ${step}u;
@@ -268,27 +287,29 @@ fn main(@builtin(workgroup_id) w: vec3u, @builtin(num_workgroups) nw: vec3u, @bu
   if (wide) {
     for (let m = 0; m < TM; m++) L.push(`    let x${m}a = la(ar${m}, 2u * q); let x${m}b = la(ar${m}, 2u * q + 1u);`);
     for (let j = 0; j < R; j++) {
-      L.push(`    { let wv = lb8(br${j}, q);`);
+      L.push(`    { let wv = lb8(${v.bMode === 'texh' ? `ty${j}, tl${j}` : `br${j}`}, q);`);
       for (let m = 0; m < TM; m++) L.push(`      acc${m}_${j} = fma(x${m}a, wv[0], fma(x${m}b, wv[1], acc${m}_${j}));`);
       L.push('    }');
     }
   } else {
     for (let m = 0; m < TM; m++) L.push(`    let x${m} = la(ar${m}, q);`);
     for (let j = 0; j < R; j++) {
-      L.push(`    { let wv = lb(br${j}, q);`);
+      L.push(v.bMode === 'tex' ? `    { let wv = textureLoad(Bt, vec2u(q, ty${j}), tl${j});` : `    { let wv = lb(br${j}, q);`);
       for (let m = 0; m < TM; m++) L.push(`      acc${m}_${j} = fma(x${m}, wv, acc${m}_${j});`);
       L.push('    }');
     }
   }
   L.push('  }');
   // Remainder (K not a multiple of the step): lane 0, scalar.
-  L.push(`  if (sl == 0u) {
+  if (!isTexB(v)) {
+    L.push(`  if (sl == 0u) {
     for (var k = KQ * ${step}u; k < p.K; k++) {`);
-  for (let m = 0; m < TM; m++) {
-    L.push(`      let x${m} = ea(ar${m} + k);`);
-    for (let j = 0; j < R; j++) L.push(`      acc${m}_${j}.x += x${m} * eb(br${j} + k);`);
+    for (let m = 0; m < TM; m++) {
+      L.push(`      let x${m} = ea(ar${m} + k);`);
+      for (let j = 0; j < R; j++) L.push(`      acc${m}_${j}.x += x${m} * eb(br${j} + k);`);
+    }
+    L.push('    }\n  }');
   }
-  L.push('    }\n  }');
   // Lane e writes outputs e, e+S, … of the TM×R block (one store site: guarded stores are costly to compile).
   L.push(`  var sums: array<f32, ${TM * R}>;`);
   for (let m = 0; m < TM; m++) {
@@ -508,6 +529,10 @@ export function matmul(env: KernelEnv, out: Tensor, [a, b, bias]: [Tensor, Tenso
     let bMode = modeFor(b.dtype, bOff, pl.ldb, kind === 'gemv' && transposeB);
     if (!batchAligned(pl.sB)) bMode = b.dtype === 'f32' ? 'f1' : 'h1';
     if (bMode === 'h4' && pl.sB % 8 !== 0) bMode = 'h2';
+    // Decode GEMV over a shared weight: read it from its texture copy when the runtime keeps one (software
+    // adapters: see the strategy note at the top).
+    const mirror = kind === 'gemv' && b.rank === 2 && aMode === 'v4' ? rt.textureMirror(sto(b), b.shape[0]!, pc.K) : null;
+    if (mirror) bMode = b.dtype === 'f32' ? 'tex' : 'texh';
     // Tile heights are 4 or 16 only, and GEMV handles 1 or 4 rows of a (clamped): fewer shader variants, each
     // of which costs lavapipe's LLVM a second or more to compile. Unaligned rows (scalar loads) and scalar output
     // use the small tile.
@@ -516,7 +541,7 @@ export function matmul(env: KernelEnv, out: Tensor, [a, b, bias]: [Tensor, Tenso
     const TM = kind === 'gemv' ? (pc.M === 1 ? 1 : 4) : kind === 'tile' ? (slow || oMode === 'f1' || pc.M <= 4 ? 4 : 16) : 4;
     const v: Variant = { kind, transposeB, bDtype: b.dtype, aMode, bMode, TM, S: caps.sgSize, oMode, accumulate: pc.accumulate };
     const code = kind === 'tile' ? tileShader(v) : kind === 'gemv' ? gemvShader(v) : kind === 'tileFb' ? tileFbShader(v) : gemvFbShader(v);
-    const pipe = rt.pipe({ label: `matmul_${kind}${transposeB ? '_tb' : ''}_${b.dtype}_${aMode}${bMode}${oMode}_m${TM}${pc.accumulate ? '_acc' : ''}`, code, bindings: ['r', 'r', 'r', 'w'], params });
+    const pipe = rt.pipe({ label: `matmul_${kind}${transposeB ? '_tb' : ''}_${b.dtype}_${aMode}${bMode}${oMode}_m${TM}${pc.accumulate ? '_acc' : ''}`, code, bindings: ['r', mirror ? (b.dtype === 'f32' ? 't' : 'u') : 'r', 'r', 'w'] as BindingKind[], params });
     let tilesN: number;
     let groups: [number, number, number];
     if (kind === 'tile') {
@@ -533,9 +558,9 @@ export function matmul(env: KernelEnv, out: Tensor, [a, b, bias]: [Tensor, Tenso
       tilesN = 1;
       groups = grid(pc.M * pc.N, 64, caps, pc.batch);
     }
-    const views: View[] = [av, bv, biasV ?? rt.dummyView(), ov];
+    const views: (View | TexView)[] = [av, mirror ? { tex: mirror } : bv, biasV ?? rt.dummyView(), ov];
     rt.dispatch(pipe, views, {
-      M: pc.M, N: pc.N, K: pc.K, lda: pl.lda, ldb: pl.ldb, ldo: pl.ldo, aOff, bOff, oOff,
+      M: pc.M, N: pc.N, K: pc.K, lda: pl.lda, ldb: pl.ldb, ldo: pl.ldo, aOff, bOff: mirror ? pc.bRange[0] / pc.K : bOff, oOff, texRows: mirror?.rowsPerLayer ?? 1,
       biasOff: biasV ? biasV.elemOffset + pc.biasExtra : 0, sA: pl.sA, sB: pl.sB, sO: pl.sO, tilesN, accumulate: pc.accumulate ? 1 : 0, hasBias: biasV ? 1 : 0,
     }, groups);
   }
