@@ -210,7 +210,11 @@ try {
 } catch (e) {
   webgpuReason = (e as Error).message;
 }
-const webgpuTests = ['webgpu: intermediates stay on the device; only read() copies back', 'webgpu: two backends share the device; the process exits after destroy'];
+const webgpuTests = [
+  'webgpu: intermediates stay on the device; only read() copies back',
+  'webgpu: integer-index matmul kernels (2×2 blocked, GEMV) at edge shapes: odd M/N, K below and around the unroll',
+  'webgpu: two backends share the device; the process exits after destroy',
+];
 if (!webgpu) {
   if (CI) test('gpujs webgpu available (CI=true)', () => assert.unreachable(webgpuReason));
   else {
@@ -241,6 +245,53 @@ if (!webgpu) {
     }
   });
   test(webgpuTests[1]!, async () => {
+    // float64 reference of out[z, m, n] = Σ_k a[z, m, k] · b[(z,) k, n] (+ bias[n]); b may be [N, K] (transposeB)
+    const ref = (a: Float32Array, bm: Float32Array, bias: Float32Array | null, Z: number, M: number, K: number, N: number, bShared: boolean, tB: boolean) => {
+      const out = new Float64Array(Z * M * N);
+      for (let z = 0; z < Z; z++) {
+        const bo = bShared ? 0 : z * K * N;
+        for (let m = 0; m < M; m++) {
+          for (let n = 0; n < N; n++) {
+            let acc = bias ? bias[n]! : 0;
+            for (let k = 0; k < K; k++) acc += a[(z * M + m) * K + k]! * bm[bo + (tB ? n * K + k : k * N + n)]!;
+            out[(z * M + m) * N + n] = acc;
+          }
+        }
+      }
+      return out;
+    };
+    const rt = (b as unknown as { rt: GpuJsRuntime }).rt;
+    const before = { blocked: rt.compilesByName.get('matmul.blocked') ?? 0, gemv: rt.compilesByName.get('matmul.gemv') ?? 0 };
+    let cases = 0;
+    for (const [Z, bShared] of [[1, true], [2, false], [3, true]] as const) {
+      for (const tB of [false, true]) {
+        for (const M of [1, 2, 3]) {
+          for (const K of [1, 2, 3, 4, 5, 9]) {
+            for (const N of [1, 2, 5]) {
+              const bias = (M + K + N) % 2 === 0;
+              const av = seq(Z * M * K, (i) => Math.sin(i * 0.7 + K)), bv = seq((bShared ? 1 : Z) * K * N, (i) => Math.cos(i * 1.3 + N));
+              const biasV = bias ? seq(N, (i) => i - 1.5) : null;
+              const ta = ops.tensor(b, av, Z > 1 ? [Z, M, K] : [M, K]);
+              const bShape = tB ? [N, K] : [K, N];
+              const tb = ops.tensor(b, bv, bShared ? bShape : [Z, ...bShape]);
+              const y = ops.matmul(ta, tb, { transposeB: tB, bias: biasV ? ops.tensor(b, biasV, [N]) : null });
+              const got = (await y.read()) as Float32Array;
+              const want = ref(av, bv, biasV, Z, M, K, N, bShared, tB);
+              assert.is(got.length, want.length);
+              for (let i = 0; i < want.length; i++) {
+                assert.ok(Math.abs(got[i]! - want[i]!) <= 1e-5 * (1 + Math.abs(want[i]!)), `Z${Z} M${M} K${K} N${N} tB=${tB} shared=${bShared}: [${i}] ${got[i]} vs ${want[i]}`);
+              }
+              cases++;
+            }
+          }
+        }
+      }
+    }
+    assert.ok(cases > 100);
+    assert.ok((rt.compilesByName.get('matmul.blocked') ?? 0) > before.blocked, 'the 2×2 kernel ran');
+    assert.ok((rt.compilesByName.get('matmul.gemv') ?? 0) > before.gemv, 'the GEMV kernel ran');
+  });
+  test(webgpuTests[2]!, async () => {
     const other = await createGpuJsBackend({ mode: 'webgpu' });
     const a = ops.tensor(other, seq(8), [8]);
     assert.equal(Array.from((await ops.unary('neg', a).read()) as Float32Array), Array.from(seq(8), (v) => -v));

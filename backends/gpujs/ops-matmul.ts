@@ -145,6 +145,32 @@ export function blockedMatmulSpecInt(d: MatmulDims, unroll = 4): { source: strin
   return { source: s.fn(['a', 'b']), output: Z > 1 ? [Nb, Mb, Z] : [Nb, Mb] };
 }
 
+/**
+ * GEMV (M = 1) for webgpu: one output per thread like naiveMatmulSpec, but with integer index expressions (see
+ * blockedMatmulSpecInt) and k unrolled by 4. With Z = 1 the index of `a` is the loop counter alone, uniform
+ * across the invocations, which lavapipe loads once per SIMD group. Output [N, Z] (thread.y = batch).
+ */
+export function gemvSpecInt(d: MatmulDims, unroll = 4): { source: string; output: number[] } {
+  const { Z, M, K, N, bShared, transposeB, bias } = d;
+  if (M !== 1) throw new Error('gemvSpecInt: M must be 1');
+  const U = Math.max(1, Math.min(unroll, K));
+  const zA = Z > 1 ? `this.thread.y * ${K} + ` : '';
+  const zB = !bShared && Z > 1 ? `this.thread.y * ${K * N} + ` : '';
+  const term = (k: string) =>
+    `acc += a[${zA}${k}] * b[${transposeB ? `${zB}this.thread.x * ${K} + ${k}` : `${zB}(${k}) * ${N} + this.thread.x`}];`;
+  const s = new Src();
+  s.line('let acc = 0.0;');
+  const main = Math.floor(K / U), tail = K - main * U;
+  if (main > 0) {
+    s.line(`for (let k = 0; k < ${main}; k++) {`);
+    for (let u = 0; u < U; u++) s.line('  ' + term(U === 1 ? 'k' : u === 0 ? `k * ${U}` : `k * ${U} + ${u}`));
+    s.line('}');
+  }
+  if (tail > 0) s.line(`for (let kt = 0; kt < ${tail}; kt++) { ${term(`kt + ${main * U}`)} }`);
+  s.line(bias ? 'return acc + bias[this.thread.x];' : 'return acc;');
+  return { source: s.fn(bias ? ['a', 'b', 'bias'] : ['a', 'b']), output: [N, Z] };
+}
+
 /** Row-major [Z, M, N] from the block-major Array(4) output (+ bias). */
 export function relayoutSpec(d: MatmulDims): { source: string; output: number[] } {
   const { Z, M, N, bias } = d;
@@ -188,6 +214,9 @@ export function matmul(env: Env, out: Tensor, [a, b, bias]: [Tensor, Tensor, Ten
     const rl = relayoutSpec(d);
     rt.run({ name: 'matmul.relayout', ...rl }, bias ? [r, buf(bias)] : [r], buf(out));
     release(env, r);
+  } else if (env.blockedMatmul && rt.mode === 'webgpu' && M === 1) {
+    const g = gemvSpecInt(d);
+    rt.run({ name: 'matmul.gemv', ...g }, bias ? [buf(a), bb, buf(bias)] : [buf(a), bb], buf(out));
   } else {
     runNaive(env, d, buf(a), bb, bias, buf(out));
   }
