@@ -212,7 +212,7 @@ try {
 }
 const webgpuTests = [
   'webgpu: intermediates stay on the device; only read() copies back',
-  'webgpu: integer-index matmul kernels (2×2 blocked, GEMV) at edge shapes: odd M/N, K below and around the unroll',
+  'webgpu: integer-index matmul kernels (2×2 blocked, GEMV, b transposed first) at edge shapes: odd M/N, K below and around the unroll',
   'webgpu: two backends share the device; the process exits after destroy',
 ];
 if (!webgpu) {
@@ -287,6 +287,19 @@ if (!webgpu) {
         }
       }
     }
+    // transposed b with K a multiple of 1024 and ≥ 64 rows of a: b is transposed by a kernel first
+    for (const [Z, M, bShared] of [[1, 65, true], [2, 33, false], [2, 33, true]] as const) {
+      const K = 1024, N = 5;
+      const av = seq(Z * M * K, (i) => Math.sin(i * 0.37)), bv = seq((bShared ? 1 : Z) * N * K, (i) => Math.cos(i * 0.11));
+      const biasV = seq(N, (i) => i * 0.5);
+      const y = ops.matmul(ops.tensor(b, av, [Z, M, K]), ops.tensor(b, bv, bShared ? [N, K] : [Z, N, K]), { transposeB: true, bias: ops.tensor(b, biasV, [N]) });
+      const got = (await y.read()) as Float32Array;
+      const want = ref(av, bv, biasV, Z, M, K, N, bShared, true);
+      for (let i = 0; i < want.length; i++) {
+        assert.ok(Math.abs(got[i]! - want[i]!) <= 2e-5 * (1 + Math.abs(want[i]!)), `K=1024 Z${Z} M${M} shared=${bShared}: [${i}] ${got[i]} vs ${want[i]}`);
+      }
+    }
+    assert.ok((rt.compilesByName.get('matmul.transposeB') ?? 0) >= 2, 'b was transposed by its kernel (shared and batched)');
     assert.ok(cases > 100);
     assert.ok((rt.compilesByName.get('matmul.blocked') ?? 0) > before.blocked, 'the 2×2 kernel ran');
     assert.ok((rt.compilesByName.get('matmul.gemv') ?? 0) > before.gemv, 'the GEMV kernel ran');

@@ -171,6 +171,20 @@ export function gemvSpecInt(d: MatmulDims, unroll = 4): { source: string; output
   return { source: s.fn(bias ? ['a', 'b', 'bias'] : ['a', 'b']), output: [N, Z] };
 }
 
+/**
+ * b [(Z,) N, K] → [(Z,) K, N], integer indices throughout. For webgpu matmuls with transposeB whose K is a multiple
+ * of 1024: the rows of b are then 4 KiB apart, so the 2×2 kernel's 16 concurrent b streams of one SIMD group (and
+ * a's two) fall into the same L1 set on the CPUs lavapipe runs on, and the transposed-b kernel ran at half the
+ * rate of the plain one (1024×1024·[1024,1024]ᵀ: 0.92–0.98 against 1.8–2.0 GFLOP per CPU-second; K = 256, 512,
+ * 768: no difference). Transposing first costs ~20 ms for 1024² and pays for itself from M ≈ 20 rows.
+ */
+export function transposeBSpec(d: MatmulDims): { source: string; output: number[] } {
+  const { Z, K, N, bShared } = d;
+  const batched = !bShared && Z > 1;
+  const src = `function (b) {\n  return b[${batched ? `this.thread.z * ${K * N} + ` : ''}this.thread.x * ${K} + this.thread.y];\n}`;
+  return { source: src, output: batched ? [N, K, Z] : [N, K] };
+}
+
 /** Row-major [Z, M, N] from the block-major Array(4) output (+ bias). */
 export function relayoutSpec(d: MatmulDims): { source: string; output: number[] } {
   const { Z, M, N, bias } = d;
@@ -184,6 +198,9 @@ export function relayoutSpec(d: MatmulDims): { source: string; output: number[] 
   s.line(bias ? `return r[src] + bias[${n}];` : 'return r[src];');
   return { source: s.fn(bias ? ['r', 'bias'] : ['r']), output: [Z * M * N] };
 }
+
+/** Rows of a (Z·M) from which a webgpu matmul with transposeB and K % 1024 = 0 transposes b first. */
+export const TRANSPOSE_B_MIN_ROWS = 64;
 
 export function matmul(env: Env, out: Tensor, [a, b, bias]: [Tensor, Tensor, Tensor | null], { transposeB }: MatmulAttrs): void {
   if (out.size === 0) return;
@@ -207,10 +224,20 @@ export function matmul(env: Env, out: Tensor, [a, b, bias]: [Tensor, Tensor, Ten
   const rt = env.rt;
   const blockedOk = rt.mode === 'webasm' || rt.mode === 'webgpu';
   if (env.blockedMatmul && blockedOk && M >= 2) {
-    const blk = rt.mode === 'webgpu' ? blockedMatmulSpecInt(d) : blockedMatmulSpec(d);
+    let dk = d;
+    let bt: GBuf | null = null;
+    if (rt.mode === 'webgpu' && transposeB && K % 1024 === 0 && Z * M >= TRANSPOSE_B_MIN_ROWS) {
+      // see transposeBSpec: 4 KiB-strided rows of b; one transpose kernel first, then the plain kernel
+      bt = tmp(env, b.size);
+      rt.run({ name: 'matmul.transposeB', ...transposeBSpec(d) }, [bb], bt);
+      bb = bt;
+      dk = { ...d, transposeB: false };
+    }
+    const blk = rt.mode === 'webgpu' ? blockedMatmulSpecInt(dk) : blockedMatmulSpec(dk);
     const cells = blk.output.reduce((x, y) => x * y, 1);
     const r = tmp(env, cells * 4);
     rt.run({ name: 'matmul.blocked', ...blk, vec4: true }, [buf(a), bb], r);
+    if (bt) release(env, bt);
     const rl = relayoutSpec(d);
     rt.run({ name: 'matmul.relayout', ...rl }, bias ? [r, buf(bias)] : [r], buf(out));
     release(env, r);
