@@ -8,6 +8,7 @@ import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { createGpuJsBackend, registerGpuJsBackends, type GpuJsBackend } from '../backends/gpujs/index.js';
+import { webasmRowsAcrossLanes } from '../backends/gpujs/ops-matmul.js';
 import { GBuf, GpuJsRuntime } from '../backends/gpujs/runtime.js';
 import { BackendError, DTypeError } from '../core/errors.js';
 import { listBackends } from '../core/registry.js';
@@ -203,6 +204,55 @@ test('webasm threads: kernels with ≥ 4096 outputs run on gpu.js worker threads
   }
 });
 
+// float64 reference of out[z, m, n] = Σ_k a[z, m, k] · b[(z,) k, n] (+ bias[n]); b may be [N, K] (transposeB)
+const ref = (a: Float32Array, bm: Float32Array, bias: Float32Array | null, Z: number, M: number, K: number, N: number, bShared: boolean, tB: boolean) => {
+  const out = new Float64Array(Z * M * N);
+  for (let z = 0; z < Z; z++) {
+    const bo = bShared ? 0 : z * K * N;
+    for (let m = 0; m < M; m++) {
+      for (let n = 0; n < N; n++) {
+        let acc = bias ? bias[n]! : 0;
+        for (let k = 0; k < K; k++) acc += a[(z * M + m) * K + k]! * bm[bo + (tB ? n * K + k : k * N + n)]!;
+        out[(z * M + m) * N + n] = acc;
+      }
+    }
+  }
+  return out;
+};
+
+test('webasm: 2×2 matmul with row pairs across the SIMD lanes (⌈M/2⌉ % 4 = 0): odd N, batches, transposed b, bias', async () => {
+  for (const threads of [false, true]) {
+    const b = await createGpuJsBackend({ mode: 'webasm', threads });
+    try {
+      let cases = 0;
+      for (const [Z, bShared] of [[1, true], [2, false], [2, true]] as const) {
+        for (const tB of [false, true]) {
+          for (const M of [7, 16]) {
+            for (const K of [1, 5]) {
+              for (const N of [1, 3, 6]) {
+                assert.ok(webasmRowsAcrossLanes({ Z, M, K, N, bShared, transposeB: tB, bias: false }));
+                const av = seq(Z * M * K, (i) => Math.sin(i * 0.7 + K)), bv = seq((bShared ? 1 : Z) * K * N, (i) => Math.cos(i * 1.3 + N));
+                const biasV = (M + N) % 2 === 1 ? seq(N, (i) => i - 1.5) : null;
+                const bShape = tB ? [N, K] : [K, N];
+                const y = ops.matmul(ops.tensor(b, av, [Z, M, K]), ops.tensor(b, bv, bShared ? bShape : [Z, ...bShape]), { transposeB: tB, bias: biasV ? ops.tensor(b, biasV, [N]) : null });
+                const got = (await y.read()) as Float32Array;
+                const want = ref(av, bv, biasV, Z, M, K, N, bShared, tB);
+                for (let i = 0; i < want.length; i++) {
+                  assert.ok(Math.abs(got[i]! - want[i]!) <= 1e-5 * (1 + Math.abs(want[i]!)), `threads=${threads} Z${Z} M${M} K${K} N${N} tB=${tB}: [${i}] ${got[i]} vs ${want[i]}`);
+                }
+                cases++;
+              }
+            }
+          }
+        }
+      }
+      assert.is(cases, 72);
+    } finally {
+      await b.destroy();
+    }
+  }
+});
+
 let webgpu: GpuJsBackend | null = null;
 let webgpuReason = '';
 try {
@@ -245,21 +295,6 @@ if (!webgpu) {
     }
   });
   test(webgpuTests[1]!, async () => {
-    // float64 reference of out[z, m, n] = Σ_k a[z, m, k] · b[(z,) k, n] (+ bias[n]); b may be [N, K] (transposeB)
-    const ref = (a: Float32Array, bm: Float32Array, bias: Float32Array | null, Z: number, M: number, K: number, N: number, bShared: boolean, tB: boolean) => {
-      const out = new Float64Array(Z * M * N);
-      for (let z = 0; z < Z; z++) {
-        const bo = bShared ? 0 : z * K * N;
-        for (let m = 0; m < M; m++) {
-          for (let n = 0; n < N; n++) {
-            let acc = bias ? bias[n]! : 0;
-            for (let k = 0; k < K; k++) acc += a[(z * M + m) * K + k]! * bm[bo + (tB ? n * K + k : k * N + n)]!;
-            out[(z * M + m) * N + n] = acc;
-          }
-        }
-      }
-      return out;
-    };
     const rt = (b as unknown as { rt: GpuJsRuntime }).rt;
     const before = { blocked: rt.compilesByName.get('matmul.blocked') ?? 0, gemv: rt.compilesByName.get('matmul.gemv') ?? 0 };
     let cases = 0;

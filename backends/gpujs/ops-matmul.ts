@@ -59,14 +59,16 @@ export function naiveMatmulSpec(d: MatmulDims, twoD: boolean): { source: string;
   return { source: s.fn(bias ? ['a', 'b', 'bias'] : ['a', 'b']), output: twoD ? [N, Z * M] : [Z * M * N] };
 }
 
-/** 2×2 block per thread, Array(4) = [c(m0,n0), c(m0,n1), c(m1,n0), c(m1,n1)]; output [⌈N/2⌉, ⌈M/2⌉(, Z)].
+/** 2×2 block per thread, Array(4) = [c(m0,n0), c(m0,n1), c(m1,n0), c(m1,n1)]; output [⌈N/2⌉, ⌈M/2⌉(, Z)], or with
+ *  `rowsAcrossLanes` [⌈M/2⌉, ⌈N/2⌉(, Z)] (thread.x walks row pairs; see webasmRowsAcrossLanes).
  *  Odd edges clamp the second row/column (computed twice, dropped by the relayout). */
-export function blockedMatmulSpec(d: MatmulDims): { source: string; output: number[] } {
+export function blockedMatmulSpec(d: MatmulDims, rowsAcrossLanes = false): { source: string; output: number[] } {
   const { Z, M, K, N, bShared, transposeB } = d;
+  const [tn, tm] = rowsAcrossLanes ? ['this.thread.y', 'this.thread.x'] : ['this.thread.x', 'this.thread.y'];
   const s = new Src();
-  s.line('const n0 = this.thread.x * 2.0;');
+  s.line(`const n0 = ${tn} * 2.0;`);
   s.line(`let n1 = n0 + 1.0; if (n1 > ${lit(N - 1)}) { n1 = ${lit(N - 1)}; }`);
-  s.line('const m0 = this.thread.y * 2.0;');
+  s.line(`const m0 = ${tm} * 2.0;`);
   s.line(`let m1 = m0 + 1.0; if (m1 > ${lit(M - 1)}) { m1 = ${lit(M - 1)}; }`);
   const z = Z > 1 ? 'this.thread.z' : '0.0';
   s.line(`let ia0 = ${z} * ${lit(M * K)} + m0 * ${lit(K)};`);
@@ -89,7 +91,20 @@ export function blockedMatmulSpec(d: MatmulDims): { source: string; output: numb
   s.line('}');
   s.line('return [c00, c01, c10, c11];');
   const Nb = Math.ceil(N / 2), Mb = Math.ceil(M / 2);
-  return { source: s.fn(['a', 'b']), output: Z > 1 ? [Nb, Mb, Z] : [Nb, Mb] };
+  const xy = rowsAcrossLanes ? [Mb, Nb] : [Nb, Mb];
+  return { source: s.fn(['a', 'b']), output: Z > 1 ? [...xy, Z] : xy };
+}
+
+/**
+ * Whether the webasm 2×2 kernel puts row pairs across thread.x (gpu.js's SIMD lanes) instead of column pairs.
+ * Then `b` is the lane-uniform operand (2 scalar loads per k) and `a` the gathered one; measured at 1024³ on the
+ * shared 2-core machine it ran at 2.3–3.7 GFLOP per CPU-second against 0.8–3.1 for column pairs (the gap widest
+ * while other processes loaded the caches), and within ±5 % at 512. gpu.js runs its SIMD body only when the
+ * output's x extent is a multiple of 4, so this layout is taken only when ⌈M/2⌉ is (M is a token count in the
+ * model, often odd, while N is a model width).
+ */
+export function webasmRowsAcrossLanes(d: MatmulDims): boolean {
+  return Math.ceil(d.M / 2) % 4 === 0;
 }
 
 /**
@@ -186,7 +201,7 @@ export function transposeBSpec(d: MatmulDims): { source: string; output: number[
 }
 
 /** Row-major [Z, M, N] from the block-major Array(4) output (+ bias). */
-export function relayoutSpec(d: MatmulDims): { source: string; output: number[] } {
+export function relayoutSpec(d: MatmulDims, rowsAcrossLanes = false): { source: string; output: number[] } {
   const { Z, M, N, bias } = d;
   const Nb = Math.ceil(N / 2), Mb = Math.ceil(M / 2);
   const s = new Src();
@@ -194,7 +209,8 @@ export function relayoutSpec(d: MatmulDims): { source: string; output: number[] 
   const [z, m, n] = decompose(s, 'i', [Z, M, N]);
   s.line(`const mb = Math.floor(${m} * 0.5);`);
   s.line(`const nb = Math.floor(${n} * 0.5);`);
-  s.line(`const src = ((${z} * ${lit(Mb)} + mb) * ${lit(Nb)} + nb) * 4.0 + (${m} - mb * 2.0) * 2.0 + (${n} - nb * 2.0);`);
+  const cell = rowsAcrossLanes ? `(${z} * ${lit(Nb)} + nb) * ${lit(Mb)} + mb` : `(${z} * ${lit(Mb)} + mb) * ${lit(Nb)} + nb`;
+  s.line(`const src = (${cell}) * 4.0 + (${m} - mb * 2.0) * 2.0 + (${n} - nb * 2.0);`);
   s.line(bias ? `return r[src] + bias[${n}];` : 'return r[src];');
   return { source: s.fn(bias ? ['r', 'bias'] : ['r']), output: [Z * M * N] };
 }
@@ -233,12 +249,13 @@ export function matmul(env: Env, out: Tensor, [a, b, bias]: [Tensor, Tensor, Ten
       bb = bt;
       dk = { ...d, transposeB: false };
     }
-    const blk = rt.mode === 'webgpu' ? blockedMatmulSpecInt(dk) : blockedMatmulSpec(dk);
+    const rows = rt.mode === 'webasm' && webasmRowsAcrossLanes(dk);
+    const blk = rt.mode === 'webgpu' ? blockedMatmulSpecInt(dk) : blockedMatmulSpec(dk, rows);
     const cells = blk.output.reduce((x, y) => x * y, 1);
     const r = tmp(env, cells * 4);
     rt.run({ name: 'matmul.blocked', ...blk, vec4: true }, [buf(a), bb], r);
     if (bt) release(env, bt);
-    const rl = relayoutSpec(d);
+    const rl = relayoutSpec(d, rows);
     rt.run({ name: 'matmul.relayout', ...rl }, bias ? [r, buf(bias)] : [r], buf(out));
     release(env, r);
   } else if (env.blockedMatmul && rt.mode === 'webgpu' && M === 1) {
