@@ -8,6 +8,7 @@ import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { createGpuJsBackend, registerGpuJsBackends, type GpuJsBackend } from '../backends/gpujs/index.js';
+import { webasmRowsAcrossLanes } from '../backends/gpujs/ops-matmul.js';
 import { GBuf, GpuJsRuntime } from '../backends/gpujs/runtime.js';
 import { BackendError, DTypeError } from '../core/errors.js';
 import { listBackends } from '../core/registry.js';
@@ -203,6 +204,55 @@ test('webasm threads: kernels with ≥ 4096 outputs run on gpu.js worker threads
   }
 });
 
+// float64 reference of out[z, m, n] = Σ_k a[z, m, k] · b[(z,) k, n] (+ bias[n]); b may be [N, K] (transposeB)
+const ref = (a: Float32Array, bm: Float32Array, bias: Float32Array | null, Z: number, M: number, K: number, N: number, bShared: boolean, tB: boolean) => {
+  const out = new Float64Array(Z * M * N);
+  for (let z = 0; z < Z; z++) {
+    const bo = bShared ? 0 : z * K * N;
+    for (let m = 0; m < M; m++) {
+      for (let n = 0; n < N; n++) {
+        let acc = bias ? bias[n]! : 0;
+        for (let k = 0; k < K; k++) acc += a[(z * M + m) * K + k]! * bm[bo + (tB ? n * K + k : k * N + n)]!;
+        out[(z * M + m) * N + n] = acc;
+      }
+    }
+  }
+  return out;
+};
+
+test('webasm: 2×2 matmul with row pairs across the SIMD lanes (⌈M/2⌉ % 4 = 0): odd N, batches, transposed b, bias', async () => {
+  for (const threads of [false, true]) {
+    const b = await createGpuJsBackend({ mode: 'webasm', threads });
+    try {
+      let cases = 0;
+      for (const [Z, bShared] of [[1, true], [2, false], [2, true]] as const) {
+        for (const tB of [false, true]) {
+          for (const M of [7, 16]) {
+            for (const K of [1, 5]) {
+              for (const N of [1, 3, 6]) {
+                assert.ok(webasmRowsAcrossLanes({ Z, M, K, N, bShared, transposeB: tB, bias: false }));
+                const av = seq(Z * M * K, (i) => Math.sin(i * 0.7 + K)), bv = seq((bShared ? 1 : Z) * K * N, (i) => Math.cos(i * 1.3 + N));
+                const biasV = (M + N) % 2 === 1 ? seq(N, (i) => i - 1.5) : null;
+                const bShape = tB ? [N, K] : [K, N];
+                const y = ops.matmul(ops.tensor(b, av, [Z, M, K]), ops.tensor(b, bv, bShared ? bShape : [Z, ...bShape]), { transposeB: tB, bias: biasV ? ops.tensor(b, biasV, [N]) : null });
+                const got = (await y.read()) as Float32Array;
+                const want = ref(av, bv, biasV, Z, M, K, N, bShared, tB);
+                for (let i = 0; i < want.length; i++) {
+                  assert.ok(Math.abs(got[i]! - want[i]!) <= 1e-5 * (1 + Math.abs(want[i]!)), `threads=${threads} Z${Z} M${M} K${K} N${N} tB=${tB}: [${i}] ${got[i]} vs ${want[i]}`);
+                }
+                cases++;
+              }
+            }
+          }
+        }
+      }
+      assert.is(cases, 72);
+    } finally {
+      await b.destroy();
+    }
+  }
+});
+
 let webgpu: GpuJsBackend | null = null;
 let webgpuReason = '';
 try {
@@ -210,7 +260,11 @@ try {
 } catch (e) {
   webgpuReason = (e as Error).message;
 }
-const webgpuTests = ['webgpu: intermediates stay on the device; only read() copies back', 'webgpu: two backends share the device; the process exits after destroy'];
+const webgpuTests = [
+  'webgpu: intermediates stay on the device; only read() copies back',
+  'webgpu: integer-index matmul kernels (2×2 blocked, GEMV, b transposed first) at edge shapes: odd M/N, K below and around the unroll',
+  'webgpu: two backends share the device; the process exits after destroy',
+];
 if (!webgpu) {
   if (CI) test('gpujs webgpu available (CI=true)', () => assert.unreachable(webgpuReason));
   else {
@@ -241,6 +295,51 @@ if (!webgpu) {
     }
   });
   test(webgpuTests[1]!, async () => {
+    const rt = (b as unknown as { rt: GpuJsRuntime }).rt;
+    const before = { blocked: rt.compilesByName.get('matmul.blocked') ?? 0, gemv: rt.compilesByName.get('matmul.gemv') ?? 0 };
+    let cases = 0;
+    for (const [Z, bShared] of [[1, true], [2, false], [3, true]] as const) {
+      for (const tB of [false, true]) {
+        for (const M of [1, 2, 3]) {
+          for (const K of [1, 2, 3, 4, 5, 9]) {
+            for (const N of [1, 2, 5]) {
+              const bias = (M + K + N) % 2 === 0;
+              const av = seq(Z * M * K, (i) => Math.sin(i * 0.7 + K)), bv = seq((bShared ? 1 : Z) * K * N, (i) => Math.cos(i * 1.3 + N));
+              const biasV = bias ? seq(N, (i) => i - 1.5) : null;
+              const ta = ops.tensor(b, av, Z > 1 ? [Z, M, K] : [M, K]);
+              const bShape = tB ? [N, K] : [K, N];
+              const tb = ops.tensor(b, bv, bShared ? bShape : [Z, ...bShape]);
+              const y = ops.matmul(ta, tb, { transposeB: tB, bias: biasV ? ops.tensor(b, biasV, [N]) : null });
+              const got = (await y.read()) as Float32Array;
+              const want = ref(av, bv, biasV, Z, M, K, N, bShared, tB);
+              assert.is(got.length, want.length);
+              for (let i = 0; i < want.length; i++) {
+                assert.ok(Math.abs(got[i]! - want[i]!) <= 1e-5 * (1 + Math.abs(want[i]!)), `Z${Z} M${M} K${K} N${N} tB=${tB} shared=${bShared}: [${i}] ${got[i]} vs ${want[i]}`);
+              }
+              cases++;
+            }
+          }
+        }
+      }
+    }
+    // transposed b with K a multiple of 1024 and ≥ 64 rows of a: b is transposed by a kernel first
+    for (const [Z, M, bShared] of [[1, 65, true], [2, 33, false], [2, 33, true]] as const) {
+      const K = 1024, N = 5;
+      const av = seq(Z * M * K, (i) => Math.sin(i * 0.37)), bv = seq((bShared ? 1 : Z) * N * K, (i) => Math.cos(i * 0.11));
+      const biasV = seq(N, (i) => i * 0.5);
+      const y = ops.matmul(ops.tensor(b, av, [Z, M, K]), ops.tensor(b, bv, bShared ? [N, K] : [Z, N, K]), { transposeB: true, bias: ops.tensor(b, biasV, [N]) });
+      const got = (await y.read()) as Float32Array;
+      const want = ref(av, bv, biasV, Z, M, K, N, bShared, true);
+      for (let i = 0; i < want.length; i++) {
+        assert.ok(Math.abs(got[i]! - want[i]!) <= 2e-5 * (1 + Math.abs(want[i]!)), `K=1024 Z${Z} M${M} shared=${bShared}: [${i}] ${got[i]} vs ${want[i]}`);
+      }
+    }
+    assert.ok((rt.compilesByName.get('matmul.transposeB') ?? 0) >= 2, 'b was transposed by its kernel (shared and batched)');
+    assert.ok(cases > 100);
+    assert.ok((rt.compilesByName.get('matmul.blocked') ?? 0) > before.blocked, 'the 2×2 kernel ran');
+    assert.ok((rt.compilesByName.get('matmul.gemv') ?? 0) > before.gemv, 'the GEMV kernel ran');
+  });
+  test(webgpuTests[2]!, async () => {
     const other = await createGpuJsBackend({ mode: 'webgpu' });
     const a = ops.tensor(other, seq(8), [8]);
     assert.equal(Array.from((await ops.unary('neg', a).read()) as Float32Array), Array.from(seq(8), (v) => -v));

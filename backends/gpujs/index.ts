@@ -49,7 +49,9 @@ export interface GpuJsBackendOptions {
 
 /** Ops this backend expresses as a sequence of several gpu.js kernels (documented in README.md). */
 export const COMPOSED_OPS: Readonly<Record<string, string>> = {
-  matmul: 'blocked 2×2 kernel + relayout kernel (webasm, webgpu, M ≥ 2); packed f16/bf16 b: widen kernel first',
+  matmul:
+    'blocked 2×2 kernel + relayout kernel (webasm, webgpu, M ≥ 2); packed f16/bf16 b: widen kernel first; ' +
+    'webgpu, transposed b with K % 1024 = 0 and ≥ 64 rows: transpose-b kernel first',
   softmax: 'row max → row Σexp → normalise',
   layerNorm: 'row mean → row 1/σ → scale-and-shift',
   rmsNorm: 'row 1/rms → scale',
