@@ -96,6 +96,25 @@ for (const dtype of ['bf16', 'f16'] as const) {
   });
 }
 
+test('GEMV x·Wᵀ: a weight row gives the same bits whether it runs in a multi-row pass or as a leftover row', async () => {
+  // The streaming GEMV reads several weight rows per pass and the rows left over one at a time; both must sum in
+  // the same order, so results do not depend on N or on the split among threads. Rows 0..N−1 of W are shared.
+  for (const dtype of ['f32', 'bf16', 'f16'] as const) {
+    for (const K of [7, 16, 384, 1000]) {
+      const M = 3, N = 13;
+      const x = rand(M * K), wf = rand(N * K);
+      const w = dtype === 'f32' ? wf : (narrowFromF32(wf, dtype) as unknown as Float32Array);
+      const full = (await onEach([w1], [{ data: x, shape: [M, K] }, { data: w, shape: [N, K], dtype }], ([a, b]) => ops.linear(a!, b!)))[0]!;
+      for (const n of [1, 2, 3, 5, 6, 7, 9]) {
+        const part = (await onEach([w1], [{ data: x, shape: [M, K] }, { data: w.slice(0, n * K), shape: [n, K], dtype }], ([a, b]) => ops.linear(a!, b!)))[0]!;
+        for (let m = 0; m < M; m++) {
+          for (let j = 0; j < n; j++) assert.ok(Object.is(part[m * n + j], full[m * N + j]), `${dtype} K=${K} N=${n}: [${m}, ${j}] ${part[m * n + j]} vs ${full[m * N + j]}`);
+        }
+      }
+    }
+  }
+});
+
 test('batched matmul with per-batch b, and K = 0', async () => {
   const inputs = [{ data: rand(3 * 17 * 63), shape: [3, 17, 63] }, { data: rand(3 * 63 * 129), shape: [3, 63, 129] }];
   const [want, a, b] = await onEach([cpu, w1, w2], inputs, ([x, w]) => ops.matmul(x!, w!));

@@ -353,9 +353,8 @@ export function gemmScratchBytes(b: GemmBlocking): number {
  *   One thread's share of a matmul: the caller passes pointers already offset to its block of rows/columns.
  * Loop order jc (NC columns) → pc (KC depth; pack B) → ic (MC rows; pack A) → macro kernel.
  */
-export function genGemmDriver(m: ModuleBuilder, blk: GemmBlocking, macro: string, packA: string, packB: Record<'n' | 't', Record<StoreDType, string>>): string {
+export function genGemmDriver(m: ModuleBuilder, blk: GemmBlocking, macro: string, packA: string, packB: Record<'n' | 't', Record<StoreDType, string>>, name = 'gemm'): string {
   const { MR, NR, MC, KC, NC } = blk;
-  const name = 'gemm';
   const macroIdx = m.indexOf(macro);
   const packAIdx = m.indexOf(packA);
   m.func(name, ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (f, a, lda, b, ldb, bTrans, bDtype, c, ldc, bias, M, N, K, scratch) => {
