@@ -120,7 +120,7 @@ test('benchmarking variants (GEMV rows per pass / accumulators, FMA [K,N] GEMV, 
     { gemvT: '_r2a4', gemvN: '_fma', gemm: '_k512' },
     { gemvT: '_r4a2', gemm: '_k384', gemvUnitBytes: 4 },
     { gemvT: '_r2a2', gemm: '_m64' },
-    { gemvT: '_r4a1' },
+    { gemvT: '_r4a1', gemm: '_p' },
   ];
   for (const v of variants) {
     const v1 = await createWasmBackend({ threads: 1, variants: v });

@@ -79,6 +79,8 @@ export function buildKernelBytes(fma = false): { bytes: Uint8Array; names: strin
   const macro = genGemmMacro(m, MR, NR, 1, fma);
   genGemmDriver(m, { MR, NR, MC, KC, NC }, macro, packA, packB);
   for (const [suffix, b] of Object.entries(GEMM_VARIANTS)) genGemmDriver(m, { MR, NR, ...b }, macro, packA, packB, `gemm${suffix}`);
+  // Same blocking, k loop ended by B's pointer instead of a counter.
+  genGemmDriver(m, { MR, NR, MC, KC, NC }, genGemmMacro(m, MR, NR, 1, fma, true), packA, packB, 'gemm_p');
   genPrepareX(m);
   genSumPartials(m);
   for (const dt of dts) {
