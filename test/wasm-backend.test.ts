@@ -118,7 +118,7 @@ test('GEMV x·Wᵀ: a weight row gives the same bits whether it runs in a multi-
 test('benchmarking variants (GEMV rows per pass / accumulators, FMA [K,N] GEMV, GEMM blockings): match the CPU, 1 thread = 2 threads', async () => {
   const variants = [
     { gemvT: '_r2a4', gemvN: '_fma', gemm: '_k512' },
-    { gemvT: '_r4a2', gemm: '_k384', gemvUnitBytes: 4 },
+    { gemvT: '_r4a2', gemm: '_k384', gemvUnitBytes: 4, gemvParBytes: 1 << 16 },
     { gemvT: '_r2a2', gemm: '_m64' },
     { gemvT: '_r4a1', gemm: '_p' },
   ];

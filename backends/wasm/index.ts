@@ -79,6 +79,8 @@ export interface Variants {
   gemvT?: string;
   gemvN?: string;
   gemvUnitBytes?: number;
+  /** Work (bytes) per job below which an [N, K] GEMV is not split (default PAR_BYTES, 1 MiB). */
+  gemvParBytes?: number;
   gemm?: string;
 }
 
@@ -360,7 +362,7 @@ export class WasmBackend implements Backend {
       try {
         const prep = this.fns[this.fn('prepare_x')]!;
         for (let m = 0; m < M; m++) prep(a + m * K * 4, xd + m * K * 4, K, dt === 'bf16' ? 1 : 0);
-        const nt = this.threadsFor(N * K * (this.variants.gemvUnitBytes ?? eb), PAR_BYTES);
+        const nt = this.threadsFor(N * K * (this.variants.gemvUnitBytes ?? eb), this.variants.gemvParBytes ?? PAR_BYTES);
         const fn = this.fn(`gemv_t_${dt}${this.variants.gemvT ?? ''}`);
         for (const [n0, n1] of WasmBackend.split(N, nt, 4)) {
           jobs.push({ fn, args: [a, K, xd, b + n0 * K * eb, bias ? bias + n0 * 4 : 0, c + n0 * 4, N, n1 - n0, K, M] });
