@@ -96,6 +96,59 @@ for (const dtype of ['bf16', 'f16'] as const) {
   });
 }
 
+test('GEMV x·Wᵀ: a weight row gives the same bits whether it runs in a multi-row pass or as a leftover row', async () => {
+  // The streaming GEMV reads several weight rows per pass and the rows left over one at a time; both must sum in
+  // the same order, so results do not depend on N or on the split among threads. Rows 0..N−1 of W are shared.
+  for (const dtype of ['f32', 'bf16', 'f16'] as const) {
+    for (const K of [7, 16, 384, 1000]) {
+      const M = 3, N = 13;
+      const x = rand(M * K), wf = rand(N * K);
+      const w = dtype === 'f32' ? wf : (narrowFromF32(wf, dtype) as unknown as Float32Array);
+      const full = (await onEach([w1], [{ data: x, shape: [M, K] }, { data: w, shape: [N, K], dtype }], ([a, b]) => ops.linear(a!, b!)))[0]!;
+      for (const n of [1, 2, 3, 5, 6, 7, 9]) {
+        const part = (await onEach([w1], [{ data: x, shape: [M, K] }, { data: w.slice(0, n * K), shape: [n, K], dtype }], ([a, b]) => ops.linear(a!, b!)))[0]!;
+        for (let m = 0; m < M; m++) {
+          for (let j = 0; j < n; j++) assert.ok(Object.is(part[m * n + j], full[m * N + j]), `${dtype} K=${K} N=${n}: [${m}, ${j}] ${part[m * n + j]} vs ${full[m * N + j]}`);
+        }
+      }
+    }
+  }
+});
+
+test('benchmarking variants (GEMV rows per pass / accumulators, FMA [K,N] GEMV, GEMM blockings): match the CPU, 1 thread = 2 threads', async () => {
+  const variants = [
+    { gemvT: '_r2a4', gemvN: '_fma', gemm: '_k512' },
+    { gemvT: '_r4a2', gemm: '_k384', gemvUnitBytes: 4, gemvParBytes: 1 << 16 },
+    { gemvT: '_r2a2', gemm: '_m64' },
+    { gemvT: '_r4a1', gemm: '_p' },
+  ];
+  for (const v of variants) {
+    const v1 = await createWasmBackend({ threads: 1, variants: v });
+    const v2 = await createWasmBackend({ threads: 2, splitSmallOps: true, variants: v });
+    try {
+      for (const dtype of ['f32', 'bf16', 'f16'] as const) {
+        for (const [M, K, N] of [[1, 1000, 63], [1, 63, 1000], [3, 129, 17], [8, 257, 65], [1, 7, 5], [MC + 1, KC + 1, NC + 1], [17, 2 * KC + 5, 129]] as const) {
+          for (const transposeB of [false, true]) {
+            const wf = rand(K * N);
+            const inputs = [
+              { data: rand(M * K), shape: [M, K] },
+              { data: dtype === 'f32' ? wf : (narrowFromF32(wf, dtype) as unknown as Float32Array), shape: transposeB ? [N, K] : [K, N], dtype },
+              { data: rand(N), shape: [N] },
+            ];
+            const what = `${JSON.stringify(v)} ${dtype} ${M}x${K}x${N} tB=${transposeB}`;
+            const [want, a, b] = await onEach([cpu, v1, v2], inputs, ([x, w, bias]) => ops.matmul(x!, w!, { transposeB, bias }));
+            assertClose(a!, want!, what);
+            assertIdentical(a!, b!, what);
+          }
+        }
+      }
+    } finally {
+      await v1.destroy();
+      await v2.destroy();
+    }
+  }
+});
+
 test('batched matmul with per-batch b, and K = 0', async () => {
   const inputs = [{ data: rand(3 * 17 * 63), shape: [3, 17, 63] }, { data: rand(3 * 63 * 129), shape: [3, 63, 129] }];
   const [want, a, b] = await onEach([cpu, w1, w2], inputs, ([x, w]) => ops.matmul(x!, w!));

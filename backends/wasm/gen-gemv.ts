@@ -53,64 +53,74 @@ export function hsum(a: Expr): Expr {
  * sequential x beside the weight stream measured 13.5 GB/s from DRAM, this pattern 17.8 (the hardware stream
  * detection seems to get in the way when two sequential streams run together).
  */
-export function genGemvT(m: ModuleBuilder, dt: StoreDType, fma = false): string {
+export function genGemvT(m: ModuleBuilder, dt: StoreDType, fma = false, R = 1, ACC = 4, name = `gemv_t_${dt}`): string {
   const madd = (a: Expr, b: Expr, acc: Expr) => (fma ? f32x4.relaxed_madd(a, b, acc) : f32x4.add(acc, f32x4.mul(a, b)));
-  const name = `gemv_t_${dt}`;
   const eb = ELEM_BYTES[dt];
+  if (![1, 2, 4].includes(ACC) || R < 1) throw new Error(`gemv_t: bad blocking R=${R} ACC=${ACC}`);
   m.func(name, ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (f, x, ldx, xd, w, bias, y, ldy, rows, K, M) => {
     const n = f.local('i32'), mm = f.local('i32'), k = f.local('i32');
-    const xp = f.local('i32'), xdp = f.local('i32'), wp = f.local('i32');
-    const a0 = f.local('v128'), a1 = f.local('v128'), a2 = f.local('v128'), a3 = f.local('v128');
+    const xp = f.local('i32'), xdp = f.local('i32');
+    // One weight-row pointer and ACC accumulators per row of the pass; two x vectors shared by the R rows.
+    const wps = Array.from({ length: R }, () => f.local('i32'));
+    const acc = Array.from({ length: R }, () => Array.from({ length: ACC }, () => f.local('v128')));
+    const xv = [f.local('v128'), f.local('v128')];
     const s = f.local('f32');
     const rowBytes = f.local('i32', i32.mul(K, eb));
     const ldxb = f.local('i32', i32.shl(ldx, 2)), ldyb = f.local('i32', i32.shl(ldy, 2));
     const k16 = f.local('i32', i32.and(K, -16)), k4 = f.local('i32', i32.and(K, -4));
     const kHalf = f.local('i32', i32.shl(i32.shr_u(i32.add(i32.shr_u(k16, 4), 1), 1), 4)); // 16·⌈blocks/2⌉
+    const rowsR = f.local('i32', R > 1 ? i32.sub(rows, i32.rem_u(rows, R)) : rows);
     const biasOf = (row: Expr) => f32.load(i32.add(bias, i32.shl(row, 2)));
-    const setX = () => {
-      f.set(xp, i32.add(x, i32.mul(mm, ldxb)));
-      f.set(xdp, i32.add(xd, i32.mul(mm, ldxb)));
-    };
-    /** Eight weights at wa against eight x values at xa (for bf16: split into even/odd) into two accumulators. */
-    const step8 = (wa: Expr, xa: Expr, accLo: Local, accHi: Local) => {
-      if (dt === 'bf16') {
-        // A 32-bit lane holds two bf16 (even element low, odd high): even = lane << 16, odd = lane & ~0xffff,
-        // against x split the same way — two integer ops per eight weights instead of two unpacks.
-        const raw = f.local('v128', v128.load(wa, 0, 0));
-        f.set(accLo, madd(i32x4.shl(raw, 16), v128.load(xa, 0, 0), accLo));
-        f.set(accHi, madd(v128.and(raw, v128.constI32(-65536, -65536, -65536, -65536)), v128.load(xa, 16, 0), accHi));
-      } else if (dt === 'f32') {
-        f.set(accLo, madd(v128.load(wa, 0, 0), v128.load(xa, 0, 0), accLo));
-        f.set(accHi, madd(v128.load(wa, 16, 0), v128.load(xa, 16, 0), accHi));
-      } else {
-        const [lo, hi] = load8x16(f, v128.load(wa, 0, 0), dt);
-        f.set(accLo, madd(lo, v128.load(xa, 0, 0), accLo));
-        f.set(accHi, madd(hi, v128.load(xa, 16, 0), accHi));
-      }
-    };
     /** Σ x·w over [from, K) for one row: groups of four, then scalars. */
-    const tail = (row: Local, from: Expr, acc: Local, sum: Local) => {
-      f.for(k, from, k4, 4, () => f.set(acc, madd(load4(f, i32.add(row, i32.mul(k, eb)), dt), v128.load(i32.add(xp, i32.shl(k, 2)), 0, 0), acc)));
-      f.set(sum, hsum(acc));
+    const tail = (row: Local, from: Expr, a: Local, sum: Local) => {
+      f.for(k, from, k4, 4, () => f.set(a, madd(load4(f, i32.add(row, i32.mul(k, eb)), dt), v128.load(i32.add(xp, i32.shl(k, 2)), 0, 0), a)));
+      f.set(sum, hsum(a));
       f.for(k, k4, K, 1, () => f.set(sum, f32.add(sum, f32.mul(f32.load(i32.add(xp, i32.shl(k, 2))), load1(f, i32.add(row, i32.mul(k, eb)), dt)))));
     };
     const store = (row: Expr, sum: Local) => {
       f.if(i32.ne(bias, 0), () => f.set(sum, f32.add(sum, biasOf(row))));
       f.f32_store(i32.add(y, i32.add(i32.mul(mm, ldyb), i32.shl(row, 2))), sum);
     };
-
-    f.for(n, 0, rows, 1, () => {
-      f.set(wp, i32.add(w, i32.mul(n, rowBytes)));
+    /**
+     * A pass over `count` consecutive rows from n. Per block of 16 k the x block is four vectors v = 0..3 (for
+     * bf16 weights: the even and odd elements of each eight), and vector v goes into accumulator v mod ACC of every
+     * row — the same order whatever `count` is, so a row's sum does not depend on how rows are grouped or split.
+     */
+    const pass = (count: number) => {
+      for (let r = 0; r < count; r++) f.set(wps[r]!, i32.add(w, i32.mul(i32.add(n, r), rowBytes)));
       f.for(mm, 0, M, 1, () => {
-        setX();
-        for (const a of [a0, a1, a2, a3]) f.set(a, v128.zero());
-        // Blocks of 16 k: the weight in order; x from xd, where (f32/f16) block b sits at 2b (first half of the
-        // blocks) or 2(b − half) + 1 (second half), so x is read with a two-block stride (see prepare_x).
+        f.set(xp, i32.add(x, i32.mul(mm, ldxb)));
+        f.set(xdp, i32.add(xd, i32.mul(mm, ldxb)));
+        for (let r = 0; r < count; r++) for (const a of acc[r]!) f.set(a, v128.zero());
         const block = (xa: Expr) => {
-          const wa = i32.add(wp, i32.mul(k, eb));
-          step8(wa, xa, a0, a1);
-          step8(i32.add(wa, 8 * eb), i32.add(xa, 32), a2, a3);
+          for (let h = 0; h < 2; h++) {
+            // Eight weights per row against two x vectors (read once for all rows of the pass).
+            const xa0 = count > 1 ? (f.set(xv[0]!, v128.load(xa, 32 * h, 0)), xv[0]!) : null;
+            const xa1 = count > 1 ? (f.set(xv[1]!, v128.load(xa, 32 * h + 16, 0)), xv[1]!) : null;
+            const X0 = () => xa0 ?? v128.load(xa, 32 * h, 0);
+            const X1 = () => xa1 ?? v128.load(xa, 32 * h + 16, 0);
+            for (let r = 0; r < count; r++) {
+              const wa = i32.add(wps[r]!, i32.mul(k, eb));
+              const lo = acc[r]![(2 * h) % ACC]!, hi = acc[r]![(2 * h + 1) % ACC]!;
+              if (dt === 'bf16') {
+                // A 32-bit lane holds two bf16 (even element low, odd high): even = lane << 16, odd = lane & ~0xffff,
+                // against x split the same way: two integer ops per eight weights instead of two unpacks.
+                const raw = f.local('v128', v128.load(wa, 16 * h, 0));
+                f.set(lo, madd(i32x4.shl(raw, 16), X0(), lo));
+                f.set(hi, madd(v128.and(raw, v128.constI32(-65536, -65536, -65536, -65536)), X1(), hi));
+              } else if (dt === 'f32') {
+                f.set(lo, madd(v128.load(wa, 32 * h, 0), X0(), lo));
+                f.set(hi, madd(v128.load(wa, 32 * h + 16, 0), X1(), hi));
+              } else {
+                const [wl, wh] = load8x16(f, v128.load(wa, 16 * h, 0), dt);
+                f.set(lo, madd(wl, X0(), lo));
+                f.set(hi, madd(wh, X1(), hi));
+              }
+            }
+          }
         };
+        // Blocks of 16 k: the weights in order; x from xd, where (f32/f16) block b sits at 2b (first half of the
+        // blocks) or 2(b − half) + 1 (second half), so x is read with a two-block stride (see prepare_x).
         if (dt === 'bf16') {
           // bf16: x split into even/odd elements, in order (the reordering measured no gain here).
           f.for(k, 0, k16, 16, () => block(i32.add(xdp, i32.shl(k, 2))));
@@ -118,11 +128,20 @@ export function genGemvT(m: ModuleBuilder, dt: StoreDType, fma = false): string 
           f.for(k, 0, kHalf, 16, () => block(i32.add(xdp, i32.shl(k, 3))));
           f.for(k, kHalf, k16, 16, () => block(i32.add(xdp, i32.add(i32.shl(i32.sub(k, kHalf), 3), 64))));
         }
-        f.set(a0, f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)));
-        tail(wp, k16, a0, s);
-        store(n, s);
+        for (let r = 0; r < count; r++) {
+          const a = acc[r]!;
+          const a0 = a[0]!;
+          if (ACC === 4) f.set(a0, f32x4.add(f32x4.add(a0, a[1]!), f32x4.add(a[2]!, a[3]!)));
+          else if (ACC === 2) f.set(a0, f32x4.add(a0, a[1]!));
+          tail(wps[r]!, k16, a0, s);
+          store(i32.add(n, r), s);
+        }
       });
-    });
+    };
+    if (R > 1) {
+      f.for(n, 0, rowsR, R, () => pass(R));
+      f.for(n, rowsR, rows, 1, () => pass(1));
+    } else f.for(n, 0, rows, 1, () => pass(1));
   });
   return name;
 }
@@ -192,8 +211,9 @@ export function genPrepareX(m: ModuleBuilder): string {
  * Columns are processed in chunks of CH (32 KiB of y: long runs of each row of b measured faster than an
  * L1-sized chunk); within a chunk, four rows of b per pass.
  */
-export function genGemvN(m: ModuleBuilder, dt: StoreDType): string {
-  const name = `gemv_n_${dt}`;
+export function genGemvN(m: ModuleBuilder, dt: StoreDType, fma = false, name = `gemv_n_${dt}`): string {
+  // With FMA: one fused multiply-add per four weights instead of a multiply and an add (fewer µops per byte).
+  const madd = (a: Expr, b: Expr, acc: Expr) => (fma ? f32x4.relaxed_madd(a, b, acc) : f32x4.add(acc, f32x4.mul(a, b)));
   const eb = ELEM_BYTES[dt];
   const CH = 8192;
   m.func(name, ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (f, x, b, ldb, bias, y, cols, K) => {
@@ -224,7 +244,7 @@ export function genGemvN(m: ModuleBuilder, dt: StoreDType): string {
         f.for(j, 0, w4, 4, () => {
           const ya = i32.add(yp, i32.shl(j, 2));
           let sum: Expr = v128.load(ya, 0, 0);
-          for (let q = 0; q < 4; q++) sum = f32x4.add(sum, f32x4.mul(ss[q]!, load4(f, i32.add(ps[q]!, i32.mul(j, eb)), dt)));
+          for (let q = 0; q < 4; q++) sum = madd(ss[q]!, load4(f, i32.add(ps[q]!, i32.mul(j, eb)), dt), sum);
           f.v128_store(ya, sum, 0, 0);
         });
         f.for(j, w4, w, 1, () => {
@@ -239,7 +259,7 @@ export function genGemvN(m: ModuleBuilder, dt: StoreDType): string {
         f.set(s0, f32x4.splat(f32.load(i32.add(x, i32.shl(k, 2)))));
         f.for(j, 0, w4, 4, () => {
           const ya = i32.add(yp, i32.shl(j, 2));
-          f.v128_store(ya, f32x4.add(v128.load(ya, 0, 0), f32x4.mul(s0, load4(f, i32.add(p0, i32.mul(j, eb)), dt))), 0, 0);
+          f.v128_store(ya, madd(s0, load4(f, i32.add(p0, i32.mul(j, eb)), dt), v128.load(ya, 0, 0)), 0, 0);
         });
         f.for(j, w4, w, 1, () => {
           const ya = i32.add(yp, i32.shl(j, 2));

@@ -46,8 +46,8 @@ import { bytesPerElement, checkHostArray, convertHost, DTYPES, type DType, type 
 import { BackendError } from '../../core/errors.js';
 import { broadcastStrides, stridesOf } from '../../core/shape.js';
 import type { Tensor } from '../../core/tensor.js';
-import { BLOCKING, kernelModule, MEMORY_MODULE, MEMORY_NAME, MODULE_MAX_PAGES, relaxedSimdAvailable } from './kernels.js';
-import { DTYPE_CODE, gemmScratchBytes, type StoreDType } from './gen-gemm.js';
+import { BLOCKING, GEMM_SCRATCH_BYTES, kernelModule, MEMORY_MODULE, MEMORY_NAME, MODULE_MAX_PAGES, relaxedSimdAvailable } from './kernels.js';
+import { DTYPE_CODE, type StoreDType } from './gen-gemm.js';
 import { Heap, type HeapStats } from './heap.js';
 import { CTRL_BYTES, type Job, MAX_JOBS, MAX_THREADS, ThreadPool } from './pool.js';
 import { WA, type WasmInstance, type WasmMemory } from './wasm-api.js';
@@ -70,6 +70,18 @@ export interface WasmBackendOptions {
    * On Node 20 this turns on V8's --experimental-wasm-relaxed-simd at run time; pass false to leave V8 alone.
    */
   relaxedSimd?: boolean;
+  /** Kernel variant suffixes, for benchmarking alternatives side by side (e.g. { gemvT: '_r4a2' }). */
+  variants?: Variants;
+}
+
+/** Kernel variants (benchmarking only). */
+export interface Variants {
+  gemvT?: string;
+  gemvN?: string;
+  gemvUnitBytes?: number;
+  /** Work (bytes) per job below which an [N, K] GEMV is not split (default PAR_BYTES, 1 MiB). */
+  gemvParBytes?: number;
+  gemm?: string;
 }
 
 /** A tensor's storage: a byte offset into the shared memory. */
@@ -112,6 +124,7 @@ export class WasmBackend implements Backend {
   private f32!: Float32Array;
   private destroyed = false;
   private readonly splitAll: boolean;
+  private readonly variants: Variants;
   private consts: { n: number; ones: number; zeros: number; binaryRow: number } | null = null;
   private table: { ptr: number; bytes: number } | null = null;
   private readonly ropeTables = new Map<string, { cos: number; sin: number; positions: number; half: number; bytes: number }>();
@@ -123,6 +136,7 @@ export class WasmBackend implements Backend {
     this.name = opts.name ?? 'wasm';
     this.threads = scratch.length;
     this.splitAll = opts.splitSmallOps ?? false;
+    this.variants = opts.variants ?? {};
     this.memory = memory;
     this.pool = pool;
     this.fma = fma;
@@ -152,7 +166,7 @@ export class WasmBackend implements Backend {
     const spinMs = (opts.spinMicros ?? 100) / 1000;
     // Page 0 holds the control block (at CTRL_OFFSET); the heap starts at page 1. Each thread owns GEMM scratch.
     const heap = new Heap(memory, PAGE, maxPages * PAGE, opts.name ?? 'wasm');
-    const scratch = Array.from({ length: threads }, () => heap.alloc(gemmScratchBytes(BLOCKING)));
+    const scratch = Array.from({ length: threads }, () => heap.alloc(GEMM_SCRATCH_BYTES));
     const pool = threads > 1 ? await ThreadPool.create(km.module, memory, CTRL_OFFSET, km.names, scratch, spinMs) : null;
     return new WasmBackend(opts, memory, heap, scratch, pool, fma);
   }
@@ -348,8 +362,8 @@ export class WasmBackend implements Backend {
       try {
         const prep = this.fns[this.fn('prepare_x')]!;
         for (let m = 0; m < M; m++) prep(a + m * K * 4, xd + m * K * 4, K, dt === 'bf16' ? 1 : 0);
-        const nt = this.threadsFor(N * K * eb, PAR_BYTES);
-        const fn = this.fn(`gemv_t_${dt}`);
+        const nt = this.threadsFor(N * K * (this.variants.gemvUnitBytes ?? eb), this.variants.gemvParBytes ?? PAR_BYTES);
+        const fn = this.fn(`gemv_t_${dt}${this.variants.gemvT ?? ''}`);
         for (const [n0, n1] of WasmBackend.split(N, nt, 4)) {
           jobs.push({ fn, args: [a, K, xd, b + n0 * K * eb, bias ? bias + n0 * 4 : 0, c + n0 * 4, N, n1 - n0, K, M] });
         }
@@ -362,7 +376,7 @@ export class WasmBackend implements Backend {
       // x·B with B [K, N]: jobs take chunks of B's rows (whole rows, read in order: splitting columns instead
       // would make every job read short runs of each row, which measured 3–5× slower), each writing partial sums,
       // then one fixed-order reduction. The chunking depends on the shape only, so results do not depend on threads.
-      const fn = this.fn(`gemv_n_${dt}`);
+      const fn = this.fn(`gemv_n_${dt}${this.fma ? (this.variants.gemvN ?? '') : ''}`);
       const kch = Math.max(GEMV_N_CHUNK, Math.ceil(K / MAX_JOBS));
       const chunks = K * N * eb >= PAR_BYTES ? Math.ceil(K / kch) : 1; // small B: one job, no partials
       if (chunks === 1) {
@@ -389,7 +403,7 @@ export class WasmBackend implements Backend {
       // smaller operand (split N: every job packs all of A). One job per thread when A is large.
       let nt = this.threadsFor(2 * M * N * K, PAR_FLOPS, 2);
       if (M * K > (1 << 18) && !this.splitAll) nt = Math.min(nt, this.threads);
-      const fn = this.fn('gemm');
+      const fn = this.fn(`gemm${this.variants.gemm ?? ''}`);
       const ldb = transB ? K : N;
       const byN = N >= M || M < BLOCKING.MR * nt;
       const ranges = WasmBackend.split(byN ? N : M, nt, byN ? BLOCKING.NR : BLOCKING.MR);

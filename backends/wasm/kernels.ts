@@ -5,7 +5,7 @@ import v8 from 'node:v8';
 import { f32x4, ModuleBuilder, v128 } from './emitter.js';
 import { genAttention } from './gen-attention.js';
 import { genElementwise } from './gen-elementwise.js';
-import { type GemmBlocking, genGemmDriver, genGemmMacro, genPackCols, genPackRows, type StoreDType } from './gen-gemm.js';
+import { type GemmBlocking, gemmScratchBytes, genGemmDriver, genGemmMacro, genPackCols, genPackRows, type StoreDType } from './gen-gemm.js';
 import { genGemvN, genGemvT, genPrepareX, genSumPartials } from './gen-gemv.js';
 import { genNorms } from './gen-norm.js';
 import { WA, type WasmModule } from './wasm-api.js';
@@ -18,6 +18,18 @@ import { WA, type WasmModule } from './wasm-api.js';
  * (512 KiB) stay in the 1 MiB L2.
  */
 export const BLOCKING: GemmBlocking = { MR: 4, NR: 8, MC: 128, KC: 256, NC: 512 };
+
+/** Alternative [N, K] GEMV blockings (rows per pass, accumulators per row), selectable for benchmarking. */
+export const GEMV_T_VARIANTS: [number, number][] = [[2, 4], [4, 2], [2, 2], [4, 1]];
+
+/** Alternative GEMM cache blockings (same micro-kernel), selectable for benchmarking. */
+export const GEMM_VARIANTS: Record<string, { MC: number; KC: number; NC: number }> = {
+  _k512: { MC: 128, KC: 512, NC: 256 },
+  _k384: { MC: 96, KC: 384, NC: 384 },
+  _m64: { MC: 64, KC: 256, NC: 1024 },
+};
+/** Per-thread GEMM scratch: enough for the default blocking and every variant. */
+export const GEMM_SCRATCH_BYTES = Math.max(...[BLOCKING, ...Object.values(GEMM_VARIANTS)].map((b) => gemmScratchBytes({ MR: BLOCKING.MR, NR: BLOCKING.NR, ...b })));
 
 export const MEMORY_MODULE = 'env';
 export const MEMORY_NAME = 'memory';
@@ -66,11 +78,16 @@ export function buildKernelBytes(fma = false): { bytes: Uint8Array; names: strin
   }
   const macro = genGemmMacro(m, MR, NR, 1, fma);
   genGemmDriver(m, { MR, NR, MC, KC, NC }, macro, packA, packB);
+  for (const [suffix, b] of Object.entries(GEMM_VARIANTS)) genGemmDriver(m, { MR, NR, ...b }, macro, packA, packB, `gemm${suffix}`);
+  // Same blocking, k loop ended by B's pointer instead of a counter.
+  genGemmDriver(m, { MR, NR, MC, KC, NC }, genGemmMacro(m, MR, NR, 1, fma, true), packA, packB, 'gemm_p');
   genPrepareX(m);
   genSumPartials(m);
   for (const dt of dts) {
     genGemvT(m, dt, fma);
+    for (const [R, ACC] of GEMV_T_VARIANTS) genGemvT(m, dt, fma, R, ACC, `gemv_t_${dt}_r${R}a${ACC}`);
     genGemvN(m, dt);
+    if (fma) genGemvN(m, dt, true, `gemv_n_${dt}_fma`);
   }
   genElementwise(m);
   genNorms(m);

@@ -9,6 +9,12 @@
 // spends even when its wall time is inflated by waiting for a core.
 //
 //   node dist/test/bench/wasm-bench.js [--rounds 5] [--quick] [--no-peers] [--no-model] [--threads 2]
+//        [--cases gemm,gemv-f32] [--no-cpu] [--no-1t] [--baseline DIR] [--variant '{"json":"options"}']...
+//
+// --cases keeps the cases whose id starts with one of the prefixes; --no-cpu drops the (slow) CPU reference from
+// the op cases; --no-1t drops the 1-thread wasm backend; --baseline DIR adds the wasm backend of another build
+// (DIR/backends/wasm/index.js, e.g. a copy of dist/ from before a change) as 'base-<N>t', so that before/after
+// are measured side by side; every --variant adds a wasm backend with those extra options as 'var<i>-<N>t'.
 //
 // Prints a table and the ratios, writes bench-results/wasm.json. A peer that fails to load is reported and skipped.
 
@@ -34,6 +40,8 @@ const arg = (n: string, d: string) => {
 const QUICK = flag('quick');
 const ROUNDS = Number(arg('rounds', QUICK ? '2' : '5'));
 const THREADS = Number(arg('threads', String(Math.max(2, availableParallelism()))));
+const CASES = arg('cases', '').split(',').filter(Boolean);
+const VARIANTS = argv.flatMap((a, i) => (a === '--variant' && argv[i + 1] ? [JSON.parse(argv[i + 1]!) as Record<string, unknown>] : []));
 
 // ---- engines ----
 
@@ -368,7 +376,20 @@ async function main(): Promise<void> {
   const w1 = await createWasmBackend({ threads: 1 });
   const wN = await createWasmBackend({ threads: THREADS });
   console.log(`wasm: ${wN.info().description}`);
-  const engines: Engine[] = [ourEngine('wasm-1t', w1), ourEngine(`wasm-${THREADS}t`, wN), ourEngine('cpu', cpu, QUICK ? 3e8 : 3e9)];
+  const engines: Engine[] = [ourEngine(`wasm-${THREADS}t`, wN)];
+  if (!flag('no-1t')) engines.unshift(ourEngine('wasm-1t', w1));
+  if (!flag('no-cpu')) engines.push(ourEngine('cpu', cpu, QUICK ? 3e8 : 3e9));
+  const extra: [string, Backend][] = [];
+  const baseDir = arg('baseline', '');
+  if (baseDir) {
+    const mod = (await import(`${baseDir.replace(/\/$/, '')}/backends/wasm/index.js`)) as { createWasmBackend: (o: object) => Promise<Backend> };
+    extra.push([`base-${THREADS}t`, await mod.createWasmBackend({ threads: THREADS })]);
+  }
+  for (const [i, v] of VARIANTS.entries()) {
+    console.log(`var${i}: ${JSON.stringify(v)}`);
+    extra.push([`var${i}-${THREADS}t`, await createWasmBackend({ threads: THREADS, ...v })]);
+  }
+  for (const [name, b] of extra) engines.push(ourEngine(name, b));
   const skipped: string[] = [];
   if (!flag('no-peers')) {
     const o = await ortEngines();
@@ -379,7 +400,7 @@ async function main(): Promise<void> {
     else engines.push(j);
   }
 
-  const cases: Case[] = [
+  const allCases: Case[] = [
     { id: 'gemm-1024', label: 'matmul 1024×1024·1024×1024 (f32, B [K,N])', M: 1024, K: 1024, N: 1024, layout: 'kn', wdtype: 'f32', unit: 'GFLOP/s', reps: QUICK ? 2 : 3 },
     { id: 'gemm-prefill', label: 'matmul 128×896·896×4864 (f32, B [K,N])', M: 128, K: 896, N: 4864, layout: 'kn', wdtype: 'f32', unit: 'GFLOP/s', reps: QUICK ? 2 : 4 },
     { id: 'gemm-prefill-linear', label: 'linear 128×896·[4864,896]ᵀ (f32 W [N,K], the model layout)', M: 128, K: 896, N: 4864, layout: 'nk', wdtype: 'f32', unit: 'GFLOP/s', reps: QUICK ? 2 : 4 },
@@ -392,6 +413,7 @@ async function main(): Promise<void> {
     { id: 'gemv-896-bf16-linear', label: 'gemv 1×896·[4864,896]ᵀ (bf16 W [N,K])', M: 1, K: 896, N: 4864, layout: 'nk', wdtype: 'bf16', unit: 'GB/s', reps: QUICK ? 4 : 20 },
     { id: 'overhead', label: 'call overhead: matmul 1×64·64×64 + read back (µs per call)', M: 1, K: 64, N: 64, layout: 'kn', wdtype: 'f32', unit: 'us', reps: 50 },
   ];
+  const cases = allCases.filter((c) => !CASES.length || CASES.some((p) => c.id.startsWith(p)));
   const rows = await benchCases(engines, cases);
 
   // Ratios of the threaded wasm backend to every other engine, per case (rates: higher is better; µs: lower).
@@ -410,7 +432,7 @@ async function main(): Promise<void> {
     console.log(`  ${c.id.padEnd(20)} ${parts.join('  ')}`);
   }
   for (const [a, b] of [['gemv-f32-linear', 'gemv-bf16-linear'], ['gemv-896-f32-linear', 'gemv-896-bf16-linear']] as const) {
-    for (const e of ['wasm-1t', ours]) {
+    for (const e of ['wasm-1t', ours, ...extra.map(([n]) => n)]) {
       const f32 = rows.find((r) => r.case === a && r.engine === e)?.medianMs;
       const bf16 = rows.find((r) => r.case === b && r.engine === e)?.medianMs;
       if (f32 && bf16) console.log(`  bf16 vs f32 weights (${e}, ${b.replace('-bf16-linear', '')}): ${(f32 / bf16).toFixed(2)}× the calls per second`);
@@ -420,15 +442,20 @@ async function main(): Promise<void> {
   for (const e of engines) await e.dispose?.();
   let decode: DecodeRow[] = [];
   if (!flag('no-model')) {
-    decode = await benchDecode([['cpu', cpu], ['wasm-1t', w1], [ours, wN]], QUICK ? 8 : 24, 32);
+    const list: [string, Backend][] = [[ours, wN], ...extra];
+    if (!flag('no-1t')) list.unshift(['wasm-1t', w1]);
+    if (!flag('no-cpu')) list.unshift(['cpu', cpu]);
+    decode = await benchDecode(list, QUICK ? 8 : 24, 32);
     const tok = (b: string, w: string) => decode.find((d) => d.backend === b && d.weights === w)?.decodeTokS ?? NaN;
     console.log(
       `  decode ratios: ${ours}/cpu ${(tok(ours, 'f32') / tok('cpu', 'f32')).toFixed(1)}× (f32), ${(tok(ours, 'bf16') / tok('cpu', 'bf16')).toFixed(1)}× (bf16); ` +
         `${ours} bf16/f32 ${(tok(ours, 'bf16') / tok(ours, 'f32')).toFixed(2)}×; ${ours}/wasm-1t ${(tok(ours, 'f32') / tok('wasm-1t', 'f32')).toFixed(2)}×`,
     );
+    for (const [name] of extra) console.log(`  ${name}: bf16/f32 ${(tok(name, 'bf16') / tok(name, 'f32')).toFixed(2)}×; ${ours}/${name} ${(tok(ours, 'f32') / tok(name, 'f32')).toFixed(2)}× (f32), ${(tok(ours, 'bf16') / tok(name, 'bf16')).toFixed(2)}× (bf16)`);
   }
   await w1.destroy();
   await wN.destroy();
+  for (const [, b] of extra) await (b as { destroy?: () => Promise<void> }).destroy?.();
 
   mkdirSync('bench-results', { recursive: true });
   const slim = rows.map(({ samples, cpuSamples, ...r }) => ({ ...r, n: samples.length }));
