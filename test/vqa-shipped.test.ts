@@ -59,7 +59,12 @@ function nmse(got: ArrayLike<number>, want: ArrayLike<number>): { nmse: number; 
 let rt: LaviRuntime;
 const t0 = Date.now();
 
-if (missing.length) {
+if (missing.length && process.env.CI === 'true') {
+  // The checkpoint ships with the repository: in CI its absence is a packaging bug, not a reason to skip.
+  test('shipped VQA checkpoint and fixtures are present', () => {
+    assert.unreachable(`missing: ${missing.join(', ')}`);
+  });
+} else if (missing.length) {
   console.log(`NOTE: shipped VQA checkpoint/fixtures not in the tree (${missing.map((p) => (p.startsWith(root) ? p.slice(root.length) : p)).join(', ')}): skipped`);
 } else {
   test.before(async () => {
@@ -101,7 +106,7 @@ if (missing.length) {
         rt.model.reset();
         // Greedy answer through the runtime, from the PNG file.
         const answerIds = Array.from((await f.read(`${q.key}.answer_ids`)).data);
-        const r = await rt.ask(join(split, q.image), q.question, { maxNewTokens: 32 });
+        const r = await rt.ask(join(split, q.image), q.question, { maxNewTokens: 64 });
         assert.equal(r.tokens, answerIds, `${q.key}: greedy tokens`);
         assert.is(r.answer, q.prediction.trim());
       }
@@ -111,28 +116,40 @@ if (missing.length) {
     }
   });
 
-  test('held-out questions (PNG): the engine answers as PyTorch does, and mostly right', async () => {
+  test("the README's main command: bundled example images answered as examples/images/questions.json says", async () => {
+    // shapes2.png ("How many circles are there?" → 2) is left out: the model answers 1 (counting is its weakest
+    // type, 90% on the held-out split), as the README says.
+    const info = JSON.parse(readFileSync(join(root, 'examples', 'images', 'questions.json'), 'utf8')) as Record<string, { question: string; answer: string }>;
+    for (const name of ['shapes1.png', 'shapes3.png']) {
+      const r = await rt.ask(join(root, 'examples', 'images', name), info[name]!.question);
+      assert.is(normalize(r.answer), normalize(info[name]!.answer), name);
+    }
+  });
+
+  test('held-out split (PNG, all 252 questions): the engine answers token for token as PyTorch does, ≥ 90% right', async () => {
     const questions = readFileSync(join(split, 'questions.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Question);
     const pt = JSON.parse(readFileSync(evalPytorchPath, 'utf8')) as {
       models: Record<string, { predictions: { index: number; prediction: string; token_ids: number[]; min_margin: number }[] }>;
     };
     const preds = pt.models[basename(modelDir)]!.predictions;
-    // Two questions of each short-answer type and one description: 11 questions.
-    const chosen: number[] = [];
-    for (const type of ['color', 'shape', 'count', 'exist', 'position', 'describe']) {
-      const idx = questions.map((q, i) => (q.type === type ? i : -1)).filter((i) => i >= 0);
-      chosen.push(...idx.slice(0, type === 'describe' ? 1 : 2));
-    }
-    let right = 0;
+    assert.is(preds.length, questions.length, 'eval-pytorch.json covers every question');
+    // The cpu reference is ~20x slower than wasm: there, every 6th question (all types still appear).
+    const chosen = questions.map((_, i) => i).filter((i) => BACKEND === 'wasm' || i % 6 === 0);
+    const right: Record<string, [number, number]> = {};
     for (const i of chosen) {
       const q = questions[i]!;
-      const r = await rt.ask(join(split, q.image), q.question, { maxNewTokens: 32 });
+      const r = await rt.ask(join(split, q.image), q.question, { maxNewTokens: 64 });
       const p = preds.find((x) => x.index === i)!;
       assert.equal(r.tokens, p.token_ids, `question ${i} (${q.question}): tokens differ from PyTorch's (min margin ${p.min_margin})`);
       assert.is(r.answer, p.prediction.trim());
-      if (normalize(r.answer) === normalize(q.answer)) right++;
+      const t = (right[q.type] ??= [0, 0]);
+      t[1]++;
+      if (normalize(r.answer) === normalize(q.answer)) t[0]++;
     }
-    assert.ok(right >= Math.ceil(chosen.length * 0.7), `only ${right}/${chosen.length} answers right`);
+    const ok = Object.values(right).reduce((a, t) => a + t[0], 0);
+    const table = Object.entries(right).map(([k, [a, n]]) => `${k} ${a}/${n}`).join(', ');
+    console.log(`NOTE: held-out accuracy on '${BACKEND}': ${ok}/${chosen.length} (${table})`);
+    assert.ok(ok >= Math.ceil(chosen.length * 0.9), `only ${ok}/${chosen.length} answers right (${table})`);
   });
 }
 

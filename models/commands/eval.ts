@@ -30,7 +30,7 @@ options:
   --split DIR       split directory holding questions.jsonl and the images (default: examples/vqa/test)
   --backend NAME    backend to run on (default: the best available)
   --limit N         only the first N questions (not written to eval-engine.json unless --out is given)
-  --max-tokens N    answer tokens at most (default 32, as the PyTorch evaluation)
+  --max-tokens N    answer tokens at most (default 64, as the PyTorch evaluation)
   --jpeg            read each question's JPEG image instead of the PNG
   --lavi DIR        LaVi checkpoint (default: models/weights/lavi-vqa)
   --concat DIR      concat baseline checkpoint (default: models/weights/concat-vqa)
@@ -286,7 +286,7 @@ function parse(args: string[]): EvalArgs | 'help' {
     split: resolve(str('split') ?? join(root, 'examples', 'vqa', 'test')),
     backend,
     limit,
-    maxNewTokens: intArg(p, 'max-tokens', 1) ?? 32,
+    maxNewTokens: intArg(p, 'max-tokens', 1) ?? 64,
     jpeg: p.flags.has('jpeg'),
     models: [
       { name: 'LaVi', dir: resolve(str('lavi') ?? join(weights, 'lavi-vqa')), pytorchNames: ['lavi-vqa', 'lavi'] },
@@ -420,7 +420,7 @@ async function evalModel(
         const r = results[i]!;
         if (p.tokenIds) {
           tokenCompared++;
-          // PyTorch decodes at most 32 tokens; compare over what both produced within that budget.
+          // PyTorch decodes at most 64 tokens; compare over what both produced within that budget.
           const n = Math.min(p.tokenIds.length, a.maxNewTokens);
           if (r.tokens.slice(0, n).join() !== p.tokenIds.slice(0, n).join()) tokensDiffering++;
         }

@@ -1,7 +1,7 @@
 """Evaluates the shipped VQA checkpoints in PyTorch and writes the logits golden for the TypeScript engine.
 
   eval     every question of examples/vqa/test/questions.jsonl, for each checkpoint directory given:
-           greedy decoding (max 32 new tokens, stops at <|im_end|> or <|endoftext|>) from the PNG image, exact match
+           greedy decoding (max 64 new tokens, stops at <|im_end|> or <|endoftext|>) from the PNG image, exact match
            after trimming, lowercasing and dropping one final period; per question type and overall. The JPEG
            copies are scored the same way as a secondary result. Writes models/weights/eval-pytorch.json with
            each question's predicted answer and token ids.
@@ -35,7 +35,7 @@ from lavi_torch import (  # noqa: E402
 import vqa_data  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(HERE, '..', '..'))
-MAX_NEW_TOKENS = 32
+MAX_NEW_TOKENS = 64  # the longest description (4 objects) is about 40 tokens
 
 
 def normalize_answer(s: str) -> str:
@@ -187,7 +187,7 @@ def run_golden(a) -> None:
         'compute_dtype': 'float64 from the shipped float16 weights; logits and pixel_values stored as F32',
         'layout': 'qK.input_ids I32 [T] prompt ids (chat template applied); qK.image U8 [S,S,3] the PNG; '
                   'qK.pixel_values F32 [1,3,S,S] = (u8/255 - mean)/std; qK.logits F32 [T,vocab] at every prompt '
-                  'position; qK.answer_ids I32 greedy continuation (max 32 tokens) including the stop token',
+                  'position; qK.answer_ids I32 greedy continuation (max 64 tokens) including the stop token',
     }
     save_safetensors(a.out, gold, meta)
     print('wrote', a.out)
