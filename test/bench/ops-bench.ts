@@ -78,7 +78,11 @@ async function main(): Promise<void> {
     const i = args.indexOf(`--${k}`);
     return i >= 0 ? args[i + 1] : undefined;
   };
-  const names = (flag('backend') ?? listBackends().filter((b) => b.name !== 'meta').map((b) => b.name).join(',')).split(',');
+  // A family name ('gpujs') stands for every registered backend of that family ('gpujs-webgpu', 'gpujs-webasm', …).
+  const registered = listBackends().map((b) => b.name).filter((n) => n !== 'meta');
+  const names = (flag('backend') ?? registered.join(','))
+    .split(',')
+    .flatMap((n) => (registered.includes(n) ? [n] : registered.filter((r) => r.startsWith(`${n}-`)).length ? registered.filter((r) => r.startsWith(`${n}-`)) : [n]));
   const seconds = Number(flag('seconds') ?? 2);
   const backends: Backend[] = [];
   for (const n of names) {
