@@ -121,6 +121,7 @@ test('benchmarking variants (GEMV rows per pass / accumulators, FMA [K,N] GEMV, 
     { gemvT: '_r4a2', gemm: '_k384', gemvUnitBytes: 4, gemvParBytes: 1 << 16 },
     { gemvT: '_r2a2', gemm: '_m64' },
     { gemvT: '_r4a1', gemm: '_p' },
+    { gemvT: '_p2f' },
   ];
   for (const v of variants) {
     const v1 = await createWasmBackend({ threads: 1, variants: v });

@@ -363,7 +363,8 @@ export class WasmBackend implements Backend {
         const prep = this.fns[this.fn('prepare_x')]!;
         for (let m = 0; m < M; m++) prep(a + m * K * 4, xd + m * K * 4, K, dt === 'bf16' ? 1 : 0);
         const nt = this.threadsFor(N * K * (this.variants.gemvUnitBytes ?? eb), this.variants.gemvParBytes ?? PAR_BYTES);
-        const fn = this.fn(`gemv_t_${dt}${this.variants.gemvT ?? ''}`);
+        const vname = `gemv_t_${dt}${this.variants.gemvT ?? ''}`;
+        const fn = this.fn(this.fnIndex.has(vname) ? vname : `gemv_t_${dt}`); // dtype-specific variants: others keep the default
         for (const [n0, n1] of WasmBackend.split(N, nt, 4)) {
           jobs.push({ fn, args: [a, K, xd, b + n0 * K * eb, bias ? bias + n0 * 4 : 0, c + n0 * 4, N, n1 - n0, K, M] });
         }

@@ -6,7 +6,7 @@ import { f32x4, ModuleBuilder, v128 } from './emitter.js';
 import { genAttention } from './gen-attention.js';
 import { genElementwise } from './gen-elementwise.js';
 import { type GemmBlocking, gemmScratchBytes, genGemmDriver, genGemmMacro, genPackCols, genPackRows, type StoreDType } from './gen-gemm.js';
-import { genGemvN, genGemvT, genPrepareX, genSumPartials } from './gen-gemv.js';
+import { genGemvN, genGemvT, genGemvTPairs, genPrepareX, genSumPartials } from './gen-gemv.js';
 import { genNorms } from './gen-norm.js';
 import { WA, type WasmModule } from './wasm-api.js';
 
@@ -87,6 +87,7 @@ export function buildKernelBytes(fma = false): { bytes: Uint8Array; names: strin
     genGemvT(m, dt, fma);
     for (const [R, ACC] of GEMV_T_VARIANTS) genGemvT(m, dt, fma, R, ACC, `gemv_t_${dt}_r${R}a${ACC}`);
     genGemvN(m, dt);
+    if (dt === 'bf16') genGemvTPairs(m, fma, `gemv_t_${dt}_p2f`); // bf16 only: other dtypes keep their default
     if (fma) genGemvN(m, dt, true, `gemv_n_${dt}_fma`);
   }
   genElementwise(m);
