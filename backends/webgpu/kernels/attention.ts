@@ -2,19 +2,26 @@
 // online softmax over key blocks: no Tq×S score matrix ever exists in memory.
 //
 // Subgroup kernel: a workgroup is one subgroup and owns TQ query rows of one kv head — the rows are (query,
-// head-in-group) pairs, so for grouped-query decode the whole group of query heads sharing a kv head is one tile
-// and each K/V row is read once for all of them. Per block of S·KB keys:
-//   * scores: each lane owns KB keys and loads their K rows as vec4; query chunks are loaded once per block,
-//     spread over the lanes, and broadcast (subgroupBroadcast) — a K row is read once per tile, not per query;
-//   * softmax: block max by subgroupMax, running (max, sum) per row, accumulators rescaled once per block;
-//   * values: lanes switch to owning output features; each key's probability is broadcast from the lane that
+// head-in-group) pairs, so for grouped-query attention the query heads sharing a kv head are in one tile and each
+// K/V row is read once for all of its rows. Per block of S·KB keys:
+//   * scores: each lane owns KB keys and loads their K rows as vec4; query chunks (pre-multiplied by
+//     scale·log2 e) stay in registers, spread over the lanes, and are shuffled to all lanes — a K row is read
+//     once per tile, not per query;
+//   * softmax (base 2): block max by subgroupMax; the running max moves, and l and the accumulators are
+//     rescaled, only when a block raises it (a uniform branch); probabilities by exp2;
+//   * values: lanes switch to owning output features; each key's probability is shuffled from the lane that
 //     scored it and every lane reads only its feature chunks of that V row (again once per tile).
 // At the end the lanes' partial sums are combined with subgroupAdd. Rows that see no key give zeros.
+// K and V come from texture copies (runtime.textureMirror) when the runtime keeps them (software adapters), the
+// tensors are f32 and fill their storages, and head dims are multiples of 64 (256-byte texture rows): lavapipe
+// fetches texels with vector code but loads storage buffers lane by lane. In a model the KV cache changes every
+// step, so each call then also copies K and V into the textures (a buffer-to-texture copy, encoded before it).
 // Tile heights: 2 rows (one query, no grouping), 8 (grouped-query decode: a group of 7 heads is one tile), 12
-// for prefill (≥ 16 rows). On lavapipe the per-lane K/V loads dominate (dropping them from the kernel cut its time
-// by more than half; the query shuffles are cheap), so taller tiles — more rows per K/V load — are faster: 12
-// rows beat 8 by ~1.3× per CPU-second at 128×128. 16 rows were no better than 12 in those measurements and
-// took lavapipe's LLVM ~2.5× as long to compile (14 s vs 5.6 s, register pressure), so the tile stops at 12.
+// for prefill (≥ 16 rows), with KB = 4 keys per lane and block (2 for the 8-row tile). 16-row tiles were no
+// better than 12 and took lavapipe's LLVM ~2.5× as long to compile. Measured at 128×128 (14q/2kv, D 64, lavapipe,
+// 2 CPUs), roughly a third of the kernel's time each went to scores, values and the softmax step; KB 4 (per-block
+// softmax work over twice the keys) and the base-2 softmax with the conditional rescale made it ~1.2–1.3× faster;
+// the texture reads alone were within noise at this size (12 rows already share each K/V load).
 // Portable kernel (no subgroups, or head dims not multiples of 4): one invocation per query row, scalar online
 // softmax over keys, the accumulator in a private array.
 
@@ -117,10 +124,11 @@ fn main(@builtin(workgroup_id) w: vec3u, @builtin(num_workgroups) nw: vec3u, @bu
   }
   // Query chunks stay in a private array for the whole key loop (loaded once, not once per key block).
   L.push(`  var qreg: array<vec4f, ${TQ * NDS}>;
+  let qs = p.scale * 1.4426950408889634;
   for (var st = 0u; st < ${NDS}u; st++) {
     let qd = min(st * ${S}u + sl, D4 - 1u);
     let qok = st * ${S}u + sl < D4;`);
-  for (let r = 0; r < TQ; r++) L.push(`    qreg[${r * NDS}u + st] = select(vec4f(0.0), Q[qr${r} + qd], qok);`);
+  for (let r = 0; r < TQ; r++) L.push(`    qreg[${r * NDS}u + st] = select(vec4f(0.0), Q[qr${r} + qd] * qs, qok);`);
   L.push('  }');
   L.push(`  for (var j0 = 0u; j0 < visMax; j0 += ${S * KB}u) {`);
   for (let c = 0; c < KB; c++) {
@@ -147,20 +155,24 @@ fn main(@builtin(workgroup_id) w: vec3u, @builtin(num_workgroups) nw: vec3u, @bu
   L.push('      }\n    }');
   // Scale, mask, online softmax.
   for (let r = 0; r < TQ; r++) {
+    // Scores arrive in log2 units (scale·log2 e folded into the query registers): exp2, and the running
+    // maximum moves (and the accumulators are rescaled) only when a block raises it — a uniform branch.
     for (let c = 0; c < KB; c++) {
-      const add = mask ? ` + Mk[mb${r} + min(jk${c}, visMax - 1u) * p.mSt.w]` : '';
-      L.push(`    s${r}_${c} = select(NEG, s${r}_${c} * p.scale${add}, jk${c} < vis${r});`);
+      const add = mask ? ` + Mk[mb${r} + min(jk${c}, visMax - 1u) * p.mSt.w] * 1.4426950408889634` : '';
+      L.push(`    s${r}_${c} = select(NEG, s${r}_${c}${add}, jk${c} < vis${r});`);
     }
     const lmax = Array.from({ length: KB }, (_, c) => `s${r}_${c}`).reduce((a, b2) => `max(${a}, ${b2})`);
     L.push(`    {
       let bm = subgroupMax(${lmax});
-      let mn = max(m${r}, bm);
-      let corr = select(exp(m${r} - mn), 0.0, isNegInf(m${r}));
-      m${r} = mn;`);
-    for (let c = 0; c < KB; c++) L.push(`      s${r}_${c} = select(exp(s${r}_${c} - mn), 0.0, isNegInf(s${r}_${c}));`);
-    L.push(`      l${r} = l${r} * corr + ${Array.from({ length: KB }, (_, c) => `s${r}_${c}`).join(' + ')};`);
-    for (let s = 0; s < NV; s++) L.push(`      acc${r}_${s} *= corr;`);
-    L.push('    }');
+      if (bm > m${r}) {
+        let corr = select(exp2(m${r} - bm), 0.0, isNegInf(m${r}));
+        m${r} = bm;
+        l${r} *= corr;`);
+    for (let s2 = 0; s2 < NV; s2++) L.push(`        acc${r}_${s2} *= corr;`);
+    L.push('      }');
+    for (let c = 0; c < KB; c++) L.push(`      s${r}_${c} = select(exp2(s${r}_${c} - m${r}), 0.0, isNegInf(s${r}_${c}));`);
+    L.push(`      l${r} += ${Array.from({ length: KB }, (_, c) => `s${r}_${c}`).join(' + ')};
+    }`);
   }
   // Values: key kk of the block was scored by lane kk % S (its c = kk / S); its probability is shuffled to
   // every lane, and each lane reads only its own feature chunks of that V row.
@@ -269,9 +281,9 @@ export function attention(env: KernelEnv, out: Tensor, [q, k, v, mask]: [Tensor,
   const views = mv ? [qv, kv, vv, mv, ov] : [qv, kv, vv, ov];
   const bindings = mv ? (['r', 'r', 'r', 'r', 'w'] as const) : (['r', 'r', 'r', 'w'] as const);
   if (useSg) {
-    // Tile heights (see the top): 2, 8 (grouped-query decode) or 12 (prefill).
+    // Tile heights (see the top): 2, 8 (grouped-query decode) or 12 (prefill); keys per lane and block KB.
     const TQ = rows <= 2 ? 2 : rows < 16 ? 8 : 12;
-    const KB = TQ >= 8 ? 2 : 4;
+    const KB = TQ === 8 ? 2 : 4;
     const S4 = 4 * caps.sgSize;
     const NDS = nextPow2(Math.ceil(D / S4));
     const NV = nextPow2(Math.ceil(Dv / S4));
