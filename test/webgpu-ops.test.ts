@@ -247,6 +247,8 @@ if (!gpu) {
       ['129 queries', [1, 129, 2, 16], [1, 129, 1, 16], [1, 129, 1, 16], { causal: true, scale: 0.3 }],
       // ≥ 16 rows per kv head: the 12-row prefill tile, with a partial last tile, two batches and Dv ≠ D.
       ['prefill tiles, batch 2, offset', [2, 9, 4, 32], [2, 20, 2, 32], [2, 20, 2, 16], { causal: true, queryOffset: 8, keyLength: 17 }],
+      // Head dims of 64: K/V read from texture copies where the runtime keeps them (software adapters).
+      ['prefill GQA D 64, batch 2, offset', [2, 19, 14, 64], [2, 26, 2, 64], [2, 26, 2, 64], { causal: true, queryOffset: 5, keyLength: 24 }],
     ];
     for (const [label, q, k, v, o] of cases) {
       await cmp(G, 'attention', label, [u(q, 60), u(k, 61), u(v, 62)], ([a, b, c]) => ops.attention(a!, b!, c!, o), T);

@@ -2,19 +2,28 @@
 // online softmax over key blocks: no Tq×S score matrix ever exists in memory.
 //
 // Subgroup kernel: a workgroup is one subgroup and owns TQ query rows of one kv head — the rows are (query,
-// head-in-group) pairs, so for grouped-query decode the whole group of query heads sharing a kv head is one tile
-// and each K/V row is read once for all of them. Per block of S·KB keys:
-//   * scores: each lane owns KB keys and loads their K rows as vec4; query chunks are loaded once per block,
-//     spread over the lanes, and broadcast (subgroupBroadcast) — a K row is read once per tile, not per query;
-//   * softmax: block max by subgroupMax, running (max, sum) per row, accumulators rescaled once per block;
-//   * values: lanes switch to owning output features; each key's probability is broadcast from the lane that
+// head-in-group) pairs, so for grouped-query attention the query heads sharing a kv head are in one tile and each
+// K/V row is read once for all of its rows. Per block of S·KB keys:
+//   * scores: each lane owns KB keys and loads their K rows as vec4; query chunks (pre-multiplied by
+//     scale·log2 e) stay in registers, spread over the lanes, and are shuffled to all lanes — a K row is read
+//     once per tile, not per query;
+//   * softmax (base 2): block max by subgroupMax; the running max moves, and l and the accumulators are
+//     rescaled, only when a block raises it (a uniform branch); probabilities by exp2;
+//   * values: lanes switch to owning output features; each key's probability is shuffled from the lane that
 //     scored it and every lane reads only its feature chunks of that V row (again once per tile).
 // At the end the lanes' partial sums are combined with subgroupAdd. Rows that see no key give zeros.
+// Prefill tiles (12 rows) read K and V from texture copies (runtime.textureMirror) when the runtime keeps them
+// (software adapters), the tensors are f32 and fill their storages, and head dims are multiples of 64 (256-byte
+// texture rows): lavapipe fetches texels with vector code but loads storage buffers lane by lane. The KV cache
+// changes between calls, so each such call also copies all of K and V into the textures (encoded before it):
+// cheap next to a prefill's work, but not next to a decode step's, so decode tiles keep reading storage.
 // Tile heights: 2 rows (one query, no grouping), 8 (grouped-query decode: a group of 7 heads is one tile), 12
-// for prefill (≥ 16 rows). On lavapipe the per-lane K/V loads dominate (dropping them from the kernel cut its time
-// by more than half; the query shuffles are cheap), so taller tiles — more rows per K/V load — are faster: 12
-// rows beat 8 by ~1.3× per CPU-second at 128×128. 16 rows were no better than 12 in those measurements and
-// took lavapipe's LLVM ~2.5× as long to compile (14 s vs 5.6 s, register pressure), so the tile stops at 12.
+// for prefill (≥ 16 rows), with KB = 4 keys per lane and block (2 for the 8-row tile). 16-row tiles were no
+// better than 12 and took lavapipe's LLVM ~2.5× as long to compile. Measured at 128×128 (14q/2kv, D 64, lavapipe,
+// 2 CPUs), roughly a third of the kernel's time each went to scores, values and the softmax step. In a quiet
+// interleaved run (6 bench runs each, medians): 12-row tiles with KB 2 and a base-e softmax rescaling every block
+// 4.04 ms; KB 4 with the base-2 softmax and conditional rescale 3.71; plus the texture reads 3.44 (the K/V
+// copies are not in that figure, as the bench's K/V never change); unfused matmul·softmax·matmul 3.8.
 // Portable kernel (no subgroups, or head dims not multiples of 4): one invocation per query row, scalar online
 // softmax over keys, the accumulator in a private array.
 
@@ -22,6 +31,7 @@ import type { AttentionAttrs } from '../../../core/backend.js';
 import { broadcastStrides } from '../../../core/shape.js';
 import type { Tensor } from '../../../core/tensor.js';
 import { ParamLayout } from '../params.js';
+import type { TexMirror } from '../runtime.js';
 import { grid, type KernelEnv, sto, WGSL_NEGINF, WGSL_WID } from './common.js';
 
 const params = new ParamLayout([
@@ -47,6 +57,7 @@ const params = new ParamLayout([
   ['Dv4', 'u32'],
   ['D', 'u32'],
   ['Dv', 'u32'],
+  ['tPer', 'u32'],
   ['mSt', 'vec4u'],
 ]);
 
@@ -68,13 +79,14 @@ function nextPow2(n: number): number {
 
 /** Head dims are run-time values; only the register budget is compiled in: NDS query chunks per lane and row
  *  (D ≤ 4·S·NDS) and NV output chunks per lane and row (Dv ≤ 4·S·NV). */
-export function sgShader(NDS: number, NV: number, TQ: number, KB: number, S: number, mask: boolean): string {
+export function sgShader(NDS: number, NV: number, TQ: number, KB: number, S: number, mask: boolean, tex = false): string {
   const L: string[] = [];
   L.push(`enable subgroups;
 ${params.wgsl('P')}
 @group(0) @binding(0) var<storage, read> Q: array<vec4f>;
-@group(0) @binding(1) var<storage, read> K: array<vec4f>;
-@group(0) @binding(2) var<storage, read> V: array<vec4f>;
+${tex ? `@group(0) @binding(1) var Kt: texture_storage_2d_array<rgba32float, read>;
+@group(0) @binding(2) var Vt: texture_storage_2d_array<rgba32float, read>;` : `@group(0) @binding(1) var<storage, read> K: array<vec4f>;
+@group(0) @binding(2) var<storage, read> V: array<vec4f>;`}
 ${mask ? '@group(0) @binding(3) var<storage, read> Mk: array<f32>;' : ''}
 @group(0) @binding(${mask ? 4 : 3}) var<storage, read_write> O: array<vec4f>;
 @group(0) @binding(${mask ? 5 : 4}) var<uniform> p: P;
@@ -98,7 +110,8 @@ fn main(@builtin(workgroup_id) w: vec3u, @builtin(num_workgroups) nw: vec3u, @bu
   let kBase = p.offK / 4u + (b * p.S * p.Hkv + kvh) * D4;
   let vBase = p.offV / 4u + (b * p.S * p.Hkv + kvh) * Dv4;
   let kStride = p.Hkv * D4;
-  let vStride = p.Hkv * Dv4;`);
+  let vStride = p.Hkv * Dv4;
+  let kvRow0 = b * p.S * p.Hkv + kvh;`);
   for (let r = 0; r < TQ; r++) {
     L.push(`  let rc${r} = min(r0 + ${r}u, p.rows - 1u);
   let t${r} = rc${r} / p.g;
@@ -113,15 +126,18 @@ fn main(@builtin(workgroup_id) w: vec3u, @builtin(num_workgroups) nw: vec3u, @bu
   }
   // Query chunks stay in a private array for the whole key loop (loaded once, not once per key block).
   L.push(`  var qreg: array<vec4f, ${TQ * NDS}>;
+  let qs = p.scale * 1.4426950408889634;
   for (var st = 0u; st < ${NDS}u; st++) {
     let qd = min(st * ${S}u + sl, D4 - 1u);
     let qok = st * ${S}u + sl < D4;`);
-  for (let r = 0; r < TQ; r++) L.push(`    qreg[${r * NDS}u + st] = select(vec4f(0.0), Q[qr${r} + qd], qok);`);
+  for (let r = 0; r < TQ; r++) L.push(`    qreg[${r * NDS}u + st] = select(vec4f(0.0), Q[qr${r} + qd] * qs, qok);`);
   L.push('  }');
   L.push(`  for (var j0 = 0u; j0 < visMax; j0 += ${S * KB}u) {`);
   for (let c = 0; c < KB; c++) {
     L.push(`    let jk${c} = j0 + ${c * S}u + sl;
-    let kb${c} = kBase + min(jk${c}, visMax - 1u) * kStride;`);
+    ${tex ? `let kr${c} = kvRow0 + min(jk${c}, visMax - 1u) * p.Hkv;
+    let ky${c} = kr${c} % p.tPer;
+    let kl${c} = kr${c} / p.tPer;` : `let kb${c} = kBase + min(jk${c}, visMax - 1u) * kStride;`}`);
     for (let r = 0; r < TQ; r++) L.push(`    var s${r}_${c} = 0.0;`);
   }
   // Scores, S feature chunks per step: lane sl holds chunk d8 + sl of every query row; chunk d8 + dd goes to
@@ -132,7 +148,7 @@ fn main(@builtin(workgroup_id) w: vec3u, @builtin(num_workgroups) nw: vec3u, @bu
   for (let r = 0; r < TQ; r++) L.push(`      let q${r} = qreg[${r * NDS}u + st];`);
   L.push(`      let nd = min(${S}u, D4 - d8);
       for (var dd = 0u; dd < nd; dd++) {`);
-  for (let c = 0; c < KB; c++) L.push(`        let k${c} = K[kb${c} + d8 + dd];`);
+  for (let c = 0; c < KB; c++) L.push(tex ? `        let k${c} = textureLoad(Kt, vec2u(d8 + dd, ky${c}), kl${c});` : `        let k${c} = K[kb${c} + d8 + dd];`);
   for (let r = 0; r < TQ; r++) {
     L.push(`        { let qv = subgroupShuffle(q${r}, dd);`);
     for (let c = 0; c < KB; c++) L.push(`          s${r}_${c} += dot(qv, k${c});`);
@@ -141,28 +157,32 @@ fn main(@builtin(workgroup_id) w: vec3u, @builtin(num_workgroups) nw: vec3u, @bu
   L.push('      }\n    }');
   // Scale, mask, online softmax.
   for (let r = 0; r < TQ; r++) {
+    // Scores arrive in log2 units (scale·log2 e folded into the query registers): exp2, and the running
+    // maximum moves (and the accumulators are rescaled) only when a block raises it — a uniform branch.
     for (let c = 0; c < KB; c++) {
-      const add = mask ? ` + Mk[mb${r} + min(jk${c}, visMax - 1u) * p.mSt.w]` : '';
-      L.push(`    s${r}_${c} = select(NEG, s${r}_${c} * p.scale${add}, jk${c} < vis${r});`);
+      const add = mask ? ` + Mk[mb${r} + min(jk${c}, visMax - 1u) * p.mSt.w] * 1.4426950408889634` : '';
+      L.push(`    s${r}_${c} = select(NEG, s${r}_${c}${add}, jk${c} < vis${r});`);
     }
     const lmax = Array.from({ length: KB }, (_, c) => `s${r}_${c}`).reduce((a, b2) => `max(${a}, ${b2})`);
     L.push(`    {
       let bm = subgroupMax(${lmax});
-      let mn = max(m${r}, bm);
-      let corr = select(exp(m${r} - mn), 0.0, isNegInf(m${r}));
-      m${r} = mn;`);
-    for (let c = 0; c < KB; c++) L.push(`      s${r}_${c} = select(exp(s${r}_${c} - mn), 0.0, isNegInf(s${r}_${c}));`);
-    L.push(`      l${r} = l${r} * corr + ${Array.from({ length: KB }, (_, c) => `s${r}_${c}`).join(' + ')};`);
-    for (let s = 0; s < NV; s++) L.push(`      acc${r}_${s} *= corr;`);
-    L.push('    }');
+      if (bm > m${r}) {
+        let corr = select(exp2(m${r} - bm), 0.0, isNegInf(m${r}));
+        m${r} = bm;
+        l${r} *= corr;`);
+    for (let s2 = 0; s2 < NV; s2++) L.push(`        acc${r}_${s2} *= corr;`);
+    L.push('      }');
+    for (let c = 0; c < KB; c++) L.push(`      s${r}_${c} = select(exp2(s${r}_${c} - m${r}), 0.0, isNegInf(s${r}_${c}));`);
+    L.push(`      l${r} += ${Array.from({ length: KB }, (_, c) => `s${r}_${c}`).join(' + ')};
+    }`);
   }
   // Values: key kk of the block was scored by lane kk % S (its c = kk / S); its probability is shuffled to
   // every lane, and each lane reads only its own feature chunks of that V row.
   L.push(`    let nk = min(${S * KB}u, visMax - j0);
     for (var kk = 0u; kk < nk; kk++) {
       let src = kk % ${S}u;
-      let vb = vBase + (j0 + kk) * vStride;`);
-  for (let s = 0; s < NV; s++) L.push(`      let v${s} = V[vb + min(${s * S}u + sl, Dv4 - 1u)];`);
+      ${tex ? 'let vr = kvRow0 + (j0 + kk) * p.Hkv; let vy = vr % p.tPer; let vl = vr / p.tPer;' : 'let vb = vBase + (j0 + kk) * vStride;'}`);
+  for (let s = 0; s < NV; s++) L.push(tex ? `      let v${s} = textureLoad(Vt, vec2u(min(${s * S}u + sl, Dv4 - 1u), vy), vl);` : `      let v${s} = V[vb + min(${s * S}u + sl, Dv4 - 1u)];`);
   const pick = (r: number): string => {
     let e = `s${r}_0`;
     for (let c = 1; c < KB; c++) e = `select(${e}, s${r}_${c}, kk >= ${c * S}u)`;
@@ -258,21 +278,34 @@ export function attention(env: KernelEnv, out: Tensor, [q, k, v, mask]: [Tensor,
   const base = {
     B, Tq, Hq, Hkv, S, g, rows, causal: attrs.causal ? 1 : 0, qOff: attrs.queryOffset, keyLen: attrs.keyLength, scale: attrs.scale,
     ninf: -Infinity, offQ: qv.elemOffset, offK: kv.elemOffset, offV: vv.elemOffset, offO: ov.elemOffset, offM: mv?.elemOffset ?? 0, mSt,
-    D4: D / 4, Dv4: Dv / 4, D, Dv,
+    D4: D / 4, Dv4: Dv / 4, D, Dv, tPer: 0,
   };
   const views = mv ? [qv, kv, vv, mv, ov] : [qv, kv, vv, ov];
   const bindings = mv ? (['r', 'r', 'r', 'r', 'w'] as const) : (['r', 'r', 'r', 'w'] as const);
   if (useSg) {
-    // Tile heights (see the top): 2, 8 (grouped-query decode) or 12 (prefill).
+    // Tile heights (see the top): 2, 8 (grouped-query decode) or 12 (prefill); keys per lane and block KB.
     const TQ = rows <= 2 ? 2 : rows < 16 ? 8 : 12;
-    const KB = TQ >= 8 ? 2 : 4;
+    const KB = TQ === 8 ? 2 : 4;
     const S4 = 4 * caps.sgSize;
     const NDS = nextPow2(Math.ceil(D / S4));
     const NV = nextPow2(Math.ceil(Dv / S4));
-    const code = sgShader(NDS, NV, TQ, KB, caps.sgSize, !!mask);
-    const pipe = rt.pipe({ label: `attention_sg_q${TQ}_k${KB}_d${NDS}_v${NV}${mask ? '_mask' : ''}`, code, bindings, params });
+    // Prefill tiles read K and V from texture copies when the runtime keeps them (software adapters; see the
+    // top): f32 tensors that fill their storages, rows of 256-byte multiples (head dims multiples of 64).
+    let kt: TexMirror | null = null;
+    let vt: TexMirror | null = null;
+    const texOk = (t: Tensor, view: { elemOffset: number }, cols: number) =>
+      t.dtype === 'f32' && view.elemOffset === 0 && sto(t).size === B * S * Hkv * cols && cols % 64 === 0;
+    if (TQ === 12 && texOk(k, kv, D) && texOk(v, vv, Dv)) {
+      kt = rt.textureMirror(sto(k), B * S * Hkv, D);
+      vt = kt ? rt.textureMirror(sto(v), B * S * Hkv, Dv) : null;
+    }
+    const tex = !!(kt && vt && kt.rowsPerLayer === vt.rowsPerLayer);
+    const code = sgShader(NDS, NV, TQ, KB, caps.sgSize, !!mask, tex);
+    const tb = tex ? (mv ? (['r', 't', 't', 'r', 'w'] as const) : (['r', 't', 't', 'w'] as const)) : bindings;
+    const pipe = rt.pipe({ label: `attention_sg_q${TQ}_k${KB}_d${NDS}_v${NV}${mask ? '_mask' : ''}${tex ? '_tex' : ''}`, code, bindings: tb, params });
     const tiles = Math.ceil(rows / TQ);
-    rt.dispatch(pipe, views, { ...base, tiles }, grid(tiles * B * Hkv, 1, caps));
+    const tv = tex ? (mv ? [qv, { tex: kt! }, { tex: vt! }, mv, ov] : [qv, { tex: kt! }, { tex: vt! }, ov]) : views;
+    rt.dispatch(pipe, tv, { ...base, tiles, tPer: tex ? kt!.rowsPerLayer : 0 }, grid(tiles * B * Hkv, 1, caps));
     return;
   }
   const DM = Math.max(16, nextPow2(D));
