@@ -125,6 +125,15 @@ test('a bad backend name: usage error, exit 2, lists the backends', () => {
   failsWith(lavi(png, Q, '--model', modelDir, '--backend', 'tpu9000'), 2, /unknown backend 'tpu9000' \(available: .*cpu/);
 });
 
+test("the package's bin (dist/models/cli.js) runs as an executable, as `npx lavi` runs it", () => {
+  // npm does not mark the root package's own bin executable; the build/prepare/test scripts chmod it. Without that,
+  // the README's first command fails on a fresh clone with 'lavi: Permission denied'.
+  const r = spawnSync(cli, ['ask', '--help'], { encoding: 'utf8', timeout: 60_000 });
+  assert.is(r.error, undefined, `spawning ${cli} directly: ${String(r.error)}`);
+  assert.is(r.status, 0, r.stderr);
+  assert.match(r.stdout + r.stderr, /usage: lavi ask/);
+});
+
 test('usage mistakes: exit 2; --help: exit 0', () => {
   failsWith(lavi(), 2, /missing <image> and "<question>"/);
   failsWith(lavi(png), 2, /missing "<question>"/);
