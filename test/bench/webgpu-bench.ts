@@ -201,14 +201,19 @@ async function main(): Promise<void> {
             return out;
           };
         });
-        // Unfused on head-major tensors prepared outside the timing: [Hkv, Tq·g, D] queries (scale folded in),
-        // [Hkv, S, D] keys and values → scores [Hkv, Tq·g, S] → softmax → · V.
-        await bench(`attention unfused, head-major inputs given ${Tq}x${S}`, [gpu], RUNS * 2, (b) => {
+        /** Head-major tensors prepared outside the timing: [Hkv, Tq·g, D] queries (scale folded in), [Hkv, S, D] keys, values. */
+        const headMajor = (b: Backend) => {
           const q = ops.tensor(b, Q, [1, Tq, Hkv, g, D]);
           const qh = ops.reshape(ops.scale(ops.transpose(q, [0, 2, 1, 3, 4]), scale), [Hkv, Tq * g, D]);
           const kh = ops.transpose(ops.tensor(b, Kd, [S, Hkv, D]), [1, 0, 2]);
           const vh = ops.transpose(ops.tensor(b, Vd, [S, Hkv, D]), [1, 0, 2]);
           keep.push(q, qh, kh, vh);
+          return { qh, kh, vh };
+        };
+        // Unfused on head-major tensors prepared outside the timing: [Hkv, Tq·g, D] queries (scale folded in),
+        // [Hkv, S, D] keys and values → scores [Hkv, Tq·g, S] → softmax → · V.
+        await bench(`attention unfused, head-major inputs given ${Tq}x${S}`, [gpu], RUNS * 2, (b) => {
+          const { qh, kh, vh } = headMajor(b);
           return () => {
             const s = ops.matmul(qh, kh, { transposeB: true });
             const p = ops.softmax(s);
@@ -231,11 +236,7 @@ async function main(): Promise<void> {
           };
         });
         await bench(`attention unfused head-major, K/V written each call ${Tq}x${S}`, [gpu], RUNS * 2, (b) => {
-          const q = ops.tensor(b, Q, [1, Tq, Hkv, g, D]);
-          const qh = ops.reshape(ops.scale(ops.transpose(q, [0, 2, 1, 3, 4]), scale), [Hkv, Tq * g, D]);
-          const kh = ops.transpose(ops.tensor(b, Kd, [S, Hkv, D]), [1, 0, 2]);
-          const vh = ops.transpose(ops.tensor(b, Vd, [S, Hkv, D]), [1, 0, 2]);
-          keep.push(q, qh, kh, vh);
+          const { qh, kh, vh } = headMajor(b);
           return () => {
             const k2 = ops.copy(kh), v2 = ops.copy(vh);
             const s = ops.matmul(qh, k2, { transposeB: true });
