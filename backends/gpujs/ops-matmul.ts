@@ -144,20 +144,25 @@ export function blockedMatmulSpecInt(d: MatmulDims, unroll = 4): { source: strin
   };
   const s = new Src();
   s.line('let c00 = 0.0; let c01 = 0.0; let c10 = 0.0; let c11 = 0.0;');
-  const main = Math.floor(K / U), tail = K - main * U;
-  if (main > 0) {
-    s.line(`for (let k = 0; k < ${main}; k++) {`);
-    for (let u = 0; u < U; u++) s.line('  ' + step(U === 1 ? 'k' : u === 0 ? `k * ${U}` : `k * ${U} + ${u}`));
-    s.line('}');
-  }
-  if (tail > 0) {
-    s.line(`for (let kt = 0; kt < ${tail}; kt++) {`);
-    s.line('  ' + step(`kt + ${main * U}`));
-    s.line('}');
-  }
+  unrolledK(s, K, U, step);
   s.line('return [c00, c01, c10, c11];');
   const Nb = Math.ceil(N / 2), Mb = Math.ceil(M / 2);
   return { source: s.fn(['a', 'b']), output: Z > 1 ? [Nb, Mb, Z] : [Nb, Mb] };
+}
+
+/**
+ * The k loop of the integer-index kernels, unrolled by U: `body(k)` is one step's statement for the index expression
+ * k. gpu.js keeps a loop counter an integer but makes every other variable an f32, so the index expressions are
+ * built from the counter and literals (`k * U + u`), never from a running variable; K mod U steps follow.
+ */
+function unrolledK(s: Src, K: number, U: number, body: (k: string) => string): void {
+  const main = Math.floor(K / U), tail = K - main * U;
+  if (main > 0) {
+    s.line(`for (let k = 0; k < ${main}; k++) {`);
+    for (let u = 0; u < U; u++) s.line('  ' + body(U === 1 ? 'k' : u === 0 ? `k * ${U}` : `k * ${U} + ${u}`));
+    s.line('}');
+  }
+  if (tail > 0) s.line(`for (let kt = 0; kt < ${tail}; kt++) { ${body(`kt + ${main * U}`)} }`);
 }
 
 /**
@@ -175,13 +180,7 @@ export function gemvSpecInt(d: MatmulDims, unroll = 4): { source: string; output
     `acc += a[${zA}${k}] * b[${transposeB ? `${zB}this.thread.x * ${K} + ${k}` : `${zB}(${k}) * ${N} + this.thread.x`}];`;
   const s = new Src();
   s.line('let acc = 0.0;');
-  const main = Math.floor(K / U), tail = K - main * U;
-  if (main > 0) {
-    s.line(`for (let k = 0; k < ${main}; k++) {`);
-    for (let u = 0; u < U; u++) s.line('  ' + term(U === 1 ? 'k' : u === 0 ? `k * ${U}` : `k * ${U} + ${u}`));
-    s.line('}');
-  }
-  if (tail > 0) s.line(`for (let kt = 0; kt < ${tail}; kt++) { ${term(`kt + ${main * U}`)} }`);
+  unrolledK(s, K, U, term);
   s.line(bias ? 'return acc + bias[this.thread.x];' : 'return acc;');
   return { source: s.fn(bias ? ['a', 'b', 'bias'] : ['a', 'b']), output: [N, Z] };
 }
