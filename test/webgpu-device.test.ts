@@ -50,8 +50,9 @@ if (!res.ok) {
       assert.unreachable(`WebGPU: no adapter on CI: ${res.reason}`);
     });
   } else {
-    console.log(`NOTE: WebGPU: no adapter (${res.reason}) — WebGPU tests skipped`);
-    for (const name of gpuTests) test.skip(name, () => {});
+    // Without an adapter (a machine without lavapipe or a GPU) nothing here can run; the NOTE says which tests did
+    // not, and CI (above) fails instead. No test.skip: the suite's summary then counts only what ran.
+    console.log(`NOTE: WebGPU: no adapter (${res.reason}); not run: ${gpuTests.join('; ')}`);
   }
 } else {
   const ctx: WebGPUContext = res;
