@@ -16,18 +16,25 @@
 // - Errors (all LaviError): ValueError for an unreadable/missing file and for dimensions over the limits,
 //   UnsupportedError for a recognised but unsupported format, FormatError for empty, unrecognised, corrupt or
 //   truncated data. Every message starts with "image <name>:".
+// - EXIF orientation (JPEG APP1, PNG eXIf) is applied by default, so a sideways phone photo comes out upright as
+//   in every viewer and in Hugging Face's load_image (models/exif.ts); `exifOrientation: false` keeps the stored
+//   pixel order.
 
 import { readFileSync } from 'node:fs';
 import { inflateSync } from 'node:zlib';
 import jpeg from 'jpeg-js';
 import { PNG } from 'pngjs';
 import { FormatError, LaviError, UnsupportedError, ValueError } from '../core/errors.js';
+import { applyOrientation, jpegExif, pngExif, tiffOrientation } from './exif.js';
 import type { RGBImage } from './image.js';
 
 /** Decoded pixels: 8-bit RGB, row-major, interleaved; accepted as is by preprocessImage(). */
 export interface DecodedImage extends RGBImage {
   data: Uint8Array;
   channels: 3;
+  /** The EXIF orientation found in the file (1 = upright or none); the pixels are already turned upright unless
+   * `exifOrientation: false` was given. */
+  orientation?: number;
 }
 
 export type ImageFormat = 'png' | 'jpeg';
@@ -41,6 +48,8 @@ export interface DecodeImageOptions {
   maxSide?: number;
   /** RGB that transparent pixels are composited over; default white [255, 255, 255]. */
   background?: readonly [number, number, number];
+  /** Turn the image upright by its EXIF orientation tag (default true). */
+  exifOrientation?: boolean;
 }
 
 export const DEFAULT_MAX_PIXELS = 8192 * 8192;
@@ -296,8 +305,13 @@ export function decodeImage(bytes: Uint8Array, opts: DecodeImageOptions = {}): D
     throw new ValueError(`image ${name}: background must be three integers in 0..255, got ${JSON.stringify(bg)}`);
   }
   const fmt = detectImageFormat(bytes);
-  if (fmt === 'png') return decodePng(bytes, name, opts);
-  if (fmt === 'jpeg') return decodeJpeg(bytes, name, opts);
+  if (fmt === 'png' || fmt === 'jpeg') {
+    const img = fmt === 'png' ? decodePng(bytes, name, opts) : decodeJpeg(bytes, name, opts);
+    const exif = fmt === 'png' ? pngExif(bytes) : jpegExif(bytes);
+    const orientation = exif ? tiffOrientation(exif) : 1;
+    const upright = opts.exifOrientation === false ? img : applyOrientation(img, orientation);
+    return { ...upright, orientation };
+  }
   if (fmt !== null) throw new UnsupportedError(`image ${name}: unsupported image format ${fmt} (only PNG and JPEG are read)`);
   throw new FormatError(`image ${name}: not a PNG or JPEG file (${bytes.length} bytes starting ${hexHead(bytes)})`);
 }
