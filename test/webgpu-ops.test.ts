@@ -249,6 +249,14 @@ if (!gpu) {
       ['prefill tiles, batch 2, offset', [2, 9, 4, 32], [2, 20, 2, 32], [2, 20, 2, 16], { causal: true, queryOffset: 8, keyLength: 17 }],
       // Head dims of 64: K/V read from texture copies where the runtime keeps them (software adapters).
       ['prefill GQA D 64, batch 2, offset', [2, 19, 14, 64], [2, 26, 2, 64], [2, 26, 2, 64], { causal: true, queryOffset: 5, keyLength: 24 }],
+      // Many 12-row tiles (GQA ratio 7, 280 rows per kv head, partial last tile), 45 keys (not a multiple of a
+      // key block), and GQA ratio 1 with a causal offset, both on texture K/V.
+      ['prefill GQA 7, 24 tiles, 45 keys', [1, 40, 14, 64], [1, 45, 2, 64], [1, 45, 2, 64], { causal: false, scale: 0.2 }],
+      ['prefill GQA 1, causal offset', [1, 30, 2, 64], [1, 50, 2, 64], [1, 50, 2, 64], { causal: true, queryOffset: 20, keyLength: 50 }],
+      // Head dim 36: 9 feature chunks, a partial step of the score loop; Dv 20.
+      ['prefill D 36, Dv 20, causal offset', [1, 20, 4, 36], [1, 33, 2, 36], [1, 33, 2, 20], { causal: true, queryOffset: 13, keyLength: 33 }],
+      // 16800 K/V rows: texture copies in two layers (rows past maxTextureDimension2D = 16384 on lavapipe).
+      ['prefill, K/V texture over two layers', [1, 4, 8, 64], [1, 8400, 2, 64], [1, 8400, 2, 64], { causal: false }],
     ];
     for (const [label, q, k, v, o] of cases) {
       await cmp(G, 'attention', label, [u(q, 60), u(k, 61), u(v, 62)], ([a, b, c]) => ops.attention(a!, b!, c!, o), T);
@@ -261,6 +269,34 @@ if (!gpu) {
     note('attention', compare('attention with mask', g, c, T));
     for (let h = 0; h < 2; h++) for (let d = 0; d < 8; d++) assert.is(g[(2 * 2 + h) * 8 + d], 0, 'a fully masked query row gives zeros');
     await cmp(G, 'attention', 'mask [1,2,1,7] per head', [u([1, 5, 2, 8], 67), u([1, 7, 2, 8], 68), u([1, 7, 2, 8], 69), u([1, 2, 1, 7], 70, 3)], ([a, b, cc, m]) => ops.attention(a!, b!, cc!, { mask: m!, causal: true, queryOffset: 2 }), T);
+  });
+
+  test('attention: K/V new at every call reuse pooled texture copies, within one batch too', async () => {
+    const shapeQ = [1, 24, 14, 64], shapeKV = [1, 40, 2, 64];
+    const pooled0 = G.memory().pooledTextureBytes;
+    const q = ops.tensor(G, rnd(24 * 14 * 64, 80), shapeQ);
+    const outs: Tensor[] = [];
+    const want: Float32Array[] = [];
+    for (let i = 0; i < 3; i++) {
+      // New K/V tensors each call; the previous ones are freed before the next call is encoded (no read between).
+      const kd = rnd(40 * 2 * 64, 81 + i), vd = rnd(40 * 2 * 64, 91 + i);
+      const k = ops.tensor(G, kd, shapeKV), v = ops.tensor(G, vd, shapeKV);
+      outs.push(ops.attention(q, k, v, { causal: true, queryOffset: 16, keyLength: 40 }));
+      k.dispose();
+      v.dispose();
+      const qc = ops.tensor(cpu, rnd(24 * 14 * 64, 80), shapeQ), kc = ops.tensor(cpu, kd, shapeKV), vc = ops.tensor(cpu, vd, shapeKV);
+      const oc = ops.attention(qc, kc, vc, { causal: true, queryOffset: 16, keyLength: 40 });
+      want.push((await oc.read()) as Float32Array);
+      for (const t of [qc, kc, vc, oc]) t.dispose();
+    }
+    for (let i = 0; i < 3; i++) compare(`attention with pooled K/V textures, call ${i}`, await outs[i]!.read(), want[i]!, 5e-4);
+    for (const t of [q, ...outs]) t.dispose();
+    const m = G.memory();
+    if (G.info().software) {
+      assert.is(m.textureBytes, 0, 'no texture copies of live tensors left');
+      const grown = m.pooledTextureBytes - pooled0;
+      assert.ok(m.pooledTextureBytes > 0 && grown <= 2 * 40 * 2 * 64 * 4, `one K and one V texture, reused by the 3 calls (pool grew by ${grown} bytes)`);
+    }
   });
 
   test('layout ops on every dtype: transpose, slice, concat, writeSlice, copy', async () => {

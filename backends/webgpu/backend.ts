@@ -135,8 +135,8 @@ export class WebGPUBackend implements Backend {
     if (this.ownsContext) this.ctx.destroy();
   }
 
-  /** Bytes held by live tensors and by the buffer pool. */
-  memory(): { liveBytes: number; pooledBytes: number; liveTensors: number; textureBytes: number } {
+  /** Bytes held by live tensors and by the buffer pool; texture copies of live tensors and pooled textures. */
+  memory(): { liveBytes: number; pooledBytes: number; liveTensors: number; textureBytes: number; pooledTextureBytes: number } {
     return this.rt.memory();
   }
 

@@ -89,7 +89,19 @@ export interface TexMirror {
   readonly cols: number;
   readonly rowsPerLayer: number;
   readonly bytes: number;
+  /** Shape and format key of the texture (the pool's). */
+  readonly poolKey: string;
   version: number;
+  lastBatch: number;
+}
+
+/** A texture kept for reuse after its mirror was released (same shape and format: a later mirror takes it, with
+ *  its id, so cached bind groups stay valid). */
+interface PooledTexture {
+  readonly id: number;
+  readonly texture: GPUTexture;
+  readonly view: GPUTextureView;
+  readonly bytes: number;
   lastBatch: number;
 }
 
@@ -185,7 +197,12 @@ export class GpuRuntime {
   private textureBytes = 0;
   private nextTexId = 1;
   private readonly mirrors = new Set<TexMirror>();
-  private readonly texDestroyAfterSubmit: TexMirror[] = [];
+  /** Released mirror textures by shape and format, for the next mirror of that shape: tensors that are new at
+   *  every call (prefill K/V, vision attention) then cost one copy, not a texture creation plus a bind group each.
+   *  Their bytes stay in textureBytes (the budget) until evicted. */
+  private readonly texPool = new Map<string, PooledTexture[]>();
+  private texPooledBytes = 0;
+  private readonly texDestroyAfterSubmit: GPUTexture[] = [];
   private destroyed = false;
   /** Counters for tests and benchmarks. */
   readonly stats = { submits: 0, dispatches: 0, pipelines: 0, compileMs: 0, buffersCreated: 0, poolHits: 0, bindGroupsCreated: 0 };
@@ -333,10 +350,8 @@ export class GpuRuntime {
     this.live.delete(st);
     if (this.destroyed) return;
     if (st.mirror) {
-      const m = st.mirror;
+      this.releaseMirror(st.mirror);
       st.mirror = null;
-      if (m.lastBatch === this.serial) this.texDestroyAfterSubmit.push(m);
-      else this.destroyMirror(m);
     }
     const pb = st.buf;
     if (this.pooledBytes + pb.capacity > this.poolLimit) {
@@ -356,11 +371,41 @@ export class GpuRuntime {
     this.bindGroups.clear();
   }
 
-  private destroyMirror(m: TexMirror): void {
+  /** A mirror's storage is freed or seen with another shape: its texture goes to the pool (up to a quarter of the
+   *  budget), else is destroyed. Pooling at once is safe even if encoded work still reads it: a later refill is a
+   *  copy encoded after that work, and commands of a batch run in order. */
+  private releaseMirror(m: TexMirror): void {
     if (!this.mirrors.delete(m)) return;
-    m.texture.destroy();
-    this.textureBytes -= m.bytes;
-    this.bindGroups.clear();
+    if (this.texPooledBytes + m.bytes <= this.textureBudget / 4) {
+      let list = this.texPool.get(m.poolKey);
+      if (!list) this.texPool.set(m.poolKey, (list = []));
+      list.push({ id: m.id, texture: m.texture, view: m.view, bytes: m.bytes, lastBatch: m.lastBatch });
+      this.texPooledBytes += m.bytes;
+      return;
+    }
+    this.destroyTexture(m.texture, m.bytes, m.lastBatch);
+  }
+
+  private destroyTexture(t: GPUTexture, bytes: number, lastBatch: number): void {
+    this.textureBytes -= bytes;
+    if (lastBatch === this.serial) {
+      this.texDestroyAfterSubmit.push(t);
+    } else {
+      t.destroy();
+      this.bindGroups.clear();
+    }
+  }
+
+  /** Destroys pooled textures (all of them, or until `need` more bytes fit the budget). */
+  private evictTextures(need = Infinity): void {
+    for (const [key, list] of this.texPool) {
+      while (list.length > 0 && (need === Infinity || this.textureBytes + need > this.textureBudget)) {
+        const t = list.pop()!;
+        this.texPooledBytes -= t.bytes;
+        this.destroyTexture(t.texture, t.bytes, t.lastBatch);
+      }
+      if (list.length === 0) this.texPool.delete(key);
+    }
   }
 
   /**
@@ -381,23 +426,28 @@ export class GpuRuntime {
     if (layers > maxLayers) return null;
     let m = st.mirror;
     if (!m || m.rows !== rows || m.cols !== cols) {
-      // The storage is now seen with another shape: drop the old copy (after the submit if encoded work uses it).
-      if (m) {
-        if (m.lastBatch === this.serial) this.texDestroyAfterSubmit.push(m);
-        else this.destroyMirror(m);
-      }
+      // The storage is now seen with another shape: release the old copy.
+      if (m) this.releaseMirror(m);
       st.mirror = null;
       const bytes = w * 16 * per * layers;
-      if (this.textureBytes + bytes > this.textureBudget) return null;
-      const texture = this.scoped(`creating a ${bytes}-byte weight texture`, () =>
-        this.device.createTexture({
-          label: `${this.name}.mirror#${st.id}`, size: [w, per, layers], format: bpe === 4 ? 'rgba32float' : 'rgba32uint', dimension: '2d',
-          usage: 8 /* STORAGE_BINDING */ | 2 /* COPY_DST */,
-        }),
-      );
-      m = { id: this.nextTexId++, texture, view: texture.createView({ dimension: '2d-array' }), rows, cols, rowsPerLayer: per, bytes, version: -1, lastBatch: 0 };
+      const poolKey = `${bpe === 4 ? 'f' : 'u'}${w}x${per}x${layers}`;
+      const pooled = this.texPool.get(poolKey)?.pop();
+      if (pooled) {
+        this.texPooledBytes -= bytes;
+        m = { id: pooled.id, texture: pooled.texture, view: pooled.view, rows, cols, rowsPerLayer: per, bytes, poolKey, version: -1, lastBatch: pooled.lastBatch };
+      } else {
+        if (this.textureBytes + bytes > this.textureBudget) this.evictTextures(bytes);
+        if (this.textureBytes + bytes > this.textureBudget) return null;
+        const texture = this.scoped(`creating a ${bytes}-byte weight texture`, () =>
+          this.device.createTexture({
+            label: `${this.name}.mirror#${st.id}`, size: [w, per, layers], format: bpe === 4 ? 'rgba32float' : 'rgba32uint', dimension: '2d',
+            usage: 8 /* STORAGE_BINDING */ | 2 /* COPY_DST */,
+          }),
+        );
+        m = { id: this.nextTexId++, texture, view: texture.createView({ dimension: '2d-array' }), rows, cols, rowsPerLayer: per, bytes, poolKey, version: -1, lastBatch: 0 };
+        this.textureBytes += bytes;
+      }
       this.mirrors.add(m);
-      this.textureBytes += bytes;
       st.mirror = m;
     }
     if (m.version !== st.version) {
@@ -425,12 +475,14 @@ export class GpuRuntime {
     }
     this.pool.clear();
     this.pooledBytes = 0;
+    this.evictTextures();
   }
 
-  memory(): { liveBytes: number; pooledBytes: number; liveTensors: number; textureBytes: number } {
+  /** textureBytes: texture copies of live tensors; pooledTextureBytes: released ones kept for reuse. */
+  memory(): { liveBytes: number; pooledBytes: number; liveTensors: number; textureBytes: number; pooledTextureBytes: number } {
     let live = 0;
     for (const s of this.live) live += s.buf.capacity;
-    return { liveBytes: live, pooledBytes: this.pooledBytes, liveTensors: this.live.size, textureBytes: this.textureBytes };
+    return { liveBytes: live, pooledBytes: this.pooledBytes, liveTensors: this.live.size, textureBytes: this.textureBytes - this.texPooledBytes, pooledTextureBytes: this.texPooledBytes };
   }
 
   /** Copies host bytes into the storage's data region. */
@@ -649,7 +701,9 @@ export class GpuRuntime {
     this.dispatches = 0;
     this.serial++;
     for (const pb of this.destroyAfterSubmit.splice(0)) this.destroyBuffer(pb);
-    for (const m of this.texDestroyAfterSubmit.splice(0)) this.destroyMirror(m);
+    const dead = this.texDestroyAfterSubmit.splice(0);
+    for (const t of dead) t.destroy();
+    if (dead.length > 0) this.bindGroups.clear();
   }
 
   private takeStaging(bytes: number): GPUBuffer {
@@ -783,6 +837,9 @@ export class GpuRuntime {
     this.owned.clear();
     for (const m of this.mirrors) m.texture.destroy();
     this.mirrors.clear();
+    for (const list of this.texPool.values()) for (const t of list) t.texture.destroy();
+    this.texPool.clear();
+    this.texPooledBytes = 0;
     this.textureBytes = 0;
     this.pool.clear();
     for (const list of this.stagingPool.values()) for (const b of list) b.destroy();

@@ -3,27 +3,30 @@
 //
 // Subgroup kernel: a workgroup is one subgroup and owns TQ query rows of one kv head — the rows are (query,
 // head-in-group) pairs, so for grouped-query attention the query heads sharing a kv head are in one tile and each
-// K/V row is read once for all of its rows. Per block of S·KB keys:
-//   * scores: each lane owns KB keys and loads their K rows as vec4; query chunks (pre-multiplied by
-//     scale·log2 e) stay in registers, spread over the lanes, and are shuffled to all lanes — a K row is read
-//     once per tile, not per query;
-//   * softmax (base 2): block max by subgroupMax; the running max moves, and l and the accumulators are
-//     rescaled, only when a block raises it (a uniform branch); probabilities by exp2;
-//   * values: lanes switch to owning output features; each key's probability is shuffled from the lane that
-//     scored it and every lane reads only its feature chunks of that V row (again once per tile).
+// K/V row is read once for all of its rows. Per block of S·KB keys (lane sl owns keys j0 + sl·KB + c, c < KB):
+//   * scores: each lane loads its keys' K rows as vec4; query chunks (pre-multiplied by scale·log2 e) stay in
+//     registers, spread over the lanes, and are shuffled to all lanes — a K row is read once per tile;
+//   * softmax (base 2): block max by a butterfly of subgroupShuffleXor (subgroupMax is a scalar loop over the
+//     lanes on lavapipe); the running max moves, and l and the accumulators are rescaled, only when a block
+//     raises it (a uniform branch); probabilities by exp2;
+//   * values: lanes switch to owning output features; per source lane, its KB keys' probabilities are shuffled
+//     to every lane and its KB V rows (each lane reads only its feature chunks) added in one assignment.
 // At the end the lanes' partial sums are combined with subgroupAdd. Rows that see no key give zeros.
+// lavapipe specifics that shaped it (see the README): every assignment inside a loop is a masked blend, a
+// dynamically indexed private array becomes per-lane memory accesses (so query chunks live in named variables),
+// and a division of lane-varying integers becomes 8 scalar divisions (so row/head indices are stepped with
+// compares, and texel rows addressed by shift and mask).
 // Prefill tiles (12 rows) read K and V from texture copies (runtime.textureMirror) when the runtime keeps them
 // (software adapters), the tensors are f32 and fill their storages, and head dims are multiples of 64 (256-byte
-// texture rows): lavapipe fetches texels with vector code but loads storage buffers lane by lane. The KV cache
-// changes between calls, so each such call also copies all of K and V into the textures (encoded before it):
-// cheap next to a prefill's work, but not next to a decode step's, so decode tiles keep reading storage.
+// texture rows): lavapipe fetches texels with vector code but loads storage buffers (and workgroup memory) lane
+// by lane. K/V change between calls, so each such call copies all of K and V into the textures (encoded before
+// it); textures of freed tensors are pooled by the runtime, so K/V that are new tensors at every call (prefill
+// chunks, vision) cost a copy, not a texture creation. Decode tiles keep reading storage (every step would
+// re-copy the whole cache).
 // Tile heights: 2 rows (one query, no grouping), 8 (grouped-query decode: a group of 7 heads is one tile), 12
 // for prefill (≥ 16 rows), with KB = 4 keys per lane and block (2 for the 8-row tile). 16-row tiles were no
-// better than 12 and took lavapipe's LLVM ~2.5× as long to compile. Measured at 128×128 (14q/2kv, D 64, lavapipe,
-// 2 CPUs), roughly a third of the kernel's time each went to scores, values and the softmax step. In a quiet
-// interleaved run (6 bench runs each, medians): 12-row tiles with KB 2 and a base-e softmax rescaling every block
-// 4.04 ms; KB 4 with the base-2 softmax and conditional rescale 3.71; plus the texture reads 3.44 (the K/V
-// copies are not in that figure, as the bench's K/V never change); unfused matmul·softmax·matmul 3.8.
+// better than 12 and took lavapipe's LLVM ~2.5× as long to compile; 14 rows with KB 8, KB 2 or 8 at 12 rows,
+// and unrolling the score loop by 2–8 were no faster either (the last slower: spills).
 // Portable kernel (no subgroups, or head dims not multiples of 4): one invocation per query row, scalar online
 // softmax over keys, the accumulator in a private array.
 
@@ -57,7 +60,8 @@ const params = new ParamLayout([
   ['Dv4', 'u32'],
   ['D', 'u32'],
   ['Dv', 'u32'],
-  ['tPer', 'u32'],
+  ['tSh', 'u32'],
+  ['tMask', 'u32'],
   ['mSt', 'vec4u'],
 ]);
 
@@ -81,6 +85,9 @@ function nextPow2(n: number): number {
  *  (D ≤ 4·S·NDS) and NV output chunks per lane and row (Dv ≤ 4·S·NV). */
 export function sgShader(NDS: number, NV: number, TQ: number, KB: number, S: number, mask: boolean, tex = false): string {
   const L: string[] = [];
+  // Texel (x, row r) of a K/V texture copy: layer r >> tSh, y r & tMask (shifts: a division of lane-varying
+  // integers compiles to 8 scalar divisions on lavapipe).
+  const texRow = (r: string, y: string, l: string) => `let ${y} = ${r} & p.tMask; let ${l} = ${r} >> p.tSh;`;
   L.push(`enable subgroups;
 ${params.wgsl('P')}
 @group(0) @binding(0) var<storage, read> Q: array<vec4f>;
@@ -111,11 +118,21 @@ fn main(@builtin(workgroup_id) w: vec3u, @builtin(num_workgroups) nw: vec3u, @bu
   let vBase = p.offV / 4u + (b * p.S * p.Hkv + kvh) * Dv4;
   let kStride = p.Hkv * D4;
   let vStride = p.Hkv * Dv4;
-  let kvRow0 = b * p.S * p.Hkv + kvh;`);
+  let kvRow0 = b * p.S * p.Hkv + kvh;
+  let qs = p.scale * 1.4426950408889634;
+  let tc0 = r0 / p.g;
+  let hc0 = r0 % p.g;`);
+  // Row r of the tile is (query t, head h) = divmod(r0 + r, g), stepped from row 0 with compares (no divisions);
+  // rows past the end repeat the last query (computed, never stored).
   for (let r = 0; r < TQ; r++) {
-    L.push(`  let rc${r} = min(r0 + ${r}u, p.rows - 1u);
-  let t${r} = rc${r} / p.g;
-  let h${r} = kvh * p.g + rc${r} % p.g;
+    if (r > 0) {
+      L.push(`  let hn${r} = hc${r - 1} + 1u;
+  let wr${r} = hn${r} == p.g;
+  let hc${r} = select(hn${r}, 0u, wr${r});
+  let tc${r} = select(tc${r - 1}, tc${r - 1} + 1u, wr${r});`);
+    }
+    L.push(`  let t${r} = min(tc${r}, p.Tq - 1u);
+  let h${r} = kvh * p.g + hc${r};
   var vis${r} = p.keyLen;
   if (p.causal != 0u) { vis${r} = min(p.keyLen, p.qOff + t${r} + 1u); }
   let qr${r} = p.offQ / 4u + ((b * p.Tq + t${r}) * p.Hq + h${r}) * D4;
@@ -124,28 +141,31 @@ fn main(@builtin(workgroup_id) w: vec3u, @builtin(num_workgroups) nw: vec3u, @bu
     if (mask) L.push(`  let mb${r} = p.offM + b * p.mSt.x + h${r} * p.mSt.y + t${r} * p.mSt.z;`);
     for (let s = 0; s < NV; s++) L.push(`  var acc${r}_${s} = vec4f(0.0);`);
   }
-  // Query chunks stay in a private array for the whole key loop (loaded once, not once per key block).
-  L.push(`  var qreg: array<vec4f, ${TQ * NDS}>;
-  let qs = p.scale * 1.4426950408889634;
-  for (var st = 0u; st < ${NDS}u; st++) {
-    let qd = min(st * ${S}u + sl, D4 - 1u);
-    let qok = st * ${S}u + sl < D4;`);
-  for (let r = 0; r < TQ; r++) L.push(`    qreg[${r * NDS}u + st] = select(vec4f(0.0), Q[qr${r} + qd] * qs, qok);`);
-  L.push('  }');
+  // Query chunks (pre-multiplied by scale·log2 e) stay in registers for the whole key loop, in plain variables:
+  // lavapipe turns a dynamically indexed private array into per-lane memory accesses.
+  for (let i = 0; i < NDS; i++) {
+    L.push(`  let qd${i} = min(${i * S}u + sl, D4 - 1u);
+  let qok${i} = ${i * S}u + sl < D4;`);
+    for (let r = 0; r < TQ; r++) L.push(`  let qreg${r}_${i} = select(vec4f(0.0), Q[qr${r} + qd${i}] * qs, qok${i});`);
+  }
+  // Key blocks of S·KB keys; lane sl owns keys j0 + sl·KB + c (c < KB), clamped to a real row for reading.
   L.push(`  for (var j0 = 0u; j0 < visMax; j0 += ${S * KB}u) {`);
   for (let c = 0; c < KB; c++) {
-    L.push(`    let jk${c} = j0 + ${c * S}u + sl;
-    ${tex ? `let kr${c} = kvRow0 + min(jk${c}, visMax - 1u) * p.Hkv;
-    let ky${c} = kr${c} % p.tPer;
-    let kl${c} = kr${c} / p.tPer;` : `let kb${c} = kBase + min(jk${c}, visMax - 1u) * kStride;`}`);
+    L.push(`    let jk${c} = j0 + sl * ${KB}u + ${c}u;`);
+    L.push(tex ? `    let kr${c} = kvRow0 + min(jk${c}, visMax - 1u) * p.Hkv; ${texRow(`kr${c}`, `ky${c}`, `kl${c}`)}` : `    let kb${c} = kBase + min(jk${c}, visMax - 1u) * kStride;`);
     for (let r = 0; r < TQ; r++) L.push(`    var s${r}_${c} = 0.0;`);
   }
   // Scores, S feature chunks per step: lane sl holds chunk d8 + sl of every query row; chunk d8 + dd goes to
-  // all lanes by a shuffle from lane dd. Loops stay loops (not unrolled): every storage access in lavapipe is
-  // a per-lane loop, and fewer access sites keep compile times at a second or two.
+  // all lanes by a shuffle from lane dd. Loops stay loops (not unrolled): fewer access sites keep compile times
+  // at a second or two, and unrolling dd by 2–8 measured no faster.
+  const qpick = (r: number) => {
+    let e = `qreg${r}_0`;
+    for (let i = 1; i < NDS; i++) e = `select(${e}, qreg${r}_${i}, st == ${i}u)`;
+    return e;
+  };
   L.push(`    for (var d8 = 0u; d8 < D4; d8 += ${S}u) {
       let st = d8 / ${S}u;`);
-  for (let r = 0; r < TQ; r++) L.push(`      let q${r} = qreg[${r * NDS}u + st];`);
+  for (let r = 0; r < TQ; r++) L.push(`      let q${r} = ${qpick(r)};`);
   L.push(`      let nd = min(${S}u, D4 - d8);
       for (var dd = 0u; dd < nd; dd++) {`);
   for (let c = 0; c < KB; c++) L.push(tex ? `        let k${c} = textureLoad(Kt, vec2u(d8 + dd, ky${c}), kl${c});` : `        let k${c} = K[kb${c} + d8 + dd];`);
@@ -155,18 +175,19 @@ fn main(@builtin(workgroup_id) w: vec3u, @builtin(num_workgroups) nw: vec3u, @bu
     L.push('        }');
   }
   L.push('      }\n    }');
-  // Scale, mask, online softmax.
+  // Mask and online softmax. Scores arrive in log2 units (scale·log2 e folded into the queries): exp2, and the
+  // running maximum moves (and the accumulators are rescaled) only when a block raises it — a uniform branch.
+  // The block maximum is a butterfly of shuffles: subgroupMax is a scalar loop over the lanes on lavapipe.
   for (let r = 0; r < TQ; r++) {
-    // Scores arrive in log2 units (scale·log2 e folded into the query registers): exp2, and the running
-    // maximum moves (and the accumulators are rescaled) only when a block raises it — a uniform branch.
     for (let c = 0; c < KB; c++) {
       const add = mask ? ` + Mk[mb${r} + min(jk${c}, visMax - 1u) * p.mSt.w] * 1.4426950408889634` : '';
       L.push(`    s${r}_${c} = select(NEG, s${r}_${c}${add}, jk${c} < vis${r});`);
     }
     const lmax = Array.from({ length: KB }, (_, c) => `s${r}_${c}`).reduce((a, b2) => `max(${a}, ${b2})`);
     L.push(`    {
-      let bm = subgroupMax(${lmax});
-      if (bm > m${r}) {
+      var bm = ${lmax};`);
+    for (let x = 1; x < S; x *= 2) L.push(`      bm = max(bm, subgroupShuffleXor(bm, ${x}u));`);
+    L.push(`      if (bm > m${r}) {
         let corr = select(exp2(m${r} - bm), 0.0, isNegInf(m${r}));
         m${r} = bm;
         l${r} *= corr;`);
@@ -176,21 +197,23 @@ fn main(@builtin(workgroup_id) w: vec3u, @builtin(num_workgroups) nw: vec3u, @bu
     L.push(`      l${r} += ${Array.from({ length: KB }, (_, c) => `s${r}_${c}`).join(' + ')};
     }`);
   }
-  // Values: key kk of the block was scored by lane kk % S (its c = kk / S); its probability is shuffled to
-  // every lane, and each lane reads only its own feature chunks of that V row.
-  L.push(`    let nk = min(${S * KB}u, visMax - j0);
-    for (var kk = 0u; kk < nk; kk++) {
-      let src = kk % ${S}u;
-      ${tex ? 'let vr = kvRow0 + (j0 + kk) * p.Hkv; let vy = vr % p.tPer; let vl = vr / p.tPer;' : 'let vb = vBase + (j0 + kk) * vStride;'}`);
-  for (let s = 0; s < NV; s++) L.push(tex ? `      let v${s} = textureLoad(Vt, vec2u(min(${s * S}u + sl, Dv4 - 1u), vy), vl);` : `      let v${s} = V[vb + min(${s * S}u + sl, Dv4 - 1u)];`);
-  const pick = (r: number): string => {
-    let e = `s${r}_0`;
-    for (let c = 1; c < KB; c++) e = `select(${e}, s${r}_${c}, kk >= ${c * S}u)`;
-    return e;
-  };
+  // Values: lanes switch to owning output features. Per source lane src, its KB keys' V rows are read (each lane
+  // only its feature chunks) and each row's KB probabilities, shuffled from src, are added in one assignment
+  // (keys past visMax have probability 0 and read a real row).
+  L.push(`    let ns = min(${S}u, (visMax - j0 + ${KB - 1}u) / ${KB}u);
+    for (var src = 0u; src < ns; src++) {
+      let jv = j0 + src * ${KB}u;`);
+  for (let c = 0; c < KB; c++) {
+    L.push(tex ? `      let vr${c} = kvRow0 + min(jv + ${c}u, visMax - 1u) * p.Hkv; ${texRow(`vr${c}`, `vy${c}`, `vl${c}`)}` : `      let vb${c} = vBase + min(jv + ${c}u, visMax - 1u) * vStride;`);
+    for (let s2 = 0; s2 < NV; s2++) {
+      const x = `min(${s2 * S}u + sl, Dv4 - 1u)`;
+      L.push(tex ? `      let v${c}_${s2} = textureLoad(Vt, vec2u(${x}, vy${c}), vl${c});` : `      let v${c}_${s2} = V[vb${c} + ${x}];`);
+    }
+  }
   for (let r = 0; r < TQ; r++) {
-    L.push(`      { let pb = subgroupShuffle(${pick(r)}, src);`);
-    for (let s = 0; s < NV; s++) L.push(`        acc${r}_${s} = fma(vec4f(pb), v${s}, acc${r}_${s});`);
+    L.push('      {');
+    for (let c = 0; c < KB; c++) L.push(`        let p${c} = vec4f(subgroupShuffle(s${r}_${c}, src));`);
+    for (let s2 = 0; s2 < NV; s2++) L.push(`        acc${r}_${s2} = acc${r}_${s2} + ${Array.from({ length: KB }, (_, c) => `p${c} * v${c}_${s2}`).join(' + ')};`);
     L.push('      }');
   }
   L.push('    }\n  }');
@@ -278,7 +301,7 @@ export function attention(env: KernelEnv, out: Tensor, [q, k, v, mask]: [Tensor,
   const base = {
     B, Tq, Hq, Hkv, S, g, rows, causal: attrs.causal ? 1 : 0, qOff: attrs.queryOffset, keyLen: attrs.keyLength, scale: attrs.scale,
     ninf: -Infinity, offQ: qv.elemOffset, offK: kv.elemOffset, offV: vv.elemOffset, offO: ov.elemOffset, offM: mv?.elemOffset ?? 0, mSt,
-    D4: D / 4, Dv4: Dv / 4, D, Dv, tPer: 0,
+    D4: D / 4, Dv4: Dv / 4, D, Dv, tSh: 0, tMask: 0,
   };
   const views = mv ? [qv, kv, vv, mv, ov] : [qv, kv, vv, ov];
   const bindings = mv ? (['r', 'r', 'r', 'r', 'w'] as const) : (['r', 'r', 'r', 'w'] as const);
@@ -299,13 +322,17 @@ export function attention(env: KernelEnv, out: Tensor, [q, k, v, mask]: [Tensor,
       kt = rt.textureMirror(sto(k), B * S * Hkv, D);
       vt = kt ? rt.textureMirror(sto(v), B * S * Hkv, Dv) : null;
     }
-    const tex = !!(kt && vt && kt.rowsPerLayer === vt.rowsPerLayer);
+    // Texel rows are addressed by shift and mask: one layer, or power-of-two layers (maxTextureDimension2D).
+    const per = kt?.rowsPerLayer ?? 0;
+    const single = per >= B * S * Hkv;
+    const tex = !!(kt && vt && vt.rowsPerLayer === per && (single || (per & (per - 1)) === 0));
     const code = sgShader(NDS, NV, TQ, KB, caps.sgSize, !!mask, tex);
     const tb = tex ? (mv ? (['r', 't', 't', 'r', 'w'] as const) : (['r', 't', 't', 'w'] as const)) : bindings;
     const pipe = rt.pipe({ label: `attention_sg_q${TQ}_k${KB}_d${NDS}_v${NV}${mask ? '_mask' : ''}${tex ? '_tex' : ''}`, code, bindings: tb, params });
     const tiles = Math.ceil(rows / TQ);
     const tv = tex ? (mv ? [qv, { tex: kt! }, { tex: vt! }, mv, ov] : [qv, { tex: kt! }, { tex: vt! }, ov]) : views;
-    rt.dispatch(pipe, tv, { ...base, tiles, tPer: tex ? kt!.rowsPerLayer : 0 }, grid(tiles * B * Hkv, 1, caps));
+    const texAddr = !tex ? { tSh: 0, tMask: 0 } : single ? { tSh: 31, tMask: 0xffffffff } : { tSh: Math.log2(per), tMask: per - 1 };
+    rt.dispatch(pipe, tv, { ...base, tiles, ...texAddr }, grid(tiles * B * Hkv, 1, caps));
     return;
   }
   const DM = Math.max(16, nextPow2(D));
