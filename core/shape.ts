@@ -6,8 +6,10 @@ export type Shape = readonly number[];
 
 /** Number of elements; throws if a dimension is not a non-negative safe integer or the product overflows. */
 export function sizeOf(shape: Shape, what = 'tensor'): number {
+  // Runs for every tensor an op makes: an indexed loop, not an iterator.
   let n = 1;
-  for (const d of shape) {
+  for (let i = 0; i < shape.length; i++) {
+    const d = shape[i]!;
     if (!Number.isSafeInteger(d) || d < 0) throw new ShapeError(`${what}: invalid dimension ${d} in shape ${fmtShape(shape)}`);
     n *= d;
     if (!Number.isSafeInteger(n)) throw new ShapeError(`${what}: shape ${fmtShape(shape)} has more elements than can be indexed`);
@@ -27,7 +29,9 @@ export function stridesOf(shape: Shape): number[] {
 }
 
 export function sameShape(a: Shape, b: Shape): boolean {
-  return a.length === b.length && a.every((d, i) => d === b[i]);
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /** NumPy broadcasting: shapes are right-aligned, a dimension of 1 stretches. */
