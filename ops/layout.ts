@@ -10,12 +10,16 @@ import { backendOf, runInPlace, runKernel } from './dispatch.js';
 export function reshape(x: Tensor, shape: readonly number[]): Tensor {
   x.assertAlive('reshape');
   const infer = shape.indexOf(-1);
-  if (infer !== shape.lastIndexOf(-1)) throw new ShapeError(`reshape: at most one -1 allowed, got ${fmtShape(shape)}`);
-  let out = [...shape];
+  // Without a -1 the shape is used as given (the tensor keeps a frozen copy): model code reshapes every
+  // projection, so this path makes no array of its own.
+  let out: readonly number[] = shape;
   if (infer >= 0) {
+    if (infer !== shape.lastIndexOf(-1)) throw new ShapeError(`reshape: at most one -1 allowed, got ${fmtShape(shape)}`);
     const known = sizeOf(shape.filter((_, i) => i !== infer), 'reshape');
     if (known === 0 || x.size % known !== 0) throw new ShapeError(`reshape: cannot reshape ${fmtShape(x.shape)} to ${fmtShape(shape)}`);
-    out[infer] = x.size / known;
+    const inferred = [...shape];
+    inferred[infer] = x.size / known;
+    out = inferred;
   }
   if (sizeOf(out, 'reshape') !== x.size) throw new ShapeError(`reshape: cannot reshape ${fmtShape(x.shape)} (${x.size} elements) to ${fmtShape(shape)}`);
   return x.view(out);
@@ -75,9 +79,9 @@ export function concat(xs: readonly Tensor[], axis: number): Tensor {
 export function writeSlice(dst: Tensor, src: Tensor, axis: number, start: number): Tensor {
   const a = normalizeAxis(axis, dst.rank, 'writeSlice');
   if (src.dtype !== dst.dtype) throw new ShapeError(`writeSlice: src dtype ${src.dtype} ≠ dst dtype ${dst.dtype}`);
-  if (src.rank !== dst.rank || src.shape.some((d, j) => j !== a && d !== dst.shape[j])) {
-    throw new ShapeError(`writeSlice: src ${fmtShape(src.shape)} does not match dst ${fmtShape(dst.shape)} outside axis ${a}`);
-  }
+  let match = src.rank === dst.rank;
+  for (let j = 0; match && j < src.rank; j++) match = j === a || src.shape[j] === dst.shape[j];
+  if (!match) throw new ShapeError(`writeSlice: src ${fmtShape(src.shape)} does not match dst ${fmtShape(dst.shape)} outside axis ${a}`);
   requireInt('writeSlice', 'start', start, 0, dst.shape[a]! - src.shape[a]!);
   return runInPlace('writeSlice', dst, [src], { axis: a, start }, { flops: 0 });
 }
