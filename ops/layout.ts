@@ -41,20 +41,31 @@ export function slice(x: Tensor, begin: readonly number[], size: readonly number
     throw new ShapeError(`slice: begin ${fmtShape(begin)} and size ${fmtShape(size)} must have one entry per axis of x ${fmtShape(x.shape)}`);
   }
   const shape = size.map((s, i) => (s === -1 ? x.shape[i]! - begin[i]! : s));
-  for (let i = 0; i < x.rank; i++) {
-    if (!Number.isInteger(begin[i]) || !Number.isInteger(shape[i]) || begin[i]! < 0 || shape[i]! < 0 || begin[i]! + shape[i]! > x.shape[i]!) {
-      throw new ShapeError(`slice: axis ${i}: [${begin[i]}, ${begin[i]! + shape[i]!}) is outside 0..${x.shape[i]} of x ${fmtShape(x.shape)}`);
-    }
-  }
-  return runKernel('slice', shape, x.dtype, [x], { begin: [...begin] }, { flops: 0, bytesRead: 0 });
+  return sliceOwned(x, [...begin], shape);
 }
 
 /** x[start:end] along one axis. */
 export function sliceAxis(x: Tensor, axis: number, start: number, end: number): Tensor {
   const a = normalizeAxis(axis, x.rank, 'slice');
-  const begin = x.shape.map((_, i) => (i === a ? start : 0));
-  const size = x.shape.map((d, i) => (i === a ? end - start : d));
-  return slice(x, begin, size);
+  // Built in loops and handed over without the copies slice() makes of its caller's arrays (the conditioners
+  // split their deltas with two of these per norm and token).
+  const begin = new Array<number>(x.rank);
+  const shape = new Array<number>(x.rank);
+  for (let i = 0; i < x.rank; i++) {
+    begin[i] = i === a ? start : 0;
+    shape[i] = i === a ? end - start : x.shape[i]!;
+  }
+  return sliceOwned(x, begin, shape);
+}
+
+/** Checks and runs a slice whose `begin` and `shape` (sizes resolved) are this module's own arrays. */
+function sliceOwned(x: Tensor, begin: number[], shape: number[]): Tensor {
+  for (let i = 0; i < x.rank; i++) {
+    if (!Number.isInteger(begin[i]) || !Number.isInteger(shape[i]) || begin[i]! < 0 || shape[i]! < 0 || begin[i]! + shape[i]! > x.shape[i]!) {
+      throw new ShapeError(`slice: axis ${i}: [${begin[i]}, ${begin[i]! + shape[i]!}) is outside 0..${x.shape[i]} of x ${fmtShape(x.shape)}`);
+    }
+  }
+  return runKernel('slice', shape, x.dtype, [x], { begin }, { flops: 0, bytesRead: 0 });
 }
 
 /** Joins tensors along `axis`; every other dimension must match. */
