@@ -17,6 +17,34 @@ export function sizeOf(shape: Shape, what = 'tensor'): number {
   return n;
 }
 
+// Frozen shapes by contents. Every tensor keeps a frozen shape; freezing a fresh array costs several times a
+// lookup here, and a model loop makes the same few shapes over and over (a decode step makes ~100 tensors of a
+// dozen shapes). Shapes are immutable, so tensors with equal shapes can share one array.
+const SHAPE_CACHE_MAX = 4096;
+const shapeCache = new Map<number, (readonly number[])[]>();
+let shapeCacheCount = 0;
+
+/** A frozen array equal to `shape` (validated: non-negative safe integers), shared with earlier equal shapes. */
+export function internShape(shape: Shape): Shape {
+  let h = shape.length;
+  for (let i = 0; i < shape.length; i++) h = (Math.imul(h, 31) + shape[i]!) | 0;
+  let bucket = shapeCache.get(h);
+  if (bucket) {
+    for (let j = 0; j < bucket.length; j++) if (sameShape(bucket[j]!, shape)) return bucket[j]!;
+  }
+  const frozen = Object.freeze(shape.slice());
+  if (shapeCacheCount >= SHAPE_CACHE_MAX) {
+    // Bounded: many distinct shapes (prefills of every length) start it over.
+    shapeCache.clear();
+    shapeCacheCount = 0;
+    bucket = undefined;
+  }
+  if (!bucket) shapeCache.set(h, (bucket = []));
+  bucket.push(frozen);
+  shapeCacheCount++;
+  return frozen;
+}
+
 /** Row-major strides in elements. */
 export function stridesOf(shape: Shape): number[] {
   const s = new Array<number>(shape.length);

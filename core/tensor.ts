@@ -5,7 +5,7 @@
 import type { Backend, Storage } from './backend.js';
 import { type DType, type HostArray, widenToF32 } from './dtype.js';
 import { TensorStateError, fmtShape } from './errors.js';
-import { type Shape, sizeOf } from './shape.js';
+import { internShape, type Shape, sizeOf } from './shape.js';
 import { trackTensor } from './scope.js';
 
 /** Shared storage with a reference count, so reshaped views free it only once. */
@@ -33,9 +33,9 @@ export class Tensor {
     readonly dtype: DType,
     ref: StorageRef,
   ) {
-    // Shapes are frozen, so an op whose output has its input's shape shares that array instead of copying it
-    // (tensors are made per op; a decode step makes hundreds).
-    this.shape = Object.isFrozen(shape) ? shape : Object.freeze(shape.slice());
+    // Shapes are frozen, so tensors share them: an op whose output has its input's shape passes that array, and
+    // a fresh one is swapped for the interned frozen copy (tensors are made per op; a decode step makes ~100).
+    this.shape = Object.isFrozen(shape) ? shape : internShape(shape);
     this.size = size;
     this.ref = ref;
     trackTensor(this);
