@@ -50,7 +50,6 @@ export class Conditioner {
 
   /** The per-token tensors, looked up once (per token, building and hashing four names per norm showed up). */
   private perToken: { q: Tensor; qBias: Tensor | null; o: Tensor; oBias: Tensor } | null = null;
-  private shapes: { T: number; q: readonly number[]; a: readonly number[] } | null = null;
 
   private tokenWeights(): { q: Tensor; qBias: Tensor | null; o: Tensor; oBias: Tensor } {
     return (this.perToken ??= { q: this.weight('q_proj.weight'), qBias: this.bias('q_proj.bias'), o: this.weight('o_proj.weight'), oBias: this.weight('o_proj.bias') });
@@ -74,10 +73,8 @@ export class Conditioner {
     const T = xhat.shape[1]!;
     const dh = this.r / this.heads;
     const w = this.tokenWeights();
-    // Frozen reshape targets for the last T (shared by the views, not copied; decode always has T = 1).
-    if (this.shapes?.T !== T) this.shapes = { T, q: Object.freeze([1, T, this.heads, dh]), a: Object.freeze([1, T, this.r]) };
-    const q = reshape(linear(xhat, w.q, w.qBias), this.shapes.q);
-    const a = reshape(attention(q, kv.k, kv.u, { causal: false, scale: 1 / Math.sqrt(dh) }), this.shapes.a);
+    const q = reshape(linear(xhat, w.q, w.qBias), [1, T, this.heads, dh]);
+    const a = reshape(attention(q, kv.k, kv.u, { causal: false, scale: 1 / Math.sqrt(dh) }), [1, T, this.r]);
     const delta = linear(a, w.o, w.oBias);
     switch (this.cfg.lavi_config.modulate) {
       case 'both':

@@ -45,9 +45,6 @@ export class Decoder {
   deltaSink: ((site: string, delta: Tensor) => void) | null = null;
   private readonly layerWeights: LayerWeights[] = [];
   private readonly sites: { input: string; post: string }[] = [];
-  /** The reshapes' target shapes for the last token count, frozen: a tensor shares a frozen shape instead of
-   *  copying it, and decode reshapes to the same four shapes in every layer and step. */
-  private shapes: { T: number; q: readonly number[]; kv: readonly number[]; attn: readonly number[] } | null = null;
 
   constructor(
     readonly cfg: ModelConfig,
@@ -60,14 +57,6 @@ export class Decoder {
     this.kvHeads = t.num_key_value_heads;
     this.headDim = t.hidden_size / t.num_attention_heads;
     for (let i = 0; i < t.num_hidden_layers; i++) this.sites.push({ input: siteKey(i, 'input_layernorm'), post: siteKey(i, 'post_attention_layernorm') });
-  }
-
-  private shapesFor(T: number): { q: readonly number[]; kv: readonly number[]; attn: readonly number[] } {
-    if (this.shapes?.T !== T) {
-      const Dh = this.headDim;
-      this.shapes = { T, q: Object.freeze([1, T, this.heads, Dh]), kv: Object.freeze([1, T, this.kvHeads, Dh]), attn: Object.freeze([1, T, this.heads * Dh]) };
-    }
-    return this.shapes;
   }
 
   /** Layer i's tensors, resolved on first use (the weights are fixed for the model's life). */
@@ -137,15 +126,14 @@ export class Decoder {
     const T = x.shape[1]!;
     const pos = cache.length;
     const Dh = this.headDim;
-    const shape = this.shapesFor(T);
 
     const n1 = this.norm(x, site.input, lw.inputNorm, visual);
-    const q = rope(reshape(linear(n1, lw.q, lw.qBias), shape.q), { theta: t.rope_theta, offset: pos });
-    const k = rope(reshape(linear(n1, lw.k, lw.kBias), shape.kv), { theta: t.rope_theta, offset: pos });
-    const v = reshape(linear(n1, lw.v, lw.vBias), shape.kv);
+    const q = rope(reshape(linear(n1, lw.q, lw.qBias), [1, T, this.heads, Dh]), { theta: t.rope_theta, offset: pos });
+    const k = rope(reshape(linear(n1, lw.k, lw.kBias), [1, T, this.kvHeads, Dh]), { theta: t.rope_theta, offset: pos });
+    const v = reshape(linear(n1, lw.v, lw.vBias), [1, T, this.kvHeads, Dh]);
     const kv = cache.write(i, k, v);
     const a = attention(q, kv.k, kv.v, { causal: true, queryOffset: pos, keyLength: pos + T, scale: 1 / Math.sqrt(Dh) });
-    const h = add(x, linear(reshape(a, shape.attn), lw.o));
+    const h = add(x, linear(reshape(a, [1, T, this.heads * Dh]), lw.o));
 
     const n2 = this.norm(h, site.post, lw.postNorm, visual);
     const m = linear(swiglu(linear(n2, lw.gate), linear(n2, lw.up)), lw.down);
