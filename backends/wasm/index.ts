@@ -479,7 +479,7 @@ export class WasmBackend implements Backend {
       const tbl = this.constsFor(0).binaryRow;
       const nt = this.threadsFor(n * 12, PAR_BYTES);
       if (nt === 1) return this.callHere(fn, [O, A, B, n, 1, tbl]);
-      return this.runJobs(WasmBackend.split(n, this.threadsFor(n * 12, PAR_BYTES), 16).map(([s, e]) => ({ fn, args: [O + s * 4, A + s * 4, B + s * 4, e - s, 1, tbl] })));
+      return this.runJobs(WasmBackend.split(n, nt, 16).map(([s, e]) => ({ fn, args: [O + s * 4, A + s * 4, B + s * 4, e - s, 1, tbl] })));
     }
     const shape = out.shape;
     const rank = shape.length;
