@@ -807,11 +807,17 @@ export class WasmBackend implements Backend {
     const rank = out.rank;
     const n = out.size;
     if (n === 0) return;
-    const xs = stridesOf(x.shape);
     const shape = out.shape;
     const inner = rank ? shape[rank - 1]! : 1;
     const rows = n / inner;
     const X = ptr(x), O = ptr(out);
+    if (rows === 1) {
+      // One run (a decode token's slice, e.g. a conditioner's Δγ or Δβ): its offset, without stride arrays.
+      let src = 0;
+      for (let d = rank - 1, stride = 1; d >= 0; stride *= x.shape[d]!, d--) src += begin[d]! * stride;
+      return this.copyBytes(O, X + src * eb, inner * eb);
+    }
+    const xs = stridesOf(x.shape);
     const idx = new Array<number>(Math.max(rank - 1, 0)).fill(0);
     for (let r = 0; r < rows; r++) {
       let src = rank ? begin[rank - 1]! : 0;
