@@ -18,25 +18,30 @@ export class CostRecorder {
   /** section → op → cost */
   readonly sections = new Map<string, Map<string, CostEntry>>();
   private sectionStack: string[] = [];
+  /** The joined name of the open section: `add` runs once per op (hundreds per decoded token), sections open and
+   *  close far less often, so the name is built on entry rather than per op. */
+  private current = 'other';
 
   /** Runs fn with costs attributed to `name` (nested sections join with '/'). */
   section<T>(name: string, fn: () => T): T {
+    const outer = this.current;
     this.sectionStack.push(name);
+    this.current = this.sectionStack.join('/') || 'other';
     try {
       return fn();
     } finally {
       this.sectionStack.pop();
+      this.current = outer;
     }
   }
 
   get currentSection(): string {
-    return this.sectionStack.join('/') || 'other';
+    return this.current;
   }
 
   add(op: string, flops: number, bytesRead: number, bytesWritten: number): void {
-    const sec = this.currentSection;
-    let ops = this.sections.get(sec);
-    if (!ops) this.sections.set(sec, (ops = new Map()));
+    let ops = this.sections.get(this.current);
+    if (!ops) this.sections.set(this.current, (ops = new Map()));
     let e = ops.get(op);
     if (!e) ops.set(op, (e = emptyEntry()));
     e.calls++;
@@ -92,6 +97,11 @@ export function withCost<T>(recorder: CostRecorder, fn: () => T): T {
   } finally {
     active.pop();
   }
+}
+
+/** Whether a recorder is listening (ops skip computing their byte counts when none is). */
+export function costRecording(): boolean {
+  return active.length > 0;
 }
 
 /** Called by each op. */

@@ -8,24 +8,34 @@
 import type { Tensor } from './tensor.js';
 import { LaviError } from './errors.js';
 
-const stack: Set<Tensor>[] = [];
+// Each scope is an array in creation order: a push per tensor is cheaper than a Set insertion, and ops make
+// tensors far more often than anything leaves a scope early (keep, a tidy's result).
+const stack: Tensor[][] = [];
 
 /** Called by the Tensor constructor: the innermost open scope takes ownership. */
 export function trackTensor(t: Tensor): void {
-  stack[stack.length - 1]?.add(t);
+  const n = stack.length;
+  if (n) stack[n - 1]!.push(t);
 }
 
 /** Removes `t` from the innermost scope that holds it, so it outlives that scope. Returns t. */
 export function keep<T extends Tensor>(t: T): T {
-  for (let i = stack.length - 1; i >= 0; i--) if (stack[i]!.delete(t)) break;
+  for (let i = stack.length - 1; i >= 0; i--) {
+    const scope = stack[i]!;
+    const j = scope.lastIndexOf(t); // usually one of the newest
+    if (j >= 0) {
+      scope.splice(j, 1);
+      break;
+    }
+  }
   return t;
 }
 
-/** Collects the tensors found in a (possibly nested) result value. */
-function collect(value: unknown, out: Set<Tensor>, depth = 0): void {
+/** Collects the tensors found in a (possibly nested) result value, each once. */
+function collect(value: unknown, out: Tensor[], depth = 0): void {
   if (value === null || typeof value !== 'object' || depth > 4) return;
   if ((value as { constructor?: { name?: string } }).constructor?.name === 'Tensor') {
-    out.add(value as Tensor);
+    if (!out.includes(value as Tensor)) out.push(value as Tensor);
     return;
   }
   if (Array.isArray(value)) for (const v of value) collect(v, out, depth + 1);
@@ -38,7 +48,7 @@ function collect(value: unknown, out: Set<Tensor>, depth = 0): void {
  * Maps or plain objects count), which move to the enclosing scope.
  */
 export function tidy<T>(fn: () => T): T {
-  const scope = new Set<Tensor>();
+  const scope: Tensor[] = [];
   stack.push(scope);
   let result: T;
   try {
@@ -52,10 +62,15 @@ export function tidy<T>(fn: () => T): T {
     throw e;
   }
   stack.pop();
-  const kept = new Set<Tensor>();
+  const kept: Tensor[] = [];
   collect(result, kept);
-  for (const t of scope) if (!kept.has(t)) t.dispose();
+  // A result is usually one tensor or a few; a Set only when it holds many.
+  const keptSet = kept.length > 16 ? new Set(kept) : null;
+  for (const t of scope) if (!(keptSet ? keptSet.has(t) : kept.includes(t))) t.dispose();
   const parent = stack[stack.length - 1];
-  if (parent) for (const t of kept) if (scope.has(t)) parent.add(t);
+  if (parent && kept.length) {
+    const mine = kept.length > 16 ? new Set(scope) : null;
+    for (const t of kept) if (mine ? mine.has(t) : scope.includes(t)) parent.push(t);
+  }
   return result;
 }

@@ -6,13 +6,43 @@ export type Shape = readonly number[];
 
 /** Number of elements; throws if a dimension is not a non-negative safe integer or the product overflows. */
 export function sizeOf(shape: Shape, what = 'tensor'): number {
+  // Runs for every tensor an op makes: an indexed loop, not an iterator.
   let n = 1;
-  for (const d of shape) {
+  for (let i = 0; i < shape.length; i++) {
+    const d = shape[i]!;
     if (!Number.isSafeInteger(d) || d < 0) throw new ShapeError(`${what}: invalid dimension ${d} in shape ${fmtShape(shape)}`);
     n *= d;
     if (!Number.isSafeInteger(n)) throw new ShapeError(`${what}: shape ${fmtShape(shape)} has more elements than can be indexed`);
   }
   return n;
+}
+
+// Frozen shapes by contents. Every tensor keeps a frozen shape; freezing a fresh array costs several times a
+// lookup here, and a model loop makes the same few shapes over and over (a decode step makes ~100 tensors of a
+// dozen shapes). Shapes are immutable, so tensors with equal shapes can share one array.
+const SHAPE_CACHE_MAX = 4096;
+const shapeCache = new Map<number, (readonly number[])[]>();
+let shapeCacheCount = 0;
+
+/** A frozen array equal to `shape` (validated: non-negative safe integers), shared with earlier equal shapes. */
+export function internShape(shape: Shape): Shape {
+  let h = shape.length;
+  for (let i = 0; i < shape.length; i++) h = (Math.imul(h, 31) + shape[i]!) | 0;
+  let bucket = shapeCache.get(h);
+  if (bucket) {
+    for (let j = 0; j < bucket.length; j++) if (sameShape(bucket[j]!, shape)) return bucket[j]!;
+  }
+  const frozen = Object.freeze(shape.slice());
+  if (shapeCacheCount >= SHAPE_CACHE_MAX) {
+    // Bounded: many distinct shapes (prefills of every length) start it over.
+    shapeCache.clear();
+    shapeCacheCount = 0;
+    bucket = undefined;
+  }
+  if (!bucket) shapeCache.set(h, (bucket = []));
+  bucket.push(frozen);
+  shapeCacheCount++;
+  return frozen;
 }
 
 /** Row-major strides in elements. */
@@ -27,7 +57,9 @@ export function stridesOf(shape: Shape): number[] {
 }
 
 export function sameShape(a: Shape, b: Shape): boolean {
-  return a.length === b.length && a.every((d, i) => d === b[i]);
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /** NumPy broadcasting: shapes are right-aligned, a dimension of 1 stretches. */

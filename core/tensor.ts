@@ -5,7 +5,7 @@
 import type { Backend, Storage } from './backend.js';
 import { type DType, type HostArray, widenToF32 } from './dtype.js';
 import { TensorStateError, fmtShape } from './errors.js';
-import { type Shape, sizeOf } from './shape.js';
+import { internShape, type Shape, sizeOf } from './shape.js';
 import { trackTensor } from './scope.js';
 
 /** Shared storage with a reference count, so reshaped views free it only once. */
@@ -29,18 +29,26 @@ export class Tensor {
   private constructor(
     readonly backend: Backend,
     shape: Shape,
+    size: number,
     readonly dtype: DType,
     ref: StorageRef,
   ) {
-    this.shape = Object.freeze([...shape]);
-    this.size = sizeOf(shape);
+    // Shapes are frozen, so tensors share them: an op whose output has its input's shape passes that array, and
+    // a fresh one is swapped for the interned frozen copy (tensors are made per op; a decode step makes ~100).
+    this.shape = Object.isFrozen(shape) ? shape : internShape(shape);
+    this.size = size;
     this.ref = ref;
     trackTensor(this);
   }
 
   /** Wraps fresh storage (made by `backend.alloc` or `backend.upload`) in a tensor that owns it. */
   static fromStorage(backend: Backend, shape: Shape, dtype: DType, handle: Storage): Tensor {
-    return new Tensor(backend, shape, dtype, new StorageRef(backend, handle));
+    return new Tensor(backend, shape, sizeOf(shape), dtype, new StorageRef(backend, handle));
+  }
+
+  /** fromStorage for the op layer, which has already validated `shape` and computed its `size` (sizeOf). */
+  static fromStorageSized(backend: Backend, shape: Shape, size: number, dtype: DType, handle: Storage): Tensor {
+    return new Tensor(backend, shape, size, dtype, new StorageRef(backend, handle));
   }
 
   get rank(): number {
@@ -60,8 +68,9 @@ export class Tensor {
   /** A tensor with a new shape over the same storage (same element count). Disposing either is independent. */
   view(shape: Shape): Tensor {
     this.assertAlive('reshape');
+    const size = sizeOf(shape);
     this.ref.refs++;
-    return new Tensor(this.backend, shape, this.dtype, this.ref);
+    return new Tensor(this.backend, shape, size, this.dtype, this.ref);
   }
 
   /** Reads the values: Float32Array for float dtypes (f16/bf16 widened), Int32Array for i32. */

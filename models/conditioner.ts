@@ -48,6 +48,13 @@ export class Conditioner {
     return this.cfg.lavi_config.conditioner_bias ? this.w.get(this.prefix + n) : null;
   }
 
+  /** The per-token tensors, looked up once (per token, building and hashing four names per norm showed up). */
+  private perToken: { q: Tensor; qBias: Tensor | null; o: Tensor; oBias: Tensor } | null = null;
+
+  private tokenWeights(): { q: Tensor; qBias: Tensor | null; o: Tensor; oBias: Tensor } {
+    return (this.perToken ??= { q: this.weight('q_proj.weight'), qBias: this.bias('q_proj.bias'), o: this.weight('o_proj.weight'), oBias: this.weight('o_proj.bias') });
+  }
+
   /** K, U from the projected visual tokens V [1, N_v, d]. */
   precompute(V: Tensor): ConditionerKV {
     const l = this.cfg.lavi_config;
@@ -65,9 +72,10 @@ export class Conditioner {
   deltas(xhat: Tensor, kv: ConditionerKV): { dGamma: Tensor | null; dBeta: Tensor | null; delta: Tensor } {
     const T = xhat.shape[1]!;
     const dh = this.r / this.heads;
-    const q = reshape(linear(xhat, this.weight('q_proj.weight'), this.bias('q_proj.bias')), [1, T, this.heads, dh]);
+    const w = this.tokenWeights();
+    const q = reshape(linear(xhat, w.q, w.qBias), [1, T, this.heads, dh]);
     const a = reshape(attention(q, kv.k, kv.u, { causal: false, scale: 1 / Math.sqrt(dh) }), [1, T, this.r]);
-    const delta = linear(a, this.weight('o_proj.weight'), this.weight('o_proj.bias'));
+    const delta = linear(a, w.o, w.oBias);
     switch (this.cfg.lavi_config.modulate) {
       case 'both':
         return { dGamma: sliceAxis(delta, 2, 0, this.d), dBeta: sliceAxis(delta, 2, this.d, 2 * this.d), delta };
@@ -120,6 +128,11 @@ export class ConditionerSet {
 
   get(layer: number | 'final', norm: ViLNNorm | 'norm'): Conditioner | undefined {
     return this.byKey.get(siteKey(layer, norm));
+  }
+
+  /** The conditioner of a site key (siteKey(layer, norm)), for callers that keep the keys. */
+  bySite(key: string): Conditioner | undefined {
+    return this.byKey.get(key);
   }
 
   /** K/U of every conditioner from V [1, N_v, d]. Cost section 'llm/viln-kv'. */

@@ -11,9 +11,28 @@ import type { ModelConfig } from './config.js';
 import type { KVCache } from './kv_cache.js';
 import type { ModelWeights } from './weights.js';
 
+const FINAL_SITE = siteKey('final', 'norm');
+
 export interface DecoderRunOptions {
   /** When given, receives the residual stream after each layer (caller owns and disposes them). */
   capture?: Tensor[];
+}
+
+/** One decoder layer's tensors, looked up by name once (a lookup builds and hashes the name: per token it was
+ *  a visible share of a small model's decode step). */
+interface LayerWeights {
+  inputNorm: Tensor;
+  postNorm: Tensor;
+  q: Tensor;
+  k: Tensor;
+  v: Tensor;
+  qBias: Tensor | null;
+  kBias: Tensor | null;
+  vBias: Tensor | null;
+  o: Tensor;
+  gate: Tensor;
+  up: Tensor;
+  down: Tensor;
 }
 
 export class Decoder {
@@ -24,6 +43,8 @@ export class Decoder {
   /** When set, receives every conditioner's output [1, T, m·d] by site key ('3.input_layernorm', 'final.norm');
    *  it must copy what it keeps. For tests against reference implementations. */
   deltaSink: ((site: string, delta: Tensor) => void) | null = null;
+  private readonly layerWeights: LayerWeights[] = [];
+  private readonly sites: { input: string; post: string }[] = [];
 
   constructor(
     readonly cfg: ModelConfig,
@@ -35,6 +56,33 @@ export class Decoder {
     this.heads = t.num_attention_heads;
     this.kvHeads = t.num_key_value_heads;
     this.headDim = t.hidden_size / t.num_attention_heads;
+    for (let i = 0; i < t.num_hidden_layers; i++) this.sites.push({ input: siteKey(i, 'input_layernorm'), post: siteKey(i, 'post_attention_layernorm') });
+  }
+
+  /** Layer i's tensors, resolved on first use (the weights are fixed for the model's life). */
+  private weightsOf(i: number): LayerWeights {
+    let lw = this.layerWeights[i];
+    if (!lw) {
+      const p = `model.layers.${i}.`;
+      const w = (n: string) => this.w.get(p + n);
+      const b = (n: string) => (this.cfg.text_config.attention_bias ? this.w.get(p + n) : null);
+      lw = {
+        inputNorm: w('input_layernorm.weight'),
+        postNorm: w('post_attention_layernorm.weight'),
+        q: w('self_attn.q_proj.weight'),
+        k: w('self_attn.k_proj.weight'),
+        v: w('self_attn.v_proj.weight'),
+        qBias: b('self_attn.q_proj.bias'),
+        kBias: b('self_attn.k_proj.bias'),
+        vBias: b('self_attn.v_proj.bias'),
+        o: w('self_attn.o_proj.weight'),
+        gate: w('mlp.gate_proj.weight'),
+        up: w('mlp.up_proj.weight'),
+        down: w('mlp.down_proj.weight'),
+      };
+      this.layerWeights[i] = lw;
+    }
+    return lw;
   }
 
   /** ids (i32 [1, T]) → embeddings [1, T, d]. */
@@ -63,33 +111,32 @@ export class Decoder {
     return out;
   }
 
-  private norm(x: Tensor, layer: number | 'final', name: 'input_layernorm' | 'post_attention_layernorm' | 'norm', gamma: Tensor, visual: VisualContext | null): Tensor {
+  /** `key` is siteKey(layer, norm), made once per layer. */
+  private norm(x: Tensor, key: string, gamma: Tensor, visual: VisualContext | null): Tensor {
     const eps = this.cfg.text_config.rms_norm_eps;
-    const cond = visual ? this.conditioners.get(layer, name) : undefined;
-    const key = siteKey(layer, name);
+    const cond = visual ? this.conditioners.bySite(key) : undefined;
     const sink = this.deltaSink;
     return decoderNorm(x, gamma, eps, cond, cond ? visual!.get(key) : undefined, sink ? (t) => sink(key, t) : undefined);
   }
 
   private layer(x: Tensor, i: number, cache: KVCache, visual: VisualContext | null): Tensor {
     const t = this.cfg.text_config;
-    const p = `model.layers.${i}.`;
-    const w = (n: string) => this.w.get(p + n);
-    const b = (n: string) => (t.attention_bias ? this.w.get(p + n) : null);
+    const lw = this.weightsOf(i);
+    const site = this.sites[i]!;
     const T = x.shape[1]!;
     const pos = cache.length;
     const Dh = this.headDim;
 
-    const n1 = this.norm(x, i, 'input_layernorm', w('input_layernorm.weight'), visual);
-    const q = rope(reshape(linear(n1, w('self_attn.q_proj.weight'), b('self_attn.q_proj.bias')), [1, T, this.heads, Dh]), { theta: t.rope_theta, offset: pos });
-    const k = rope(reshape(linear(n1, w('self_attn.k_proj.weight'), b('self_attn.k_proj.bias')), [1, T, this.kvHeads, Dh]), { theta: t.rope_theta, offset: pos });
-    const v = reshape(linear(n1, w('self_attn.v_proj.weight'), b('self_attn.v_proj.bias')), [1, T, this.kvHeads, Dh]);
+    const n1 = this.norm(x, site.input, lw.inputNorm, visual);
+    const q = rope(reshape(linear(n1, lw.q, lw.qBias), [1, T, this.heads, Dh]), { theta: t.rope_theta, offset: pos });
+    const k = rope(reshape(linear(n1, lw.k, lw.kBias), [1, T, this.kvHeads, Dh]), { theta: t.rope_theta, offset: pos });
+    const v = reshape(linear(n1, lw.v, lw.vBias), [1, T, this.kvHeads, Dh]);
     const kv = cache.write(i, k, v);
     const a = attention(q, kv.k, kv.v, { causal: true, queryOffset: pos, keyLength: pos + T, scale: 1 / Math.sqrt(Dh) });
-    const h = add(x, linear(reshape(a, [1, T, this.heads * Dh]), w('self_attn.o_proj.weight')));
+    const h = add(x, linear(reshape(a, [1, T, this.heads * Dh]), lw.o));
 
-    const n2 = this.norm(h, i, 'post_attention_layernorm', w('post_attention_layernorm.weight'), visual);
-    const m = linear(swiglu(linear(n2, w('mlp.gate_proj.weight')), linear(n2, w('mlp.up_proj.weight'))), w('mlp.down_proj.weight'));
+    const n2 = this.norm(h, site.post, lw.postNorm, visual);
+    const m = linear(swiglu(linear(n2, lw.gate), linear(n2, lw.up)), lw.down);
     return add(h, m);
   }
 
@@ -112,6 +159,6 @@ export class Decoder {
 
   /** The final norm (ViLN when modulate_final_norm and an image is present): h [1, T, d] → [1, T, d]. */
   finalNorm(h: Tensor, visual: VisualContext | null): Tensor {
-    return this.norm(h, 'final', 'norm', this.w.get('model.norm.weight'), visual);
+    return this.norm(h, FINAL_SITE, this.w.get('model.norm.weight'), visual);
   }
 }

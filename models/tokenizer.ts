@@ -792,6 +792,7 @@ export class Tokenizer {
   private readonly model: BPEModel;
   private readonly idToTok = new Map<number, string>();
   private readonly specialIds = new Set<number>();
+  private readonly asciiTexts = new Map<number, string | null>();
   private readonly addedByContent = new Map<string, number>();
   private readonly rawMatcher: AddedTokenMatcher;
   private readonly normalizedMatcher: AddedTokenMatcher;
@@ -1011,16 +1012,39 @@ export class Tokenizer {
       };
     }
     let td = new TextDecoder('utf-8', { fatal: false, ignoreBOM: true });
+    // While every token so far was ASCII the decoder holds no partial character, so an ASCII token's text is its
+    // bytes as they are: looked up once per token id instead of decoded per step (the runtime streams every
+    // generated token through here). The first other token hands this stream to the TextDecoder for good.
+    let asciiSoFar = true;
     return {
       push: (id) => {
-        const [t] = this.tokensOf([id], skip);
-        return t === undefined ? '' : td.decode(tokenBytes(t), { stream: true });
+        if (skip && this.specialIds.has(id)) return '';
+        const t = this.idToTok.get(id);
+        if (t === undefined) return '';
+        if (asciiSoFar) {
+          const text = this.asciiText(id, t);
+          if (text !== null) return text;
+          asciiSoFar = false;
+        }
+        return td.decode(tokenBytes(t), { stream: true });
       },
       flush: () => {
         const s = td.decode();
         td = new TextDecoder('utf-8', { fatal: false, ignoreBOM: true });
+        asciiSoFar = true;
         return s;
       },
     };
+  }
+
+  /** The text of token `id` (spelled `t`) when all its bytes are ASCII, else null; cached per id. */
+  private asciiText(id: number, t: string): string | null {
+    let text = this.asciiTexts.get(id);
+    if (text === undefined) {
+      const bytes = tokenBytes(t);
+      text = bytes.every((b) => b < 0x80) ? String.fromCharCode(...bytes) : null;
+      this.asciiTexts.set(id, text);
+    }
+    return text;
   }
 }

@@ -21,13 +21,14 @@ export interface AttentionOptions {
 /** q [B, Tq, Hq, D], k [B, S, Hkv, D], v [B, S, Hkv, Dv] → [B, Tq, Hq, Dv]. */
 export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): Tensor {
   const op = 'attention';
-  for (const [n, t] of [['q', q], ['k', k], ['v', v]] as const) {
-    requireDType(op, n, t, F32);
-    requireRank(op, n, t, 4);
-  }
-  const [B, Tq, Hq, D] = q.shape as [number, number, number, number];
-  const [Bk, S, Hkv, Dk] = k.shape as [number, number, number, number];
-  const [Bv, Sv, Hv, Dv] = v.shape as [number, number, number, number];
+  // Unrolled (no per-call array of pairs): attention runs three times per decoder layer and token.
+  requireDType(op, 'q', q, F32), requireRank(op, 'q', q, 4);
+  requireDType(op, 'k', k, F32), requireRank(op, 'k', k, 4);
+  requireDType(op, 'v', v, F32), requireRank(op, 'v', v, 4);
+  const qs = q.shape, ks = k.shape, vs = v.shape;
+  const B = qs[0]!, Tq = qs[1]!, Hq = qs[2]!, D = qs[3]!;
+  const Bk = ks[0]!, S = ks[1]!, Hkv = ks[2]!, Dk = ks[3]!;
+  const Bv = vs[0]!, Sv = vs[1]!, Hv = vs[2]!, Dv = vs[3]!;
   if (Bk !== B || Bv !== B) throw new ShapeError(`${op}: batch sizes differ: q ${fmtShape(q.shape)}, k ${fmtShape(k.shape)}, v ${fmtShape(v.shape)}`);
   if (Dk !== D) throw new ShapeError(`${op}: q head dim ${D} ≠ k head dim ${Dk} (q ${fmtShape(q.shape)}, k ${fmtShape(k.shape)})`);
   if (Sv !== S || Hv !== Hkv) throw new ShapeError(`${op}: k ${fmtShape(k.shape)} and v ${fmtShape(v.shape)} disagree in keys or heads`);

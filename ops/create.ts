@@ -25,8 +25,17 @@ export function tensor(backend: Backend, data: HostArray | readonly number[], sh
   if (dtype === 'i32' && arr instanceof Float32Array) throw new DTypeError('tensor: got a Float32Array for an i32 tensor; pass an Int32Array');
   checkHostArray(arr, dtype, 'tensor');
   if (arr.length !== n) throw new ShapeError(`tensor: ${arr.length} values do not fill shape ${fmtShape(shape)} (${n} elements)`);
-  if (!backend.info().dtypes.includes(dtype)) throw new DTypeError(`tensor: backend '${backend.name}' cannot hold ${dtype}`);
+  if (!dtypesOf(backend).includes(dtype)) throw new DTypeError(`tensor: backend '${backend.name}' cannot hold ${dtype}`);
   return Tensor.fromStorage(backend, shape, dtype, backend.upload(arr, dtype));
+}
+
+/** The storage dtypes of a backend, from info() once: info() builds a description string each call, and a
+ *  decode step uploads its token id through here. */
+const backendDTypes = new WeakMap<Backend, readonly DType[]>();
+function dtypesOf(backend: Backend): readonly DType[] {
+  let d = backendDTypes.get(backend);
+  if (!d) backendDTypes.set(backend, (d = backend.info().dtypes));
+  return d;
 }
 
 /** Host arrays are staged through JS typed arrays; refuse sizes that could not be allocated, before trying. */

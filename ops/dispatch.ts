@@ -5,7 +5,7 @@
 import type { Backend, KernelAttrs, KernelInputs, OpName } from '../core/backend.js';
 import { bytesPerElement, type DType } from '../core/dtype.js';
 import { TensorStateError, UnsupportedError } from '../core/errors.js';
-import { recordCost } from '../core/cost.js';
+import { costRecording, recordCost } from '../core/cost.js';
 import { Tensor } from '../core/tensor.js';
 import { sizeOf, type Shape } from '../core/shape.js';
 
@@ -65,7 +65,7 @@ export function runKernel<K extends OpName>(
 ): Tensor {
   const backend = backendOf(op, inputs as readonly (Tensor | null)[]);
   const size = sizeOf(outShape, op);
-  const out = Tensor.fromStorage(backend, outShape, outDType, backend.alloc(size, outDType));
+  const out = Tensor.fromStorageSized(backend, outShape, size, outDType, backend.alloc(size, outDType));
   try {
     check(backend, op, out, inputs, attrs);
     backend[op](out, inputs as never, attrs as never);
@@ -79,7 +79,12 @@ export function runKernel<K extends OpName>(
 
 /** Runs an in-place kernel whose output is an existing tensor (writeSlice). */
 export function runInPlace<K extends OpName>(op: K, out: Tensor, inputs: KernelInputs<K>, attrs: KernelAttrs<K>, cost: CostHint): Tensor {
-  const backend = backendOf(op, [out, ...(inputs as readonly (Tensor | null)[])]);
+  // As backendOf([out, ...inputs]), without building that array (KV-cache writes run per layer and token).
+  out.assertAlive(op);
+  const backend = backendOf(op, inputs as readonly (Tensor | null)[]);
+  if (out.backend !== backend) {
+    throw new TensorStateError(`${op}: inputs live on different backends ('${out.backend.name}' and '${backend.name}'); move them first`);
+  }
   check(backend, op, out, inputs, attrs);
   backend[op](out, inputs as never, attrs as never);
   finish(op, backend, out, inputs, attrs, cost);
@@ -92,12 +97,14 @@ function check<K extends OpName>(backend: Backend, op: K, out: Tensor, inputs: K
 }
 
 function finish<K extends OpName>(op: K, backend: Backend, out: Tensor, inputs: KernelInputs<K>, attrs: KernelAttrs<K>, cost: CostHint): void {
-  let read = cost.bytesRead;
-  if (read === undefined) {
-    read = 0;
-    for (const t of inputs as readonly (Tensor | null)[]) read += tensorBytes(t);
+  if (costRecording()) {
+    let read = cost.bytesRead;
+    if (read === undefined) {
+      read = 0;
+      for (const t of inputs as readonly (Tensor | null)[]) read += tensorBytes(t);
+    }
+    recordCost(op, cost.flops, read, tensorBytes(out));
   }
-  recordCost(op, cost.flops, read, tensorBytes(out));
   if (observers.length) {
     const call = { op, backend, out, inputs, attrs } as OpCall;
     for (const fn of observers) fn(call);

@@ -10,8 +10,10 @@ import { runKernel } from './dispatch.js';
 function binary(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
   requireDType(op, 'a', a, F32);
   requireDType(op, 'b', b, F32);
-  const shape = broadcastShapes(a.shape, b.shape, op);
-  const n = shape.reduce((x, y) => x * y, 1);
+  // Equal shapes (the residual adds) need no broadcast: the output shares a's frozen shape.
+  const shape = sameShape(a.shape, b.shape) ? a.shape : broadcastShapes(a.shape, b.shape, op);
+  let n = 1;
+  for (let i = 0; i < shape.length; i++) n *= shape[i]!;
   return runKernel('binary', shape, 'f32', [a, b], { op }, { flops: n });
 }
 

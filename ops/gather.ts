@@ -21,7 +21,7 @@ export function embedding(table: Tensor, ids: Tensor): Tensor {
 /** Index of the maximum along the last axis → i32 of shape x.shape[:-1]. */
 export function argmax(x: Tensor): Tensor {
   requireDType('argmax', 'x', x, FLOAT_STORAGE);
-  requireRank('argmax', 'x', x, [1, 8]);
+  requireRank('argmax', 'x', x, 1, 8);
   return runKernel('argmax', x.shape.slice(0, -1), 'i32', [x], {}, { flops: x.size });
 }
 

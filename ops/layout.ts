@@ -10,12 +10,16 @@ import { backendOf, runInPlace, runKernel } from './dispatch.js';
 export function reshape(x: Tensor, shape: readonly number[]): Tensor {
   x.assertAlive('reshape');
   const infer = shape.indexOf(-1);
-  if (infer !== shape.lastIndexOf(-1)) throw new ShapeError(`reshape: at most one -1 allowed, got ${fmtShape(shape)}`);
-  let out = [...shape];
+  // Without a -1 the shape is used as given (the tensor keeps a frozen copy): model code reshapes every
+  // projection, so this path makes no array of its own.
+  let out: readonly number[] = shape;
   if (infer >= 0) {
+    if (infer !== shape.lastIndexOf(-1)) throw new ShapeError(`reshape: at most one -1 allowed, got ${fmtShape(shape)}`);
     const known = sizeOf(shape.filter((_, i) => i !== infer), 'reshape');
     if (known === 0 || x.size % known !== 0) throw new ShapeError(`reshape: cannot reshape ${fmtShape(x.shape)} to ${fmtShape(shape)}`);
-    out[infer] = x.size / known;
+    const inferred = [...shape];
+    inferred[infer] = x.size / known;
+    out = inferred;
   }
   if (sizeOf(out, 'reshape') !== x.size) throw new ShapeError(`reshape: cannot reshape ${fmtShape(x.shape)} (${x.size} elements) to ${fmtShape(shape)}`);
   return x.view(out);
@@ -37,20 +41,31 @@ export function slice(x: Tensor, begin: readonly number[], size: readonly number
     throw new ShapeError(`slice: begin ${fmtShape(begin)} and size ${fmtShape(size)} must have one entry per axis of x ${fmtShape(x.shape)}`);
   }
   const shape = size.map((s, i) => (s === -1 ? x.shape[i]! - begin[i]! : s));
-  for (let i = 0; i < x.rank; i++) {
-    if (!Number.isInteger(begin[i]) || !Number.isInteger(shape[i]) || begin[i]! < 0 || shape[i]! < 0 || begin[i]! + shape[i]! > x.shape[i]!) {
-      throw new ShapeError(`slice: axis ${i}: [${begin[i]}, ${begin[i]! + shape[i]!}) is outside 0..${x.shape[i]} of x ${fmtShape(x.shape)}`);
-    }
-  }
-  return runKernel('slice', shape, x.dtype, [x], { begin: [...begin] }, { flops: 0, bytesRead: 0 });
+  return sliceOwned(x, [...begin], shape);
 }
 
 /** x[start:end] along one axis. */
 export function sliceAxis(x: Tensor, axis: number, start: number, end: number): Tensor {
   const a = normalizeAxis(axis, x.rank, 'slice');
-  const begin = x.shape.map((_, i) => (i === a ? start : 0));
-  const size = x.shape.map((d, i) => (i === a ? end - start : d));
-  return slice(x, begin, size);
+  // Built in loops and handed over without the copies slice() makes of its caller's arrays (the conditioners
+  // split their deltas with two of these per norm and token).
+  const begin = new Array<number>(x.rank);
+  const shape = new Array<number>(x.rank);
+  for (let i = 0; i < x.rank; i++) {
+    begin[i] = i === a ? start : 0;
+    shape[i] = i === a ? end - start : x.shape[i]!;
+  }
+  return sliceOwned(x, begin, shape);
+}
+
+/** Checks and runs a slice whose `begin` and `shape` (sizes resolved) are this module's own arrays. */
+function sliceOwned(x: Tensor, begin: number[], shape: number[]): Tensor {
+  for (let i = 0; i < x.rank; i++) {
+    if (!Number.isInteger(begin[i]) || !Number.isInteger(shape[i]) || begin[i]! < 0 || shape[i]! < 0 || begin[i]! + shape[i]! > x.shape[i]!) {
+      throw new ShapeError(`slice: axis ${i}: [${begin[i]}, ${begin[i]! + shape[i]!}) is outside 0..${x.shape[i]} of x ${fmtShape(x.shape)}`);
+    }
+  }
+  return runKernel('slice', shape, x.dtype, [x], { begin }, { flops: 0, bytesRead: 0 });
 }
 
 /** Joins tensors along `axis`; every other dimension must match. */
@@ -75,9 +90,9 @@ export function concat(xs: readonly Tensor[], axis: number): Tensor {
 export function writeSlice(dst: Tensor, src: Tensor, axis: number, start: number): Tensor {
   const a = normalizeAxis(axis, dst.rank, 'writeSlice');
   if (src.dtype !== dst.dtype) throw new ShapeError(`writeSlice: src dtype ${src.dtype} ≠ dst dtype ${dst.dtype}`);
-  if (src.rank !== dst.rank || src.shape.some((d, j) => j !== a && d !== dst.shape[j])) {
-    throw new ShapeError(`writeSlice: src ${fmtShape(src.shape)} does not match dst ${fmtShape(dst.shape)} outside axis ${a}`);
-  }
+  let match = src.rank === dst.rank;
+  for (let j = 0; match && j < src.rank; j++) match = j === a || src.shape[j] === dst.shape[j];
+  if (!match) throw new ShapeError(`writeSlice: src ${fmtShape(src.shape)} does not match dst ${fmtShape(dst.shape)} outside axis ${a}`);
   requireInt('writeSlice', 'start', start, 0, dst.shape[a]! - src.shape[a]!);
   return runInPlace('writeSlice', dst, [src], { axis: a, start }, { flops: 0 });
 }

@@ -2,13 +2,13 @@
 
 import type { NormKind } from '../core/backend.js';
 import type { Tensor } from '../core/tensor.js';
-import { F32, requireDType, requireFinite, requireRank, requireShape } from './check.js';
+import { F32, requireDType, requireFinite, requireRank, requireShape, requireShape1 } from './check.js';
 import { runKernel } from './dispatch.js';
 import { ValueError } from '../core/errors.js';
 
 function lastDim(op: string, x: Tensor): number {
   requireDType(op, 'x', x, F32);
-  requireRank(op, 'x', x, [1, 8]);
+  requireRank(op, 'x', x, 1, 8);
   return x.shape[x.rank - 1]!;
 }
 
@@ -21,8 +21,8 @@ function checkEps(op: string, eps: number): void {
 export function layerNorm(x: Tensor, gamma: Tensor | null, beta: Tensor | null, eps = 1e-5): Tensor {
   const d = lastDim('layerNorm', x);
   checkEps('layerNorm', eps);
-  if (gamma) requireDType('layerNorm', 'gamma', gamma, F32), requireShape('layerNorm', 'gamma', gamma, [d]);
-  if (beta) requireDType('layerNorm', 'beta', beta, F32), requireShape('layerNorm', 'beta', beta, [d]);
+  if (gamma) requireDType('layerNorm', 'gamma', gamma, F32), requireShape1('layerNorm', 'gamma', gamma, d);
+  if (beta) requireDType('layerNorm', 'beta', beta, F32), requireShape1('layerNorm', 'beta', beta, d);
   return runKernel('layerNorm', x.shape, 'f32', [x, gamma, beta], { eps }, { flops: 8 * x.size });
 }
 
@@ -30,7 +30,7 @@ export function layerNorm(x: Tensor, gamma: Tensor | null, beta: Tensor | null, 
 export function rmsNorm(x: Tensor, gamma: Tensor | null, eps = 1e-6): Tensor {
   const d = lastDim('rmsNorm', x);
   checkEps('rmsNorm', eps);
-  if (gamma) requireDType('rmsNorm', 'gamma', gamma, F32), requireShape('rmsNorm', 'gamma', gamma, [d]);
+  if (gamma) requireDType('rmsNorm', 'gamma', gamma, F32), requireShape1('rmsNorm', 'gamma', gamma, d);
   return runKernel('rmsNorm', x.shape, 'f32', [x, gamma], { eps }, { flops: 4 * x.size });
 }
 
@@ -54,11 +54,11 @@ export function modulatedNorm(x: Tensor, gamma: Tensor, opts: ModulatedNormOptio
   checkEps(op, opts.eps);
   if (opts.kind !== 'layer' && opts.kind !== 'rms') throw new ValueError(`${op}: kind must be 'layer' or 'rms', got ${String(opts.kind)}`);
   requireDType(op, 'gamma', gamma, F32);
-  requireShape(op, 'gamma', gamma, [d]);
+  requireShape1(op, 'gamma', gamma, d);
   const beta = opts.beta ?? null;
   const dGamma = opts.dGamma ?? null;
   const dBeta = opts.dBeta ?? null;
-  if (beta) requireDType(op, 'beta', beta, F32), requireShape(op, 'beta', beta, [d]);
+  if (beta) requireDType(op, 'beta', beta, F32), requireShape1(op, 'beta', beta, d);
   if (dGamma) requireDType(op, 'dGamma', dGamma, F32), requireShape(op, 'dGamma', dGamma, x.shape);
   if (dBeta) requireDType(op, 'dBeta', dBeta, F32), requireShape(op, 'dBeta', dBeta, x.shape);
   return runKernel(op, x.shape, 'f32', [x, gamma, beta, dGamma, dBeta], { kind: opts.kind, eps: opts.eps }, { flops: 10 * x.size });

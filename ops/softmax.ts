@@ -9,7 +9,7 @@ import { runKernel } from './dispatch.js';
 /** softmax(x + mask) over the last axis; mask (additive, f32) broadcasts to x, e.g. [T, S] for [B, H, T, S]. */
 export function softmax(x: Tensor, mask?: Tensor | null): Tensor {
   requireDType('softmax', 'x', x, F32);
-  requireRank('softmax', 'x', x, [1, 8]);
+  requireRank('softmax', 'x', x, 1, 8);
   if (mask) {
     requireDType('softmax', 'mask', mask, F32);
     const b = broadcastShapes(x.shape, mask.shape, 'softmax');

@@ -51,6 +51,42 @@ test('tidy disposes intermediates and keeps results (nested)', () => {
   assert.equal(cpu.memory().liveBytes, before, 'tensors freed when fn throws');
 });
 
+test('tidy: a tensor returned twice survives the inner and the outer scope once each; keep works from any depth', () => {
+  const before = cpu.memory().liveBytes;
+  let x: ReturnType<typeof t> | undefined;
+  const outer = tidy(() => {
+    const [a, b] = tidy(() => {
+      const a = t([1, 2], [2]);
+      return [a, a];
+    });
+    assert.is(a, b);
+    x = keep(a!); // one keep takes it out of this scope: it was moved here once, not twice
+    const kept = tidy(() => keep(ops.add(a!, a!)));
+    return { kept };
+  });
+  assert.not.ok(x!.disposed, 'returned twice, then kept once: alive');
+  assert.not.ok(outer.kept.disposed);
+  x!.dispose();
+  outer.kept.dispose();
+  assert.equal(cpu.memory().liveBytes, before);
+});
+
+test('tensor shapes are frozen and shared, never the caller\'s array', () => {
+  const dims = [2, 3];
+  const a = t([1, 2, 3, 4, 5, 6], dims);
+  dims[0] = 7;
+  assert.equal(a.shape, [2, 3], 'a later change to the caller\'s array does not reach the tensor');
+  assert.ok(Object.isFrozen(a.shape));
+  const b = ops.add(a, a);
+  assert.is(b.shape, a.shape, 'same-shape output shares the frozen array');
+  const c = t([1, 2, 3, 4, 5, 6], [2, 3]);
+  assert.is(c.shape, a.shape, 'equal fresh shapes are interned');
+  const d = ops.reshape(a, [3, 2]);
+  assert.equal(d.shape, [3, 2]);
+  assert.ok(Object.isFrozen(d.shape));
+  for (const x of [a, b, c, d]) x.dispose();
+});
+
 test('dtype conversions: f16 and bf16 round-to-nearest-even, specials', () => {
   assert.is(f32ToF16(1), 0x3c00);
   assert.is(f32ToF16(65504), 0x7bff);

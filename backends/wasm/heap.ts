@@ -18,8 +18,9 @@ const LARGE_ALIGN = 65536;
 export function sizeClass(bytes: number): number {
   if (bytes <= 256) return Math.max(64, Math.ceil(bytes / 64) * 64);
   if (bytes > SMALL_MAX) return Math.ceil(bytes / LARGE_ALIGN) * LARGE_ALIGN;
-  const e = Math.floor(Math.log2(bytes - 1)); // 2^e < bytes ≤ 2^(e+1)
-  const step = 2 ** (e - 2); // four classes per doubling
+  // Integer ops, not Math.log2: this runs on every alloc and free (several per op). bytes − 1 < 2^20 here.
+  const e = 31 - Math.clz32(bytes - 1); // 2^e < bytes ≤ 2^(e+1)
+  const step = 1 << (e - 2); // four classes per doubling
   return Math.ceil(bytes / step) * step;
 }
 

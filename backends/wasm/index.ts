@@ -22,6 +22,7 @@ import {
   type Backend,
   type BackendInfo,
   type BinaryAttrs,
+  type BinaryOp,
   type ConcatAttrs,
   type KernelAttrs,
   type KernelInputs,
@@ -39,6 +40,7 @@ import {
   type Support,
   type TransposeAttrs,
   type UnaryAttrs,
+  type UnaryOp,
   unsupported,
   type WriteSliceAttrs,
 } from '../../core/backend.js';
@@ -107,6 +109,19 @@ const ATTN_GEMM_MIN_TQ = 32;
 const ATTN_GROUP_MIN_KEYS = 128;
 
 type Fn = (...args: number[]) => void;
+type RopeTable = { cos: number; sin: number; positions: number; half: number; bytes: number };
+
+// Kernel names chosen by an attribute, as strings made once: a name built per call (`norm_${kind}`) costs a
+// string build and hash on every kernel call, and a decode step makes over a hundred.
+const NORM_FN = { layer: 'norm_layer', rms: 'norm_rms' } as const;
+const BINARY_FN: Record<BinaryOp, string> = { add: 'binary_add', sub: 'binary_sub', mul: 'binary_mul', div: 'binary_div' };
+const UNARY_FN: Record<UnaryOp, string> = {
+  gelu_tanh: 'unary_gelu_tanh', gelu_erf: 'unary_gelu_erf', silu: 'unary_silu', relu: 'unary_relu', tanh: 'unary_tanh',
+  exp: 'unary_exp', neg: 'unary_neg', sqrt: 'unary_sqrt', rsqrt: 'unary_rsqrt',
+};
+const WIDEN_FN: Record<string, string> = { f16: 'widen_f16', bf16: 'widen_bf16' };
+/** Attention's mask strides when there is no mask. */
+const NO_MASK_STRIDES: readonly number[] = [0, 0, 0, 0];
 
 export class WasmBackend implements Backend {
   readonly name: string;
@@ -127,7 +142,8 @@ export class WasmBackend implements Backend {
   private readonly variants: Variants;
   private consts: { n: number; ones: number; zeros: number; binaryRow: number } | null = null;
   private table: { ptr: number; bytes: number } | null = null;
-  private readonly ropeTables = new Map<string, { cos: number; sin: number; positions: number; half: number; bytes: number }>();
+  private readonly ropeTables = new Map<string, RopeTable>();
+  private lastRope: { theta: number; rotaryDim: number; tab: RopeTable } | null = null;
 
   /** Whether the kernels use relaxed-SIMD FMA. */
   readonly fma: boolean;
@@ -255,17 +271,26 @@ export class WasmBackend implements Backend {
     return i;
   }
 
+  /** Runs one job on the calling thread (made once, not per call). */
+  private readonly runHere = (j: Job): void => {
+    if (j.scratchArg !== undefined) j.args[j.scratchArg] = this.gemmScratch[0]!;
+    this.fns[j.fn]!(...j.args);
+  };
+
   /** Runs jobs on the threads (all on this one when there is a single job or no pool). */
   private runJobs(jobs: Job[]): void {
-    const here = (j: Job) => {
-      if (j.scratchArg !== undefined) j.args[j.scratchArg] = this.gemmScratch[0]!;
-      this.fns[j.fn]!(...j.args);
-    };
     if (jobs.length === 1 || !this.pool) {
-      for (const j of jobs) here(j);
+      for (const j of jobs) this.runHere(j);
       return;
     }
-    this.pool.run(jobs, here);
+    this.pool.run(jobs, this.runHere);
+  }
+
+  /** One kernel call on the calling thread, for kernels whose work is below the split threshold: the same
+   *  arguments as the single job `split` would make, without the ranges, job objects and arrays (most kernel
+   *  calls of a decode step are this small). */
+  private callHere(fn: number, args: number[]): void {
+    this.fns[fn]!(...args);
   }
 
   /**
@@ -328,7 +353,8 @@ export class WasmBackend implements Backend {
     const M = a.shape[a.rank - 2]!;
     const K = a.shape[a.rank - 1]!;
     const N = out.shape[out.rank - 1]!;
-    const batches = a.shape.slice(0, -2).reduce((x, y) => x * y, 1);
+    let batches = 1;
+    for (let i = 0; i < a.rank - 2; i++) batches *= a.shape[i]!;
     if (M === 0 || N === 0 || batches === 0) return;
     const o = ptr(out);
     const biasPtr = bias ? ptr(bias) : 0;
@@ -426,11 +452,18 @@ export class WasmBackend implements Backend {
     if (n === 0) return;
     const fn = this.fn(name);
     const nt = this.threadsFor(n * 4 * (ins.length + 1), PAR_BYTES);
+    if (nt === 1) {
+      const f = this.fns[fn]!;
+      if (ins.length === 1 && params.length === 0) f(out, ins[0]!, n);
+      else if (ins.length === 2 && params.length === 0) f(out, ins[0]!, ins[1]!, n);
+      else f(out, ...ins, n, ...params);
+      return;
+    }
     const jobs = WasmBackend.split(n, nt, 16).map(([s, e]) => ({ fn, args: [out + s * 4, ...ins.map((p) => p + s * 4), e - s, ...params] }));
     this.runJobs(jobs);
   }
 
-  unary = (out: Tensor, [x]: [Tensor], { op }: UnaryAttrs): void => this.map(`unary_${op}`, ptr(out), [ptr(x)], x.size);
+  unary = (out: Tensor, [x]: [Tensor], { op }: UnaryAttrs): void => this.map(UNARY_FN[op], ptr(out), [ptr(x)], x.size);
 
   scale = (out: Tensor, [x]: [Tensor], { scale, shift }: ScaleAttrs): void => this.map('scale', ptr(out), [ptr(x)], x.size, [scale, shift]);
 
@@ -439,12 +472,14 @@ export class WasmBackend implements Backend {
   binary = (out: Tensor, [a, b]: [Tensor, Tensor], { op }: BinaryAttrs): void => {
     const n = out.size;
     if (n === 0) return;
-    const fn = this.fn(`binary_${op}`);
+    const fn = this.fn(BINARY_FN[op]);
     const A = ptr(a), B = ptr(b), O = ptr(out);
     if (a.size === n && b.size === n) {
       // Same shape (residual adds): one contiguous run, split by elements; the one-row table is a constant.
       const tbl = this.constsFor(0).binaryRow;
-      return this.runJobs(WasmBackend.split(n, this.threadsFor(n * 12, PAR_BYTES), 16).map(([s, e]) => ({ fn, args: [O + s * 4, A + s * 4, B + s * 4, e - s, 1, tbl] })));
+      const nt = this.threadsFor(n * 12, PAR_BYTES);
+      if (nt === 1) return this.callHere(fn, [O, A, B, n, 1, tbl]);
+      return this.runJobs(WasmBackend.split(n, nt, 16).map(([s, e]) => ({ fn, args: [O + s * 4, A + s * 4, B + s * 4, e - s, 1, tbl] })));
     }
     const shape = out.shape;
     const rank = shape.length;
@@ -494,12 +529,13 @@ export class WasmBackend implements Backend {
     if (x.size === 0 || d === 0) return;
     const rows = x.size / d;
     const c = this.constsFor(d);
-    const fn = this.fn(`norm_${kind}`);
+    const fn = this.fn(NORM_FN[kind]);
     const g = gamma ? ptr(gamma) : c.ones, b = beta ? ptr(beta) : c.zeros;
     const dg = dGamma ? ptr(dGamma) : c.zeros, dgs = dGamma ? d : 0;
     const db = dBeta ? ptr(dBeta) : c.zeros, dbs = dBeta ? d : 0;
     const X = ptr(x), O = ptr(out);
     const nt = this.threadsFor(x.size * 4 * (2 + (dGamma ? 1 : 0) + (dBeta ? 1 : 0)), PAR_BYTES);
+    if (nt === 1) return this.callHere(fn, [X, O, d, rows, eps, g, b, dg, dgs, db, dbs]);
     this.runJobs(
       WasmBackend.split(rows, nt, 1).map(([s, e]) => ({
         fn,
@@ -555,7 +591,7 @@ export class WasmBackend implements Backend {
     const Dv = v.shape[3]!;
     const rows = B * Tq * Hq;
     if (rows === 0 || Dv === 0) return;
-    const ms = mask ? broadcastStrides(mask.shape, [B, Hq, Tq, keyLength]) : [0, 0, 0, 0];
+    const ms = mask ? broadcastStrides(mask.shape, [B, Hq, Tq, keyLength]) : NO_MASK_STRIDES;
     if (Tq >= (causal ? 4 : 1) * ATTN_GEMM_MIN_TQ && keyLength >= ATTN_GEMM_MIN_TQ) {
       // Prefill: per (batch, head), Q·Kᵀ and P·V as packed GEMMs over tiles of queries (the scores of one tile at
       // a time, at most ~4 MB), softmax in between. Jobs are whole heads, so threads do not change results.
@@ -606,6 +642,11 @@ export class WasmBackend implements Backend {
     const scratch = this.heap.alloc(per * nt);
     try {
       const fn = this.fn('attention_rows');
+      if (nt === 1) {
+        // Decode-sized: one call here (the decoder's and every conditioner's attention, per token).
+        const args = [ptr(q), ptr(k), ptr(v), ptr(out), mask ? ptr(mask) : 0, scratch, B, Tq, S, Hq, Hkv, D, Dv, keyLength, queryOffset, causal ? 1 : 0, scale, ms[0]!, ms[1]!, ms[2]!, ms[3]!, 0, rows];
+        return this.callHere(fn, args);
+      }
       const base = [ptr(q), ptr(k), ptr(v), ptr(out), mask ? ptr(mask) : 0];
       this.runJobs(
         WasmBackend.split(rows, nt, 1).map(([s, e], t) => ({
@@ -629,6 +670,9 @@ export class WasmBackend implements Backend {
 
   /** cos/sin of pos·θ^(−2i/rotaryDim) for positions [0, positions), computed in float64, cached per (θ, dim). */
   private ropeTable(theta: number, rotaryDim: number, positions: number) {
+    // A model uses one (θ, dim): the last table is checked first, before building the map key.
+    const last = this.lastRope;
+    if (last && last.theta === theta && last.rotaryDim === rotaryDim && last.tab.positions >= positions) return last.tab;
     const key = `${theta}:${rotaryDim}`;
     const half = rotaryDim / 2;
     let tab = this.ropeTables.get(key);
@@ -652,6 +696,7 @@ export class WasmBackend implements Backend {
       tab = { cos, sin, positions: n, half, bytes };
       this.ropeTables.set(key, tab);
     }
+    this.lastRope = { theta, rotaryDim, tab };
     return tab;
   }
 
@@ -659,7 +704,7 @@ export class WasmBackend implements Backend {
     const [V, D] = table.shape as [number, number];
     const O = ptr(out), T = ptr(table), I = ptr(ids) >>> 2;
     const eb = bytesPerElement(table.dtype);
-    const widen = table.dtype === 'f32' ? null : this.fns[this.fn(`widen_${table.dtype}`)]!;
+    const widen = table.dtype === 'f32' ? null : this.fns[this.fn(WIDEN_FN[table.dtype]!)]!;
     for (let t = 0; t < ids.size; t++) {
       const id = this.i32[I + t]!;
       const dst = O + t * D * 4;
@@ -697,7 +742,7 @@ export class WasmBackend implements Backend {
     if (x.dtype === 'f32') return { arr: this.f32, off: ptr(x) >>> 2 };
     const tmp = this.heap.alloc(x.size * 4);
     try {
-      this.fns[this.fn(`widen_${x.dtype}`)]!(ptr(x), tmp, x.size);
+      this.fns[this.fn(WIDEN_FN[x.dtype]!)]!(ptr(x), tmp, x.size);
       return { arr: this.f32.slice(tmp >>> 2, (tmp >>> 2) + x.size), off: 0 };
     } finally {
       this.heap.free(tmp, x.size * 4);
@@ -721,7 +766,7 @@ export class WasmBackend implements Backend {
   };
 
   private widenInto(x: Tensor, dst: number): void {
-    const fn = this.fn(`widen_${x.dtype}`);
+    const fn = this.fn(WIDEN_FN[x.dtype]!);
     const n = x.size;
     const nt = this.threadsFor(n * 6, PAR_BYTES);
     this.runJobs(WasmBackend.split(n, nt, 16).map(([s, e]) => ({ fn, args: [ptr(x) + s * 2, dst + s * 4, e - s] })));
@@ -762,11 +807,17 @@ export class WasmBackend implements Backend {
     const rank = out.rank;
     const n = out.size;
     if (n === 0) return;
-    const xs = stridesOf(x.shape);
     const shape = out.shape;
     const inner = rank ? shape[rank - 1]! : 1;
     const rows = n / inner;
     const X = ptr(x), O = ptr(out);
+    if (rows === 1) {
+      // One run (a decode token's slice, e.g. a conditioner's Δγ or Δβ): its offset, without stride arrays.
+      let src = 0;
+      for (let d = rank - 1, stride = 1; d >= 0; stride *= x.shape[d]!, d--) src += begin[d]! * stride;
+      return this.copyBytes(O, X + src * eb, inner * eb);
+    }
+    const xs = stridesOf(x.shape);
     const idx = new Array<number>(Math.max(rank - 1, 0)).fill(0);
     for (let r = 0; r < rows; r++) {
       let src = rank ? begin[rank - 1]! : 0;
@@ -859,8 +910,9 @@ function ptr(t: Tensor): number {
 }
 
 function splitAxis(shape: readonly number[], axis: number): [number, number, number] {
-  const outer = shape.slice(0, axis).reduce((a, b) => a * b, 1);
-  const inner = shape.slice(axis + 1).reduce((a, b) => a * b, 1);
+  let outer = 1, inner = 1;
+  for (let i = 0; i < axis; i++) outer *= shape[i]!;
+  for (let i = axis + 1; i < shape.length; i++) inner *= shape[i]!;
   return [outer, shape[axis]!, inner];
 }
 
