@@ -397,42 +397,68 @@ export function genRoundBf16(m: ModuleBuilder): string {
  * semantics of ggml's bf16 dot product and of a bf16 PyTorch model. Why: x is 8 KiB at K = 4096 instead of 16 KiB,
  * one x line per weight line instead of two (the f32 x is what holds the bf16 stream back, see README). A
  * bf16·bf16 product is exact in f32 (8 + 8 significant bits), so fused and unfused multiply-add give the same sums.
- * Same structure and summation order as the default one-row kernel: rows whole and in order, four accumulators
- * (16 k per step), so a row's sum does not depend on the split among threads.
+ * far = false: the default one-row structure and summation order (rows whole and in order, four accumulators, 16 k
+ * per step). far = true (benchmarking variant `_p2f`): row i with row i + ⌊rows/2⌋ per pass, x loaded and widened
+ * once for both, two accumulators per row (8 k per step); a leftover row alone, in the same order. Either way a
+ * row's sum does not depend on the split among threads or on its partner.
  */
-export function genGemvTBf16x(m: ModuleBuilder, fma: boolean, name = 'gemv_t_bf16_xb'): string {
+export function genGemvTBf16x(m: ModuleBuilder, fma: boolean, far = false, name = `gemv_t_bf16_xb${far ? '_p2f' : ''}`): string {
   const madd = (a: Expr, b: Expr, acc: Expr) => (fma ? f32x4.relaxed_madd(a, b, acc) : f32x4.add(acc, f32x4.mul(a, b)));
+  const R = far ? 2 : 1, ACC = far ? 2 : 4, STEP = far ? 8 : 16;
   m.func(name, ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (f, _x, ldx, xd, w, bias, y, ldy, rows, K, M) => {
-    const n = f.local('i32'), mm = f.local('i32'), k = f.local('i32');
-    const wp = f.local('i32'), xdp = f.local('i32');
-    const acc = [f.local('v128'), f.local('v128'), f.local('v128'), f.local('v128')];
+    const i = f.local('i32'), mm = f.local('i32'), k = f.local('i32');
+    const xdp = f.local('i32');
+    const rowIx = Array.from({ length: R }, () => f.local('i32'));
+    const wps = Array.from({ length: R }, () => f.local('i32'));
+    const acc = Array.from({ length: R }, () => Array.from({ length: ACC }, () => f.local('v128')));
+    const xe = f.local('v128'), xo = f.local('v128');
     const s = f.local('f32');
     const rowBytes = f.local('i32', i32.shl(K, 1));
     const ldxb = f.local('i32', i32.shl(ldx, 1)), ldyb = f.local('i32', i32.shl(ldy, 2));
     const k16 = f.local('i32', i32.and(K, -16)), k4 = f.local('i32', i32.and(K, -4));
+    const half = f.local('i32', far ? i32.shr_u(rows, 1) : rows); // passes over R rows
     const mask = v128.constI32(-65536, -65536, -65536, -65536);
-    f.for(n, 0, rows, 1, () => {
-      f.set(wp, i32.add(w, i32.mul(n, rowBytes)));
+    const pass = (count: number) => {
+      for (let r = 0; r < count; r++) f.set(wps[r]!, i32.add(w, i32.mul(rowIx[r]!, rowBytes)));
       f.for(mm, 0, M, 1, () => {
         f.set(xdp, i32.add(xd, i32.mul(mm, ldxb)));
-        for (const a of acc) f.set(a, v128.zero());
-        f.for(k, 0, k16, 16, () => {
-          for (let h = 0; h < 2; h++) {
-            const raw = f.local('v128', v128.load(i32.add(wp, i32.shl(k, 1)), 16 * h, 0));
+        for (let r = 0; r < count; r++) for (const a of acc[r]!) f.set(a, v128.zero());
+        f.for(k, 0, k16, STEP, () => {
+          for (let h = 0; h < STEP / 8; h++) {
+            // Eight k: x widened once (even/odd elements), then each row's eight weights.
             const xr = f.local('v128', v128.load(i32.add(xdp, i32.shl(k, 1)), 16 * h, 0));
-            f.set(acc[2 * h]!, madd(i32x4.shl(raw, 16), i32x4.shl(xr, 16), acc[2 * h]!));
-            f.set(acc[2 * h + 1]!, madd(v128.and(raw, mask), v128.and(xr, mask), acc[2 * h + 1]!));
+            f.set(xe, i32x4.shl(xr, 16));
+            f.set(xo, v128.and(xr, mask));
+            for (let r = 0; r < count; r++) {
+              const raw = f.local('v128', v128.load(i32.add(wps[r]!, i32.shl(k, 1)), 16 * h, 0));
+              const lo = acc[r]![(2 * h) % ACC]!, hi = acc[r]![(2 * h + 1) % ACC]!;
+              f.set(lo, madd(i32x4.shl(raw, 16), xe, lo));
+              f.set(hi, madd(v128.and(raw, mask), xo, hi));
+            }
           }
         });
-        const a0 = acc[0]!;
-        f.set(a0, f32x4.add(f32x4.add(a0, acc[1]!), f32x4.add(acc[2]!, acc[3]!)));
-        f.for(k, k16, k4, 4, () => f.set(a0, madd(load4(f, i32.add(wp, i32.shl(k, 1)), 'bf16'), load4(f, i32.add(xdp, i32.shl(k, 1)), 'bf16'), a0)));
-        f.set(s, hsum(a0));
-        f.for(k, k4, K, 1, () => f.set(s, f32.add(s, f32.mul(load1(f, i32.add(xdp, i32.shl(k, 1)), 'bf16'), load1(f, i32.add(wp, i32.shl(k, 1)), 'bf16')))));
-        f.if(i32.ne(bias, 0), () => f.set(s, f32.add(s, f32.load(i32.add(bias, i32.shl(n, 2))))));
-        f.f32_store(i32.add(y, i32.add(i32.mul(mm, ldyb), i32.shl(n, 2))), s);
+        for (let r = 0; r < count; r++) {
+          const a = acc[r]!, a0 = a[0]!, wp = wps[r]!;
+          f.set(a0, ACC === 4 ? f32x4.add(f32x4.add(a0, a[1]!), f32x4.add(a[2]!, a[3]!)) : f32x4.add(a0, a[1]!));
+          f.for(k, k16, k4, 4, () => f.set(a0, madd(load4(f, i32.add(wp, i32.shl(k, 1)), 'bf16'), load4(f, i32.add(xdp, i32.shl(k, 1)), 'bf16'), a0)));
+          f.set(s, hsum(a0));
+          f.for(k, k4, K, 1, () => f.set(s, f32.add(s, f32.mul(load1(f, i32.add(xdp, i32.shl(k, 1)), 'bf16'), load1(f, i32.add(wp, i32.shl(k, 1)), 'bf16')))));
+          f.if(i32.ne(bias, 0), () => f.set(s, f32.add(s, f32.load(i32.add(bias, i32.shl(rowIx[r]!, 2))))));
+          f.f32_store(i32.add(y, i32.add(i32.mul(mm, ldyb), i32.shl(rowIx[r]!, 2))), s);
+        }
       });
+    };
+    f.for(i, 0, half, 1, () => {
+      f.set(rowIx[0]!, i);
+      if (far) f.set(rowIx[1]!, i32.add(i, half));
+      pass(R);
     });
+    if (far) {
+      f.for(i, i32.mul(half, 2), rows, 1, () => {
+        f.set(rowIx[0]!, i);
+        pass(1);
+      });
+    }
   });
   return name;
 }

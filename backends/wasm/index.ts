@@ -447,7 +447,8 @@ export class WasmBackend implements Backend {
       try {
         round(a, xb, M * K, 1); // rows of K bf16, back to back: row m at xb + m·K·2
         const nt = this.threadsFor(N * K * (this.variants.gemvUnitBytes ?? 2), this.variants.gemvParBytes ?? PAR_BYTES);
-        const fn = this.fn('gemv_t_bf16_xb');
+        const vname = `gemv_t_bf16_xb${this.variants.gemvT ?? ''}`;
+        const fn = this.fn(this.fnIndex.has(vname) ? vname : 'gemv_t_bf16_xb');
         this.runJobs(WasmBackend.split(N, nt, 4).map(([n0, n1]) => ({ fn, args: [0, K, xb, b + n0 * K * 2, bias ? bias + n0 * 4 : 0, c + n0 * 4, N, n1 - n0, K, M] })));
       } finally {
         this.heap.free(xb, bytes);
