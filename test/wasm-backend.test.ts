@@ -153,9 +153,9 @@ test('benchmarking variants (GEMV rows per pass / accumulators, FMA [K,N] GEMV, 
 test('bf16Activations: bf16-weight matmuls use bf16(x) (GEMV and GEMM, both layouts, bias, batches); 1 thread = 2 threads; other dtypes unchanged', async () => {
   const b1 = await createWasmBackend({ threads: 1, bf16Activations: true });
   const b2 = await createWasmBackend({ threads: 2, splitSmallOps: true, bf16Activations: true });
-  // The benchmarking variant of the option's GEMV (two far rows per pass): same semantics, 1 thread = 2 threads.
-  const p1 = await createWasmBackend({ threads: 1, bf16Activations: true, variants: { gemvT: '_p2f' } });
-  const p2 = await createWasmBackend({ threads: 2, splitSmallOps: true, bf16Activations: true, variants: { gemvT: '_p2f' } });
+  // The benchmarking variant of the option's GEMV (one row per pass): same semantics, 1 thread = 2 threads.
+  const p1 = await createWasmBackend({ threads: 1, bf16Activations: true, variants: { gemvT: '_r1' } });
+  const p2 = await createWasmBackend({ threads: 2, splitSmallOps: true, bf16Activations: true, variants: { gemvT: '_r1' } });
   try {
     let worst = 0;
     for (const [M, K, N] of [[1, 1000, 63], [1, 4096, 37], [1, 63, 1000], [3, 129, 17], [8, 257, 65], [9, 257, 65], [1, 7, 5], [2, 16, 4], [1, 17, 3], [17, 129, 63], [MC + 1, KC + 1, NC + 1]] as const) {
@@ -169,7 +169,7 @@ test('bf16Activations: bf16-weight matmuls use bf16(x) (GEMV and GEMM, both layo
         const what = `${M}x${K}x${N} tB=${transposeB}`;
         const [ref, a, b, c1, c2] = await onEach([cpu, b1, b2, p1, p2], inputs, ([t, w, bb]) => ops.matmul(t!, w!, { transposeB, bias: bb }));
         assertIdentical(a!, b!, what);
-        assertIdentical(c1!, c2!, `${what} _p2f`); // (its own summation order: not the default's bits)
+        assertIdentical(c1!, c2!, `${what} _r1`); // (its own summation order: not the default's bits)
         // Exact semantics: Σ bf16(x)·w + bias in float64; only the f32 accumulation may differ.
         const want = new Float64Array(M * N);
         for (let m = 0; m < M; m++) {
@@ -180,7 +180,7 @@ test('bf16Activations: bf16-weight matmuls use bf16(x) (GEMV and GEMM, both layo
           }
         }
         assertClose(a!, want, `${what} vs float64 of bf16(x)`, 1e-11);
-        assertClose(c1!, want, `${what} _p2f vs float64 of bf16(x)`, 1e-11);
+        assertClose(c1!, want, `${what} _r1 vs float64 of bf16(x)`, 1e-11);
         // Against the CPU reference (f32 x): the error the rounding adds stays within the GEMM NMSE tolerance. (Not
         // element by element: at K = 1000 with |x| ≤ 3 an output near 0 is off by ~0.1, against an atol of 1e-3.)
         const c = compare(a!, ref!, { nmse: 5e-4, atol: Infinity });

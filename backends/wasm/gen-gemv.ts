@@ -397,12 +397,14 @@ export function genRoundBf16(m: ModuleBuilder): string {
  * semantics of ggml's bf16 dot product and of a bf16 PyTorch model. Why: x is 8 KiB at K = 4096 instead of 16 KiB,
  * one x line per weight line instead of two (the f32 x is what holds the bf16 stream back, see README). A
  * bf16·bf16 product is exact in f32 (8 + 8 significant bits), so fused and unfused multiply-add give the same sums.
- * far = false: the default one-row structure and summation order (rows whole and in order, four accumulators, 16 k
- * per step). far = true (benchmarking variant `_p2f`): row i with row i + ⌊rows/2⌋ per pass, x loaded and widened
- * once for both, two accumulators per row (8 k per step); a leftover row alone, in the same order. Either way a
- * row's sum does not depend on the split among threads or on its partner.
+ * far = true (the option's kernel): row i with row i + ⌊rows/2⌋ per pass (two streams far apart), x loaded and
+ * widened once for both rows, two accumulators per row (8 k per step); a leftover row alone, in the same order.
+ * far = false (benchmarking variant `_r1`): the default f32-x kernel's structure, one row per pass, four
+ * accumulators (16 k per step). Either way a row's sum does not depend on the split among threads or on its
+ * partner. Measured under the bench lock (README): pairs cost ~25% less CPU per call than one row, on 1 thread
+ * 2.0–2.2× the calls per CPU-second of the f32 GEMV, against 1.5–1.8 for one row.
  */
-export function genGemvTBf16x(m: ModuleBuilder, fma: boolean, far = false, name = `gemv_t_bf16_xb${far ? '_p2f' : ''}`): string {
+export function genGemvTBf16x(m: ModuleBuilder, fma: boolean, far = true, name = `gemv_t_bf16_xb${far ? '' : '_r1'}`): string {
   const madd = (a: Expr, b: Expr, acc: Expr) => (fma ? f32x4.relaxed_madd(a, b, acc) : f32x4.add(acc, f32x4.mul(a, b)));
   const R = far ? 2 : 1, ACC = far ? 2 : 4, STEP = far ? 8 : 16;
   m.func(name, ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (f, _x, ldx, xd, w, bias, y, ldy, rows, K, M) => {

@@ -85,8 +85,8 @@ export function buildKernelBytes(fma = false): { bytes: Uint8Array; names: strin
   genSumPartials(m);
   // The `bf16Activations` option: x rounded to bf16 once per call, then a bf16 × bf16 GEMV (f32 accumulation).
   genRoundBf16(m);
-  genGemvTBf16x(m, fma);
-  genGemvTBf16x(m, fma, true); // benchmarking variant '_p2f' under the option
+  genGemvTBf16x(m, fma); // two far rows per pass
+  genGemvTBf16x(m, fma, false); // benchmarking variant '_r1' under the option: one row per pass
   for (const dt of dts) {
     genGemvT(m, dt, fma);
     for (const [R, ACC] of GEMV_T_VARIANTS) genGemvT(m, dt, fma, R, ACC, `gemv_t_${dt}_r${R}a${ACC}`);
