@@ -53,7 +53,7 @@ export function hsum(a: Expr): Expr {
  * sequential x beside the weight stream measured 13.5 GB/s from DRAM, this pattern 17.8 (the hardware stream
  * detection seems to get in the way when two sequential streams run together).
  */
-export function genGemvT(m: ModuleBuilder, dt: StoreDType, fma = false, R = 1, ACC = 4, name = `gemv_t_${dt}`): string {
+export function genGemvT(m: ModuleBuilder, dt: StoreDType, fma = false, R = 1, ACC = 4, name = `gemv_t_${dt}`, far = false): string {
   const madd = (a: Expr, b: Expr, acc: Expr) => (fma ? f32x4.relaxed_madd(a, b, acc) : f32x4.add(acc, f32x4.mul(a, b)));
   const eb = ELEM_BYTES[dt];
   if (![1, 2, 4].includes(ACC) || R < 1) throw new Error(`gemv_t: bad blocking R=${R} ACC=${ACC}`);
@@ -70,6 +70,10 @@ export function genGemvT(m: ModuleBuilder, dt: StoreDType, fma = false, R = 1, A
     const k16 = f.local('i32', i32.and(K, -16)), k4 = f.local('i32', i32.and(K, -4));
     const kHalf = f.local('i32', i32.shl(i32.shr_u(i32.add(i32.shr_u(k16, 4), 1), 1), 4)); // 16·⌈blocks/2⌉
     const rowsR = f.local('i32', R > 1 ? i32.sub(rows, i32.rem_u(rows, R)) : rows);
+    // far (R = 2 only): a pass reads rows n and n + half (two streams far apart) instead of n and n + 1.
+    if (far && R !== 2) throw new Error('gemv_t: far pairs need R = 2');
+    const half = f.local('i32', i32.shr_u(rows, 1));
+    const rowOf = (r: number): Expr => (far && r === 1 ? i32.add(n, half) : i32.add(n, r));
     const biasOf = (row: Expr) => f32.load(i32.add(bias, i32.shl(row, 2)));
     /** Σ x·w over [from, K) for one row: groups of four, then scalars. */
     const tail = (row: Local, from: Expr, a: Local, sum: Local) => {
@@ -87,7 +91,7 @@ export function genGemvT(m: ModuleBuilder, dt: StoreDType, fma = false, R = 1, A
      * row — the same order whatever `count` is, so a row's sum does not depend on how rows are grouped or split.
      */
     const pass = (count: number) => {
-      for (let r = 0; r < count; r++) f.set(wps[r]!, i32.add(w, i32.mul(i32.add(n, r), rowBytes)));
+      for (let r = 0; r < count; r++) f.set(wps[r]!, i32.add(w, i32.mul(rowOf(r), rowBytes)));
       f.for(mm, 0, M, 1, () => {
         f.set(xp, i32.add(x, i32.mul(mm, ldxb)));
         f.set(xdp, i32.add(xd, i32.mul(mm, ldxb)));
@@ -134,11 +138,14 @@ export function genGemvT(m: ModuleBuilder, dt: StoreDType, fma = false, R = 1, A
           if (ACC === 4) f.set(a0, f32x4.add(f32x4.add(a0, a[1]!), f32x4.add(a[2]!, a[3]!)));
           else if (ACC === 2) f.set(a0, f32x4.add(a0, a[1]!));
           tail(wps[r]!, k16, a0, s);
-          store(i32.add(n, r), s);
+          store(rowOf(r), s);
         }
       });
     };
-    if (R > 1) {
+    if (far) {
+      f.for(n, 0, half, 1, () => pass(2));
+      f.for(n, i32.shl(half, 1), rows, 1, () => pass(1));
+    } else if (R > 1) {
       f.for(n, 0, rowsR, R, () => pass(R));
       f.for(n, rowsR, rows, 1, () => pass(1));
     } else f.for(n, 0, rows, 1, () => pass(1));

@@ -92,6 +92,8 @@ export function buildKernelBytes(fma = false): { bytes: Uint8Array; names: strin
     for (const [R, ACC] of GEMV_T_VARIANTS) genGemvT(m, dt, fma, R, ACC, `gemv_t_${dt}_r${R}a${ACC}`);
     genGemvN(m, dt);
     if (dt === 'bf16') genGemvTPairs(m, fma, `gemv_t_${dt}_p2f`); // bf16 only: other dtypes keep their default
+    // Two far rows per pass with the default's four accumulators per row: the default's sums, bit for bit.
+    genGemvT(m, dt, fma, 2, 4, `gemv_t_${dt}_p2e`, true);
     if (fma) genGemvN(m, dt, true, `gemv_n_${dt}_fma`);
   }
   genElementwise(m);
