@@ -8,10 +8,10 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { CpuBackend } from '../backends/cpu/index.js';
 import { compare } from '../backends/conformance/index.js';
-import { createWasmBackend, WasmBackend } from '../backends/wasm/index.js';
+import { createWasmBackend, WasmBackend, WasmStorage } from '../backends/wasm/index.js';
 import { BLOCKING } from '../backends/wasm/kernels.js';
 import type { Backend } from '../core/backend.js';
-import { type DType, f16ToF32, narrowFromF32 } from '../core/dtype.js';
+import { bf16ToF32, type DType, f16ToF32, f32ToBf16, narrowFromF32 } from '../core/dtype.js';
 import { BackendError } from '../core/errors.js';
 import type { Tensor } from '../core/tensor.js';
 import { tinyConfig } from '../models/config.js';
@@ -115,6 +115,29 @@ test('GEMV x·Wᵀ: a weight row gives the same bits whether it runs in a multi-
   }
 });
 
+test("GEMV variant '_p2e' (two far rows per pass, four accumulators each): the default's bits exactly, every dtype", async () => {
+  const e1 = await createWasmBackend({ threads: 1, variants: { gemvT: '_p2e' } });
+  const e2 = await createWasmBackend({ threads: 2, splitSmallOps: true, variants: { gemvT: '_p2e' } });
+  try {
+    for (const dtype of ['f32', 'bf16', 'f16'] as const) {
+      for (const [M, K, N] of [[1, 1000, 63], [1, 4096, 37], [3, 129, 17], [8, 257, 65], [1, 7, 5], [2, 16, 4], [1, 17, 3], [1, 33, 1]] as const) {
+        const wf = rand(K * N);
+        const inputs = [
+          { data: rand(M * K), shape: [M, K] },
+          { data: dtype === 'f32' ? wf : (narrowFromF32(wf, dtype) as unknown as Float32Array), shape: [N, K], dtype },
+          { data: rand(N), shape: [N] },
+        ];
+        const [d, a, b] = await onEach([w1, e1, e2], inputs, ([x, w, bias]) => ops.linear(x!, w!, bias!));
+        assertIdentical(d!, a!, `_p2e ${dtype} ${M}x${K}x${N} vs the default`);
+        assertIdentical(a!, b!, `_p2e ${dtype} ${M}x${K}x${N}`);
+      }
+    }
+  } finally {
+    await e1.destroy();
+    await e2.destroy();
+  }
+});
+
 test('benchmarking variants (GEMV rows per pass / accumulators, FMA [K,N] GEMV, GEMM blockings): match the CPU, 1 thread = 2 threads', async () => {
   const variants = [
     { gemvT: '_r2a4', gemvN: '_fma', gemm: '_k512' },
@@ -147,6 +170,75 @@ test('benchmarking variants (GEMV rows per pass / accumulators, FMA [K,N] GEMV, 
       await v1.destroy();
       await v2.destroy();
     }
+  }
+});
+
+test('bf16Activations: bf16-weight matmuls use bf16(x) (GEMV and GEMM, both layouts, bias, batches); 1 thread = 2 threads; other dtypes unchanged', async () => {
+  const b1 = await createWasmBackend({ threads: 1, bf16Activations: true });
+  const b2 = await createWasmBackend({ threads: 2, splitSmallOps: true, bf16Activations: true });
+  // The benchmarking variant of the option's GEMV (one row per pass): same semantics, 1 thread = 2 threads.
+  const p1 = await createWasmBackend({ threads: 1, bf16Activations: true, variants: { gemvT: '_r1' } });
+  const p2 = await createWasmBackend({ threads: 2, splitSmallOps: true, bf16Activations: true, variants: { gemvT: '_r1' } });
+  try {
+    let worst = 0;
+    for (const [M, K, N] of [[1, 1000, 63], [1, 4096, 37], [1, 63, 1000], [3, 129, 17], [8, 257, 65], [9, 257, 65], [1, 7, 5], [2, 16, 4], [1, 17, 3], [17, 129, 63], [MC + 1, KC + 1, NC + 1]] as const) {
+      for (const transposeB of [false, true]) {
+        const x = rand(M * K, 3), wb = narrowFromF32(rand(K * N), 'bf16'), bias = rand(N);
+        const inputs = [
+          { data: x, shape: [M, K] },
+          { data: wb as unknown as Float32Array, shape: transposeB ? [N, K] : [K, N], dtype: 'bf16' as const },
+          { data: bias, shape: [N] },
+        ];
+        const what = `${M}x${K}x${N} tB=${transposeB}`;
+        const [ref, a, b, c1, c2] = await onEach([cpu, b1, b2, p1, p2], inputs, ([t, w, bb]) => ops.matmul(t!, w!, { transposeB, bias: bb }));
+        assertIdentical(a!, b!, what);
+        assertIdentical(c1!, c2!, `${what} _r1`); // (its own summation order: not the default's bits)
+        // Exact semantics: Σ bf16(x)·w + bias in float64; only the f32 accumulation may differ.
+        const want = new Float64Array(M * N);
+        for (let m = 0; m < M; m++) {
+          for (let n = 0; n < N; n++) {
+            let s = bias[n]!;
+            for (let k = 0; k < K; k++) s += bf16ToF32(f32ToBf16(x[m * K + k]!)) * bf16ToF32(wb[transposeB ? n * K + k : k * N + n]!);
+            want[m * N + n] = s;
+          }
+        }
+        assertClose(a!, want, `${what} vs float64 of bf16(x)`, 1e-11);
+        assertClose(c1!, want, `${what} _r1 vs float64 of bf16(x)`, 1e-11);
+        // Against the CPU reference (f32 x): the error the rounding adds stays within the GEMM NMSE tolerance. (Not
+        // element by element: at K = 1000 with |x| ≤ 3 an output near 0 is off by ~0.1, against an atol of 1e-3.)
+        const c = compare(a!, ref!, { nmse: 5e-4, atol: Infinity });
+        assert.ok(c.ok, `${what} vs CPU: ${c.reason}`);
+        worst = Math.max(worst, c.nmse);
+      }
+    }
+    console.log(`NOTE: bf16Activations vs the CPU reference (f32 x), worst NMSE over the matmul shapes: ${worst.toExponential(2)}`);
+    // f32 and f16 weights: bit for bit the default backend.
+    for (const dtype of ['f32', 'f16'] as const) {
+      const wf = rand(129 * 65);
+      const inputs = [{ data: rand(3 * 129), shape: [3, 129] }, { data: dtype === 'f32' ? wf : (narrowFromF32(wf, dtype) as unknown as Float32Array), shape: [65, 129], dtype }];
+      const [d, o] = await onEach([w1, b1], inputs, ([t, w]) => ops.linear(t!, w!));
+      assertIdentical(d!, o!, `${dtype} weights with and without the option`);
+    }
+    // The rounding kernel itself, bit for bit against core/dtype's f32ToBf16: ties to even, overflow to Inf, NaN
+    // quieted, subnormals, −0; packed (for the GEMV) and as f32 (for the other paths); SIMD body and scalar tail.
+    const specials = [1 + 2 ** -8, 1 + 3 * 2 ** -8, -(1 + 2 ** -8), 3.3895313892515355e38, 3.4028234663852886e38, -3.4028234663852886e38, Infinity, -Infinity, NaN, -0, 0, 1e-40, -1e-45, 1.1754942e-38, 65504.5, 0.1];
+    const bitsNaN = new Float32Array(new Uint32Array([0x7f800001, 0xff812345, 0x7fc00000]).buffer);
+    const xs = Float32Array.from([...specials, ...bitsNaN, ...rand(61, 1e3)]);
+    const k = b1 as unknown as { fns: ((...a: number[]) => void)[]; fn(name: string): number };
+    const src = ops.tensor(b1, xs, [xs.length]);
+    const packed = ops.zeros(b1, [xs.length], 'bf16'), wide = ops.zeros(b1, [xs.length], 'f32');
+    const p = (t: Tensor) => (t.storage as WasmStorage).ptr;
+    k.fns[k.fn('round_bf16')]!(p(src), p(packed), xs.length, 1);
+    k.fns[k.fn('round_bf16')]!(p(src), p(wide), xs.length, 0);
+    const gotP = (await packed.readRaw()) as Uint16Array, gotW = new Uint32Array(((await wide.read()) as Float32Array).buffer);
+    for (let i = 0; i < xs.length; i++) {
+      const want = f32ToBf16(xs[i]!);
+      assert.is(gotP[i], want, `round_bf16 packed ${xs[i]} (${i})`);
+      assert.is(gotW[i], (want << 16) >>> 0, `round_bf16 as f32 ${xs[i]} (${i})`);
+    }
+    for (const t of [src, packed, wide]) t.dispose();
+  } finally {
+    for (const b of [b1, b2, p1, p2]) await b.destroy();
   }
 });
 
@@ -370,6 +462,34 @@ test('a tiny LaVi (vision tower, conditioners, decoder with KV cache) on wasm: s
     for (let i = 0; i < a.logits.length; i++) assert.ok(Math.abs(a.logits[i]! - ref.logits[i]!) < 1e-5, `${dtype}: logit ${i}`);
     assert.equal(b.tokens, a.tokens);
     assertIdentical(a.logits, b.logits, `${dtype}: logits`);
+  }
+});
+
+test('a tiny LaVi with bf16 weights under bf16Activations: 1 thread = 2 threads bit for bit, logits near the CPU reference', async () => {
+  const cfg = tinyConfig({ eos_token_ids: [] });
+  const S = cfg.vision_config.image_size;
+  const image = { data: Float32Array.from({ length: 3 * S * S }, (_, i) => Math.sin(i * 0.37)), shape: [1, 3, S, S] as [number, number, number, number] };
+  const weights = randomWeights(cfg, { seed: 3, dtype: 'bf16' });
+  const b1 = await createWasmBackend({ threads: 1, bf16Activations: true });
+  const b2 = await createWasmBackend({ threads: 2, splitSmallOps: true, bf16Activations: true });
+  try {
+    const runs: { tokens: number[]; logits: Float32Array }[] = [];
+    for (const b of [cpu, b1, b2]) {
+      const model = LaviModel.fromWeights(cfg, weights, b, { kvCapacity: 128 });
+      const g = await generate(model, [1, 5, 9, 13, 2, 7], { image, maxNewTokens: 16 });
+      runs.push({ tokens: g.tokens, logits: await model.readLogits() });
+      model.dispose();
+    }
+    const [ref, a, b] = runs as [(typeof runs)[0], (typeof runs)[0], (typeof runs)[0]];
+    assert.equal(b.tokens, a.tokens);
+    assertIdentical(a.logits, b.logits, 'bf16Activations logits');
+    // Different arithmetic from the reference (bf16 activations in every bf16 matmul): close, not equal.
+    const c = compare(a.logits, ref.logits, { nmse: 1e-3, atol: Infinity });
+    assert.ok(c.ok, `bf16Activations logits vs CPU: ${c.reason}`);
+    console.log(`NOTE: tiny LaVi, bf16 weights, bf16Activations vs the CPU reference: last logits NMSE ${c.nmse.toExponential(2)}; greedy tokens ${a.tokens.join(',') === ref.tokens.join(',') ? 'equal' : 'differ'}`);
+  } finally {
+    await b1.destroy();
+    await b2.destroy();
   }
 });
 

@@ -53,7 +53,7 @@ export function hsum(a: Expr): Expr {
  * sequential x beside the weight stream measured 13.5 GB/s from DRAM, this pattern 17.8 (the hardware stream
  * detection seems to get in the way when two sequential streams run together).
  */
-export function genGemvT(m: ModuleBuilder, dt: StoreDType, fma = false, R = 1, ACC = 4, name = `gemv_t_${dt}`): string {
+export function genGemvT(m: ModuleBuilder, dt: StoreDType, fma = false, R = 1, ACC = 4, name = `gemv_t_${dt}`, far = false): string {
   const madd = (a: Expr, b: Expr, acc: Expr) => (fma ? f32x4.relaxed_madd(a, b, acc) : f32x4.add(acc, f32x4.mul(a, b)));
   const eb = ELEM_BYTES[dt];
   if (![1, 2, 4].includes(ACC) || R < 1) throw new Error(`gemv_t: bad blocking R=${R} ACC=${ACC}`);
@@ -70,6 +70,10 @@ export function genGemvT(m: ModuleBuilder, dt: StoreDType, fma = false, R = 1, A
     const k16 = f.local('i32', i32.and(K, -16)), k4 = f.local('i32', i32.and(K, -4));
     const kHalf = f.local('i32', i32.shl(i32.shr_u(i32.add(i32.shr_u(k16, 4), 1), 1), 4)); // 16·⌈blocks/2⌉
     const rowsR = f.local('i32', R > 1 ? i32.sub(rows, i32.rem_u(rows, R)) : rows);
+    // far (R = 2 only): a pass reads rows n and n + half (two streams far apart) instead of n and n + 1.
+    if (far && R !== 2) throw new Error('gemv_t: far pairs need R = 2');
+    const half = f.local('i32', i32.shr_u(rows, 1));
+    const rowOf = (r: number): Expr => (far && r === 1 ? i32.add(n, half) : i32.add(n, r));
     const biasOf = (row: Expr) => f32.load(i32.add(bias, i32.shl(row, 2)));
     /** Σ x·w over [from, K) for one row: groups of four, then scalars. */
     const tail = (row: Local, from: Expr, a: Local, sum: Local) => {
@@ -87,7 +91,7 @@ export function genGemvT(m: ModuleBuilder, dt: StoreDType, fma = false, R = 1, A
      * row — the same order whatever `count` is, so a row's sum does not depend on how rows are grouped or split.
      */
     const pass = (count: number) => {
-      for (let r = 0; r < count; r++) f.set(wps[r]!, i32.add(w, i32.mul(i32.add(n, r), rowBytes)));
+      for (let r = 0; r < count; r++) f.set(wps[r]!, i32.add(w, i32.mul(rowOf(r), rowBytes)));
       f.for(mm, 0, M, 1, () => {
         f.set(xp, i32.add(x, i32.mul(mm, ldxb)));
         f.set(xdp, i32.add(xd, i32.mul(mm, ldxb)));
@@ -134,11 +138,14 @@ export function genGemvT(m: ModuleBuilder, dt: StoreDType, fma = false, R = 1, A
           if (ACC === 4) f.set(a0, f32x4.add(f32x4.add(a0, a[1]!), f32x4.add(a[2]!, a[3]!)));
           else if (ACC === 2) f.set(a0, f32x4.add(a0, a[1]!));
           tail(wps[r]!, k16, a0, s);
-          store(i32.add(n, r), s);
+          store(rowOf(r), s);
         }
       });
     };
-    if (R > 1) {
+    if (far) {
+      f.for(n, 0, half, 1, () => pass(2));
+      f.for(n, i32.shl(half, 1), rows, 1, () => pass(1));
+    } else if (R > 1) {
       f.for(n, 0, rowsR, R, () => pass(R));
       f.for(n, rowsR, rows, 1, () => pass(1));
     } else f.for(n, 0, rows, 1, () => pass(1));
@@ -333,6 +340,134 @@ export function genGemvTPairs(m: ModuleBuilder, fma: boolean, name: string): str
       f.set(rowIx[0]!, i);
       pass(1);
     });
+  });
+  return name;
+}
+
+/**
+ * round_bf16(src, dst, n, packed): the f32 values src[0..n) rounded to bf16, round-to-nearest-even, NaN kept as a
+ * quiet NaN (bit for bit what core/dtype f32ToBf16 gives). packed = 1: dst receives the n 16-bit patterns;
+ * packed = 0: dst receives n f32 whose low 16 bits are zero (the same values, widened). Used by the backend's
+ * `bf16Activations` option: a matmul with bf16 weights rounds its activations once per call.
+ */
+export function genRoundBf16(m: ModuleBuilder): string {
+  m.func('round_bf16', ['i32', 'i32', 'i32', 'i32'], [], (f, src, dst, n, packed) => {
+    const i = f.local('i32'), b = f.local('i32');
+    const v = [f.local('v128'), f.local('v128')];
+    const n8 = f.local('i32', i32.and(n, -8));
+    const splat = (c: number) => v128.constI32(c, c, c, c);
+    /** Rounded bits (bf16 in the high half, low half zero) of the f32 lanes in `x`. */
+    const roundV = (x: Local): Expr => {
+      const rne = i32x4.add(i32x4.add(x, splat(0x7fff)), v128.and(i32x4.shr_u(x, 16), splat(1)));
+      const isNan = i32x4.gt_s(v128.and(x, splat(0x7fffffff)), splat(0x7f800000)); // both sides ≥ 0: signed compare is exact
+      return v128.and(v128.bitselect(v128.or(x, splat(0x00400000)), rne, isNan), splat(-65536));
+    };
+    f.for(i, 0, n8, 8, () => {
+      for (let h = 0; h < 2; h++) {
+        f.set(v[h]!, v128.load(i32.add(src, i32.shl(i, 2)), 16 * h, 0));
+        f.set(v[h]!, roundV(v[h]!));
+      }
+      f.if(
+        packed,
+        // The high halves of the eight lanes, in order: bytes 2–3 of each 32-bit lane.
+        () => f.v128_store(i32.add(dst, i32.shl(i, 1)), v128.shuffle(v[0]!, v[1]!, [2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31]), 0, 0),
+        () => {
+          f.v128_store(i32.add(dst, i32.shl(i, 2)), v[0]!, 0, 0);
+          f.v128_store(i32.add(dst, i32.shl(i, 2)), v[1]!, 16, 0);
+        },
+      );
+    });
+    f.for(i, n8, n, 1, () => {
+      f.set(b, i32.load(i32.add(src, i32.shl(i, 2))));
+      f.set(
+        b,
+        select(
+          i32.or(b, 0x00400000),
+          i32.add(i32.add(b, 0x7fff), i32.and(i32.shr_u(b, 16), 1)),
+          i32.gt_s(i32.and(b, 0x7fffffff), 0x7f800000),
+        ),
+      );
+      f.if(
+        packed,
+        () => f.i32_store16(i32.add(dst, i32.shl(i, 1)), i32.shr_u(b, 16)),
+        () => f.i32_store(i32.add(dst, i32.shl(i, 2)), i32.and(b, -65536)),
+      );
+    });
+  });
+  return 'round_bf16';
+}
+
+/**
+ * gemv_t_bf16_xb (same arguments as gemv_t; the `bf16Activations` option): bf16 [N, K] weights against x already
+ * rounded to bf16 by round_bf16 (packed, row m of x at xd + m·ldx·2; `x` itself is not read). Both operands are
+ * widened in registers the same way (even element = lane << 16, odd = lane & ~0xffff) and accumulated in f32 — the
+ * semantics of ggml's bf16 dot product and of a bf16 PyTorch model. Why: x is 8 KiB at K = 4096 instead of 16 KiB,
+ * one x line per weight line instead of two (the f32 x is what holds the bf16 stream back, see README). A
+ * bf16·bf16 product is exact in f32 (8 + 8 significant bits), so fused and unfused multiply-add give the same sums.
+ * far = true (the option's kernel): row i with row i + ⌊rows/2⌋ per pass (two streams far apart), x loaded and
+ * widened once for both rows, two accumulators per row (8 k per step); a leftover row alone, in the same order.
+ * far = false (benchmarking variant `_r1`): the default f32-x kernel's structure, one row per pass, four
+ * accumulators (16 k per step). Either way a row's sum does not depend on the split among threads or on its
+ * partner. Measured under the bench lock (README): pairs cost ~25% less CPU per call than one row, on 1 thread
+ * 2.0–2.2× the calls per CPU-second of the f32 GEMV, against 1.5–1.8 for one row.
+ */
+export function genGemvTBf16x(m: ModuleBuilder, fma: boolean, far = true, name = `gemv_t_bf16_xb${far ? '' : '_r1'}`): string {
+  const madd = (a: Expr, b: Expr, acc: Expr) => (fma ? f32x4.relaxed_madd(a, b, acc) : f32x4.add(acc, f32x4.mul(a, b)));
+  const R = far ? 2 : 1, ACC = far ? 2 : 4, STEP = far ? 8 : 16;
+  m.func(name, ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (f, _x, ldx, xd, w, bias, y, ldy, rows, K, M) => {
+    const i = f.local('i32'), mm = f.local('i32'), k = f.local('i32');
+    const xdp = f.local('i32');
+    const rowIx = Array.from({ length: R }, () => f.local('i32'));
+    const wps = Array.from({ length: R }, () => f.local('i32'));
+    const acc = Array.from({ length: R }, () => Array.from({ length: ACC }, () => f.local('v128')));
+    const xe = f.local('v128'), xo = f.local('v128');
+    const s = f.local('f32');
+    const rowBytes = f.local('i32', i32.shl(K, 1));
+    const ldxb = f.local('i32', i32.shl(ldx, 1)), ldyb = f.local('i32', i32.shl(ldy, 2));
+    const k16 = f.local('i32', i32.and(K, -16)), k4 = f.local('i32', i32.and(K, -4));
+    const half = f.local('i32', far ? i32.shr_u(rows, 1) : rows); // passes over R rows
+    const mask = v128.constI32(-65536, -65536, -65536, -65536);
+    const pass = (count: number) => {
+      for (let r = 0; r < count; r++) f.set(wps[r]!, i32.add(w, i32.mul(rowIx[r]!, rowBytes)));
+      f.for(mm, 0, M, 1, () => {
+        f.set(xdp, i32.add(xd, i32.mul(mm, ldxb)));
+        for (let r = 0; r < count; r++) for (const a of acc[r]!) f.set(a, v128.zero());
+        f.for(k, 0, k16, STEP, () => {
+          for (let h = 0; h < STEP / 8; h++) {
+            // Eight k: x widened once (even/odd elements), then each row's eight weights.
+            const xr = f.local('v128', v128.load(i32.add(xdp, i32.shl(k, 1)), 16 * h, 0));
+            f.set(xe, i32x4.shl(xr, 16));
+            f.set(xo, v128.and(xr, mask));
+            for (let r = 0; r < count; r++) {
+              const raw = f.local('v128', v128.load(i32.add(wps[r]!, i32.shl(k, 1)), 16 * h, 0));
+              const lo = acc[r]![(2 * h) % ACC]!, hi = acc[r]![(2 * h + 1) % ACC]!;
+              f.set(lo, madd(i32x4.shl(raw, 16), xe, lo));
+              f.set(hi, madd(v128.and(raw, mask), xo, hi));
+            }
+          }
+        });
+        for (let r = 0; r < count; r++) {
+          const a = acc[r]!, a0 = a[0]!, wp = wps[r]!;
+          f.set(a0, ACC === 4 ? f32x4.add(f32x4.add(a0, a[1]!), f32x4.add(a[2]!, a[3]!)) : f32x4.add(a0, a[1]!));
+          f.for(k, k16, k4, 4, () => f.set(a0, madd(load4(f, i32.add(wp, i32.shl(k, 1)), 'bf16'), load4(f, i32.add(xdp, i32.shl(k, 1)), 'bf16'), a0)));
+          f.set(s, hsum(a0));
+          f.for(k, k4, K, 1, () => f.set(s, f32.add(s, f32.mul(load1(f, i32.add(xdp, i32.shl(k, 1)), 'bf16'), load1(f, i32.add(wp, i32.shl(k, 1)), 'bf16')))));
+          f.if(i32.ne(bias, 0), () => f.set(s, f32.add(s, f32.load(i32.add(bias, i32.shl(rowIx[r]!, 2))))));
+          f.f32_store(i32.add(y, i32.add(i32.mul(mm, ldyb), i32.shl(rowIx[r]!, 2))), s);
+        }
+      });
+    };
+    f.for(i, 0, half, 1, () => {
+      f.set(rowIx[0]!, i);
+      if (far) f.set(rowIx[1]!, i32.add(i, half));
+      pass(R);
+    });
+    if (far) {
+      f.for(i, i32.mul(half, 2), rows, 1, () => {
+        f.set(rowIx[0]!, i);
+        pass(1);
+      });
+    }
   });
   return name;
 }

@@ -72,6 +72,14 @@ export interface WasmBackendOptions {
    * On Node 20 this turns on V8's --experimental-wasm-relaxed-simd at run time; pass false to leave V8 alone.
    */
   relaxedSimd?: boolean;
+  /**
+   * Matmuls whose weight operand is bf16 round their f32 activation operand to bf16 (round-to-nearest-even) once
+   * per call, then multiply bf16 × bf16 with f32 accumulation: the semantics of ggml's bf16 dot product and of a
+   * bf16 PyTorch model (default false). Applies to every matmul with bf16 weights (decode GEMV and prefill GEMM
+   * alike, so results do not depend on the prompt length), never to f32/f16 weights. It changes results versus the
+   * CPU reference, which multiplies f32 activations; in exchange the [N, K] bf16 GEMV reads half the x bytes.
+   */
+  bf16Activations?: boolean;
   /** Kernel variant suffixes, for benchmarking alternatives side by side (e.g. { gemvT: '_r4a2' }). */
   variants?: Variants;
 }
@@ -140,6 +148,8 @@ export class WasmBackend implements Backend {
   private destroyed = false;
   private readonly splitAll: boolean;
   private readonly variants: Variants;
+  /** See WasmBackendOptions.bf16Activations. */
+  readonly bf16Activations: boolean;
   private consts: { n: number; ones: number; zeros: number; binaryRow: number } | null = null;
   private table: { ptr: number; bytes: number } | null = null;
   private readonly ropeTables = new Map<string, RopeTable>();
@@ -153,6 +163,7 @@ export class WasmBackend implements Backend {
     this.threads = scratch.length;
     this.splitAll = opts.splitSmallOps ?? false;
     this.variants = opts.variants ?? {};
+    this.bf16Activations = opts.bf16Activations ?? false;
     this.memory = memory;
     this.pool = pool;
     this.fma = fma;
@@ -192,7 +203,7 @@ export class WasmBackend implements Backend {
       name: this.name,
       device: 'cpu',
       software: false,
-      description: `WebAssembly SIMD128${this.fma ? ' + relaxed-SIMD FMA' : ''} (generated kernels), ${this.threads} thread${this.threads === 1 ? '' : 's'}`,
+      description: `WebAssembly SIMD128${this.fma ? ' + relaxed-SIMD FMA' : ''} (generated kernels), ${this.threads} thread${this.threads === 1 ? '' : 's'}${this.bf16Activations ? ', bf16 activations for bf16 weights' : ''}`,
       dtypes: DTYPES,
     };
   }
@@ -379,9 +390,10 @@ export class WasmBackend implements Backend {
   };
 
   /** C[M, N] = A[M, K] · B (+ bias), all contiguous; B is [K, N] or (transB) [N, K] of dtype dt. */
-  private gemm(a: number, b: number, c: number, bias: number, M: number, N: number, K: number, transB: boolean, dt: StoreDType): void {
+  private gemm(a: number, b: number, c: number, bias: number, M: number, N: number, K: number, transB: boolean, dt: StoreDType, roundA = this.bf16Activations): void {
     const eb = dt === 'f32' ? 4 : 2;
     const jobs: Job[] = [];
+    if (dt === 'bf16' && roundA) return this.gemmBf16Act(a, b, c, bias, M, N, K, transB);
     if (transB && M <= GEMV_T_MAX_M) {
       // Streaming GEMV over weight rows, against x reordered (and for bf16 split into even/odd elements) once here.
       const xd = this.heap.alloc(M * K * 4);
@@ -445,6 +457,39 @@ export class WasmBackend implements Backend {
       });
     }
     this.runJobs(jobs);
+  }
+
+  /**
+   * gemm() with bf16 weights under `bf16Activations`: A is rounded to bf16 once (round_bf16, on the calling thread:
+   * M·K floats against M·N·K multiply-adds). The [N, K] GEMV takes it packed (half the x bytes: the point of the
+   * option); every other path takes the rounded values as f32 and runs unchanged, so prefill and decode share
+   * the same activation rounding.
+   */
+  private gemmBf16Act(a: number, b: number, c: number, bias: number, M: number, N: number, K: number, transB: boolean): void {
+    const round = this.fns[this.fn('round_bf16')]!;
+    if (transB && M <= GEMV_T_MAX_M) {
+      const bytes = M * K * 2;
+      const xb = this.heap.alloc(bytes);
+      try {
+        round(a, xb, M * K, 1); // rows of K bf16, back to back: row m at xb + m·K·2
+        const nt = this.threadsFor(N * K * (this.variants.gemvUnitBytes ?? 2), this.variants.gemvParBytes ?? PAR_BYTES);
+        const vname = `gemv_t_bf16_xb${this.variants.gemvT ?? ''}`;
+        const fn = this.fn(this.fnIndex.has(vname) ? vname : 'gemv_t_bf16_xb');
+        this.runJobs(WasmBackend.split(N, nt, 4).map(([n0, n1]) => ({ fn, args: [0, K, xb, b + n0 * K * 2, bias ? bias + n0 * 4 : 0, c + n0 * 4, N, n1 - n0, K, M] })));
+      } finally {
+        this.heap.free(xb, bytes);
+      }
+      return;
+    }
+    const bytes = M * K * 4;
+    const ar = this.heap.alloc(bytes);
+    try {
+      round(a, ar, M * K, 0);
+      // The rounded A down the normal bf16 paths (roundA false: no second rounding).
+      this.gemm(ar, b, c, bias, M, N, K, transB, 'bf16', false);
+    } finally {
+      this.heap.free(ar, bytes);
+    }
   }
 
   /** out[i] = fn(ins[i]...) over n floats, split across threads for large n. */

@@ -6,7 +6,7 @@ import { f32x4, ModuleBuilder, v128 } from './emitter.js';
 import { genAttention } from './gen-attention.js';
 import { genElementwise } from './gen-elementwise.js';
 import { type GemmBlocking, gemmScratchBytes, genGemmDriver, genGemmMacro, genPackCols, genPackRows, type StoreDType } from './gen-gemm.js';
-import { genGemvN, genGemvT, genGemvTPairs, genPrepareX, genSumPartials } from './gen-gemv.js';
+import { genGemvN, genGemvT, genGemvTBf16x, genGemvTPairs, genPrepareX, genRoundBf16, genSumPartials } from './gen-gemv.js';
 import { genNorms } from './gen-norm.js';
 import { WA, type WasmModule } from './wasm-api.js';
 
@@ -83,11 +83,17 @@ export function buildKernelBytes(fma = false): { bytes: Uint8Array; names: strin
   genGemmDriver(m, { MR, NR, MC, KC, NC }, genGemmMacro(m, MR, NR, 1, fma, true), packA, packB, 'gemm_p');
   genPrepareX(m);
   genSumPartials(m);
+  // The `bf16Activations` option: x rounded to bf16 once per call, then a bf16 × bf16 GEMV (f32 accumulation).
+  genRoundBf16(m);
+  genGemvTBf16x(m, fma); // two far rows per pass
+  genGemvTBf16x(m, fma, false); // benchmarking variant '_r1' under the option: one row per pass
   for (const dt of dts) {
     genGemvT(m, dt, fma);
     for (const [R, ACC] of GEMV_T_VARIANTS) genGemvT(m, dt, fma, R, ACC, `gemv_t_${dt}_r${R}a${ACC}`);
     genGemvN(m, dt);
     if (dt === 'bf16') genGemvTPairs(m, fma, `gemv_t_${dt}_p2f`); // bf16 only: other dtypes keep their default
+    // Two far rows per pass with the default's four accumulators per row: the default's sums, bit for bit.
+    genGemvT(m, dt, fma, 2, 4, `gemv_t_${dt}_p2e`, true);
     if (fma) genGemvN(m, dt, true, `gemv_n_${dt}_fma`);
   }
   genElementwise(m);

@@ -14,7 +14,8 @@
 // --cases keeps the cases whose id starts with one of the prefixes; --no-cpu drops the (slow) CPU reference from
 // the op cases; --no-1t drops the 1-thread wasm backend; --baseline DIR adds the wasm backend of another build
 // (DIR/backends/wasm/index.js, e.g. a copy of dist/ from before a change) as 'base-<N>t', so that before/after
-// are measured side by side; every --variant adds a wasm backend with those extra options as 'var<i>-<N>t'.
+// are measured side by side; every --variant adds a wasm backend with those extra options as 'var<i>-<N>t' (and a
+// 1-thread twin 'var<i>-1t' unless --no-1t), e.g. --variant '{"bf16Activations":true}'.
 //
 // Prints a table and the ratios, writes bench-results/wasm.json. A peer that fails to load is reported and skipped.
 
@@ -387,8 +388,12 @@ async function main(): Promise<void> {
   }
   for (const [i, v] of VARIANTS.entries()) {
     console.log(`var${i}: ${JSON.stringify(v)}`);
+    // A 1-thread twin too (unless --no-1t), so that an option is seen on one core as well as on all of them.
+    if (!flag('no-1t') && THREADS > 1) extra.push([`var${i}-1t`, await createWasmBackend({ threads: 1, ...v })]);
     extra.push([`var${i}-${THREADS}t`, await createWasmBackend({ threads: THREADS, ...v })]);
   }
+  /** The default backend with the same thread count as an extra engine (its f32 rows are the yardstick). */
+  const peerOf = (name: string) => (name.endsWith('-1t') ? 'wasm-1t' : `wasm-${THREADS}t`);
   for (const [name, b] of extra) engines.push(ourEngine(name, b));
   const skipped: string[] = [];
   if (!flag('no-peers')) {
@@ -437,6 +442,13 @@ async function main(): Promise<void> {
       const bf16 = rows.find((r) => r.case === b && r.engine === e)?.medianMs;
       if (f32 && bf16) console.log(`  bf16 vs f32 weights (${e}, ${b.replace('-bf16-linear', '')}): ${(f32 / bf16).toFixed(2)}× the calls per second`);
     }
+    // An extra engine's bf16 row against the default backend's f32 row at the same thread count (an option such as
+    // bf16Activations leaves f32 weights alone, so that is the ratio the option is for).
+    for (const [e] of extra) {
+      const f32 = rows.find((r) => r.case === a && r.engine === peerOf(e))?.medianMs;
+      const bf16 = rows.find((r) => r.case === b && r.engine === e)?.medianMs;
+      if (f32 && bf16) console.log(`  bf16 (${e}) vs f32 (${peerOf(e)}) weights, ${b.replace('-bf16-linear', '')}: ${(f32 / bf16).toFixed(2)}× the calls per second`);
+    }
   }
 
   for (const e of engines) await e.dispose?.();
@@ -451,7 +463,13 @@ async function main(): Promise<void> {
       `  decode ratios: ${ours}/cpu ${(tok(ours, 'f32') / tok('cpu', 'f32')).toFixed(1)}× (f32), ${(tok(ours, 'bf16') / tok('cpu', 'bf16')).toFixed(1)}× (bf16); ` +
         `${ours} bf16/f32 ${(tok(ours, 'bf16') / tok(ours, 'f32')).toFixed(2)}×; ${ours}/wasm-1t ${(tok(ours, 'f32') / tok('wasm-1t', 'f32')).toFixed(2)}×`,
     );
-    for (const [name] of extra) console.log(`  ${name}: bf16/f32 ${(tok(name, 'bf16') / tok(name, 'f32')).toFixed(2)}×; ${ours}/${name} ${(tok(ours, 'f32') / tok(name, 'f32')).toFixed(2)}× (f32), ${(tok(ours, 'bf16') / tok(name, 'bf16')).toFixed(2)}× (bf16)`);
+    for (const [name] of extra) {
+      const peer = peerOf(name);
+      console.log(
+        `  ${name}: bf16/f32 ${(tok(name, 'bf16') / tok(name, 'f32')).toFixed(2)}×; ${name}/${peer} ${(tok(name, 'f32') / tok(peer, 'f32')).toFixed(2)}× (f32), ${(tok(name, 'bf16') / tok(peer, 'bf16')).toFixed(2)}× (bf16); ` +
+          `${name} bf16 / ${peer} f32 ${(tok(name, 'bf16') / tok(peer, 'f32')).toFixed(2)}×`,
+      );
+    }
   }
   await w1.destroy();
   await wN.destroy();
