@@ -115,9 +115,9 @@ test('GEMV x·Wᵀ: a weight row gives the same bits whether it runs in a multi-
   }
 });
 
-test("GEMV variant '_p2e' (two far rows per pass, four accumulators each): the default's bits exactly, every dtype", async () => {
-  const e1 = await createWasmBackend({ threads: 1, variants: { gemvT: '_p2e' } });
-  const e2 = await createWasmBackend({ threads: 2, splitSmallOps: true, variants: { gemvT: '_p2e' } });
+test("GEMV: the default (two far rows per pass) gives the one-row variant '_r1' bit for bit, every dtype", async () => {
+  const e1 = await createWasmBackend({ threads: 1, variants: { gemvT: '_r1' } });
+  const e2 = await createWasmBackend({ threads: 2, splitSmallOps: true, variants: { gemvT: '_r1' } });
   try {
     for (const dtype of ['f32', 'bf16', 'f16'] as const) {
       for (const [M, K, N] of [[1, 1000, 63], [1, 4096, 37], [3, 129, 17], [8, 257, 65], [1, 7, 5], [2, 16, 4], [1, 17, 3], [1, 33, 1]] as const) {
@@ -128,8 +128,8 @@ test("GEMV variant '_p2e' (two far rows per pass, four accumulators each): the d
           { data: rand(N), shape: [N] },
         ];
         const [d, a, b] = await onEach([w1, e1, e2], inputs, ([x, w, bias]) => ops.linear(x!, w!, bias!));
-        assertIdentical(d!, a!, `_p2e ${dtype} ${M}x${K}x${N} vs the default`);
-        assertIdentical(a!, b!, `_p2e ${dtype} ${M}x${K}x${N}`);
+        assertIdentical(d!, a!, `_r1 ${dtype} ${M}x${K}x${N} vs the default`);
+        assertIdentical(a!, b!, `_r1 ${dtype} ${M}x${K}x${N}`);
       }
     }
   } finally {

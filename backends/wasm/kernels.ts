@@ -88,12 +88,14 @@ export function buildKernelBytes(fma = false): { bytes: Uint8Array; names: strin
   genGemvTBf16x(m, fma); // two far rows per pass
   genGemvTBf16x(m, fma, false); // benchmarking variant '_r1' under the option: one row per pass
   for (const dt of dts) {
-    genGemvT(m, dt, fma);
+    // The default: two far rows per pass (row i with row i + rows/2 of the job), four accumulators per row, x
+    // loaded once for both rows. Its sums are the one-row kernel's bit for bit; it was 1.13–1.30× faster in every
+    // locked A/B run (README, "Two far rows, exact"). The one-row kernel stays as variant '_r1'.
+    genGemvT(m, dt, fma, 2, 4, `gemv_t_${dt}`, true);
+    genGemvT(m, dt, fma, 1, 4, `gemv_t_${dt}_r1`);
     for (const [R, ACC] of GEMV_T_VARIANTS) genGemvT(m, dt, fma, R, ACC, `gemv_t_${dt}_r${R}a${ACC}`);
     genGemvN(m, dt);
     if (dt === 'bf16') genGemvTPairs(m, fma, `gemv_t_${dt}_p2f`); // bf16 only: other dtypes keep their default
-    // Two far rows per pass with the default's four accumulators per row: the default's sums, bit for bit.
-    genGemvT(m, dt, fma, 2, 4, `gemv_t_${dt}_p2e`, true);
     if (fma) genGemvN(m, dt, true, `gemv_n_${dt}_fma`);
   }
   genElementwise(m);
