@@ -2,8 +2,8 @@
 // once, so these are bound by memory bandwidth, not arithmetic. Packed bf16/f16 weights are widened in registers
 // (bf16: one interleave with zeros; f16: a handful of integer ops), so a bf16 weight costs half the bytes.
 //
-//   gemv_t_<dt>  weights [N, K] (Linear layout): four weight rows at a time, dot products against each x row, the
-//                four sums reduced across lanes with one 4×4 transpose-add.
+//   gemv_t_<dt>  weights [N, K] (Linear layout): whole weight rows in address order, two rows per pass that lie
+//                half a job apart (row i with row i + rows/2), four accumulators per row, x loaded once for both.
 //   gemv_n_<dt>  weights [K, N]: y[j] += x[k]·B[k, j] over contiguous rows of B, four rows of B per pass over a
 //                column chunk of y that stays in L1.
 
@@ -47,8 +47,10 @@ export function hsum(a: Expr): Expr {
  * four at a time, or long rows split into k-chunks, present the prefetcher with new streams every few hundred
  * bytes and ran 2–4× slower. And the x operand must stay small or its loads slow the stream down (a dot product
  * against an 8 KiB x ran at a third of the speed of one against 256 B, and reading two rows per pass to halve
- * the x loads did not help). So rows are read one at a time, whole and in address order, with four accumulators
- * (16 k per step); a row's result does not depend on how rows are split among threads. x itself is read from a
+ * the x loads did not help when the two rows were adjacent). So rows are read whole and in address order, with four
+ * accumulators (16 k per step); a row's result does not depend on how rows are split among threads or paired.
+ * The default (far = true, R = 2) pairs row i with row i + rows/2 of the job: two long streams far apart, each x
+ * vector loaded once for both, 1.13–1.30× faster than one row per pass (README, "Two far rows, exact"). x itself is read from a
  * copy whose 64-byte blocks are reordered so that consecutive k read every other block of the copy: a plain
  * sequential x beside the weight stream measured 13.5 GB/s from DRAM, this pattern 17.8 (the hardware stream
  * detection seems to get in the way when two sequential streams run together).

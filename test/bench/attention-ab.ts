@@ -14,6 +14,7 @@ import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { WebGPUBackend, WebGPUBackendOptions } from '../../backends/webgpu/index.js';
 import type { Tensor } from '../../core/tensor.js';
+import { random } from './random.js';
 
 type Ops = typeof import('../../ops/index.js');
 
@@ -26,16 +27,6 @@ const ROUNDS = Number(flag('rounds', '60'));
 const here = resolve(import.meta.dirname, '../..');
 const builds = flag('builds', `new=${here}`).split(',').map((x) => x.split('=') as [string, string]);
 const cases = flag('cases', 'fresh128,same128,unf128,fresh1,unf1').split(',');
-
-function random(n: number, seed: number): Float32Array {
-  const a = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    a[i] = s / 2 ** 31 - 1;
-  }
-  return a;
-}
 
 interface Variant {
   name: string;

@@ -17,6 +17,7 @@ import { cpus } from 'node:os';
 import { createGpuJsBackend, type GpuJsBackend, type GpuJsBackendOptions } from '../../backends/gpujs/index.js';
 import type { Tensor } from '../../core/tensor.js';
 import * as ops from '../../ops/index.js';
+import { random } from './random.js';
 
 interface Row {
   mode: string;
@@ -47,16 +48,6 @@ const MODES: Record<string, GpuJsBackendOptions> = {
   cpu: { mode: 'cpu' },
   headlessgl: { mode: 'headlessgl' },
 };
-
-function random(n: number, seed: number): Float32Array {
-  const a = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    a[i] = s / 2 ** 31 - 1;
-  }
-  return a;
-}
 
 /** Largest relative error over sampled entries against a float64 dot product. */
 function check(out: Float32Array, a: Float32Array, b: Float32Array, M: number, K: number, N: number): number {

@@ -13,6 +13,7 @@ import { getBackend, listBackends, releaseAllBackends } from '../../core/registr
 import { tidy } from '../../core/scope.js';
 import type { Tensor } from '../../core/tensor.js';
 import * as ops from '../../ops/index.js';
+import { random } from './random.js';
 
 interface Shape {
   name: string;
@@ -35,16 +36,6 @@ const SHAPES: Shape[] = [
   { name: 'attention decode q1 kv1024 H14/2 D64', unit: 'GFLOP/s', inputs: [{ shape: [1, 1, 14, 64] }, { shape: [1, 1024, 2, 64] }, { shape: [1, 1024, 2, 64] }], run: ([q, k, v]) => ops.attention(q!, k!, v!, { causal: true, queryOffset: 1023 }) },
   { name: 'attention prefill q128 kv128 H14/2 D64', unit: 'GFLOP/s', inputs: [{ shape: [1, 128, 14, 64] }, { shape: [1, 128, 2, 64] }, { shape: [1, 128, 2, 64] }], run: ([q, k, v]) => ops.attention(q!, k!, v!, { causal: true }) },
 ];
-
-function random(n: number, seed: number): Float32Array {
-  const a = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    a[i] = s / 2 ** 31 - 1;
-  }
-  return a;
-}
 
 async function measure(backend: Backend, s: Shape, seconds: number): Promise<{ ms: number; rate: number; runs: number }> {
   const ins = s.inputs.map((spec, i) => ops.tensor(backend, random(spec.shape.reduce((a, b) => a * b, 1), 17 + i), spec.shape, spec.dtype ?? 'f32'));

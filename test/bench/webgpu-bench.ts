@@ -16,6 +16,7 @@ import { createWebGPUBackend, type WebGPUBackend, type WebGPUBackendOptions } fr
 import type { Backend } from '../../core/backend.js';
 import type { Tensor } from '../../core/tensor.js';
 import * as ops from '../../ops/index.js';
+import { random } from './random.js';
 
 interface Row {
   name: string;
@@ -43,16 +44,6 @@ const RUNS = Number(flag('runs') ?? 7);
 const NO_CPU = args.includes('--no-cpu');
 const ONLY = flag('only')?.split(',');
 const want = (s: string) => !ONLY || ONLY.includes(s);
-
-function random(n: number, seed: number): Float32Array {
-  const a = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    a[i] = s / 2 ** 31 - 1;
-  }
-  return a;
-}
 
 /** Wall time per run (median, min) and process CPU time per run (all threads, lavapipe's included: on a shared,
  *  loaded machine it shows the work done independently of how much of the CPU we were given). */
