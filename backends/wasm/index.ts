@@ -139,6 +139,10 @@ export class WasmBackend implements Backend {
   private readonly instance: WasmInstance;
   private readonly fns: Fn[];
   private readonly fnIndex = new Map<string, number>();
+  /** The [N, K] GEMV per weight dtype (variant resolved once) and prepare_x, as indices into fns: a decode step
+   *  makes ~50 GEMV calls, and building and hashing `gemv_t_${dt}${variant}` per call showed in profiles. */
+  private readonly gemvT: Record<StoreDType, number>;
+  private readonly prepareX: number;
   private readonly pool: ThreadPool | null;
   private readonly gemmScratch: number[];
   private u8!: Uint8Array;
@@ -173,6 +177,10 @@ export class WasmBackend implements Backend {
       this.fnIndex.set(n, i);
       return this.instance.exports[n] as Fn;
     });
+    const v = this.variants.gemvT ?? '';
+    const gemvT = (dt: StoreDType) => this.fn(this.fnIndex.has(`gemv_t_${dt}${v}`) ? `gemv_t_${dt}${v}` : `gemv_t_${dt}`); // dtype-specific variants: others keep the default
+    this.gemvT = { f32: gemvT('f32'), bf16: gemvT('bf16'), f16: gemvT('f16') };
+    this.prepareX = this.fn('prepare_x');
     this.heap = heap;
     this.gemmScratch = scratch;
     this.refreshViews();
@@ -392,26 +400,29 @@ export class WasmBackend implements Backend {
   /** C[M, N] = A[M, K] · B (+ bias), all contiguous; B is [K, N] or (transB) [N, K] of dtype dt. */
   private gemm(a: number, b: number, c: number, bias: number, M: number, N: number, K: number, transB: boolean, dt: StoreDType, roundA = this.bf16Activations): void {
     const eb = dt === 'f32' ? 4 : 2;
-    const jobs: Job[] = [];
     if (dt === 'bf16' && roundA) return this.gemmBf16Act(a, b, c, bias, M, N, K, transB);
     if (transB && M <= GEMV_T_MAX_M) {
       // Streaming GEMV over weight rows, against x reordered (and for bf16 split into even/odd elements) once here.
-      const xd = this.heap.alloc(M * K * 4);
+      // The prepared x goes into the calling thread's GEMM scratch when it fits (~768 KiB: K up to 24K at M = 8):
+      // no GEMM runs during a GEMV, and the workers only read it, so no alloc/free per call.
+      const xBytes = M * K * 4;
+      const own = xBytes > GEMM_SCRATCH_BYTES;
+      const xd = own ? this.heap.alloc(xBytes) : this.gemmScratch[0]!;
       try {
-        const prep = this.fns[this.fn('prepare_x')]!;
+        const prep = this.fns[this.prepareX]!;
         for (let m = 0; m < M; m++) prep(a + m * K * 4, xd + m * K * 4, K, dt === 'bf16' ? 1 : 0);
         const nt = this.threadsFor(N * K * (this.variants.gemvUnitBytes ?? eb), this.variants.gemvParBytes ?? PAR_BYTES);
-        const vname = `gemv_t_${dt}${this.variants.gemvT ?? ''}`;
-        const fn = this.fn(this.fnIndex.has(vname) ? vname : `gemv_t_${dt}`); // dtype-specific variants: others keep the default
-        for (const [n0, n1] of WasmBackend.split(N, nt, 4)) {
-          jobs.push({ fn, args: [a, K, xd, b + n0 * K * eb, bias ? bias + n0 * 4 : 0, c + n0 * 4, N, n1 - n0, K, M] });
-        }
-        this.runJobs(jobs);
+        const fn = this.gemvT[dt];
+        // One job (every decode GEMV of a small model): a direct call, no ranges, job objects or arrays.
+        if (nt === 1) return this.fns[fn]!(a, K, xd, b, bias, c, N, N, K, M);
+        this.runJobs(WasmBackend.split(N, nt, 4).map(([n0, n1]) => ({ fn, args: [a, K, xd, b + n0 * K * eb, bias ? bias + n0 * 4 : 0, c + n0 * 4, N, n1 - n0, K, M] })));
       } finally {
-        this.heap.free(xd, M * K * 4);
+        if (own) this.heap.free(xd, xBytes);
       }
       return;
-    } else if (!transB && M === 1) {
+    }
+    const jobs: Job[] = [];
+    if (!transB && M === 1) {
       // x·B with B [K, N]: jobs take chunks of B's rows (whole rows, read in order: splitting columns instead
       // would make every job read short runs of each row, which measured 3–5× slower), each writing partial sums,
       // then one fixed-order reduction. The chunking depends on the shape only, so results do not depend on threads.
