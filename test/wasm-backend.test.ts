@@ -118,6 +118,8 @@ test('GEMV x·Wᵀ: a weight row gives the same bits whether it runs in a multi-
 test("GEMV: the default (two far rows per pass) gives the one-row variant '_r1' bit for bit, every dtype", async () => {
   const e1 = await createWasmBackend({ threads: 1, variants: { gemvT: '_r1' } });
   const e2 = await createWasmBackend({ threads: 2, splitSmallOps: true, variants: { gemvT: '_r1' } });
+  // x in place at every K (the default does this up to K = 1024, so the shapes below test it both ways).
+  const e3 = await createWasmBackend({ threads: 2, splitSmallOps: true, variants: { gemvT: '_d' } });
   try {
     for (const dtype of ['f32', 'bf16', 'f16'] as const) {
       for (const [M, K, N] of [[1, 1000, 63], [1, 4096, 37], [3, 129, 17], [8, 257, 65], [1, 7, 5], [2, 16, 4], [1, 17, 3], [1, 33, 1]] as const) {
@@ -127,14 +129,16 @@ test("GEMV: the default (two far rows per pass) gives the one-row variant '_r1' 
           { data: dtype === 'f32' ? wf : (narrowFromF32(wf, dtype) as unknown as Float32Array), shape: [N, K], dtype },
           { data: rand(N), shape: [N] },
         ];
-        const [d, a, b] = await onEach([w1, e1, e2], inputs, ([x, w, bias]) => ops.linear(x!, w!, bias!));
+        const [d, a, b, e] = await onEach([w1, e1, e2, e3], inputs, ([x, w, bias]) => ops.linear(x!, w!, bias!));
         assertIdentical(d!, a!, `_r1 ${dtype} ${M}x${K}x${N} vs the default`);
         assertIdentical(a!, b!, `_r1 ${dtype} ${M}x${K}x${N}`);
+        assertIdentical(e!, a!, `_d ${dtype} ${M}x${K}x${N} vs _r1`);
       }
     }
   } finally {
     await e1.destroy();
     await e2.destroy();
+    await e3.destroy();
   }
 });
 
@@ -145,6 +149,7 @@ test('benchmarking variants (GEMV rows per pass / accumulators, FMA [K,N] GEMV, 
     { gemvT: '_r2a2', gemm: '_m64' },
     { gemvT: '_r4a1', gemm: '_p' },
     { gemvT: '_p2f' },
+    { gemvT: '_d' },
   ];
   for (const v of variants) {
     const v1 = await createWasmBackend({ threads: 1, variants: v });

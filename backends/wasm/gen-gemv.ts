@@ -4,6 +4,8 @@
 //
 //   gemv_t_<dt>  weights [N, K] (Linear layout): whole weight rows in address order, two rows per pass that lie
 //                half a job apart (row i with row i + rows/2), four accumulators per row, x loaded once for both.
+//   gemv_t_<dt>_d  the same for f32/f16 with x read in place instead of from prepare_x's reordered copy, and both
+//                rows' horizontal sums in one vector: the dispatch's choice up to K = 1024 (same sums, bit for bit).
 //   gemv_n_<dt>  weights [K, N]: y[j] += x[k]·B[k, j] over contiguous rows of B, four rows of B per pass over a
 //                column chunk of y that stays in L1.
 
@@ -55,7 +57,7 @@ export function hsum(a: Expr): Expr {
  * sequential x beside the weight stream measured 13.5 GB/s from DRAM, this pattern 17.8 (the hardware stream
  * detection seems to get in the way when two sequential streams run together).
  */
-export function genGemvT(m: ModuleBuilder, dt: StoreDType, fma = false, R = 1, ACC = 4, name = `gemv_t_${dt}`, far = false): string {
+export function genGemvT(m: ModuleBuilder, dt: StoreDType, fma = false, R = 1, ACC = 4, name = `gemv_t_${dt}`, far = false, direct = false): string {
   const madd = (a: Expr, b: Expr, acc: Expr) => (fma ? f32x4.relaxed_madd(a, b, acc) : f32x4.add(acc, f32x4.mul(a, b)));
   const eb = ELEM_BYTES[dt];
   if (![1, 2, 4].includes(ACC) || R < 1) throw new Error(`gemv_t: bad blocking R=${R} ACC=${ACC}`);
@@ -74,6 +76,7 @@ export function genGemvT(m: ModuleBuilder, dt: StoreDType, fma = false, R = 1, A
     const rowsR = f.local('i32', R > 1 ? i32.sub(rows, i32.rem_u(rows, R)) : rows);
     // far (R = 2 only): a pass reads rows n and n + half (two streams far apart) instead of n and n + 1.
     if (far && R !== 2) throw new Error('gemv_t: far pairs need R = 2');
+    if (direct && dt === 'bf16') throw new Error('gemv_t: bf16 reads x split into even/odd elements (xd)');
     const half = f.local('i32', i32.shr_u(rows, 1));
     const rowOf = (r: number): Expr => (far && r === 1 ? i32.add(n, half) : i32.add(n, r));
     const biasOf = (row: Expr) => f32.load(i32.add(bias, i32.shl(row, 2)));
@@ -127,7 +130,11 @@ export function genGemvT(m: ModuleBuilder, dt: StoreDType, fma = false, R = 1, A
         };
         // Blocks of 16 k: the weights in order; x from xd, where (f32/f16) block b sits at 2b (first half of the
         // blocks) or 2(b − half) + 1 (second half), so x is read with a two-block stride (see prepare_x).
-        if (dt === 'bf16') {
+        if (direct) {
+          // x read in place (xd unused): one loop, no prepared copy. The same x values meet the same weights in
+          // the same order, so the sums are the reordered kernel's bit for bit.
+          f.for(k, 0, k16, 16, () => block(i32.add(xp, i32.shl(k, 2))));
+        } else if (dt === 'bf16') {
           // bf16: x split into even/odd elements, in order (the reordering measured no gain here).
           f.for(k, 0, k16, 16, () => block(i32.add(xdp, i32.shl(k, 2))));
         } else {
@@ -139,8 +146,21 @@ export function genGemvT(m: ModuleBuilder, dt: StoreDType, fma = false, R = 1, A
           const a0 = a[0]!;
           if (ACC === 4) f.set(a0, f32x4.add(f32x4.add(a0, a[1]!), f32x4.add(a[2]!, a[3]!)));
           else if (ACC === 2) f.set(a0, f32x4.add(a0, a[1]!));
-          tail(wps[r]!, k16, a0, s);
-          store(rowOf(r), s);
+          if (!direct || count !== 2) {
+            tail(wps[r]!, k16, a0, s);
+            store(rowOf(r), s);
+          } else f.for(k, k16, k4, 4, () => f.set(a0, madd(load4(f, i32.add(wps[r]!, i32.mul(k, eb)), dt), v128.load(i32.add(xp, i32.shl(k, 2)), 0, 0), a0)));
+        }
+        if (direct && count === 2) {
+          // Both rows' horizontal sums at once: (a0 + a2) + (a1 + a3) per row, the additions hsum makes, in one
+          // vector (lanes: row 0's a0+a2, a1+a3, row 1's). Then each row's scalar tail, bias and store.
+          const a = acc[0]![0]!, b = acc[1]![0]!;
+          f.set(a, f32x4.add(v128.shuffle32(a, b, [0, 1, 4, 5]), v128.shuffle32(a, b, [2, 3, 6, 7])));
+          for (let r = 0; r < 2; r++) {
+            f.set(s, f32.add(f32x4.extract_lane(a, 2 * r), f32x4.extract_lane(a, 2 * r + 1)));
+            f.for(k, k4, K, 1, () => f.set(s, f32.add(s, f32.mul(f32.load(i32.add(xp, i32.shl(k, 2))), load1(f, i32.add(wps[r]!, i32.mul(k, eb)), dt)))));
+            store(rowOf(r), s);
+          }
         }
       });
     };

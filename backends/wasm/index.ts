@@ -110,7 +110,11 @@ if (CTRL_OFFSET + CTRL_BYTES > PAGE) throw new Error('wasm: control block does n
 const PAR_FLOPS = 1 << 21; // GEMM / attention work
 const PAR_BYTES = 1 << 20; // bytes touched by memory-bound kernels
 const GEMV_T_MAX_M = 8; // rows of x handled by the streaming GEMV (beyond that the packed GEMM wins)
-const GEMV_N_CHUNK = 512; // rows of B per job of the [K, N] GEMV (at least)
+const GEMV_N_CHUNK = 512;
+/** Up to this K the f32/f16 [N, K] GEMV reads x in place (`gemv_t_<dt>_d`): 4 KiB of x stays in L1 across rows,
+ *  and the reordered copy (which helps long rows read from DRAM, README) costs a prepare_x call and more
+ *  per-row work (two block loops, measured 7–16% of the kernel at K = 64–1024, cache-hot). */
+const GEMV_DIRECT_MAX_K = 1024; // rows of B per job of the [K, N] GEMV (at least)
 /** Attention runs as per-head GEMMs from this many queries and keys (causal: 128, where it measured ahead). */
 const ATTN_GEMM_MIN_TQ = 32;
 /** Decode attention with ≥ 2 query heads per kv head runs per group as GEMMs from this many keys (1.35–1.5× at 1–4K keys, even at 256). */
@@ -143,6 +147,9 @@ export class WasmBackend implements Backend {
    *  makes ~50 GEMV calls, and building and hashing `gemv_t_${dt}${variant}` per call showed in profiles. */
   private readonly gemvT: Record<StoreDType, number>;
   private readonly prepareX: number;
+  /** The x-in-place [N, K] GEMV per dtype (−1: none: bf16, or another variant chosen) and the K up to which it runs. */
+  private readonly gemvTDirect: Record<StoreDType, number>;
+  private readonly gemvDirectMaxK: number;
   private readonly pool: ThreadPool | null;
   private readonly gemmScratch: number[];
   private u8!: Uint8Array;
@@ -181,6 +188,10 @@ export class WasmBackend implements Backend {
     const gemvT = (dt: StoreDType) => this.fn(this.fnIndex.has(`gemv_t_${dt}${v}`) ? `gemv_t_${dt}${v}` : `gemv_t_${dt}`); // dtype-specific variants: others keep the default
     this.gemvT = { f32: gemvT('f32'), bf16: gemvT('bf16'), f16: gemvT('f16') };
     this.prepareX = this.fn('prepare_x');
+    // Variant '_d' forces the x-in-place kernel at every K; any other variant disables it (so '_r1' is timed as is).
+    const direct = (dt: StoreDType) => (v === '' || v === '_d' ? (this.fnIndex.get(`gemv_t_${dt}_d`) ?? -1) : -1);
+    this.gemvTDirect = { f32: direct('f32'), bf16: -1, f16: direct('f16') };
+    this.gemvDirectMaxK = v === '_d' ? Infinity : GEMV_DIRECT_MAX_K;
     this.heap = heap;
     this.gemmScratch = scratch;
     this.refreshViews();
@@ -402,6 +413,13 @@ export class WasmBackend implements Backend {
     const eb = dt === 'f32' ? 4 : 2;
     if (dt === 'bf16' && roundA) return this.gemmBf16Act(a, b, c, bias, M, N, K, transB);
     if (transB && M <= GEMV_T_MAX_M) {
+      const nt = this.threadsFor(N * K * (this.variants.gemvUnitBytes ?? eb), this.variants.gemvParBytes ?? PAR_BYTES);
+      const direct = this.gemvTDirect[dt];
+      if (direct >= 0 && K <= this.gemvDirectMaxK) {
+        // Short f32/f16 rows: x read in place (no prepared copy; the default's sums bit for bit).
+        if (nt === 1) return this.fns[direct]!(a, K, 0, b, bias, c, N, N, K, M);
+        return this.runJobs(WasmBackend.split(N, nt, 4).map(([n0, n1]) => ({ fn: direct, args: [a, K, 0, b + n0 * K * eb, bias ? bias + n0 * 4 : 0, c + n0 * 4, N, n1 - n0, K, M] })));
+      }
       // Streaming GEMV over weight rows, against x reordered (and for bf16 split into even/odd elements) once here.
       // The prepared x goes into the calling thread's GEMM scratch when it fits (~768 KiB: K up to 24K at M = 8):
       // no GEMM runs during a GEMV, and the workers only read it, so no alloc/free per call.
@@ -411,7 +429,6 @@ export class WasmBackend implements Backend {
       try {
         const prep = this.fns[this.prepareX]!;
         for (let m = 0; m < M; m++) prep(a + m * K * 4, xd + m * K * 4, K, dt === 'bf16' ? 1 : 0);
-        const nt = this.threadsFor(N * K * (this.variants.gemvUnitBytes ?? eb), this.variants.gemvParBytes ?? PAR_BYTES);
         const fn = this.gemvT[dt];
         // One job (every decode GEMV of a small model): a direct call, no ranges, job objects or arrays.
         if (nt === 1) return this.fns[fn]!(a, K, xd, b, bias, c, N, N, K, M);

@@ -93,6 +93,7 @@ export function buildKernelBytes(fma = false): { bytes: Uint8Array; names: strin
     // locked A/B run (README, "Two far rows, exact"). The one-row kernel stays as variant '_r1'.
     genGemvT(m, dt, fma, 2, 4, `gemv_t_${dt}`, true);
     genGemvT(m, dt, fma, 1, 4, `gemv_t_${dt}_r1`);
+    if (dt !== 'bf16') genGemvT(m, dt, fma, 2, 4, `gemv_t_${dt}_d`, true, true);
     for (const [R, ACC] of GEMV_T_VARIANTS) genGemvT(m, dt, fma, R, ACC, `gemv_t_${dt}_r${R}a${ACC}`);
     genGemvN(m, dt);
     if (dt === 'bf16') genGemvTPairs(m, fma, `gemv_t_${dt}_p2f`); // bf16 only: other dtypes keep their default
