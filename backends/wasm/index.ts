@@ -110,11 +110,11 @@ if (CTRL_OFFSET + CTRL_BYTES > PAGE) throw new Error('wasm: control block does n
 const PAR_FLOPS = 1 << 21; // GEMM / attention work
 const PAR_BYTES = 1 << 20; // bytes touched by memory-bound kernels
 const GEMV_T_MAX_M = 8; // rows of x handled by the streaming GEMV (beyond that the packed GEMM wins)
-const GEMV_N_CHUNK = 512;
+const GEMV_N_CHUNK = 512; // rows of B per job of the [K, N] GEMV (at least)
 /** Up to this K the f32/f16 [N, K] GEMV reads x in place (`gemv_t_<dt>_d`): 4 KiB of x stays in L1 across rows,
  *  and the reordered copy (which helps long rows read from DRAM, README) costs a prepare_x call and more
  *  per-row work (two block loops, measured 7–16% of the kernel at K = 64–1024, cache-hot). */
-const GEMV_DIRECT_MAX_K = 1024; // rows of B per job of the [K, N] GEMV (at least)
+const GEMV_DIRECT_MAX_K = 1024;
 /** Attention runs as per-head GEMMs from this many queries and keys (causal: 128, where it measured ahead). */
 const ATTN_GEMM_MIN_TQ = 32;
 /** Decode attention with ≥ 2 query heads per kv head runs per group as GEMMs from this many keys (1.35–1.5× at 1–4K keys, even at 256). */
