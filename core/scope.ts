@@ -31,16 +31,20 @@ export function keep<T extends Tensor>(t: T): T {
   return t;
 }
 
-/** Collects the tensors found in a (possibly nested) result value, each once. */
-function collect(value: unknown, out: Tensor[], depth = 0): void {
+/** Collects the tensors found in a (possibly nested) result value, each once (`seen` takes over past 16). */
+function collect(value: unknown, out: Tensor[], depth = 0, seen: { set: Set<Tensor> | null } = { set: null }): void {
   if (value === null || typeof value !== 'object' || depth > 4) return;
   if ((value as { constructor?: { name?: string } }).constructor?.name === 'Tensor') {
-    if (!out.includes(value as Tensor)) out.push(value as Tensor);
+    const t = value as Tensor;
+    if (seen.set ? seen.set.has(t) : out.includes(t)) return;
+    out.push(t);
+    if (seen.set) seen.set.add(t);
+    else if (out.length > 16) seen.set = new Set(out);
     return;
   }
-  if (Array.isArray(value)) for (const v of value) collect(v, out, depth + 1);
-  else if (value instanceof Map) for (const v of value.values()) collect(v, out, depth + 1);
-  else if (Object.getPrototypeOf(value) === Object.prototype) for (const v of Object.values(value)) collect(v, out, depth + 1);
+  if (Array.isArray(value)) for (const v of value) collect(v, out, depth + 1, seen);
+  else if (value instanceof Map) for (const v of value.values()) collect(v, out, depth + 1, seen);
+  else if (Object.getPrototypeOf(value) === Object.prototype) for (const v of Object.values(value)) collect(v, out, depth + 1, seen);
 }
 
 /**

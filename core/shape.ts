@@ -32,7 +32,7 @@ export function internShape(shape: Shape): Shape {
   if (bucket) {
     for (let j = 0; j < bucket.length; j++) if (sameShape(bucket[j]!, shape)) return bucket[j]!;
   }
-  const frozen = Object.freeze(shape.slice());
+  const frozen = Object.freeze(Array.from(shape)); // a plain array even when given a typed one (those cannot be frozen)
   if (shapeCacheCount >= SHAPE_CACHE_MAX) {
     // Bounded: many distinct shapes (prefills of every length) start it over.
     shapeCache.clear();

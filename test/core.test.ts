@@ -84,7 +84,24 @@ test('tensor shapes are frozen and shared, never the caller\'s array', () => {
   const d = ops.reshape(a, [3, 2]);
   assert.equal(d.shape, [3, 2]);
   assert.ok(Object.isFrozen(d.shape));
-  for (const x of [a, b, c, d]) x.dispose();
+  // A typed array as the shape (JS callers do this) becomes a plain frozen array (typed arrays cannot be frozen).
+  const e = ops.zeros(cpu, new Int32Array([3, 1]) as unknown as number[]);
+  assert.ok(Array.isArray(e.shape) && Object.isFrozen(e.shape));
+  assert.equal([...e.shape], [3, 1]);
+  for (const x of [a, b, c, d, e]) x.dispose();
+});
+
+test('tidy: a result holding many tensors (past the small-result path) keeps each once', () => {
+  const before = cpu.memory().liveBytes;
+  const parts = tidy(() => {
+    const xs = Array.from({ length: 40 }, (_, i) => t([i], [1]));
+    ops.add(xs[0]!, xs[1]!); // an intermediate: freed
+    return [...xs, xs[3]!, { again: xs[39]! }];
+  });
+  assert.is(parts.length, 42);
+  for (const p of parts.slice(0, 40)) assert.not.ok((p as { disposed: boolean }).disposed);
+  for (const p of parts.slice(0, 40)) (p as { dispose(): void }).dispose();
+  assert.equal(cpu.memory().liveBytes, before);
 });
 
 test('dtype conversions: f16 and bf16 round-to-nearest-even, specials', () => {

@@ -122,7 +122,8 @@ test("GEMV: the default (two far rows per pass) gives the one-row variant '_r1' 
   const e3 = await createWasmBackend({ threads: 2, splitSmallOps: true, variants: { gemvT: '_d' } });
   try {
     for (const dtype of ['f32', 'bf16', 'f16'] as const) {
-      for (const [M, K, N] of [[1, 1000, 63], [1, 4096, 37], [3, 129, 17], [8, 257, 65], [1, 7, 5], [2, 16, 4], [1, 17, 3], [1, 33, 1]] as const) {
+      // Past K = 1024 the prepared-x kernel runs (M > 1 and N = 1 included); M·K·4 > the GEMM scratch takes its own x buffer.
+      for (const [M, K, N] of [[1, 1000, 63], [1, 4096, 37], [3, 129, 17], [8, 257, 65], [1, 7, 5], [2, 16, 4], [1, 17, 3], [1, 33, 1], [3, 2049, 17], [1, 1100, 1], [8, 32768, 3]] as const) {
         const wf = rand(K * N);
         const inputs = [
           { data: rand(M * K), shape: [M, K] },
@@ -140,6 +141,17 @@ test("GEMV: the default (two far rows per pass) gives the one-row variant '_r1' 
     await e2.destroy();
     await e3.destroy();
   }
+});
+
+test('an unknown GEMV variant name is refused (it would silently time the default against itself)', async () => {
+  let err: unknown;
+  try {
+    const b = await createWasmBackend({ threads: 1, variants: { gemvT: '_p2e' } });
+    await b.destroy();
+  } catch (e) {
+    err = e;
+  }
+  assert.ok(err instanceof Error && /no GEMV variant '_p2e'/.test(err.message), String(err));
 });
 
 test('benchmarking variants (GEMV rows per pass / accumulators, FMA [K,N] GEMV, GEMM blockings): match the CPU, 1 thread = 2 threads', async () => {

@@ -428,7 +428,7 @@ export function genRoundBf16(m: ModuleBuilder): string {
  * bf16·bf16 product is exact in f32 (8 + 8 significant bits), so fused and unfused multiply-add give the same sums.
  * far = true (the option's kernel): row i with row i + ⌊rows/2⌋ per pass (two streams far apart), x loaded and
  * widened once for both rows, two accumulators per row (8 k per step); a leftover row alone, in the same order.
- * far = false (benchmarking variant `_r1`): the default f32-x kernel's structure, one row per pass, four
+ * far = false (benchmarking variant `_r1`): the one-row f32-x kernel's structure (variant `_r1` there too), four
  * accumulators (16 k per step). Either way a row's sum does not depend on the split among threads or on its
  * partner. Measured under the bench lock (README): pairs cost ~25% less CPU per call than one row, on 1 thread
  * 2.0–2.2× the calls per CPU-second of the f32 GEMV, against 1.5–1.8 for one row.

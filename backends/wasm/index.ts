@@ -147,6 +147,9 @@ export class WasmBackend implements Backend {
    *  makes ~50 GEMV calls, and building and hashing `gemv_t_${dt}${variant}` per call showed in profiles. */
   private readonly gemvT: Record<StoreDType, number>;
   private readonly prepareX: number;
+  /** `bf16Activations`: round_bf16 and the bf16-x GEMV (variant resolved once), as indices into fns. */
+  private readonly roundBf16: number;
+  private readonly gemvTBf16x: number;
   /** The x-in-place [N, K] GEMV per dtype (−1: none: bf16, or another variant chosen) and the K up to which it runs. */
   private readonly gemvTDirect: Record<StoreDType, number>;
   private readonly gemvDirectMaxK: number;
@@ -185,9 +188,15 @@ export class WasmBackend implements Backend {
       return this.instance.exports[n] as Fn;
     });
     const v = this.variants.gemvT ?? '';
+    // A misspelt or retired variant would otherwise time the default against itself without a word.
+    if (v !== '' && !['f32', 'bf16', 'f16', 'bf16_xb'].some((dt) => this.fnIndex.has(`gemv_t_${dt}${v}`))) {
+      throw new BackendError(`${this.name}: no GEMV variant '${v}' (variants.gemvT) for any dtype in the module`);
+    }
     const gemvT = (dt: StoreDType) => this.fn(this.fnIndex.has(`gemv_t_${dt}${v}`) ? `gemv_t_${dt}${v}` : `gemv_t_${dt}`); // dtype-specific variants: others keep the default
     this.gemvT = { f32: gemvT('f32'), bf16: gemvT('bf16'), f16: gemvT('f16') };
     this.prepareX = this.fn('prepare_x');
+    this.roundBf16 = this.fn('round_bf16');
+    this.gemvTBf16x = this.fn(this.fnIndex.has(`gemv_t_bf16_xb${v}`) ? `gemv_t_bf16_xb${v}` : 'gemv_t_bf16_xb');
     // Variant '_d' forces the x-in-place kernel at every K; any other variant disables it (so '_r1' is timed as is).
     const direct = (dt: StoreDType) => (v === '' || v === '_d' ? (this.fnIndex.get(`gemv_t_${dt}_d`) ?? -1) : -1);
     this.gemvTDirect = { f32: direct('f32'), bf16: -1, f16: direct('f16') };
@@ -494,15 +503,15 @@ export class WasmBackend implements Backend {
    * the same activation rounding.
    */
   private gemmBf16Act(a: number, b: number, c: number, bias: number, M: number, N: number, K: number, transB: boolean): void {
-    const round = this.fns[this.fn('round_bf16')]!;
+    const round = this.fns[this.roundBf16]!;
     if (transB && M <= GEMV_T_MAX_M) {
       const bytes = M * K * 2;
       const xb = this.heap.alloc(bytes);
       try {
         round(a, xb, M * K, 1); // rows of K bf16, back to back: row m at xb + m·K·2
         const nt = this.threadsFor(N * K * (this.variants.gemvUnitBytes ?? 2), this.variants.gemvParBytes ?? PAR_BYTES);
-        const vname = `gemv_t_bf16_xb${this.variants.gemvT ?? ''}`;
-        const fn = this.fn(this.fnIndex.has(vname) ? vname : 'gemv_t_bf16_xb');
+        const fn = this.gemvTBf16x;
+        if (nt === 1) return this.fns[fn]!(0, K, xb, b, bias, c, N, N, K, M);
         this.runJobs(WasmBackend.split(N, nt, 4).map(([n0, n1]) => ({ fn, args: [0, K, xb, b + n0 * K * 2, bias ? bias + n0 * 4 : 0, c + n0 * 4, N, n1 - n0, K, M] })));
       } finally {
         this.heap.free(xb, bytes);
