@@ -30,8 +30,10 @@ export function addOpObserver(fn: OpObserver): () => void {
 }
 
 /** The backend shared by all (non-null) inputs; mixing backends is an error naming the op. */
-export function backendOf(op: string, inputs: readonly (Tensor | null)[]): Backend {
-  let backend: Backend | undefined;
+export function backendOf(op: string, inputs: readonly (Tensor | null)[], first: Tensor | null = null): Backend {
+  // `first` (an in-place op's output) counts as one more input, checked before the others, without an array.
+  if (first) first.assertAlive(op);
+  let backend: Backend | undefined = first?.backend;
   for (const t of inputs) {
     if (!t) continue;
     t.assertAlive(op);
@@ -79,12 +81,8 @@ export function runKernel<K extends OpName>(
 
 /** Runs an in-place kernel whose output is an existing tensor (writeSlice). */
 export function runInPlace<K extends OpName>(op: K, out: Tensor, inputs: KernelInputs<K>, attrs: KernelAttrs<K>, cost: CostHint): Tensor {
-  // As backendOf([out, ...inputs]), without building that array (KV-cache writes run per layer and token).
-  out.assertAlive(op);
-  const backend = backendOf(op, inputs as readonly (Tensor | null)[]);
-  if (out.backend !== backend) {
-    throw new TensorStateError(`${op}: inputs live on different backends ('${out.backend.name}' and '${backend.name}'); move them first`);
-  }
+  // out as the first input, without building [out, ...inputs] (KV-cache writes run per layer and token).
+  const backend = backendOf(op, inputs as readonly (Tensor | null)[], out);
   check(backend, op, out, inputs, attrs);
   backend[op](out, inputs as never, attrs as never);
   finish(op, backend, out, inputs, attrs, cost);

@@ -15,6 +15,7 @@ import { pathToFileURL } from 'node:url';
 import type { WebGPUBackend, WebGPUBackendOptions } from '../../backends/webgpu/index.js';
 import type { Tensor } from '../../core/tensor.js';
 import { random } from './random.js';
+import { unfusedAttentionFreshKV } from './attention-unfused.js';
 
 type Ops = typeof import('../../ops/index.js');
 
@@ -56,14 +57,7 @@ for (const [label, dir] of builds) {
       const qh = ops.reshape(ops.scale(ops.transpose(qq, [0, 2, 1, 3, 4]), scale), [Hkv, Tq * g, D]);
       const kh = ops.transpose(ops.tensor(b, Kd, [S, Hkv, D]), [1, 0, 2]);
       const vh = ops.transpose(ops.tensor(b, Vd, [S, Hkv, D]), [1, 0, 2]);
-      f = () => {
-        const k2 = ops.copy(kh), v2 = ops.copy(vh);
-        const s = ops.matmul(qh, k2, { transposeB: true });
-        const p = ops.softmax(s);
-        const o = ops.matmul(p, v2);
-        for (const t of [k2, v2, s, p]) t.dispose();
-        return o;
-      };
+      f = unfusedAttentionFreshKV(ops, qh, kh, vh);
     } else {
       const q = ops.tensor(b, Q, [1, Tq, Hq, D]), k = ops.tensor(b, Kd, [1, S, Hkv, D]), v = ops.tensor(b, Vd, [1, S, Hkv, D]);
       if (c.startsWith('same')) {

@@ -31,6 +31,7 @@ import { generate } from '../../models/generate.js';
 import { LaviModel } from '../../models/lavi.js';
 import { countParameters, randomWeights } from '../../models/weights.js';
 import * as ops from '../../ops/index.js';
+import { random } from './random.js';
 
 const argv = process.argv.slice(2);
 const flag = (n: string) => argv.includes(`--${n}`);
@@ -69,14 +70,7 @@ interface Case {
 }
 
 let seed = 7;
-function rand(n: number): Float32Array {
-  const a = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
-    a[i] = (seed / 2 ** 32) * 2 - 1;
-  }
-  return a;
-}
+const rand = (n: number): Float32Array => random(n, seed++); // a new stream per input
 const hostInputs = new Map<string, { a: Float32Array; w: Float32Array }>();
 function inputsOf(c: Case): { a: Float32Array; w: Float32Array } {
   const key = `${c.M}x${c.K}x${c.N}`;

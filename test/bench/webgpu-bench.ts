@@ -17,6 +17,7 @@ import type { Backend } from '../../core/backend.js';
 import type { Tensor } from '../../core/tensor.js';
 import * as ops from '../../ops/index.js';
 import { random } from './random.js';
+import { unfusedAttentionFreshKV } from './attention-unfused.js';
 
 interface Row {
   name: string;
@@ -228,14 +229,7 @@ async function main(): Promise<void> {
         });
         await bench(`attention unfused head-major, K/V written each call ${Tq}x${S}`, [gpu], RUNS * 2, (b) => {
           const { qh, kh, vh } = headMajor(b);
-          return () => {
-            const k2 = ops.copy(kh), v2 = ops.copy(vh);
-            const s = ops.matmul(qh, k2, { transposeB: true });
-            const p = ops.softmax(s);
-            const o = ops.matmul(p, v2);
-            for (const t of [k2, v2, s, p]) t.dispose();
-            return o;
-          };
+          return unfusedAttentionFreshKV(ops, qh, kh, vh);
         });
       }
     }
