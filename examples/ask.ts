@@ -7,7 +7,7 @@
 
 import { fileURLToPath } from 'node:url';
 import { releaseAllBackends } from '../core/registry.js';
-import { LaviRuntime } from '../models/runtime.js';
+import { LaviRuntime } from '../models/app/runtime.js';
 
 // Paths relative to the package, so the example runs from any working directory.
 const image = process.argv[2] ?? fileURLToPath(new URL('../../examples/images/shapes3.png', import.meta.url));

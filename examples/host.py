@@ -3,7 +3,7 @@
 
     python3 examples/host.py IMAGE "QUESTION" [--model DIR] [--backend NAME] [--max-tokens N]
 
-Starts `node dist/models/cli.js serve --stdio`, loads a model, asks a question about an image (sent as the
+Starts `node dist/models/app/cli.js serve --stdio`, loads a model, asks a question about an image (sent as the
 bytes of the PNG/JPEG file), prints the streamed tokens as they come, then the final answer, and shuts down.
 """
 import argparse
@@ -64,7 +64,7 @@ def main():
     ap.add_argument("--node", default="node")
     a = ap.parse_args()
 
-    proc = subprocess.Popen([a.node, os.path.join(ROOT, "dist", "models", "cli.js"), "serve", "--stdio"],
+    proc = subprocess.Popen([a.node, os.path.join(ROOT, "dist", "models", "app", "cli.js"), "serve", "--stdio"],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     try:
         load = {"id": 1, "type": "load", "backend": a.backend}

@@ -1,5 +1,5 @@
-// `lavi ask` end to end: spawns `node dist/models/cli.js ask ...` on a tiny random checkpoint (runtime-helpers.ts,
-// with its tokenizer.json read by models/tokenizer.ts) and checks stdout, stderr and the exit status for a good
+// `lavi ask` end to end: spawns `node dist/models/app/cli.js ask ...` on a tiny random checkpoint (runtime-helpers.ts,
+// with its tokenizer.json read by models/text/tokenizer.ts) and checks stdout, stderr and the exit status for a good
 // question, --stream, --verbose, --json, a missing / corrupt / GIF image, an empty and a too-long question, a bad
 // backend name, usage mistakes and a model dir without weights. The answer printed must be the one the library
 // API (LaviRuntime) gives for the same image and question.
@@ -10,10 +10,10 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { LaviRuntime } from '../models/runtime.js';
+import { LaviRuntime } from '../models/app/runtime.js';
 import { GIF_BYTES, encodePng, makeTinyModel, tempDir, testImage } from './runtime-helpers.js';
 
-const cli = fileURLToPath(new URL('../models/cli.js', import.meta.url));
+const cli = fileURLToPath(new URL('../models/app/cli.js', import.meta.url));
 const tmp = tempDir('lavi-cli-');
 const modelDir = join(tmp.dir, 'model');
 const png = join(tmp.dir, 'picture.png');
@@ -125,7 +125,7 @@ test('a bad backend name: usage error, exit 2, lists the backends', () => {
   failsWith(lavi(png, Q, '--model', modelDir, '--backend', 'tpu9000'), 2, /unknown backend 'tpu9000' \(available: .*cpu/);
 });
 
-test("the package's bin (dist/models/cli.js) runs as an executable, as `npx lavi` runs it", () => {
+test("the package's bin (dist/models/app/cli.js) runs as an executable, as `npx lavi` runs it", () => {
   // npm does not mark the root package's own bin executable; the build/prepare/test scripts chmod it. Without that,
   // the README's first command fails on a fresh clone with 'lavi: Permission denied'.
   const r = spawnSync(cli, ['ask', '--help'], { encoding: 'utf8', timeout: 60_000 });

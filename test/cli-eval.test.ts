@@ -8,11 +8,11 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { normalizeAnswer, type EvalTable } from '../models/commands/eval.js';
-import { LaviRuntime } from '../models/runtime.js';
+import { normalizeAnswer, type EvalTable } from '../models/app/commands/eval.js';
+import { LaviRuntime } from '../models/app/runtime.js';
 import { encodePng, makeTinyModel, tempDir, testImage } from './runtime-helpers.js';
 
-const cli = fileURLToPath(new URL('../models/cli.js', import.meta.url));
+const cli = fileURLToPath(new URL('../models/app/cli.js', import.meta.url));
 const tmp = tempDir('lavi-eval-');
 const split = join(tmp.dir, 'split');
 const laviDir = join(tmp.dir, 'lavi-vqa');

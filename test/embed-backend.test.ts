@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { getBackend, releaseAllBackends, listBackends } from '../index.js';
 import { summarize, verifyBackend } from '../backends/conformance/index.js';
 import { InstrumentedBackend, registerInstrumentedBackend } from '../examples/instrumented-backend.js';
-import { LaviRuntime } from '../models/runtime.js';
+import { LaviRuntime } from '../models/app/runtime.js';
 import { makeTinyModel, tempDir, testImage } from './runtime-helpers.js';
 
 const tmp = tempDir('lavi-embed-backend-');

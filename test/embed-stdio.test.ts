@@ -1,4 +1,4 @@
-// `lavi serve --stdio` (models/serve.ts) driven from TypeScript as a subprocess: load, ask with streamed tokens,
+// `lavi serve --stdio` (models/app/serve.ts) driven from TypeScript as a subprocess: load, ask with streamed tokens,
 // generate, cancel, stats, verify, info, shutdown; malformed input (garbage, a truncated frame then more frames,
 // an oversized length prefix, a non-map body, an unknown type, missing/bad fields) answered with errors while
 // the server keeps serving; busy rejection; and examples/host.py end to end when python3-msgpack is installed.
@@ -10,13 +10,13 @@ import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:chil
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { encodeFrame, FrameDecoder } from '../models/serve.js';
-import { LaviRuntime } from '../models/runtime.js';
+import { encodeFrame, FrameDecoder } from '../models/app/serve.js';
+import { LaviRuntime } from '../models/app/runtime.js';
 import { releaseAllBackends } from '../core/registry.js';
 import { encodePng, makeTinyModel, tempDir, testImage } from './runtime-helpers.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const CLI = join(ROOT, 'dist', 'models', 'cli.js');
+const CLI = join(ROOT, 'dist', 'models', 'app', 'cli.js');
 const tmp = tempDir('lavi-embed-stdio-');
 const dir = join(tmp.dir, 'lavi');
 const IMG = testImage(40, 30, 0);

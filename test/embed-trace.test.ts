@@ -1,4 +1,4 @@
-// Op traces (models/trace.ts): record a tiny-model request on cpu through the CLI, replay it on every backend
+// Op traces (models/app/trace.ts): record a tiny-model request on cpu through the CLI, replay it on every backend
 // that can be created here (a NOTE for the others), and check that a corrupted trace (one output value changed)
 // is reported at exactly that op as the first divergence, with exit status 1.
 
@@ -10,12 +10,12 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import '../backends/index.js';
 import { getBackend, releaseAllBackends } from '../core/registry.js';
-import { encodeFrame } from '../models/serve.js';
-import { hostArray, readTrace, replayTrace, type Trace } from '../models/trace.js';
+import { encodeFrame } from '../models/app/serve.js';
+import { hostArray, readTrace, replayTrace, type Trace } from '../models/app/trace.js';
 import { encodePng, makeTinyModel, tempDir, testImage } from './runtime-helpers.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const CLI = join(ROOT, 'dist', 'models', 'cli.js');
+const CLI = join(ROOT, 'dist', 'models', 'app', 'cli.js');
 const tmp = tempDir('lavi-embed-trace-');
 const dir = join(tmp.dir, 'lavi');
 const file = join(tmp.dir, 'ask.trace');

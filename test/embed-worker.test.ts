@@ -7,8 +7,8 @@ import * as assert from 'uvu/assert';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { releaseAllBackends } from '../core/registry.js';
-import { LaviRuntime, ModelDirError } from '../models/runtime.js';
-import { WorkerRuntime } from '../models/worker.js';
+import { LaviRuntime, ModelDirError } from '../models/app/runtime.js';
+import { WorkerRuntime } from '../models/app/worker.js';
 import { encodePng, makeTinyModel, tempDir, testImage } from './runtime-helpers.js';
 
 const tmp = tempDir('lavi-embed-worker-');

@@ -7,11 +7,11 @@ import * as assert from 'uvu/assert';
 import { CpuBackend } from '../backends/cpu/index.js';
 import { createGpuJsBackend, type GpuJsBackendOptions } from '../backends/gpujs/index.js';
 import type { Backend } from '../core/backend.js';
-import { tinyConfig } from '../models/config.js';
-import type { PixelBatch } from '../models/image.js';
-import { LaviModel } from '../models/lavi.js';
-import { createRng } from '../models/rng.js';
-import { randomWeights } from '../models/weights.js';
+import { tinyConfig } from '../models/lavi/config.js';
+import type { PixelBatch } from '../models/image/preprocess.js';
+import { LaviModel } from '../models/lavi/model.js';
+import { createRng } from '../core/rng.js';
+import { randomWeights } from '../models/lavi/weights.js';
 
 const CI = process.env.CI === 'true';
 const cfg = tinyConfig({ lavi_config: { modulate_final_norm: true } });

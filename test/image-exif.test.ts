@@ -1,4 +1,4 @@
-// EXIF orientation (models/exif.ts, applied by models/image_io.ts) against PIL's ImageOps.exif_transpose, the
+// EXIF orientation (models/exif.ts, applied by models/image/decode.ts) against PIL's ImageOps.exif_transpose, the
 // independent oracle: test/fixtures/exif holds a PNG (eXIf chunk) and a JPEG (APP1) per orientation 1..8 written by
 // PIL, and goldens.json what PIL makes of each (test/oracle/gen_exif_goldens.py). PNGs must match byte for byte;
 // JPEGs (libjpeg there, jpeg-js here) within a few levels, far below what a wrong turn would cost. Also:
@@ -8,9 +8,9 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { applyOrientation, jpegExif, pngExif, tiffOrientation } from '../models/exif.js';
-import { decodeImage } from '../models/image_io.js';
-import { packageRoot } from '../models/runtime.js';
+import { applyOrientation, jpegExif, pngExif, tiffOrientation } from '../models/image/exif.js';
+import { decodeImage } from '../models/image/decode.js';
+import { packageRoot } from '../models/app/runtime.js';
 
 const dir = join(packageRoot(), 'test', 'fixtures', 'exif');
 interface Golden { orientation: number; width: number; height: number; rgb: string }

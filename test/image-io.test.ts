@@ -1,4 +1,4 @@
-// Image file decoding (models/image_io.ts): PNGs of every colour type written here (with pngjs, or chunk by chunk
+// Image file decoding (models/image/decode.ts): PNGs of every colour type written here (with pngjs, or chunk by chunk
 // for palette, 1-bit, 16-bit and interlaced ones), JPEGs from jpeg-js plus a progressive and a grayscale JPEG made
 // with libjpeg (embedded below), format detection by magic bytes, alpha compositing, the size limits checked from
 // the header, and every error.
@@ -12,9 +12,9 @@ import { deflateSync } from 'node:zlib';
 import jpeg from 'jpeg-js';
 import { PNG } from 'pngjs';
 import { FormatError, LaviError, UnsupportedError, ValueError } from '../core/errors.js';
-import { tinyConfig } from '../models/config.js';
-import { preprocessImage, type RGBImage } from '../models/image.js';
-import { decodeImage, detectImageFormat, loadImage, type DecodedImage } from '../models/image_io.js';
+import { tinyConfig } from '../models/lavi/config.js';
+import { preprocessImage, type RGBImage } from '../models/image/preprocess.js';
+import { decodeImage, detectImageFormat, loadImage, type DecodedImage } from '../models/image/decode.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'lavi-image-io-'));
 let fileNo = 0;

@@ -13,9 +13,9 @@ import type { Backend } from '../core/backend.js';
 import { getBackend, releaseAllBackends } from '../core/registry.js';
 import { Checkpoint } from '../core/safetensors/checkpoint.js';
 import type { HostTensor } from '../core/safetensors/reader.js';
-import { generate } from '../models/generate.js';
-import type { PixelBatch } from '../models/image.js';
-import { LaviModel } from '../models/lavi.js';
+import { generate } from '../models/app/generate.js';
+import type { PixelBatch } from '../models/image/preprocess.js';
+import { LaviModel } from '../models/lavi/model.js';
 
 const root = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..', 'test', 'fixtures', 'model');
 const manifest = JSON.parse(readFileSync(join(root, 'manifest.json'), 'utf8')) as {

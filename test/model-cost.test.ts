@@ -8,11 +8,11 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { preset, tinyConfig } from '../models/config.js';
-import { costReport, type CostReport } from '../models/cost_report.js';
-import { countParameters } from '../models/weights.js';
+import { preset, tinyConfig } from '../models/lavi/config.js';
+import { costReport, type CostReport } from '../models/lavi/cost-report.js';
+import { countParameters } from '../models/lavi/weights.js';
 
-const CLI = fileURLToPath(new URL('../models/cli.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../models/app/cli.js', import.meta.url));
 
 function cli(...args: string[]) {
   const r = spawnSync(process.execPath, [CLI, 'cost', ...args], { encoding: 'utf8', timeout: 60_000 });

@@ -4,11 +4,11 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { CpuBackend } from '../backends/cpu/index.js';
-import { asConcat, tinyConfig, type ModelConfig } from '../models/config.js';
-import { generate, sampleToken } from '../models/generate.js';
-import { LaviModel } from '../models/lavi.js';
-import { createRng } from '../models/rng.js';
-import { randomWeights } from '../models/weights.js';
+import { asConcat, tinyConfig, type ModelConfig } from '../models/lavi/config.js';
+import { generate, sampleToken } from '../models/app/generate.js';
+import { LaviModel } from '../models/lavi/model.js';
+import { createRng } from '../core/rng.js';
+import { randomWeights } from '../models/lavi/weights.js';
 
 const cpu = new CpuBackend();
 const PROMPT = [4, 8, 15, 16, 23, 42];

@@ -14,9 +14,9 @@ import { Checkpoint } from '../core/safetensors/checkpoint.js';
 import type { HostTensor } from '../core/safetensors/reader.js';
 import type { Tensor } from '../core/tensor.js';
 import { reshape, tensor } from '../ops/index.js';
-import { generate } from '../models/generate.js';
-import { preprocessImage, type PixelBatch } from '../models/image.js';
-import { LaviModel } from '../models/lavi.js';
+import { generate } from '../models/app/generate.js';
+import { preprocessImage, type PixelBatch } from '../models/image/preprocess.js';
+import { LaviModel } from '../models/lavi/model.js';
 
 const root = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..', 'test', 'fixtures', 'model');
 

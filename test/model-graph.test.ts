@@ -9,12 +9,12 @@ import { CostRecorder, withCost } from '../core/cost.js';
 import { tidy } from '../core/scope.js';
 import type { Tensor } from '../core/tensor.js';
 import { addOpObserver } from '../ops/index.js';
-import { asConcat, tinyConfig, type ConfigOverrides, type ModelConfig } from '../models/config.js';
+import { asConcat, tinyConfig, type ConfigOverrides, type ModelConfig } from '../models/lavi/config.js';
 import type { HostTensor } from '../core/safetensors/reader.js';
-import type { PixelBatch } from '../models/image.js';
-import { LaviModel } from '../models/lavi.js';
-import { randomWeights } from '../models/weights.js';
-import { createRng } from '../models/rng.js';
+import type { PixelBatch } from '../models/image/preprocess.js';
+import { LaviModel } from '../models/lavi/model.js';
+import { randomWeights } from '../models/lavi/weights.js';
+import { createRng } from '../core/rng.js';
 
 const cpu = new CpuBackend();
 

@@ -3,8 +3,8 @@
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { tinyConfig, type VisionConfig } from '../models/config.js';
-import { preprocessImage, stackPixels } from '../models/image.js';
+import { tinyConfig, type VisionConfig } from '../models/lavi/config.js';
+import { preprocessImage, stackPixels } from '../models/image/preprocess.js';
 
 function vcfg(over: Partial<VisionConfig> = {}): VisionConfig {
   return { ...tinyConfig().vision_config, ...over };

@@ -9,9 +9,9 @@ import { join } from 'node:path';
 import { CpuBackend } from '../backends/cpu/index.js';
 import { writeSafetensors } from '../core/safetensors/writer.js';
 import type { HostTensor } from '../core/safetensors/reader.js';
-import { asConcat, parseConfig, tinyConfig } from '../models/config.js';
-import { LaviModel } from '../models/lavi.js';
-import { expectedWeights, randomWeights, saveCheckpoint } from '../models/weights.js';
+import { asConcat, parseConfig, tinyConfig } from '../models/lavi/config.js';
+import { LaviModel } from '../models/lavi/model.js';
+import { expectedWeights, randomWeights, saveCheckpoint } from '../models/lavi/weights.js';
 
 const cpu = new CpuBackend();
 let dir = '';

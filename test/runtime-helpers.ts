@@ -6,9 +6,9 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { deflateSync } from 'node:zlib';
-import { tinyConfig, type ModelConfig } from '../models/config.js';
-import type { RGB8Image, TextTokenizer } from '../models/runtime.js';
-import { randomWeights, saveCheckpoint } from '../models/weights.js';
+import { tinyConfig, type ModelConfig } from '../models/lavi/config.js';
+import type { RGB8Image, TextTokenizer } from '../models/app/runtime.js';
+import { randomWeights, saveCheckpoint } from '../models/lavi/weights.js';
 
 export const SPECIAL = { endoftext: 256, imStart: 257, imEnd: 258 } as const;
 export const SPECIAL_TOKENS: Record<string, number> = { '<|endoftext|>': 256, '<|im_start|>': 257, '<|im_end|>': 258 };

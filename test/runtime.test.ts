@@ -1,4 +1,4 @@
-// LaviRuntime (models/runtime.ts) on tiny random checkpoints written to a temp dir (runtime-helpers.ts): prompt
+// LaviRuntime (models/app/runtime.ts) on tiny random checkpoints written to a temp dir (runtime-helpers.ts): prompt
 // building, greedy answers equal to the low-level generate(), streaming, seeded sampling, stop tokens, FLOPs and
 // timings, cancellation, error messages (empty/over-long question, images, model dirs, backends), two runtimes
 // with different models interleaving their asks, and queued asks on one runtime.
@@ -9,8 +9,8 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import { CpuBackend } from '../backends/cpu/index.js';
 import { releaseAllBackends } from '../core/registry.js';
-import { generate } from '../models/generate.js';
-import { preprocessImage } from '../models/image.js';
+import { generate } from '../models/app/generate.js';
+import { preprocessImage } from '../models/image/preprocess.js';
 import {
   AbortError,
   ImageError,
@@ -21,8 +21,8 @@ import {
   packageRoot,
   type AskResult,
   type RuntimeOptions,
-} from '../models/runtime.js';
-import { countParameters } from '../models/weights.js';
+} from '../models/app/runtime.js';
+import { countParameters } from '../models/lavi/weights.js';
 import { ByteTokenizer, CHAT_TEMPLATE, SPECIAL, encodePng, makeTinyModel, tempDir, testImage } from './runtime-helpers.js';
 
 const tmp = tempDir();
@@ -66,7 +66,7 @@ test('the default model dir is the bundled checkpoint, found from the package, n
   assert.ok(isAbsolute(d));
   assert.ok(d.endsWith(join('models', 'weights', 'lavi-vqa')), d);
   assert.ok(existsSync(join(packageRoot(), 'package.json')));
-  assert.ok(existsSync(join(packageRoot(), 'models', 'runtime.ts')));
+  assert.ok(existsSync(join(packageRoot(), 'models', 'app', 'runtime.ts')));
 });
 
 test('info(): backend, mode, config summary, parameter count', async () => {
@@ -149,7 +149,7 @@ test('the image matters: different images give different prompt logits', async (
   rt.dispose();
 });
 
-test('without an injected tokenizer, dir/tokenizer.json is loaded (models/tokenizer.ts) and encodes the same', async () => {
+test('without an injected tokenizer, dir/tokenizer.json is loaded (models/text/tokenizer.ts) and encodes the same', async () => {
   const rt = await LaviRuntime.create({ modelDir: laviDir, backend: 'cpu' });
   assert.ok(!(rt.tokenizer instanceof ByteTokenizer));
   for (const q of [Q, 'Ünïcödé — and emoji 🐱?', '  spaces  ']) assert.equal(rt.encodePrompt(q), tokenizer.encode(rt.formatPrompt(q)));

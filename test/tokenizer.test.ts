@@ -1,4 +1,4 @@
-// Byte-level BPE tokenizer (models/tokenizer.ts) on a tokenizer.json built here with the layout of Qwen2's (NFC,
+// Byte-level BPE tokenizer (models/text/tokenizer.ts) on a tokenizer.json built here with the layout of Qwen2's (NFC,
 // Split(regex, Isolated) + ByteLevel(use_regex false), BPE, ByteLevel decoder, <|im_start|>-style special tokens)
 // and a GPT-2-style variant (bare ByteLevel with its built-in regex). Expected encodings are worked out by hand
 // from the merge ranks below and written as token strings; round trips cover ASCII, accents (NFC and NFD input),
@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FormatError, LaviError, UnsupportedError, ValueError } from '../core/errors.js';
-import { Tokenizer, translateOnigRegex } from '../models/tokenizer.js';
+import { Tokenizer, translateOnigRegex } from '../models/text/tokenizer.js';
 
 // --- the byte alphabet, written out independently of the module -------------------------------------------------
 // Bytes '!'..'~', '¡'..'¬', '®'..'ÿ' stand for themselves; the other 68 take U+0100, U+0101, ... in byte order.

@@ -20,8 +20,8 @@ import { basename, join } from 'node:path';
 import '../backends/index.js';
 import { hasBackend, releaseAllBackends } from '../core/registry.js';
 import { SafetensorsFile } from '../core/safetensors/reader.js';
-import { preprocessImage } from '../models/image.js';
-import { LaviRuntime, loadImage, packageRoot } from '../models/runtime.js';
+import { preprocessImage } from '../models/image/preprocess.js';
+import { LaviRuntime, loadImage, packageRoot } from '../models/app/runtime.js';
 
 const BACKEND = hasBackend('wasm') ? 'wasm' : 'cpu';
 const root = packageRoot();

@@ -14,10 +14,10 @@ import type { Backend } from '../core/backend.js';
 import { bf16ToF32, type DType, f16ToF32, f32ToBf16, narrowFromF32 } from '../core/dtype.js';
 import { BackendError } from '../core/errors.js';
 import type { Tensor } from '../core/tensor.js';
-import { tinyConfig } from '../models/config.js';
-import { generate } from '../models/generate.js';
-import { LaviModel } from '../models/lavi.js';
-import { randomWeights } from '../models/weights.js';
+import { tinyConfig } from '../models/lavi/config.js';
+import { generate } from '../models/app/generate.js';
+import { LaviModel } from '../models/lavi/model.js';
+import { randomWeights } from '../models/lavi/weights.js';
 import * as ops from '../ops/index.js';
 
 const cpu = new CpuBackend();

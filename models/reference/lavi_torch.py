@@ -29,7 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 # =============================================================================================================
-# Configuration (the config.json schema of models/config.ts)
+# Configuration (the config.json schema of models/lavi/config.ts)
 # =============================================================================================================
 
 VILN_NORMS = ('input_layernorm', 'post_attention_layernorm')

@@ -15,11 +15,11 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import '../../backends/index.js';
 import type { Backend } from '../../core/backend.js';
 import { getBackend, listBackends, releaseAllBackends } from '../../core/registry.js';
-import { asConcat, tinyConfig, type ModelConfig } from '../../models/config.js';
-import { generate } from '../../models/generate.js';
-import { LaviModel } from '../../models/lavi.js';
-import { createRng } from '../../models/rng.js';
-import { countParameters, randomWeights } from '../../models/weights.js';
+import { asConcat, tinyConfig, type ModelConfig } from '../../models/lavi/config.js';
+import { generate } from '../../models/app/generate.js';
+import { LaviModel } from '../../models/lavi/model.js';
+import { createRng } from '../../core/rng.js';
+import { countParameters, randomWeights } from '../../models/lavi/weights.js';
 
 function arg(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);

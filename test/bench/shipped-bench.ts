@@ -13,7 +13,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import '../../backends/index.js';
 import { releaseAllBackends } from '../../core/registry.js';
-import { LaviRuntime, packageRoot } from '../../models/runtime.js';
+import { LaviRuntime, packageRoot } from '../../models/app/runtime.js';
 
 function arg(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);

@@ -26,10 +26,10 @@ import { createWasmBackend } from '../../backends/wasm/index.js';
 import type { Backend } from '../../core/backend.js';
 import { narrowFromF32 } from '../../core/dtype.js';
 import type { Tensor } from '../../core/tensor.js';
-import { tinyConfig, type ModelConfig } from '../../models/config.js';
-import { generate } from '../../models/generate.js';
-import { LaviModel } from '../../models/lavi.js';
-import { countParameters, randomWeights } from '../../models/weights.js';
+import { tinyConfig, type ModelConfig } from '../../models/lavi/config.js';
+import { generate } from '../../models/app/generate.js';
+import { LaviModel } from '../../models/lavi/model.js';
+import { countParameters, randomWeights } from '../../models/lavi/weights.js';
 import * as ops from '../../ops/index.js';
 import { random } from './random.js';
 

@@ -361,7 +361,7 @@ def write_manifest(results: dict) -> None:
         'generator': '/usr/bin/python3 test/model/gen_model_goldens.py (reference: models/reference/lavi_torch.py)',
         'contract': 'models/README.md',
         'conventions': {
-            'files': 'each checkpoint dir has config.json (models/config.ts schema), model.safetensors (weights, '
+            'files': 'each checkpoint dir has config.json (models/lavi/config.ts schema), model.safetensors (weights, '
                      'contract names, every tensor is used, tied lm_head omitted), golden.safetensors (inputs and '
                      'expected outputs)',
             'compute': 'goldens computed in float64 from exactly the stored weights (BF16 ones widened exactly), '

@@ -10,17 +10,17 @@
 
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Backend } from '../core/backend.js';
-import { narrowFromF32, widenToF32, type DType, type HostArray } from '../core/dtype.js';
-import { FormatError, ValueError, fmtShape } from '../core/errors.js';
-import { keep } from '../core/scope.js';
-import { Tensor } from '../core/tensor.js';
-import { Checkpoint } from '../core/safetensors/checkpoint.js';
-import type { HostTensor } from '../core/safetensors/reader.js';
-import { writeSafetensors } from '../core/safetensors/writer.js';
-import { tensor } from '../ops/index.js';
+import type { Backend } from '../../core/backend.js';
+import { narrowFromF32, widenToF32, type DType, type HostArray } from '../../core/dtype.js';
+import { FormatError, ValueError, fmtShape } from '../../core/errors.js';
+import { keep } from '../../core/scope.js';
+import { Tensor } from '../../core/tensor.js';
+import { Checkpoint } from '../../core/safetensors/checkpoint.js';
+import type { HostTensor } from '../../core/safetensors/reader.js';
+import { writeSafetensors } from '../../core/safetensors/writer.js';
+import { tensor } from '../../ops/index.js';
 import { modulatedLayers, visualTokensPerImage, type ModelConfig, type ViLNNorm } from './config.js';
-import { createRng, hashString } from './rng.js';
+import { createRng, hashString } from '../../core/rng.js';
 
 /** matrix: a Linear weight [out, in]; embedding: the token table; vector: norm scale/shift or bias;
  *  conv: the patch-embedding kernel; table: a position/frame embedding added to activations. */

@@ -6,8 +6,8 @@
 // F.interpolate(mode='bilinear', align_corners=False, antialias=False)), computed in float64 on the 0..255
 // values with no rounding back to 8 bits.
 
-import { ValueError } from '../core/errors.js';
-import type { VisionConfig } from './config.js';
+import { ValueError } from '../../core/errors.js';
+import type { VisionConfig } from '../lavi/config.js';
 
 /** Decoded pixels, row-major, interleaved channels (3 = RGB, 4 = RGBA; alpha is ignored). */
 export interface RGBImage {

@@ -24,9 +24,9 @@ import { readFileSync } from 'node:fs';
 import { inflateSync } from 'node:zlib';
 import jpeg from 'jpeg-js';
 import { PNG } from 'pngjs';
-import { FormatError, LaviError, UnsupportedError, ValueError } from '../core/errors.js';
+import { FormatError, LaviError, UnsupportedError, ValueError } from '../../core/errors.js';
 import { applyOrientation, jpegExif, pngExif, tiffOrientation } from './exif.js';
-import type { RGBImage } from './image.js';
+import type { RGBImage } from './preprocess.js';
 
 /** Decoded pixels: 8-bit RGB, row-major, interleaved; accepted as is by preprocessImage(). */
 export interface DecodedImage extends RGBImage {

@@ -5,11 +5,11 @@
 //
 // In LaVi mode the cache holds text tokens only; in the concat baseline it holds the visual tokens too.
 
-import type { Backend } from '../core/backend.js';
-import { ValueError } from '../core/errors.js';
-import { keep } from '../core/scope.js';
-import { Tensor } from '../core/tensor.js';
-import { sliceAxis, writeSlice } from '../ops/index.js';
+import type { Backend } from '../../core/backend.js';
+import { ValueError } from '../../core/errors.js';
+import { keep } from '../../core/scope.js';
+import { Tensor } from '../../core/tensor.js';
+import { sliceAxis, writeSlice } from '../../ops/index.js';
 
 export class KVCache {
   private keys: Tensor[] = [];

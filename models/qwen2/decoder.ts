@@ -2,14 +2,14 @@
 // activations [1, T, d]. Each call processes T new tokens at positions cache.length .. cache.length+T-1, writing
 // their keys/values into the KV cache, so prefill (T = prompt) and decode (T = 1) are the same code.
 
-import { costSection } from '../core/cost.js';
-import { tidy } from '../core/scope.js';
-import type { Tensor } from '../core/tensor.js';
-import { add, attention, embedding, linear, reshape, rope, sliceAxis, swiglu } from '../ops/index.js';
-import { type ConditionerSet, decoderNorm, siteKey, type VisualContext } from './conditioner.js';
-import type { ModelConfig } from './config.js';
-import type { KVCache } from './kv_cache.js';
-import type { ModelWeights } from './weights.js';
+import { costSection } from '../../core/cost.js';
+import { tidy } from '../../core/scope.js';
+import type { Tensor } from '../../core/tensor.js';
+import { add, attention, embedding, linear, reshape, rope, sliceAxis, swiglu } from '../../ops/index.js';
+import { type ConditionerSet, decoderNorm, siteKey, type VisualContext } from '../lavi/conditioner.js';
+import type { ModelConfig } from '../lavi/config.js';
+import type { KVCache } from './kv-cache.js';
+import type { ModelWeights } from '../lavi/weights.js';
 
 const FINAL_SITE = siteKey('final', 'norm');
 

@@ -8,9 +8,9 @@
 
 import type { Readable, Writable } from 'node:stream';
 import { Packr } from 'msgpackr';
-import '../backends/index.js';
-import { getBackend } from '../core/registry.js';
-import { verifyBackend, summarize } from '../backends/conformance/index.js';
+import '../../backends/index.js';
+import { getBackend } from '../../core/registry.js';
+import { verifyBackend, summarize } from '../../backends/conformance/index.js';
 import { LaviRuntime, type AskResult, type ImageSource, type RequestOptions } from './runtime.js';
 
 export const DEFAULT_MAX_FRAME = 32 * 1024 * 1024;

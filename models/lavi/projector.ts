@@ -1,11 +1,11 @@
 // The projector (models/README.md, "Projector"): V = linear_2(GELU_erf(linear_1(features))), and the video
 // token pooling with frame embeddings.
 
-import { ShapeError, ValueError, fmtShape } from '../core/errors.js';
-import { costSection } from '../core/cost.js';
-import { tidy } from '../core/scope.js';
-import type { Tensor } from '../core/tensor.js';
-import { add, gelu, linear, reshape, resizeGrid, sliceAxis } from '../ops/index.js';
+import { ShapeError, ValueError, fmtShape } from '../../core/errors.js';
+import { costSection } from '../../core/cost.js';
+import { tidy } from '../../core/scope.js';
+import type { Tensor } from '../../core/tensor.js';
+import { add, gelu, linear, reshape, resizeGrid, sliceAxis } from '../../ops/index.js';
 import type { ModelConfig } from './config.js';
 import type { ModelWeights } from './weights.js';
 

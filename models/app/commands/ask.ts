@@ -5,9 +5,9 @@
 // Exit status: 0 answered, 1 runtime error (image, model, backend, prompt too long), 2 usage error,
 // 130 interrupted (Ctrl-C stops generation between tokens and prints the answer so far).
 
-import '../../backends/index.js';
-import { LaviError } from '../../core/errors.js';
-import { hasBackend, listBackends, releaseAllBackends } from '../../core/registry.js';
+import '../../../backends/index.js';
+import { LaviError } from '../../../core/errors.js';
+import { hasBackend, listBackends, releaseAllBackends } from '../../../core/registry.js';
 import { LaviRuntime, type AskResult, type RequestOptions, type RuntimeInfo } from '../runtime.js';
 import { parseArgs, type ParsedArgs } from './args.js';
 

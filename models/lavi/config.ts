@@ -12,7 +12,7 @@
 //                                                              rows [0, d) are Δγ, rows [d, 2d) are Δβ
 // with {norm} ∈ input_layernorm | post_attention_layernorm, and {layer} the decoder layer index.
 
-import { ValueError } from '../core/errors.js';
+import { ValueError } from '../../core/errors.js';
 
 export interface VisionConfig {
   image_size: number;

@@ -3,8 +3,8 @@
 //
 //   lavi serve --stdio [--model DIR] [--backend NAME] [--max-frame-bytes N] [--frame-timeout-ms N]
 
-import { ValueError } from '../../core/errors.js';
-import { releaseAllBackends } from '../../core/registry.js';
+import { ValueError } from '../../../core/errors.js';
+import { releaseAllBackends } from '../../../core/registry.js';
 import { DEFAULT_MAX_FRAME, serveStdio } from '../serve.js';
 import { intFlag, parseArgs } from './args.js';
 

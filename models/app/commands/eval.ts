@@ -14,9 +14,9 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
-import '../../backends/index.js';
-import type { Backend } from '../../core/backend.js';
-import { bestBackend, getBackend, hasBackend, listBackends, releaseAllBackends } from '../../core/registry.js';
+import '../../../backends/index.js';
+import type { Backend } from '../../../core/backend.js';
+import { bestBackend, getBackend, hasBackend, listBackends, releaseAllBackends } from '../../../core/registry.js';
 import { LaviRuntime, packageRoot, type AskResult } from '../runtime.js';
 import { parseArgs, type ParsedArgs } from './args.js';
 

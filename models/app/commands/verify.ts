@@ -5,10 +5,10 @@
 //
 // Exit status 1 when any case fails (and, with --strict, when any op is unsupported).
 
-import '../../backends/index.js';
-import { getBackend, releaseAllBackends } from '../../core/registry.js';
-import { ValueError } from '../../core/errors.js';
-import { formatResult, formatSupport, summarize, verifyBackend } from '../../backends/conformance/index.js';
+import '../../../backends/index.js';
+import { getBackend, releaseAllBackends } from '../../../core/registry.js';
+import { ValueError } from '../../../core/errors.js';
+import { formatResult, formatSupport, summarize, verifyBackend } from '../../../backends/conformance/index.js';
 import { intFlag, parseArgs } from './args.js';
 
 export async function run(args: string[]): Promise<number> {

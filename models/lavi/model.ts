@@ -12,19 +12,19 @@
 
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Backend } from '../core/backend.js';
-import { costSection } from '../core/cost.js';
-import { ShapeError, ValueError, fmtShape } from '../core/errors.js';
-import { keep, tidy } from '../core/scope.js';
-import { Tensor } from '../core/tensor.js';
-import { concat, copy, reshape, sliceAxis, tensor } from '../ops/index.js';
+import type { Backend } from '../../core/backend.js';
+import { costSection } from '../../core/cost.js';
+import { ShapeError, ValueError, fmtShape } from '../../core/errors.js';
+import { keep, tidy } from '../../core/scope.js';
+import { Tensor } from '../../core/tensor.js';
+import { concat, copy, reshape, sliceAxis, tensor } from '../../ops/index.js';
 import { ConditionerSet, VisualContext } from './conditioner.js';
 import { parseConfig, patchGrid, type ModelConfig } from './config.js';
-import { Decoder } from './decoder.js';
-import type { PixelBatch } from './image.js';
-import { KVCache } from './kv_cache.js';
+import { Decoder } from '../qwen2/decoder.js';
+import type { PixelBatch } from '../image/preprocess.js';
+import { KVCache } from '../qwen2/kv-cache.js';
 import { Projector } from './projector.js';
-import { VisionTower } from './vision.js';
+import { VisionTower } from '../siglip/vision-tower.js';
 import { loadWeights, ModelWeights, uploadWeights, type UploadOptions, type WeightSet } from './weights.js';
 
 /** Projected visual tokens of one image (or a set of crops, or a video), ready for prefill. */

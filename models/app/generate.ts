@@ -3,10 +3,10 @@
 // reads back one integer; sampling reads the logits and draws with a seeded generator, so a seed reproduces
 // a continuation exactly.
 
-import { ValueError } from '../core/errors.js';
-import { argmax } from '../ops/index.js';
-import type { ImageInput, LaviModel } from './lavi.js';
-import { createRng, type Rng } from './rng.js';
+import { ValueError } from '../../core/errors.js';
+import { argmax } from '../../ops/index.js';
+import type { ImageInput, LaviModel } from '../lavi/model.js';
+import { createRng, type Rng } from '../../core/rng.js';
 
 export interface SamplingOptions {
   /** 0 (default) = greedy. Logits are divided by the temperature before softmax. */

@@ -6,11 +6,11 @@
 // Cost sections (nested under the caller's 'llm'): 'viln-kv' for the per-image K/U projections, 'viln' for the
 // per-token work (x̂, q projection, attention over the visual tokens, o_proj).
 
-import { ShapeError, ValueError, fmtShape } from '../core/errors.js';
-import { costSection } from '../core/cost.js';
-import { keep, tidy } from '../core/scope.js';
-import type { Tensor } from '../core/tensor.js';
-import { attention, layerNorm, linear, modulatedNorm, reshape, rmsNorm, sliceAxis } from '../ops/index.js';
+import { ShapeError, ValueError, fmtShape } from '../../core/errors.js';
+import { costSection } from '../../core/cost.js';
+import { keep, tidy } from '../../core/scope.js';
+import type { Tensor } from '../../core/tensor.js';
+import { attention, layerNorm, linear, modulatedNorm, reshape, rmsNorm, sliceAxis } from '../../ops/index.js';
 import type { ModelConfig, ViLNNorm } from './config.js';
 import { conditionerPrefix, conditionerSites, type ModelWeights } from './weights.js';
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The `lavi` command. Each subcommand lives in models/commands/<name>.ts and exports
+// The `lavi` command. Each subcommand lives in models/app/commands/<name>.ts and exports
 // `run(args: string[]): Promise<number>` (the exit code); they are imported lazily so `lavi cost` never loads a
 // GPU driver.
 

@@ -15,20 +15,20 @@
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import '../backends/index.js';
-import type { Backend, BackendInfo } from '../core/backend.js';
-import { CostRecorder, withCost } from '../core/cost.js';
-import { LaviError, ValueError } from '../core/errors.js';
-import { bestBackend, getBackend, hasBackend, listBackends } from '../core/registry.js';
-import { argmax } from '../ops/index.js';
-import { parseConfig, visualTokensPerImage, type ModelConfig } from './config.js';
+import '../../backends/index.js';
+import type { Backend, BackendInfo } from '../../core/backend.js';
+import { CostRecorder, withCost } from '../../core/cost.js';
+import { LaviError, ValueError } from '../../core/errors.js';
+import { bestBackend, getBackend, hasBackend, listBackends } from '../../core/registry.js';
+import { argmax } from '../../ops/index.js';
+import { parseConfig, visualTokensPerImage, type ModelConfig } from '../lavi/config.js';
 import { sampleToken, type SamplingOptions } from './generate.js';
-import { preprocessImage, type PixelBatch, type RGBImage } from './image.js';
-import { decodeImage } from './image_io.js';
-import { ImageEncoding, LaviModel, type ModelOptions } from './lavi.js';
-import { createRng, type Rng } from './rng.js';
-import { Tokenizer } from './tokenizer.js';
-import { countParameters } from './weights.js';
+import { preprocessImage, type PixelBatch, type RGBImage } from '../image/preprocess.js';
+import { decodeImage } from '../image/decode.js';
+import { ImageEncoding, LaviModel, type ModelOptions } from '../lavi/model.js';
+import { createRng, type Rng } from '../../core/rng.js';
+import { Tokenizer } from '../text/tokenizer.js';
+import { countParameters } from '../lavi/weights.js';
 
 // ---- errors ------------------------------------------------------------------------------------------------
 
@@ -70,7 +70,7 @@ export type RGB8Image = RGBImage;
 /** An image: a file path (PNG/JPEG), the bytes of such a file, or decoded pixels. */
 export type ImageSource = string | Uint8Array | RGB8Image;
 
-/** What the runtime needs from a tokenizer (models/tokenizer.ts provides it; embedders may pass their own). */
+/** What the runtime needs from a tokenizer (models/text/tokenizer.ts provides it; embedders may pass their own). */
 export interface TextTokenizer {
   encode(text: string): number[];
   decode(ids: readonly number[], opts?: { skipSpecialTokens?: boolean }): string;
@@ -193,9 +193,9 @@ export interface RuntimeInfo {
 
 // ---- helpers -----------------------------------------------------------------------------------------------
 
-/** The package root (two levels above dist/models/runtime.js). */
+/** The package root (three levels above dist/models/app/runtime.js). */
 export function packageRoot(): string {
-  return fileURLToPath(new URL('../../', import.meta.url));
+  return fileURLToPath(new URL('../../../', import.meta.url));
 }
 
 /** The bundled LaVi checkpoint. */

@@ -13,12 +13,12 @@
 // synchronously (readSync: the CPU reference).
 
 import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
-import type { Backend, OpName } from '../core/backend.js';
-import { OP_NAMES } from '../core/backend.js';
-import type { DType, HostArray } from '../core/dtype.js';
-import { ValueError } from '../core/errors.js';
-import { Tensor } from '../core/tensor.js';
-import { compare, type Comparison, type Tolerance } from '../backends/conformance/compare.js';
+import type { Backend, OpName } from '../../core/backend.js';
+import { OP_NAMES } from '../../core/backend.js';
+import type { DType, HostArray } from '../../core/dtype.js';
+import { ValueError } from '../../core/errors.js';
+import { Tensor } from '../../core/tensor.js';
+import { compare, type Comparison, type Tolerance } from '../../backends/conformance/compare.js';
 import { encodeFrame, FrameDecoder } from './serve.js';
 
 export const TRACE_VERSION = 1;

@@ -9,12 +9,12 @@
 // Visual tokens: the tower runs on ⌈N / tokens_per_crop⌉ crops and the projected tokens are cut to N, so vision
 // FLOPs are those of whole crops (7290 = 10 crops of 729 exactly).
 
-import { CostRecorder, withCost } from '../core/cost.js';
-import { ValueError } from '../core/errors.js';
-import { Tensor } from '../core/tensor.js';
-import { MetaBackend } from '../backends/meta/index.js';
+import { CostRecorder, withCost } from '../../core/cost.js';
+import { ValueError } from '../../core/errors.js';
+import { Tensor } from '../../core/tensor.js';
+import { MetaBackend } from '../../backends/meta/index.js';
 import { type ModelConfig, visualTokensPerImage } from './config.js';
-import { LaviModel } from './lavi.js';
+import { LaviModel } from './model.js';
 import { allocateWeights, countParameters } from './weights.js';
 
 export interface CostOptions {

@@ -13,9 +13,9 @@
 // runtime you forgot to dispose does not keep the process alive.
 
 import { Worker } from 'node:worker_threads';
-import { LaviError, ValueError } from '../core/errors.js';
+import { LaviError, ValueError } from '../../core/errors.js';
 import { AbortError, ImageError, ModelDirError, PromptTooLongError, type AskResult, type ImageSource, type RequestOptions, type RuntimeInfo, type RuntimeOptions } from './runtime.js';
-import type { SerializedError } from './worker_entry.js';
+import type { SerializedError } from './worker-entry.js';
 
 export interface WorkerRuntimeOptions extends Omit<RuntimeOptions, 'backend' | 'tokenizer'> {
   backend?: string;
@@ -70,7 +70,7 @@ export class WorkerRuntime {
   /** Starts the worker and loads the model in it; rejects with the worker's error when loading fails. */
   static async create(opts: WorkerRuntimeOptions = {}): Promise<WorkerRuntime> {
     const { preload, ...rest } = opts;
-    const worker = new Worker(new URL('./worker_entry.js', import.meta.url), { workerData: { opts: rest, preload } });
+    const worker = new Worker(new URL('./worker-entry.js', import.meta.url), { workerData: { opts: rest, preload } });
     const info = await new Promise<RuntimeInfo>((resolve, reject) => {
       const onMsg = (m: WorkerMsg) => {
         off();

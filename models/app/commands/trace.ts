@@ -5,9 +5,9 @@
 //
 // Replay exits 1 at the first op whose output is outside its tolerance, naming it.
 
-import '../../backends/index.js';
-import { ValueError } from '../../core/errors.js';
-import { getBackend, releaseAllBackends } from '../../core/registry.js';
+import '../../../backends/index.js';
+import { ValueError } from '../../../core/errors.js';
+import { getBackend, releaseAllBackends } from '../../../core/registry.js';
 import { LaviRuntime, defaultModelDir } from '../runtime.js';
 import { formatDivergence, readTrace, recordingBackend, replayTrace, TraceWriter } from '../trace.js';
 import { intFlag, parseArgs } from './args.js';

@@ -27,7 +27,7 @@
 // Not applied: truncation and padding settings (encode returns the whole sequence), BPE dropout (refused if > 0).
 
 import { readFileSync } from 'node:fs';
-import { FormatError, UnsupportedError, ValueError } from '../core/errors.js';
+import { FormatError, UnsupportedError, ValueError } from '../../core/errors.js';
 
 export interface EncodeOptions {
   /** Let the post-processor add its special tokens (TemplateProcessing/Bert/Roberta). Default true, as HF. */

@@ -1,9 +1,9 @@
 // `lavi cost --config <preset|config.json> [--image-tokens N] [--text-tokens T] [--weight-dtype bf16|f16|f32] [--json]`
 // FLOPs and memory of LaVi vs the LLaVA-style concat baseline, counted on the meta backend (see cost_report.ts).
 
-import { ValueError } from '../../core/errors.js';
-import { resolveConfig } from '../config.js';
-import { costReport, formatCostReport } from '../cost_report.js';
+import { ValueError } from '../../../core/errors.js';
+import { resolveConfig } from '../../lavi/config.js';
+import { costReport, formatCostReport } from '../../lavi/cost-report.js';
 import { intFlag, parseArgs } from './args.js';
 
 const HELP = `usage: lavi cost --config <preset|path/to/config.json> [options]

@@ -1,13 +1,13 @@
 // The vision tower: a SigLIP-style ViT (models/README.md, "Vision tower"). Pixels [B, 3, S, S] → features
 // [B, N, Dv], N = (S/P)² tokens per image in row-major patch order. B is the number of crops/frames.
 
-import { ShapeError, fmtShape } from '../core/errors.js';
-import { costSection } from '../core/cost.js';
-import { tidy } from '../core/scope.js';
-import type { Tensor } from '../core/tensor.js';
-import { add, attention, gelu, layerNorm, linear, patchEmbed, reshape, slice } from '../ops/index.js';
-import { patchGrid, visualTokensPerImage, type VisionConfig } from './config.js';
-import type { ModelWeights } from './weights.js';
+import { ShapeError, fmtShape } from '../../core/errors.js';
+import { costSection } from '../../core/cost.js';
+import { tidy } from '../../core/scope.js';
+import type { Tensor } from '../../core/tensor.js';
+import { add, attention, gelu, layerNorm, linear, patchEmbed, reshape, slice } from '../../ops/index.js';
+import { patchGrid, visualTokensPerImage, type VisionConfig } from '../lavi/config.js';
+import type { ModelWeights } from '../lavi/weights.js';
 
 export class VisionTower {
   readonly tokensPerImage: number;

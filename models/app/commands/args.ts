@@ -1,6 +1,6 @@
 // A tiny argument parser for the subcommands: --flag, --key value, --key=value, and positionals.
 
-import { ValueError } from '../../core/errors.js';
+import { ValueError } from '../../../core/errors.js';
 
 export interface ParsedArgs {
   positional: string[];
