@@ -187,6 +187,10 @@ export interface BackendInfo {
   description: string;
   /** Storage dtypes this backend can hold. */
   dtypes: readonly DType[];
+  /** Most bytes all storage together can take (wasm32: its 4 GiB memory), when the backend has such a limit. */
+  memoryBytes?: number;
+  /** Most bytes one storage can take (a GPU's largest buffer binding), when the backend has such a limit. */
+  maxBufferBytes?: number;
 }
 
 /** Opaque storage handle; only the backend that made it looks inside. */

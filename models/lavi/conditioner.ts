@@ -11,8 +11,10 @@ import { costSection } from '../../core/cost.js';
 import { keep, tidy } from '../../core/scope.js';
 import type { Tensor } from '../../core/tensor.js';
 import { attention, layerNorm, linear, modulatedNorm, reshape, rmsNorm, sliceAxis } from '../../ops/index.js';
-import type { ModelConfig, ViLNNorm } from './config.js';
-import { conditionerPrefix, conditionerSites, type ModelWeights } from './weights.js';
+import type { ModelWeights } from '../loading/weights.js';
+import { normSiteKey, type NormHook, type NormName } from '../qwen2/decoder.js';
+import type { ModelConfig } from './config.js';
+import type { ConditionerWeights } from './weights.js';
 
 /** A conditioner's per-image state: K and U as [1, N_v, h_c, r/h_c] (the layout ops.attention takes). */
 export interface ConditionerKV {
@@ -20,8 +22,9 @@ export interface ConditionerKV {
   u: Tensor;
 }
 
-export function siteKey(layer: number | 'final', norm: ViLNNorm | 'norm'): string {
-  return `${layer}.${norm}`;
+/** '3.input_layernorm', 'final.norm': the decoder's key of a norm site. */
+export function siteKey(layer: number | 'final', norm: NormName): string {
+  return normSiteKey(layer, norm);
 }
 
 export class Conditioner {
@@ -32,27 +35,23 @@ export class Conditioner {
   constructor(
     readonly cfg: ModelConfig,
     private readonly w: ModelWeights,
-    /** Weight name prefix, e.g. 'lavi.conditioners.3.input_layernorm.'. */
-    readonly prefix: string,
+    /** This conditioner's tensors (lavi.conditioners.3.input_layernorm.*). */
+    readonly table: ConditionerWeights,
   ) {
     this.r = cfg.lavi_config.conditioner_width;
     this.heads = cfg.lavi_config.conditioner_heads;
     this.d = cfg.text_config.hidden_size;
   }
 
-  private weight(n: string): Tensor {
-    return this.w.get(this.prefix + n);
-  }
-
-  private bias(n: string): Tensor | null {
-    return this.cfg.lavi_config.conditioner_bias ? this.w.get(this.prefix + n) : null;
+  private get(spec: { name: string } | null): Tensor | null {
+    return spec ? this.w.get(spec.name) : null;
   }
 
   /** The per-token tensors, looked up once (per token, building and hashing four names per norm showed up). */
   private perToken: { q: Tensor; qBias: Tensor | null; o: Tensor; oBias: Tensor } | null = null;
 
   private tokenWeights(): { q: Tensor; qBias: Tensor | null; o: Tensor; oBias: Tensor } {
-    return (this.perToken ??= { q: this.weight('q_proj.weight'), qBias: this.bias('q_proj.bias'), o: this.weight('o_proj.weight'), oBias: this.weight('o_proj.bias') });
+    return (this.perToken ??= { q: this.get(this.table.q)!, qBias: this.get(this.table.qBias), o: this.get(this.table.o)!, oBias: this.get(this.table.oBias)! });
   }
 
   /** K, U from the projected visual tokens V [1, N_v, d]. */
@@ -60,9 +59,10 @@ export class Conditioner {
     const l = this.cfg.lavi_config;
     return tidy(() => {
       const Nv = V.shape[1]!;
-      const vn = l.conditioner_ln_v ? layerNorm(V, this.weight('ln_v.weight'), this.weight('ln_v.bias'), l.conditioner_ln_eps) : V;
-      const k = reshape(linear(vn, this.weight('k_proj.weight'), this.bias('k_proj.bias')), [1, Nv, this.heads, this.r / this.heads]);
-      const u = reshape(linear(vn, this.weight('v_proj.weight'), this.bias('v_proj.bias')), [1, Nv, this.heads, this.r / this.heads]);
+      const t = this.table;
+      const vn = t.lnV ? layerNorm(V, this.get(t.lnV)!, this.get(t.lnVBias)!, l.conditioner_ln_eps) : V;
+      const k = reshape(linear(vn, this.get(t.k)!, this.get(t.kBias)), [1, Nv, this.heads, this.r / this.heads]);
+      const u = reshape(linear(vn, this.get(t.v)!, this.get(t.vBias)), [1, Nv, this.heads, this.r / this.heads]);
       return { k, u };
     });
   }
@@ -118,15 +118,15 @@ export class VisualContext {
 export class ConditionerSet {
   private readonly byKey = new Map<string, Conditioner>();
 
-  constructor(readonly cfg: ModelConfig, w: ModelWeights) {
-    for (const s of conditionerSites(cfg)) this.byKey.set(siteKey(s.layer, s.norm), new Conditioner(cfg, w, conditionerPrefix(s.layer, s.norm)));
+  constructor(readonly cfg: ModelConfig, w: ModelWeights, tables: ReadonlyMap<string, ConditionerWeights>) {
+    for (const [key, t] of tables) this.byKey.set(key, new Conditioner(cfg, w, t));
   }
 
   get size(): number {
     return this.byKey.size;
   }
 
-  get(layer: number | 'final', norm: ViLNNorm | 'norm'): Conditioner | undefined {
+  get(layer: number | 'final', norm: NormName): Conditioner | undefined {
     return this.byKey.get(siteKey(layer, norm));
   }
 
@@ -169,4 +169,16 @@ export function decoderNorm(
     sink?.(delta);
     return modulatedNorm(x, gamma, { kind: 'rms', eps, dGamma, dBeta });
   });
+}
+
+/**
+ * The decoder's norm hook for one image: ViLN at every site that has a conditioner, the plain RMSNorm elsewhere.
+ * `sink` sees each conditioner output [1, T, m·d] by site key (for tests; it must copy what it keeps).
+ */
+export function visualNormHook(set: ConditionerSet, visual: VisualContext, sink?: (site: string, delta: Tensor) => void): NormHook {
+  return (x, site, gamma, eps) => {
+    const cond = set.bySite(site.key);
+    if (!cond) return null;
+    return decoderNorm(x, gamma, eps, cond, visual.get(site.key), sink ? (t) => sink(site.key, t) : undefined);
+  };
 }

@@ -13,39 +13,13 @@
 // with {norm} ∈ input_layernorm | post_attention_layernorm, and {layer} the decoder layer index.
 
 import { ValueError } from '../../core/errors.js';
+import { bool, num, oneOf, section, type Json } from '../loading/json-fields.js';
+import { parseQwen2Config, parseTokenIds, type Qwen2Config } from '../qwen2/config.js';
+import { parseVisionConfig, type VisionConfig } from '../siglip/config.js';
 
-export interface VisionConfig {
-  image_size: number;
-  patch_size: number;
-  num_channels: number;
-  hidden_size: number;
-  /** Encoder layers that are run (LLaVA-OneVision keeps 26 of SigLIP's 27). */
-  num_hidden_layers: number;
-  num_attention_heads: number;
-  intermediate_size: number;
-  layer_norm_eps: number;
-  /** 'gelu_pytorch_tanh' (SigLIP) or 'gelu' (erf). */
-  hidden_act: 'gelu_pytorch_tanh' | 'gelu';
-  /** Apply vision_model.post_layernorm to the selected features (LLaVA-OneVision does not). */
-  use_post_layernorm: boolean;
-  image_mean: [number, number, number];
-  image_std: [number, number, number];
-}
-
-export interface TextConfig {
-  vocab_size: number;
-  hidden_size: number;
-  intermediate_size: number;
-  num_hidden_layers: number;
-  num_attention_heads: number;
-  num_key_value_heads: number;
-  rms_norm_eps: number;
-  rope_theta: number;
-  max_position_embeddings: number;
-  tie_word_embeddings: boolean;
-  /** Qwen2 has biases on q/k/v only. */
-  attention_bias: boolean;
-}
+/** The vision tower's config (SigLIP family) and the decoder's (Qwen2 family), under the names LaVi used first. */
+export type { VisionConfig } from '../siglip/config.js';
+export type TextConfig = Qwen2Config;
 
 export type ViLNNorm = 'input_layernorm' | 'post_attention_layernorm';
 
@@ -144,15 +118,7 @@ export function asConcat(cfg: ModelConfig): ModelConfig {
   return { ...cfg, lavi_config: { ...cfg.lavi_config, mode: 'concat' } };
 }
 
-/** Patches per side: ⌊image_size / patch_size⌋ (a stride-P convolution drops a remainder, as SigLIP's 384/14 does). */
-export function patchGrid(v: VisionConfig): number {
-  return Math.floor(v.image_size / v.patch_size);
-}
-
-/** Number of visual tokens one image produces: ⌊image_size / patch_size⌋² (729 for SigLIP-so400m-patch14-384). */
-export function visualTokensPerImage(v: VisionConfig): number {
-  return patchGrid(v) ** 2;
-}
+export { patchGrid, visualTokensPerImage } from '../siglip/config.js';
 
 /** Decoder layer indices whose norms are modulated. */
 export function modulatedLayers(cfg: ModelConfig): number[] {
@@ -164,86 +130,18 @@ export function modulatedLayers(cfg: ModelConfig): number[] {
 
 // ---- parsing and validation -------------------------------------------------------------------------------
 
-type Json = Record<string, unknown>;
-
-function num(obj: Json, key: string, where: string, opts: { int?: boolean; min?: number } = {}): number {
-  const v = obj[key];
-  if (typeof v !== 'number' || !Number.isFinite(v) || (opts.int && !Number.isInteger(v)) || (opts.min !== undefined && v < opts.min)) {
-    throw new ValueError(`${where}: field '${key}' must be ${opts.int ? 'an integer' : 'a number'}${opts.min !== undefined ? ` ≥ ${opts.min}` : ''}, got ${JSON.stringify(v)}`);
-  }
-  return v;
-}
-
-function bool(obj: Json, key: string, where: string): boolean {
-  const v = obj[key];
-  if (typeof v !== 'boolean') throw new ValueError(`${where}: field '${key}' must be true or false, got ${JSON.stringify(v)}`);
-  return v;
-}
-
-function oneOf<T extends string>(obj: Json, key: string, allowed: readonly T[], where: string): T {
-  const v = obj[key];
-  if (!allowed.includes(v as T)) throw new ValueError(`${where}: field '${key}' must be one of ${allowed.join(', ')}, got ${JSON.stringify(v)}`);
-  return v as T;
-}
-
-function section(obj: Json, key: string, where: string): Json {
-  const v = obj[key];
-  if (!v || typeof v !== 'object' || Array.isArray(v)) throw new ValueError(`${where}: missing object '${key}'`);
-  return v as Json;
-}
-
 /**
  * Validates a parsed config.json. Missing LaVi/video fields take the [chosen] defaults; the vision and text
- * sections must be complete. `where` names the file in errors.
+ * sections follow the SigLIP and Qwen2 families' rules (Hugging Face defaults for absent optional fields).
+ * `parts` supplies those sections when they come from elsewhere (a LaVi assembled from Hugging Face folders).
+ * `where` names the file in errors.
  */
-export function parseConfig(raw: unknown, where = 'config.json'): ModelConfig {
+export function parseConfig(raw: unknown, where = 'config.json', parts: { vision?: Json; text?: Json } = {}): ModelConfig {
   if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw new ValueError(`${where}: not a JSON object`);
   const j = raw as Json;
   if (j.model_type !== 'lavi') throw new ValueError(`${where}: model_type must be "lavi", got ${JSON.stringify(j.model_type)}`);
-  const vj = section(j, 'vision_config', where);
-  const w = `${where} vision_config`;
-  const vision: VisionConfig = {
-    image_size: num(vj, 'image_size', w, { int: true, min: 1 }),
-    patch_size: num(vj, 'patch_size', w, { int: true, min: 1 }),
-    num_channels: num(vj, 'num_channels', w, { int: true, min: 1 }),
-    hidden_size: num(vj, 'hidden_size', w, { int: true, min: 1 }),
-    num_hidden_layers: num(vj, 'num_hidden_layers', w, { int: true, min: 0 }),
-    num_attention_heads: num(vj, 'num_attention_heads', w, { int: true, min: 1 }),
-    intermediate_size: num(vj, 'intermediate_size', w, { int: true, min: 1 }),
-    layer_norm_eps: num(vj, 'layer_norm_eps', w, { min: 0 }),
-    hidden_act: oneOf(vj, 'hidden_act', ['gelu_pytorch_tanh', 'gelu'] as const, w),
-    use_post_layernorm: vj.use_post_layernorm === undefined ? false : bool(vj, 'use_post_layernorm', w),
-    image_mean: (vj.image_mean as [number, number, number]) ?? [0.5, 0.5, 0.5],
-    image_std: (vj.image_std as [number, number, number]) ?? [0.5, 0.5, 0.5],
-  };
-  // image_size need not be a multiple of patch_size: SigLIP-so400m-patch14-384 runs its stride-14 convolution on
-  // 384 pixels, which reads the first 27·14 = 378 and drops the rest.
-  if (vision.image_size < vision.patch_size) throw new ValueError(`${w}: image_size ${vision.image_size} is smaller than patch_size ${vision.patch_size}`);
-  if (vision.hidden_size % vision.num_attention_heads) throw new ValueError(`${w}: hidden_size ${vision.hidden_size} is not divisible by num_attention_heads ${vision.num_attention_heads}`);
-  for (const k of ['image_mean', 'image_std'] as const) {
-    const a = vision[k];
-    if (!Array.isArray(a) || a.length !== vision.num_channels || a.some((x) => typeof x !== 'number' || !Number.isFinite(x))) {
-      throw new ValueError(`${w}: ${k} must be ${vision.num_channels} numbers, got ${JSON.stringify(a)}`);
-    }
-  }
-  const tj = section(j, 'text_config', where);
-  const t = `${where} text_config`;
-  const text: TextConfig = {
-    vocab_size: num(tj, 'vocab_size', t, { int: true, min: 1 }),
-    hidden_size: num(tj, 'hidden_size', t, { int: true, min: 1 }),
-    intermediate_size: num(tj, 'intermediate_size', t, { int: true, min: 1 }),
-    num_hidden_layers: num(tj, 'num_hidden_layers', t, { int: true, min: 1 }),
-    num_attention_heads: num(tj, 'num_attention_heads', t, { int: true, min: 1 }),
-    num_key_value_heads: num(tj, 'num_key_value_heads', t, { int: true, min: 1 }),
-    rms_norm_eps: num(tj, 'rms_norm_eps', t, { min: 0 }),
-    rope_theta: num(tj, 'rope_theta', t, { min: 1 }),
-    max_position_embeddings: num(tj, 'max_position_embeddings', t, { int: true, min: 1 }),
-    tie_word_embeddings: bool(tj, 'tie_word_embeddings', t),
-    attention_bias: tj.attention_bias === undefined ? true : bool(tj, 'attention_bias', t),
-  };
-  if (text.hidden_size % text.num_attention_heads) throw new ValueError(`${t}: hidden_size ${text.hidden_size} is not divisible by num_attention_heads ${text.num_attention_heads}`);
-  if (text.num_attention_heads % text.num_key_value_heads) throw new ValueError(`${t}: num_attention_heads ${text.num_attention_heads} is not a multiple of num_key_value_heads ${text.num_key_value_heads}`);
-  if ((text.hidden_size / text.num_attention_heads) % 2) throw new ValueError(`${t}: head dim must be even for RoPE`);
+  const vision = parseVisionConfig(parts.vision ?? section(j, 'vision_config', where), `${where} vision_config`);
+  const text = parseQwen2Config(parts.text ?? section(j, 'text_config', where), `${where} text_config`);
 
   const lj = { ...DEFAULT_LAVI, ...((j.lavi_config as Json | undefined) ?? {}) } as Json;
   const l = `${where} lavi_config`;

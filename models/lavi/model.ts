@@ -10,22 +10,24 @@
 // Everything the model keeps across calls (weights, KV cache, per-image conditioner state) is protected from
 // the caller's `tidy` scopes.
 
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { Backend } from '../../core/backend.js';
 import { costSection } from '../../core/cost.js';
 import { ShapeError, ValueError, fmtShape } from '../../core/errors.js';
 import { keep, tidy } from '../../core/scope.js';
 import { Tensor } from '../../core/tensor.js';
 import { concat, copy, reshape, sliceAxis, tensor } from '../../ops/index.js';
-import { ConditionerSet, VisualContext } from './conditioner.js';
-import { parseConfig, patchGrid, type ModelConfig } from './config.js';
-import { Decoder } from '../qwen2/decoder.js';
 import type { PixelBatch } from '../image/preprocess.js';
-import { KVCache } from '../qwen2/kv-cache.js';
-import { Projector } from './projector.js';
+import { readJsonFile } from '../loading/json-fields.js';
+import type { Decoder } from '../qwen2/decoder.js';
+import type { KVCache } from '../qwen2/kv-cache.js';
+import { Qwen2CausalLM, type ModelStats } from '../qwen2/model.js';
 import { VisionTower } from '../siglip/vision-tower.js';
-import { loadWeights, ModelWeights, uploadWeights, type UploadOptions, type WeightSet } from './weights.js';
+import { ConditionerSet, visualNormHook, VisualContext } from './conditioner.js';
+import { parseConfig, patchGrid, type ModelConfig } from './config.js';
+import { Projector } from './projector.js';
+import { declareLavi, loadWeights, ModelWeights, uploadWeights, type UploadOptions, type WeightSet } from './weights.js';
+
+export type { ModelStats } from '../qwen2/model.js';
 
 /** Projected visual tokens of one image (or a set of crops, or a video), ready for prefill. */
 export class ImageEncoding {
@@ -68,30 +70,15 @@ export interface PrefillOptions {
   consumeImage?: boolean;
 }
 
-export interface ModelStats {
-  /** Tokens run through the decoder since the model was made (visual tokens included in concat mode). */
-  decoderTokens: number;
-  /** Calls of prefill / decodeStep / extend. */
-  prefills: number;
-  steps: number;
-  /** Images whose conditioner K/U were computed. */
-  imagesPrepared: number;
-}
-
 export class LaviModel {
   readonly vision: VisionTower;
   readonly projector: Projector;
   readonly conditioners: ConditionerSet;
-  readonly decoder: Decoder;
-  readonly cache: KVCache;
-  readonly stats: ModelStats = { decoderTokens: 0, prefills: 0, steps: 0, imagesPrepared: 0 };
-  /** With captureHidden: [embeddings, after layer 0, …, after layer L−1], each [1, T, d] (T includes visual
-   *  tokens in concat mode), then the final norm's output. Replaced by the next prefill. */
-  hidden: Tensor[] = [];
+  /** The Qwen2 decoder with its KV cache and sequence (the conditioners enter through its norm hook). */
+  readonly lm: Qwen2CausalLM;
   /** With captureDeltas: conditioner outputs of the last call, by site. */
   deltas = new Map<string, Tensor>();
   private visual: VisualContext | null = null;
-  private lastLogits: Tensor | null = null;
   private disposed = false;
 
   constructor(
@@ -100,34 +87,20 @@ export class LaviModel {
     readonly backend: Backend,
     opts: ModelOptions = {},
   ) {
-    this.vision = new VisionTower(config.vision_config, weights);
-    this.projector = new Projector(config, weights);
-    this.conditioners = new ConditionerSet(config, weights);
-    this.decoder = new Decoder(config, weights, this.conditioners);
-    const t = config.text_config;
-    this.cache = new KVCache(backend, t.num_hidden_layers, t.num_key_value_heads, t.hidden_size / t.num_attention_heads, t.max_position_embeddings, opts.kvCapacity ?? 0);
+    const table = declareLavi(config);
+    this.vision = new VisionTower(config.vision_config, table.vision, weights);
+    this.projector = new Projector(config, table.projector, weights);
+    this.conditioners = new ConditionerSet(config, weights, table.conditioners);
+    this.lm = new Qwen2CausalLM(config.text_config, table.decoder, weights, backend, opts);
   }
 
-  /** Loads `dir/config.json` (unless opts.config is given) and the checkpoint in `dir`. */
-  static async load(dir: string, backend: Backend, opts: ModelOptions & { config?: ModelConfig } = {}): Promise<LaviModel> {
-    let config = opts.config;
-    if (!config) {
-      const path = join(dir, 'config.json');
-      let text: string;
-      try {
-        text = await readFile(path, 'utf8');
-      } catch (e) {
-        throw new ValueError(`LaviModel.load: cannot read ${path}: ${(e as Error).message}`);
-      }
-      let raw: unknown;
-      try {
-        raw = JSON.parse(text);
-      } catch (e) {
-        throw new ValueError(`${path}: not valid JSON (${(e as Error).message})`);
-      }
-      config = parseConfig(raw, path);
-    }
-    const weights = await loadWeights(dir, config, backend, opts);
+  /**
+   * Loads a LaVi directory: `dir/config.json` (unless opts.config is given) and the checkpoint in `dir`, plus the
+   * checkpoints of the folders the config references (opts.weightDirs, see models/loader.ts).
+   */
+  static async load(dir: string, backend: Backend, opts: ModelOptions & { config?: ModelConfig; weightDirs?: readonly string[] } = {}): Promise<LaviModel> {
+    const config = opts.config ?? parseConfig(await readJsonFile(`${dir}/config.json`), `${dir}/config.json`);
+    const weights = await loadWeights(opts.weightDirs ?? [dir], config, backend, opts);
     return new LaviModel(config, weights, backend, opts);
   }
 
@@ -136,18 +109,44 @@ export class LaviModel {
     return new LaviModel(config, uploadWeights(config, weights, backend, opts), backend, opts);
   }
 
+  get decoder(): Decoder {
+    return this.lm.decoder;
+  }
+
+  get cache(): KVCache {
+    return this.lm.cache;
+  }
+
+  get stats(): ModelStats {
+    return this.lm.stats;
+  }
+
+  /** With captureHidden: [embeddings, after layer 0, …, after layer L−1, final norm output], each [1, T, d] (T
+   *  includes visual tokens in concat mode). Replaced by the next prefill. */
+  get hidden(): Tensor[] {
+    return this.lm.hidden;
+  }
+
+  get maxContext(): number {
+    return this.lm.maxContext;
+  }
+
+  get vocabSize(): number {
+    return this.lm.vocabSize;
+  }
+
   get mode(): 'lavi' | 'concat' {
     return this.config.lavi_config.mode;
   }
 
   /** Tokens in the KV cache (the position the next token gets). */
   get position(): number {
-    return this.cache.length;
+    return this.lm.position;
   }
 
   /** The logits of the last call, or null. */
   get logits(): Tensor | null {
-    return this.lastLogits;
+    return this.lm.logits;
   }
 
   /** The per-image conditioner state (K/U) of the current sequence, or null. */
@@ -161,12 +160,8 @@ export class LaviModel {
   }
 
   /** Reads the last position's logits of the last call. */
-  async readLogits(): Promise<Float32Array> {
-    const l = this.lastLogits;
-    if (!l) throw new ValueError('readLogits: no logits yet (call prefill first)');
-    const all = (await l.read()) as Float32Array;
-    const V = l.shape[2]!;
-    return all.subarray(all.length - V);
+  readLogits(): Promise<Float32Array> {
+    return this.lm.readLogits();
   }
 
   private pixelsTensor(pixels: Tensor | PixelBatch): Tensor {
@@ -211,30 +206,13 @@ export class LaviModel {
     }
   }
 
-  private idsTensor(ids: readonly number[] | Int32Array): Tensor {
-    const V = this.config.text_config.vocab_size;
-    if (ids.length === 0) throw new ValueError('prompt: no token ids');
-    for (let i = 0; i < ids.length; i++) {
-      const id = ids[i]!;
-      if (!Number.isInteger(id) || id < 0 || id >= V) throw new ValueError(`token id ${id} at position ${i} is outside the vocabulary [0, ${V})`);
-    }
-    return tensor(this.backend, Int32Array.from(ids), [1, ids.length], 'i32');
-  }
-
-  private setLogits(l: Tensor): Tensor {
-    this.lastLogits?.dispose();
-    this.lastLogits = keep(l);
-    return l;
-  }
-
   private clearSequence(): void {
+    this.lm.clearSequence();
+    this.lm.normHook = null;
     this.visual?.dispose();
     this.visual = null;
-    for (const h of this.hidden) h.dispose();
-    this.hidden = [];
     for (const t of this.deltas.values()) t.dispose();
     this.deltas.clear();
-    this.cache.reset();
   }
 
   /**
@@ -246,7 +224,7 @@ export class LaviModel {
     this.assertAlive();
     this.clearSequence();
     this.stats.prefills++;
-    const idT = this.idsTensor(ids);
+    const idT = this.lm.idsTensor(ids);
     const T = ids.length;
     let enc: ImageEncoding | null = null;
     let ownEnc = false;
@@ -263,6 +241,7 @@ export class LaviModel {
       if (enc && this.mode === 'lavi') {
         this.visual = this.conditioners.prepare(enc.tokens);
         this.stats.imagesPrepared++;
+        this.lm.normHook = visualNormHook(this.conditioners, this.visual, opts.captureDeltas ? (site, t) => this.captureDelta(site, t) : undefined);
         h = this.decoder.embed(idT);
       } else if (enc) {
         h = tidy(() => {
@@ -281,48 +260,20 @@ export class LaviModel {
     }
   }
 
+  private captureDelta(site: string, t: Tensor): void {
+    this.deltas.get(site)?.dispose();
+    this.deltas.set(site, keep(copy(t)));
+  }
+
   /** Runs h [1, T', d] through the decoder at the current position; logits for the last `textTokens`. */
   private run(h: Tensor, textTokens: number, opts: PrefillOptions): Tensor {
-    const Ttot = h.shape[1]!;
-    const capture = opts.captureHidden ? [] as Tensor[] : undefined;
-    if (opts.captureDeltas) {
-      this.decoder.deltaSink = (site, t) => {
-        this.deltas.get(site)?.dispose();
-        this.deltas.set(site, keep(copy(t)));
-      };
-    }
-    try {
-      const out = this.decoder.forward(h, this.cache, this.visual, { capture });
-      this.stats.decoderTokens += Ttot;
-      let logits: Tensor;
-      try {
-        logits = this.decoder.logits(out, this.visual, opts.allLogits ? textTokens : 1);
-        if (capture) capture.push(out, this.decoder.finalNorm(out, this.visual));
-      } finally {
-        if (!capture) out.dispose();
-      }
-      if (capture) {
-        for (const c of this.hidden) c.dispose();
-        this.hidden = capture.map((c) => keep(c));
-      }
-      return this.setLogits(logits);
-    } catch (e) {
-      for (const c of capture ?? []) c.dispose();
-      throw e;
-    } finally {
-      this.decoder.deltaSink = null;
-    }
+    return this.lm.run(h, textTokens, opts);
   }
 
   /** Runs more tokens through the cache (continuing the sequence; the image state stays). */
   extend(ids: readonly number[] | Int32Array, opts: PrefillOptions = {}): Tensor {
     this.assertAlive();
-    const idT = this.idsTensor(ids);
-    try {
-      return this.run(this.decoder.embed(idT), ids.length, opts);
-    } finally {
-      idT.dispose();
-    }
+    return this.lm.extend(ids, opts);
   }
 
   /** One generated token through the cache → its logits [1, 1, V]. */
@@ -334,16 +285,14 @@ export class LaviModel {
   /** Forgets the sequence (cache, image state, captured states); keeps the weights. */
   reset(): void {
     this.clearSequence();
-    this.lastLogits?.dispose();
-    this.lastLogits = null;
+    this.lm.reset();
   }
 
   /** Frees everything on the backend, weights included. */
   dispose(): void {
     if (this.disposed) return;
     this.reset();
-    this.cache.dispose();
-    this.weights.dispose();
+    this.lm.dispose();
     this.disposed = true;
   }
 

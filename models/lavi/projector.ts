@@ -7,11 +7,13 @@ import { tidy } from '../../core/scope.js';
 import type { Tensor } from '../../core/tensor.js';
 import { add, gelu, linear, reshape, resizeGrid, sliceAxis } from '../../ops/index.js';
 import type { ModelConfig } from './config.js';
-import type { ModelWeights } from './weights.js';
+import type { ModelWeights } from '../loading/weights.js';
+import type { ProjectorWeights } from './weights.js';
 
 export class Projector {
   constructor(
     readonly cfg: ModelConfig,
+    readonly table: ProjectorWeights,
     private readonly w: ModelWeights,
   ) {}
 
@@ -22,8 +24,9 @@ export class Projector {
     }
     return costSection('projector', () =>
       tidy(() => {
-        const h = gelu(linear(features, this.w.get('lavi.projector.linear_1.weight'), this.w.get('lavi.projector.linear_1.bias')), 'erf');
-        return linear(h, this.w.get('lavi.projector.linear_2.weight'), this.w.get('lavi.projector.linear_2.bias'));
+        const t = this.table;
+        const h = gelu(linear(features, this.w.get(t.linear1.name), this.w.get(t.linear1Bias.name)), 'erf');
+        return linear(h, this.w.get(t.linear2.name), this.w.get(t.linear2Bias.name));
       }),
     );
   }
@@ -42,8 +45,9 @@ export class Projector {
       tidy(() => {
         let x = v.pool === 1 ? projected : resizeGrid(projected, gridH, gridW, oh, ow);
         if (v.frame_embedding) {
-          const table = this.w.maybe('lavi.frame_embedding.weight');
-          if (!table) throw new ValueError('video: video_config.frame_embedding is on but the weights have no lavi.frame_embedding.weight');
+          const name = this.table.frameEmbedding.name;
+          const table = this.w.maybe(name);
+          if (!table) throw new ValueError(`video: video_config.frame_embedding is on but the weights have no ${name}`);
           x = add(x, reshape(sliceAxis(table, 0, 0, F), [F, 1, d]));
         }
         return reshape(x, [1, F * oh * ow, d]);

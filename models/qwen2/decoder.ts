@@ -1,26 +1,42 @@
-// The Qwen2 decoder with ViLN in the configured norms (models/README.md, "Decoder"). Batch size 1, token-major
-// activations [1, T, d]. Each call processes T new tokens at positions cache.length .. cache.length+T-1, writing
-// their keys/values into the KV cache, so prefill (T = prompt) and decode (T = 1) are the same code.
+// The Qwen2 decoder (models/README.md, "Decoder"). Batch size 1, token-major activations [1, T, d]. Each call
+// processes T new tokens at positions cache.length .. cache.length+T-1, writing their keys/values into the KV
+// cache, so prefill (T = prompt) and decode (T = 1) are the same code.
+//
+// Every norm goes through an optional NormHook: without one it is the plain RMSNorm; LaVi passes a hook that turns
+// the modulated norms into ViLN (models/lavi/conditioner.ts). The decoder knows nothing about images.
 
 import { costSection } from '../../core/cost.js';
 import { tidy } from '../../core/scope.js';
 import type { Tensor } from '../../core/tensor.js';
-import { add, attention, embedding, linear, reshape, rope, sliceAxis, swiglu } from '../../ops/index.js';
-import { type ConditionerSet, decoderNorm, siteKey, type VisualContext } from '../lavi/conditioner.js';
-import type { ModelConfig } from '../lavi/config.js';
+import { add, attention, embedding, linear, reshape, rmsNorm, rope, sliceAxis, swiglu } from '../../ops/index.js';
+import type { ModelWeights } from '../loading/weights.js';
+import type { Qwen2Config } from './config.js';
 import type { KVCache } from './kv-cache.js';
-import type { ModelWeights } from '../lavi/weights.js';
+import type { Qwen2Weights } from './weights.js';
 
-const FINAL_SITE = siteKey('final', 'norm');
+export type NormName = 'input_layernorm' | 'post_attention_layernorm' | 'norm';
+
+/** One norm of the decoder: layer index (or 'final' for model.norm), which norm, and its key '3.input_layernorm'. */
+export interface NormSite {
+  layer: number | 'final';
+  norm: NormName;
+  key: string;
+}
+
+export function normSiteKey(layer: number | 'final', norm: NormName): string {
+  return `${layer}.${norm}`;
+}
+
+/** Replaces a norm: x [1, T, d] → normalised and scaled [1, T, d]. Return null to run the plain RMSNorm. */
+export type NormHook = (x: Tensor, site: NormSite, gamma: Tensor, eps: number) => Tensor | null;
 
 export interface DecoderRunOptions {
   /** When given, receives the residual stream after each layer (caller owns and disposes them). */
   capture?: Tensor[];
 }
 
-/** One decoder layer's tensors, looked up by name once (a lookup builds and hashes the name: per token it was
- *  a visible share of a small model's decode step). */
-interface LayerWeights {
+/** One decoder layer's tensors, looked up once (a lookup per token was a visible share of a small model's step). */
+interface LayerTensors {
   inputNorm: Tensor;
   postNorm: Tensor;
   q: Tensor;
@@ -35,72 +51,64 @@ interface LayerWeights {
   down: Tensor;
 }
 
+const FINAL_SITE: NormSite = { layer: 'final', norm: 'norm', key: normSiteKey('final', 'norm') };
+
 export class Decoder {
   readonly d: number;
   readonly heads: number;
   readonly kvHeads: number;
   readonly headDim: number;
-  /** When set, receives every conditioner's output [1, T, m·d] by site key ('3.input_layernorm', 'final.norm');
-   *  it must copy what it keeps. For tests against reference implementations. */
-  deltaSink: ((site: string, delta: Tensor) => void) | null = null;
-  private readonly layerWeights: LayerWeights[] = [];
-  private readonly sites: { input: string; post: string }[] = [];
+  private readonly layerTensors: LayerTensors[] = [];
+  private readonly sites: { input: NormSite; post: NormSite }[] = [];
 
   constructor(
-    readonly cfg: ModelConfig,
+    readonly cfg: Qwen2Config,
+    readonly table: Qwen2Weights,
     private readonly w: ModelWeights,
-    private readonly conditioners: ConditionerSet,
   ) {
-    const t = cfg.text_config;
-    this.d = t.hidden_size;
-    this.heads = t.num_attention_heads;
-    this.kvHeads = t.num_key_value_heads;
-    this.headDim = t.hidden_size / t.num_attention_heads;
-    for (let i = 0; i < t.num_hidden_layers; i++) this.sites.push({ input: siteKey(i, 'input_layernorm'), post: siteKey(i, 'post_attention_layernorm') });
+    this.d = cfg.hidden_size;
+    this.heads = cfg.num_attention_heads;
+    this.kvHeads = cfg.num_key_value_heads;
+    this.headDim = cfg.hidden_size / cfg.num_attention_heads;
+    for (let i = 0; i < cfg.num_hidden_layers; i++) {
+      this.sites.push({
+        input: { layer: i, norm: 'input_layernorm', key: normSiteKey(i, 'input_layernorm') },
+        post: { layer: i, norm: 'post_attention_layernorm', key: normSiteKey(i, 'post_attention_layernorm') },
+      });
+    }
   }
 
   /** Layer i's tensors, resolved on first use (the weights are fixed for the model's life). */
-  private weightsOf(i: number): LayerWeights {
-    let lw = this.layerWeights[i];
-    if (!lw) {
-      const p = `model.layers.${i}.`;
-      const w = (n: string) => this.w.get(p + n);
-      const b = (n: string) => (this.cfg.text_config.attention_bias ? this.w.get(p + n) : null);
-      lw = {
-        inputNorm: w('input_layernorm.weight'),
-        postNorm: w('post_attention_layernorm.weight'),
-        q: w('self_attn.q_proj.weight'),
-        k: w('self_attn.k_proj.weight'),
-        v: w('self_attn.v_proj.weight'),
-        qBias: b('self_attn.q_proj.bias'),
-        kBias: b('self_attn.k_proj.bias'),
-        vBias: b('self_attn.v_proj.bias'),
-        o: w('self_attn.o_proj.weight'),
-        gate: w('mlp.gate_proj.weight'),
-        up: w('mlp.up_proj.weight'),
-        down: w('mlp.down_proj.weight'),
+  private tensorsOf(i: number): LayerTensors {
+    let lt = this.layerTensors[i];
+    if (!lt) {
+      const s = this.table.layers[i]!;
+      const g = (spec: { name: string } | null) => (spec ? this.w.get(spec.name) : null);
+      lt = {
+        inputNorm: g(s.inputNorm)!, postNorm: g(s.postNorm)!, q: g(s.q)!, k: g(s.k)!, v: g(s.v)!,
+        qBias: g(s.qBias), kBias: g(s.kBias), vBias: g(s.vBias), o: g(s.o)!, gate: g(s.gate)!, up: g(s.up)!, down: g(s.down)!,
       };
-      this.layerWeights[i] = lw;
+      this.layerTensors[i] = lt;
     }
-    return lw;
+    return lt;
   }
 
   /** ids (i32 [1, T]) → embeddings [1, T, d]. */
   embed(ids: Tensor): Tensor {
-    return costSection('llm', () => embedding(this.w.get('model.embed_tokens.weight'), ids));
+    return costSection('llm', () => embedding(this.w.get(this.table.embed.name), ids));
   }
 
   /**
    * Runs every layer on h [1, T, d] (consumed: disposed here, unless captured) at the cache's current position,
    * appends the T tokens to the cache, and returns the last layer's output (before the final norm).
    */
-  forward(h: Tensor, cache: KVCache, visual: VisualContext | null, opts: DecoderRunOptions = {}): Tensor {
+  forward(h: Tensor, cache: KVCache, hook: NormHook | null, opts: DecoderRunOptions = {}): Tensor {
     const T = h.shape[1]!;
-    const L = this.cfg.text_config.num_hidden_layers;
+    const L = this.cfg.num_hidden_layers;
     cache.reserve(cache.length + T);
     const out = costSection('llm', () => {
       for (let i = 0; i < L; i++) {
-        const next = tidy(() => this.layer(h, i, cache, visual));
+        const next = tidy(() => this.layer(h, i, cache, hook));
         if (opts.capture) opts.capture.push(h);
         else h.dispose();
         h = next;
@@ -111,54 +119,46 @@ export class Decoder {
     return out;
   }
 
-  /** `key` is siteKey(layer, norm), made once per layer. */
-  private norm(x: Tensor, key: string, gamma: Tensor, visual: VisualContext | null): Tensor {
-    const eps = this.cfg.text_config.rms_norm_eps;
-    const cond = visual ? this.conditioners.bySite(key) : undefined;
-    const sink = this.deltaSink;
-    return decoderNorm(x, gamma, eps, cond, cond ? visual!.get(key) : undefined, sink ? (t) => sink(key, t) : undefined);
+  private norm(x: Tensor, site: NormSite, gamma: Tensor, hook: NormHook | null): Tensor {
+    const eps = this.cfg.rms_norm_eps;
+    return (hook && hook(x, site, gamma, eps)) ?? rmsNorm(x, gamma, eps);
   }
 
-  private layer(x: Tensor, i: number, cache: KVCache, visual: VisualContext | null): Tensor {
-    const t = this.cfg.text_config;
-    const lw = this.weightsOf(i);
+  private layer(x: Tensor, i: number, cache: KVCache, hook: NormHook | null): Tensor {
+    const t = this.cfg;
+    const lt = this.tensorsOf(i);
     const site = this.sites[i]!;
     const T = x.shape[1]!;
     const pos = cache.length;
     const Dh = this.headDim;
 
-    const n1 = this.norm(x, site.input, lw.inputNorm, visual);
-    const q = rope(reshape(linear(n1, lw.q, lw.qBias), [1, T, this.heads, Dh]), { theta: t.rope_theta, offset: pos });
-    const k = rope(reshape(linear(n1, lw.k, lw.kBias), [1, T, this.kvHeads, Dh]), { theta: t.rope_theta, offset: pos });
-    const v = reshape(linear(n1, lw.v, lw.vBias), [1, T, this.kvHeads, Dh]);
+    const n1 = this.norm(x, site.input, lt.inputNorm, hook);
+    const q = rope(reshape(linear(n1, lt.q, lt.qBias), [1, T, this.heads, Dh]), { theta: t.rope_theta, offset: pos });
+    const k = rope(reshape(linear(n1, lt.k, lt.kBias), [1, T, this.kvHeads, Dh]), { theta: t.rope_theta, offset: pos });
+    const v = reshape(linear(n1, lt.v, lt.vBias), [1, T, this.kvHeads, Dh]);
     const kv = cache.write(i, k, v);
     const a = attention(q, kv.k, kv.v, { causal: true, queryOffset: pos, keyLength: pos + T, scale: 1 / Math.sqrt(Dh) });
-    const h = add(x, linear(reshape(a, [1, T, this.heads * Dh]), lw.o));
+    const h = add(x, linear(reshape(a, [1, T, this.heads * Dh]), lt.o));
 
-    const n2 = this.norm(h, site.post, lw.postNorm, visual);
-    const m = linear(swiglu(linear(n2, lw.gate), linear(n2, lw.up)), lw.down);
+    const n2 = this.norm(h, site.post, lt.postNorm, hook);
+    const m = linear(swiglu(linear(n2, lt.gate), linear(n2, lt.up)), lt.down);
     return add(h, m);
   }
 
-  /**
-   * Final norm and lm_head: h [1, T, d] → logits [1, T', V] for the last `lastN` tokens (all when lastN ≥ T).
-   * h is not consumed.
-   */
-  logits(h: Tensor, visual: VisualContext | null, lastN = 1): Tensor {
-    const t = this.cfg.text_config;
+  /** Final norm and lm_head: h [1, T, d] → logits [1, T', V] for the last `lastN` tokens (all when lastN ≥ T).
+   *  h is not consumed. */
+  logits(h: Tensor, hook: NormHook | null, lastN = 1): Tensor {
     const T = h.shape[1]!;
     return costSection('llm', () =>
       tidy(() => {
         const x = lastN >= T ? h : sliceAxis(h, 1, T - lastN, T);
-        const n = this.finalNorm(x, visual);
-        const head = t.tie_word_embeddings ? this.w.get('model.embed_tokens.weight') : this.w.get('lm_head.weight');
-        return linear(n, head);
+        return linear(this.finalNorm(x, hook), this.w.get(this.table.head.name));
       }),
     );
   }
 
-  /** The final norm (ViLN when modulate_final_norm and an image is present): h [1, T, d] → [1, T, d]. */
-  finalNorm(h: Tensor, visual: VisualContext | null): Tensor {
-    return this.norm(h, FINAL_SITE, this.w.get('model.norm.weight'), visual);
+  /** The final norm (model.norm, through the hook): h [1, T, d] → [1, T, d]. */
+  finalNorm(h: Tensor, hook: NormHook | null): Tensor {
+    return this.norm(h, FINAL_SITE, this.w.get(this.table.norm.name), hook);
   }
 }
