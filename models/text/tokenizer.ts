@@ -27,7 +27,11 @@
 // Not applied: truncation and padding settings (encode returns the whole sequence), BPE dropout (refused if > 0).
 
 import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { FormatError, UnsupportedError, ValueError } from '../../core/errors.js';
+import { readTokenizerConfig, SPECIAL_TOKEN_KEYS, type SpecialTokensMap, type TokenizerConfig } from './tokenizer-config.js';
+
+export type { SpecialTokensMap, TokenizerConfig } from './tokenizer-config.js';
 
 export interface EncodeOptions {
   /** Let the post-processor add its special tokens (TemplateProcessing/Bert/Roberta). Default true, as HF. */
@@ -801,8 +805,18 @@ export class Tokenizer {
   private readonly postProcessor: PostProcessor | null;
   private readonly byteLevelDecoder: boolean;
   private readonly maxId: number;
+  /** The tokenizer_config.json this tokenizer was built with, if any. */
+  readonly config: TokenizerConfig | undefined;
+  /** HF's special_tokens_map: the named special tokens that are set (bos_token, eos_token, ...), as strings. */
+  readonly specialTokens: Readonly<SpecialTokensMap>;
+  /** Ids of the named special tokens (undefined when the tokenizer has none by that name). */
+  readonly bosTokenId: number | undefined;
+  readonly eosTokenId: number | undefined;
+  readonly padTokenId: number | undefined;
+  readonly unkTokenId: number | undefined;
 
-  private constructor(obj: unknown, source: string) {
+  private constructor(obj: unknown, source: string, config?: TokenizerConfig) {
+    this.config = config;
     this.source = source;
     const where = `tokenizer ${source}`;
     if (!isObject(obj)) throw new FormatError(`${where}: the top level must be a JSON object`);
@@ -865,6 +879,30 @@ export class Tokenizer {
         single_word: boolField(t, 'single_word', false, aw),
       });
     });
+    // tokenizer_config.json: added_tokens_decoder entries on top of tokenizer.json's added tokens (HF re-adds an
+    // entry whose flags differ, so the config's flags win), then the named special tokens that are plain vocab
+    // tokens become special added tokens (normalized false), as HF's fast tokenizer does when it loads.
+    const cwhere = config ? `tokenizer_config ${config.path}` : '';
+    const fromConfig: { token: AddedToken; id: number; field: string }[] = [];
+    if (config) {
+      for (const c of config.addedTokensDecoder) {
+        let t = added.find((a) => a.content === c.content);
+        if (t) Object.assign(t, { special: c.special, normalized: c.normalized, lstrip: c.lstrip, rstrip: c.rstrip, single_word: c.single_word });
+        else added.push((t = { ...c }));
+        fromConfig.push({ token: t, id: c.id, field: `added_tokens_decoder.${c.id}` });
+      }
+      const named: string[] = [];
+      for (const key of SPECIAL_TOKEN_KEYS) {
+        const c = config.specialTokens[key];
+        if (c !== undefined) named.push(c);
+      }
+      named.push(...(config.specialTokens.additional_special_tokens ?? []));
+      for (const content of named) {
+        const t = added.find((a) => a.content === content);
+        if (t) t.special = true;
+        else if (vocab.has(content)) added.push({ id: vocab.get(content)!, content, special: true, normalized: false, lstrip: false, rstrip: false, single_word: false });
+      }
+    }
     this.addedTokens = added;
     this.normalizer = buildNormalizer(obj.normalizer, where);
     const normalize = this.normalizer;
@@ -888,19 +926,58 @@ export class Tokenizer {
     let maxId = -1;
     for (const id of this.idToTok.keys()) maxId = Math.max(maxId, id);
     this.maxId = maxId;
+    for (const { token, id, field } of fromConfig) {
+      if (token.id !== id) {
+        throw new FormatError(`${cwhere}: field "${field}" puts ${JSON.stringify(token.content)} at id ${id}, but ${where} gives it the id ${token.id}`);
+      }
+    }
 
-    this.rawMatcher = new AddedTokenMatcher(added.filter((t) => !t.normalized));
-    this.normalizedMatcher = new AddedTokenMatcher(added.filter((t) => t.normalized).map((t) => ({ ...t, content: matchForm(t) })));
+    // Named special tokens → ids. A name that is no token at all is refused (HF would invent a new id for it).
+    const specialTokens: SpecialTokensMap = { ...(config?.specialTokens ?? {}) };
+    const namedId = (key: string, content: string | undefined): number | undefined => {
+      if (content === undefined) return undefined;
+      const id = this.tokenToId(content);
+      if (id === undefined) throw new FormatError(`${cwhere}: field "${key}" is ${JSON.stringify(content)}, which is not a token of ${where}`);
+      return id;
+    };
+    for (const key of SPECIAL_TOKEN_KEYS) namedId(key, specialTokens[key]);
+    specialTokens.additional_special_tokens?.forEach((c, k) => namedId(`additional_special_tokens[${k}]`, c));
+    this.specialTokens = specialTokens;
+    this.bosTokenId = namedId('bos_token', specialTokens.bos_token);
+    this.eosTokenId = namedId('eos_token', specialTokens.eos_token);
+    this.padTokenId = namedId('pad_token', specialTokens.pad_token);
+    this.unkTokenId = namedId('unk_token', specialTokens.unk_token);
+
+    // split_special_tokens: special added tokens stay text (HF's encode_special_tokens).
+    const splitOut = config?.splitSpecialTokens ? added.filter((t) => !t.special) : added;
+    this.rawMatcher = new AddedTokenMatcher(splitOut.filter((t) => !t.normalized));
+    this.normalizedMatcher = new AddedTokenMatcher(splitOut.filter((t) => t.normalized).map((t) => ({ ...t, content: matchForm(t) })));
     this.preTokenizers = buildPreTokenizer(obj.pre_tokenizer, where);
-    this.postProcessor = buildPostProcessor(obj.post_processor, where, (t) => this.tokenToId(t));
+    let post = buildPostProcessor(obj.post_processor, where, (t) => this.tokenToId(t));
+    // add_bos_token / add_eos_token (Llama- and Gemma-style files): when either is true, the post-processor is
+    // [bos if add_bos_token] A [eos if add_eos_token], as HF's LlamaTokenizerFast rebuilds it. When neither is true
+    // tokenizer.json's own post-processor stands (Qwen2 writes add_bos_token false and has no bos token).
+    if (config && (config.addBosToken === true || config.addEosToken === true)) {
+      const bos = config.addBosToken === true ? this.bosTokenId : undefined;
+      const eos = config.addEosToken === true ? this.eosTokenId : undefined;
+      if (config.addBosToken === true && bos === undefined) throw new FormatError(`${cwhere}: field "add_bos_token" is true but "bos_token" is not set`);
+      if (config.addEosToken === true && eos === undefined) throw new FormatError(`${cwhere}: field "add_eos_token" is true but "eos_token" is not set`);
+      post = (ids, add) => (add ? [...(bos !== undefined ? [bos] : []), ...ids, ...(eos !== undefined ? [eos] : [])] : ids);
+    }
+    this.postProcessor = post;
     const dec = obj.decoder;
     if (dec === null || dec === undefined) this.byteLevelDecoder = false;
     else if (isObject(dec) && dec.type === 'ByteLevel') this.byteLevelDecoder = true;
     else throw new UnsupportedError(`${where}: unsupported decoder type ${typeName(dec)} (supported: ByteLevel, null)`);
   }
 
-  /** Reads a tokenizer.json file. */
-  static fromFile(path: string): Tokenizer {
+  /**
+   * Reads a tokenizer.json file, and the tokenizer_config.json beside it when there is one (pass `config: null`
+   * to ignore it, or a path to read another).
+   */
+  static fromFile(path: string, opts: { config?: string | null } = {}): Tokenizer {
+    const configPath = opts.config === undefined ? join(dirname(path), 'tokenizer_config.json') : opts.config;
+    const config = configPath === null ? undefined : readTokenizerConfig(configPath, { optional: opts.config === undefined }) ?? undefined;
     let text: string;
     try {
       text = readFileSync(path, 'utf8');
@@ -915,12 +992,18 @@ export class Tokenizer {
     } catch (e) {
       throw new FormatError(`tokenizer ${path}: not valid JSON (${(e as Error).message})`);
     }
-    return new Tokenizer(obj, path);
+    return new Tokenizer(obj, path, config);
   }
 
-  /** Builds a tokenizer from a parsed tokenizer.json object; `source` names it in error messages. */
-  static fromJSON(obj: unknown, source = '<json>'): Tokenizer {
-    return new Tokenizer(obj, source);
+  /** Reads `dir`/tokenizer.json and, when present, `dir`/tokenizer_config.json. */
+  static fromDir(dir: string): Tokenizer {
+    return Tokenizer.fromFile(join(dir, 'tokenizer.json'));
+  }
+
+  /** Builds a tokenizer from a parsed tokenizer.json object (and optionally a tokenizer_config.json read with
+   *  readTokenizerConfig/parseTokenizerConfig); `source` names it in error messages. */
+  static fromJSON(obj: unknown, source = '<json>', config?: TokenizerConfig): Tokenizer {
+    return new Tokenizer(obj, source, config);
   }
 
   /** Highest token id + 1 over the model vocab and the added tokens (HF's size with added tokens when ids are
