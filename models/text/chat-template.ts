@@ -24,6 +24,14 @@
 // Messages are passed to the template as they are: content may be a string, or a list of parts such as
 // {type: 'text', text} and {type: 'image'} (multimodal templates iterate over the parts and write their image
 // placeholder, e.g. LLaVA-OneVision's `<image>`); extra fields (tool_calls, name, ...) reach the template too.
+// Values that are not JSON-like (an image part's pixels, a Buffer) reach it as a marker string such as
+// "[Uint8Array]": templates test for the key, never read the pixels.
+//
+// Checked against Python's jinja2 set up this way (test/text/gen_chat_goldens.py → test/fixtures/chat/): the real
+// Qwen2.5 template and the Qwen2-Instruct, LLaVA-OneVision, Qwen2-VL and Llama-2-style templates render to the same
+// text and the same token ids. Known divergences of @huggingface/jinja from jinja2, none of which the published
+// templates above rely on: a boolean printed directly is true/false (jinja2: True/False), none printed directly is
+// '' (jinja2: None), and a JS number has no int/float distinction (a float 2.0 given by the caller prints as 2).
 
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -305,10 +313,10 @@ export class ChatTemplate {
     globals.set('strftime_now', (format: unknown) => pyStrftime(clock === undefined ? new Date() : typeof clock === 'function' ? clock() : clock, String(format)));
     const vars: Record<string, unknown> = {
       ...this.specialTokens,
-      ...(opts.variables ?? {}),
-      messages: structuredClone(messages),
-      tools: opts.tools === undefined ? null : structuredClone(opts.tools),
-      documents: opts.documents === undefined ? null : structuredClone(opts.documents),
+      ...(templateValue(opts.variables ?? {}) as Record<string, unknown>),
+      messages: templateValue(messages),
+      tools: opts.tools === undefined ? null : templateValue(opts.tools),
+      documents: opts.documents === undefined ? null : templateValue(opts.documents),
       add_generation_prompt: opts.addGenerationPrompt ?? false,
     };
     let text: string;
@@ -334,6 +342,26 @@ export class ChatTemplate {
 /** Renders `messages` with the chat template of `dir` and encodes them with `tokenizer` (or dir's tokenizer). */
 export function chatTokenIds(dir: string, tokenizer: Pick<Tokenizer, 'encode'>, messages: readonly ChatMessage[], opts: ChatRenderOptions = {}): number[] {
   return ChatTemplate.load(dir).encode(tokenizer, messages, opts);
+}
+
+/**
+ * A copy of `v` the template may see: JSON-like values as they are (keys whose value is undefined left out), and
+ * anything else (the pixels of an image part, a Buffer, a class instance, a function) as a short marker string, so
+ * that `'image' in part` stays true without handing megabytes of pixels to the interpreter.
+ */
+function templateValue(v: unknown): unknown {
+  if (v === null || typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') return v;
+  if (Array.isArray(v)) return v.map(templateValue);
+  if (typeof v === 'object') {
+    const proto = Object.getPrototypeOf(v);
+    if (proto === Object.prototype || proto === null) {
+      const out: Record<string, unknown> = {};
+      for (const [k, x] of Object.entries(v)) if (x !== undefined) out[k] = templateValue(x);
+      return out;
+    }
+    return `[${(v as object).constructor?.name ?? 'object'}]`;
+  }
+  return v === undefined ? null : `[${typeof v}]`;
 }
 
 function checkMessages(messages: readonly ChatMessage[]): void {

@@ -24,6 +24,15 @@
 // \p{Nd}, \w is Unicode word characters, and Oniguruma-only syntax (atomic groups, possessive quantifiers, class
 // intersections) is refused by name. Lookaheads such as `\s+(?!\S)` keep their backtracking meaning in JS.
 //
+// tokenizer_config.json (read beside tokenizer.json by fromFile/fromDir; parsed in tokenizer-config.ts), as HF's
+// fast tokenizer applies it on load: added_tokens_decoder entries are added on top of tokenizer.json's added tokens
+// and their lstrip/rstrip/normalized/single_word/special flags win (an id that disagrees with tokenizer.json is
+// refused); the named special tokens (bos_token, eos_token, pad_token, unk_token, ..., additional_special_tokens)
+// map to ids (bosTokenId, eosTokenId, ...; a name that is no token is refused), and one that is a plain vocab token
+// becomes a special added token; add_bos_token/add_eos_token, when either is true, make the post-processor
+// [bos] A [eos] (LlamaTokenizerFast's rule; Qwen2 writes false and has no bos); split_special_tokens true leaves
+// special tokens as text. Not applied: clean_up_tokenization_spaces (decode never cleans up), model_max_length.
+//
 // Not applied: truncation and padding settings (encode returns the whole sequence), BPE dropout (refused if > 0).
 
 import { readFileSync } from 'node:fs';
