@@ -25,6 +25,7 @@
 // ratio > 1.1 the map is resized to int(h // ratio) × int(w // ratio) (Python float floor division, pymath.ts);
 // then one image_newline token per row. Total = n² + h · w + h.
 
+import { readFile, stat } from 'node:fs/promises';
 import { UnsupportedError, ValueError } from '../../core/errors.js';
 import type { RGBImage } from '../image/preprocess.js';
 import { intFloorDiv, pyFloorDiv, pyInt, pyIntRound7 } from './pymath.js';
@@ -208,6 +209,34 @@ export function parsePreprocessorConfig(json: unknown, where = 'preprocessor_con
     doConvertRgb: boolField(json, 'do_convert_rgb', where, true),
     doResize: boolField(json, 'do_resize', where, true),
   };
+}
+
+/** Reads a JSON object file (config.json, preprocessor_config.json) with errors that name the file. */
+export async function readJsonObject(path: string, maxBytes = 4 * 1024 * 1024): Promise<Json> {
+  let text: string;
+  try {
+    const st = await stat(path);
+    if (!st.isFile()) throw new ValueError(`${path}: not a regular file`);
+    if (st.size > maxBytes) throw new ValueError(`${path}: ${st.size} bytes, more than the ${maxBytes}-byte limit for a config file`);
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    if (e instanceof ValueError) throw e;
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new ValueError(code === 'ENOENT' ? `${path}: no such file` : `${path}: cannot read (${(e as Error).message})`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new ValueError(`${path}: not valid JSON (${(e as Error).message})`);
+  }
+  if (!isObj(json)) throw new ValueError(`${path}: not a JSON object`);
+  return json;
+}
+
+/** Reads and validates a preprocessor_config.json file. */
+export async function loadPreprocessorConfig(path: string, limits: ProcessorLimits = {}): Promise<LlavaOnevisionPreprocessorConfig> {
+  return parsePreprocessorConfig(await readJsonObject(path), path, limits);
 }
 
 /** Python's str.strip(chars) with a set of characters. */
@@ -397,26 +426,18 @@ function channelsOf(img: RGBImage): 3 | 4 {
   return ch;
 }
 
-/** RGB bytes of an image; RGBA is composited over white as transformers' convert_to_rgb does (PIL alpha_composite
- * onto an opaque white background, then RGB). */
+/** RGB bytes of an image. RGBA loses its alpha channel, as transformers' convert_to_rgb does (PIL
+ * image.convert("RGB"): no compositing). Note that models/image/decode.ts composites transparent PNGs over white
+ * instead, as browsers show them; Hugging Face's load_image also calls convert("RGB") and keeps the hidden colours. */
 export function toRgb(img: RGBImage): Uint8Array {
   const ch = channelsOf(img);
   const { width: W, height: H, data } = img;
   if (ch === 3) return data instanceof Uint8Array ? data : new Uint8Array(data.buffer, data.byteOffset, data.length);
   const out = new Uint8Array(W * H * 3);
   for (let p = 0; p < W * H; p++) {
-    const a = data[p * 4 + 3]!;
-    for (let c = 0; c < 3; c++) {
-      const s = data[p * 4 + c]!;
-      if (a === 0) {
-        out[p * 3 + c] = 255;
-        continue;
-      }
-      // PIL ImagingAlphaComposite (PRECISION_BITS 7) with dst = (255, 255, 255, 255): outa255 = 255·255,
-      // coef1 = a·128, coef2 = (255 − a)·128, v = SHIFTFORDIV255(s·coef1 + 255·coef2 + (0x80 << 7)) >> 7
-      const t = s * a * 128 + 255 * (255 - a) * 128 + (0x80 << 7);
-      out[p * 3 + c] = (((t >>> 8) + t) >>> 8) >>> 7;
-    }
+    out[p * 3] = data[p * 4]!;
+    out[p * 3 + 1] = data[p * 4 + 1]!;
+    out[p * 3 + 2] = data[p * 4 + 2]!;
   }
   return out;
 }

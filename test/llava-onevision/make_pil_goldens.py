@@ -3,7 +3,7 @@ transformers' convert_to_rgb. Writes test/fixtures/llava-onevision/pil-resize.sa
 
   src.<name>                      source image [H, W, C] (C = 3, or 4 for the RGBA one)
   out.<name>.<filter>.<W>x<H>     PIL Image.resize((W, H), resample=filter) of src.<name>, [H, W, 3]
-  rgb.<name>                      transformers convert_to_rgb of an RGBA source: alpha_composite over white, RGB
+  rgb.<name>                      transformers convert_to_rgb of an RGBA source: PIL image.convert("RGB")
 
 Run with Debian's Pillow:  /usr/bin/python3 test/llava-onevision/make_pil_goldens.py
 """
@@ -72,13 +72,12 @@ for name, arr in sources.items():
             assert out.shape == (h, w, 3)
             tensors[f"out.{name}.{fname}.{w}x{h}"] = out
 
-# RGBA -> RGB as transformers.image_transforms.convert_to_rgb does
+# RGBA -> RGB as transformers.image_transforms.convert_to_rgb does (image.convert("RGB"): alpha dropped)
 rgba = rng.randint(0, 256, size=(16, 16, 4)).astype(np.uint8)
 rgba[0, :, 3] = 0
 rgba[1, :, 3] = 255
 im = Image.fromarray(rgba, "RGBA")
-bg = Image.new("RGBA", im.size, (255, 255, 255))
-rgb = np.asarray(Image.alpha_composite(bg, im).convert("RGB"))
+rgb = np.asarray(im.convert("RGB"))
 tensors["src.rgba16x16"] = rgba
 tensors["rgb.rgba16x16"] = rgb
 
