@@ -135,6 +135,7 @@ test('errors: missing template, raising template, unparsable template, malformed
   const dir = mkdtempSync(join(tmpdir(), 'lavi-chat-'));
   const cfg = join(dir, 'tokenizer_config.json');
   try {
+    throwsLavi(() => ChatTemplate.load(join(dir, 'absent')), ChatTemplateError, join(dir, 'absent'), 'not a directory');
     // No files at all, then a config without chat_template.
     let e = throwsLavi(() => ChatTemplate.load(dir), ChatTemplateError, dir, 'no tokenizer_config.json', 'lavi generate --prompt');
     assert.is((e as ChatTemplateError).reason, 'missing');

@@ -177,6 +177,14 @@ function isFile(path: string): boolean {
   }
 }
 
+function isDir(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
 function readText(path: string): string {
   try {
     return readFileSync(path, 'utf8');
@@ -229,6 +237,7 @@ export class ChatTemplate {
     const t = ChatTemplate.find(dir);
     if (t) return t;
     const cfg = join(dir, 'tokenizer_config.json');
+    if (!isDir(dir)) throw new ChatTemplateError('missing', `${dir} is not a directory, so it has no chat template`);
     const where = isFile(cfg) ? `${cfg} has no chat_template` : `${dir} has no tokenizer_config.json, chat_template.jinja or chat_template.json`;
     throw new ChatTemplateError('missing', `${where}, so this model cannot chat; use \`lavi generate --prompt\` for raw text`, isFile(cfg) ? cfg : undefined);
   }

@@ -211,6 +211,10 @@ users={{ ns.users }} last_user={{ ns.last_user }} n={{ messages | length }}
 {% endfor %}
 {{- 'EOS=' ~ eos_token ~ ' PAD=' ~ pad_token ~ ' BOS=' ~ (bos_token | default('none')) }}
 {{ messages | map(attribute='role') | join(',') }}
+reversed: {% for m in messages[::-1] %}{{ m.role[0] }}{% endfor %}; first two: {{ (messages[:2] | map(attribute='role') | list) | tojson }}
+{% if messages[0].content is string and messages[0].content.startswith('You') and not messages[0].content.endswith('?') %}starts with You{% endif %}
+{% set m0 = messages[0] %}{{ m0.get('name', 'anon') }} {{ m0['role'] | title }} {{ (m0.content | replace('.', '!') | lower)[:20] }} {{ 'has-user' if 'user' in (messages | map(attribute='role')) }}
+{% for k, v in {'a': 1, 'b': 'two'}.items() %}{{ k }}={{ v }}{{ ', ' if not loop.last }}{% endfor %} {{ messages | selectattr('role', 'equalto', 'user') | list | length }} {{ (messages | last).role }}
 {% if add_generation_prompt %}>>> {% endif %}"""
 
 RAISES = "{% if messages | length == 0 %}{{ raise_exception('No messages: the conversation is empty!') }}{% endif %}{{ messages[0]['content'] }}"
