@@ -6,6 +6,7 @@
 import { ValueError } from '../../core/errors.js';
 import { argmax } from '../../ops/index.js';
 import type { ImageInput, LaviModel } from '../lavi/model.js';
+import type { CausalLM } from '../qwen2/model.js';
 import { createRng, type Rng } from '../../core/rng.js';
 
 export interface SamplingOptions {
@@ -17,6 +18,8 @@ export interface SamplingOptions {
   topP?: number;
   /** Seed of the sampling generator (default 0). */
   seed?: number;
+  /** Hugging Face's repetition_penalty (1 = off). */
+  repetitionPenalty?: number;
 }
 
 export interface GenerateOptions extends SamplingOptions {
@@ -85,11 +88,24 @@ function checkOptions(o: GenerateOptions): void {
   if (!(p > 0 && p <= 1)) throw new ValueError(`generate: topP must be in (0, 1], got ${p}`);
   const m = o.maxNewTokens ?? 32;
   if (!Number.isInteger(m) || m < 0) throw new ValueError(`generate: maxNewTokens must be a non-negative integer, got ${m}`);
+  const r = o.repetitionPenalty ?? 1;
+  if (!(typeof r === 'number' && r > 0 && Number.isFinite(r))) throw new ValueError(`generate: repetitionPenalty must be a number > 0, got ${r}`);
 }
 
-/** Chooses the next token from the model's current logits. */
-async function pick(model: LaviModel, opts: SamplingOptions, rng: Rng): Promise<number> {
-  if ((opts.temperature ?? 0) === 0) {
+/** Hugging Face's repetition penalty: each id seen so far has its logit divided by p when positive, times p when
+ *  negative. In place. */
+export function applyRepetitionPenalty(logits: Float32Array, seen: Iterable<number>, p: number): void {
+  if (p === 1) return;
+  for (const id of new Set(seen)) {
+    const v = logits[id]!;
+    logits[id] = v > 0 ? v / p : v * p;
+  }
+}
+
+/** Chooses the next token from the model's current logits: argmax on the backend when greedy without a penalty. */
+async function pick(model: CausalLM, opts: SamplingOptions & { repetitionPenalty?: number }, rng: Rng, seen: readonly number[]): Promise<number> {
+  const penalty = opts.repetitionPenalty ?? 1;
+  if ((opts.temperature ?? 0) === 0 && penalty === 1) {
     const am = argmax(model.logits!);
     try {
       const r = await am.read();
@@ -98,30 +114,58 @@ async function pick(model: LaviModel, opts: SamplingOptions, rng: Rng): Promise<
       am.dispose();
     }
   }
-  return sampleToken(await model.readLogits(), opts, rng);
+  const logits = Float32Array.from(await model.readLogits());
+  applyRepetitionPenalty(logits, seen, penalty);
+  return sampleToken(logits, opts, rng);
 }
 
-/** Generates up to maxNewTokens tokens after `prompt` (and the image, if given). */
-export async function generate(model: LaviModel, prompt: readonly number[], opts: GenerateOptions = {}): Promise<GenerateResult> {
-  checkOptions(opts);
-  const maxNew = opts.maxNewTokens ?? 32;
-  const stop = new Set(opts.stopTokens ?? model.config.eos_token_ids);
-  const rng = createRng(opts.seed ?? 0);
+/** Lets timers and I/O (an abort, another request) run between tokens, also on synchronous backends. */
+const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+export type FinishReason = 'stop' | 'length' | 'context' | 'aborted' | 'callback';
+
+export interface DecodeLoopOptions extends SamplingOptions {
+  maxNewTokens: number;
+  stopTokens: ReadonlySet<number>;
+  /** HF repetition_penalty over the prompt and the tokens generated so far (1 = off). */
+  repetitionPenalty?: number;
+  /** Called for each new token as soon as it is chosen; return false to stop after it. */
+  onToken?: (id: number, index: number) => void | boolean | Promise<void | boolean>;
+  /** Checked between tokens: the loop ends with 'aborted'. */
+  signal?: AbortSignal;
+  /** Yield to the event loop between tokens (servers; default false). */
+  yieldBetween?: boolean;
+  /** Wraps each decode step (the runtime's FLOP recorder). */
+  measure?: <T>(fn: () => T) => T;
+}
+
+export interface DecodeLoopResult {
+  tokens: number[];
+  finishReason: FinishReason;
+  /** Milliseconds from the call until the first token was chosen, and of the decode steps after it. */
+  firstTokenMs: number;
+  decodeMs: number;
+}
+
+/**
+ * The generation loop, after a prefill: picks a token from the current logits, reports it, stops at a stop token
+ * (included in `tokens`), the token budget, the context's end, the callback or the signal; else runs it through
+ * the cache and repeats. The one loop behind generate(), the runtime, the CLI and the servers.
+ */
+export async function decodeLoop(model: CausalLM, prompt: readonly number[], opts: DecodeLoopOptions): Promise<DecodeLoopResult> {
   const t0 = performance.now();
+  const rng = createRng(opts.seed ?? 0);
+  const seen = opts.repetitionPenalty && opts.repetitionPenalty !== 1 ? [...prompt] : [];
   const tokens: number[] = [];
-  let finishReason: GenerateResult['finishReason'] = 'length';
-  let prefillMs = 0, ttftMs = 0;
-  if (maxNew === 0) {
-    return { tokens, finishReason, promptTokens: prompt.length, timings: { prefillMs, ttftMs, decodeMs: 0, totalMs: 0 } };
-  }
-  model.prefill(prompt, opts.image ?? null);
-  let id = await pick(model, opts, rng);
-  prefillMs = ttftMs = performance.now() - t0;
-  const tDecode = performance.now();
+  let finishReason: FinishReason = 'length';
+  if (opts.maxNewTokens === 0) return { tokens, finishReason, firstTokenMs: 0, decodeMs: 0 };
+  let id = await pick(model, opts, rng, seen);
+  const tFirst = performance.now();
   for (;;) {
     tokens.push(id);
+    if (seen.length || opts.repetitionPenalty) seen.push(id);
     const cont = opts.onToken ? await opts.onToken(id, tokens.length - 1) : undefined;
-    if (stop.has(id)) {
+    if (opts.stopTokens.has(id)) {
       finishReason = 'stop';
       break;
     }
@@ -129,10 +173,35 @@ export async function generate(model: LaviModel, prompt: readonly number[], opts
       finishReason = 'callback';
       break;
     }
-    if (tokens.length >= maxNew || model.position >= model.config.text_config.max_position_embeddings) break;
-    model.decodeStep(id);
-    id = await pick(model, opts, rng);
+    if (tokens.length >= opts.maxNewTokens) break;
+    if (model.position >= model.maxContext) {
+      finishReason = 'context';
+      break;
+    }
+    if (opts.yieldBetween) await yieldToEventLoop();
+    if (opts.signal?.aborted) {
+      finishReason = 'aborted';
+      break;
+    }
+    if (opts.measure) opts.measure(() => model.decodeStep(id));
+    else model.decodeStep(id);
+    id = await pick(model, opts, rng, seen);
   }
   const end = performance.now();
-  return { tokens, finishReason, promptTokens: prompt.length, timings: { prefillMs, ttftMs, decodeMs: end - tDecode, totalMs: end - t0 } };
+  return { tokens, finishReason, firstTokenMs: tFirst - t0, decodeMs: end - tFirst };
+}
+
+/** Generates up to maxNewTokens tokens after `prompt` (and the image, if given). */
+export async function generate(model: LaviModel, prompt: readonly number[], opts: GenerateOptions = {}): Promise<GenerateResult> {
+  checkOptions(opts);
+  const maxNew = opts.maxNewTokens ?? 32;
+  const t0 = performance.now();
+  if (maxNew === 0) {
+    return { tokens: [], finishReason: 'length', promptTokens: prompt.length, timings: { prefillMs: 0, ttftMs: 0, decodeMs: 0, totalMs: 0 } };
+  }
+  model.prefill(prompt, opts.image ?? null);
+  const r = await decodeLoop(model, prompt, { ...opts, maxNewTokens: maxNew, stopTokens: new Set(opts.stopTokens ?? model.config.eos_token_ids) });
+  const ttftMs = performance.now() - t0 - r.decodeMs;
+  const finishReason = r.finishReason === 'context' ? 'length' : (r.finishReason as GenerateResult['finishReason']);
+  return { tokens: r.tokens, finishReason, promptTokens: prompt.length, timings: { prefillMs: ttftMs, ttftMs, decodeMs: r.decodeMs, totalMs: performance.now() - t0 } };
 }

@@ -1,6 +1,7 @@
-// LaviRuntime: the library API for asking the model about an image. It owns one model (weights and KV cache on
-// one backend) and its tokenizer, builds the prompt from the checkpoint's chat template, decodes image files,
-// streams the answer, and reports timings and FLOPs.
+// LaviRuntime: the library API for running a model folder — LaVi, Qwen2 (text), LLaVA-OneVision — and asking
+// it about an image, chatting, or continuing raw text or token ids. It owns one model (weights and KV cache on one
+// backend) and its tokenizer, builds prompts with the model's own chat template, decodes image files, streams
+// the answer, and reports timings and FLOPs.
 //
 //   const rt = await LaviRuntime.create();                      // the bundled checkpoint on the best backend
 //   const r = await rt.ask('cat.png', 'What animal is this?', { onToken: (t) => process.stdout.write(t) });
@@ -20,15 +21,16 @@ import type { Backend, BackendInfo } from '../../core/backend.js';
 import { CostRecorder, withCost } from '../../core/cost.js';
 import { LaviError, ValueError } from '../../core/errors.js';
 import { bestBackend, getBackend, hasBackend, listBackends } from '../../core/registry.js';
-import { argmax } from '../../ops/index.js';
-import { parseConfig, visualTokensPerImage, type ModelConfig } from '../lavi/config.js';
-import { sampleToken, type SamplingOptions } from './generate.js';
-import { preprocessImage, type PixelBatch, type RGBImage } from '../image/preprocess.js';
+import type { ModelConfig } from '../lavi/config.js';
+import { decodeLoop, type SamplingOptions } from './generate.js';
+import { type PixelBatch, type RGBImage } from '../image/preprocess.js';
 import { decodeImage } from '../image/decode.js';
-import { ImageEncoding, LaviModel, type ModelOptions } from '../lavi/model.js';
-import { createRng, type Rng } from '../../core/rng.js';
-import { Tokenizer } from '../text/tokenizer.js';
+import { LaviModel, type ModelOptions } from '../lavi/model.js';
 import { countParameters } from '../lavi/weights.js';
+import { ChatTemplate, type ChatMessage } from '../text/chat-template.js';
+import { Tokenizer } from '../text/tokenizer.js';
+import { firstWith, inspectModelDir, loadQwen2, readGenerationConfig, readLaviFolder, type Family, type GenerationDefaults } from '../loader.js';
+import { LaviEngine, TextEngine, type EncodedImage, type Engine } from './engine.js';
 
 // ---- errors ------------------------------------------------------------------------------------------------
 
@@ -93,6 +95,8 @@ export interface RuntimeOptions {
   model?: ModelOptions;
   /** Use this tokenizer instead of dir/tokenizer.json. */
   tokenizer?: TextTokenizer;
+  /** Refuse a folder without tokenizer.json (default true); false allows token-id requests only. */
+  requireTokenizer?: boolean;
   /** Count FLOPs per request (result.cost). Default true; it costs a map update per op. */
   recordCost?: boolean;
 }
@@ -106,8 +110,11 @@ export interface RequestOptions extends SamplingOptions {
   onToken?: (text: string, id: number) => void;
   /** Cancels between tokens: the result has stopReason 'aborted' and the answer so far. */
   signal?: AbortSignal;
-  /** Token ids that end the answer (default: config eos_token_ids). */
+  /** Token ids that end the answer (default: generation_config.json's eos, else config eos_token_ids). */
   stopTokens?: readonly number[];
+  /** Use generation_config.json's sampling defaults (do_sample, temperature, top_p, top_k, repetition_penalty)
+   *  for whatever the request does not set. Default false: greedy unless the request samples. */
+  modelDefaults?: boolean;
 }
 
 export type StopReason = 'stop' | 'length' | 'context' | 'aborted';
@@ -171,7 +178,9 @@ export interface RuntimeInfo {
   backend: BackendInfo;
   backendChoice: BackendChoice;
   modelDir: string;
-  mode: 'lavi' | 'concat';
+  family: Family;
+  /** 'lavi' | 'concat' for LaVi checkpoints; the family otherwise. */
+  mode: string;
   config: {
     imageSize: number;
     patchSize: number;
@@ -185,10 +194,14 @@ export interface RuntimeInfo {
     eosTokenIds: number[];
     weightDType: string;
   };
-  parameters: { vision: number; projector: number; conditioners: number; llm: number; total: number };
-  /** Bytes of weights held on the backend. */
+  parameters: Record<string, number> & { total: number };
+  /** Bytes of weights held on the backend, and the storage dtypes there (tensor counts). */
   weightBytes: number;
-  chatTemplate: string;
+  weightDTypes: Record<string, number>;
+  /** The prompt format: a '{question}' template, the Jinja chat template's source file, or null (none). */
+  chatTemplate: string | null;
+  hasTokenizer: boolean;
+  generation: GenerationDefaults;
 }
 
 // ---- helpers -----------------------------------------------------------------------------------------------
@@ -203,7 +216,6 @@ export function defaultModelDir(): string {
   return join(packageRoot(), 'models', 'weights', 'lavi-vqa');
 }
 
-const DEFAULT_TEMPLATE = '{question}';
 const PACKED_ABOVE_BYTES = 2 ** 30;
 const DEFAULT_MAX_NEW = 64;
 
@@ -212,34 +224,31 @@ async function isFile(p: string): Promise<boolean> {
 }
 
 /** Checks a model directory has everything before anything is loaded; one error naming all that is missing. */
-async function checkModelDir(dir: string, needTokenizer: boolean, isDefault: boolean): Promise<void> {
+async function checkModelDir(dir: string, isDefault: boolean, needTokenizer: boolean): Promise<void> {
   const st = await stat(dir).catch(() => null);
   if (!st && isDefault) throw new ModelDirError(`the bundled checkpoint ${dir} is not in this build; give a model directory (modelDir, or --model DIR)`);
   if (!st) throw new ModelDirError(`model directory ${dir} does not exist`);
   if (!st.isDirectory()) throw new ModelDirError(`model directory ${dir} is not a directory`);
   const missing: string[] = [];
-  if (!(await isFile(join(dir, 'config.json')))) missing.push('config.json');
-  if (needTokenizer && !(await isFile(join(dir, 'tokenizer.json')))) missing.push('tokenizer.json');
+  const hasConfig = await isFile(join(dir, 'config.json'));
+  if (!hasConfig) missing.push('config.json');
+  // A LaVi assembled from Hugging Face folders may take its tokenizer from its text_model folder.
+  const assembled = hasConfig && (await readFile(join(dir, 'config.json'), 'utf8').catch(() => '')).includes('"text_model"');
+  if (needTokenizer && !assembled && !(await isFile(join(dir, 'tokenizer.json')))) missing.push('tokenizer.json');
   if (!(await isFile(join(dir, 'model.safetensors'))) && !(await isFile(join(dir, 'model.safetensors.index.json')))) {
     missing.push('weights (model.safetensors or model.safetensors.index.json)');
   }
   if (missing.length) throw new ModelDirError(`model directory ${dir} has no ${missing.join(', no ')}`);
 }
 
-async function readConfig(dir: string): Promise<{ config: ModelConfig; chatTemplate: string }> {
-  const path = join(dir, 'config.json');
-  let raw: unknown;
-  try {
-    raw = JSON.parse(await readFile(path, 'utf8'));
-  } catch (e) {
-    throw new ModelDirError(`${path}: not valid JSON (${(e as Error).message})`);
-  }
-  const config = parseConfig(raw, path);
-  const t = (raw as Record<string, unknown>).chat_template;
-  if (t !== undefined && (typeof t !== 'string' || !t.includes('{question}'))) {
+/** LaVi's own prompt format: a config.json chat_template string with '{question}' (the shipped checkpoints). */
+function legacyTemplate(raw: Record<string, unknown>, path: string): string | null {
+  const t = raw.chat_template;
+  if (t === undefined) return null;
+  if (typeof t !== 'string' || !t.includes('{question}')) {
     throw new ModelDirError(`${path}: chat_template must be a string containing {question}, got ${JSON.stringify(t)}`);
   }
-  return { config, chatTemplate: (t as string | undefined) ?? DEFAULT_TEMPLATE };
+  return t;
 }
 
 function describeError(e: unknown): string {
@@ -310,8 +319,6 @@ function checkRequest(o: RequestOptions): number {
   return m;
 }
 
-/** Lets timers and I/O (an abort, another runtime's request) run between tokens, also on synchronous backends. */
-const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 // ---- the runtime -------------------------------------------------------------------------------------------
 
@@ -320,23 +327,42 @@ export class LaviRuntime {
   private disposed = false;
 
   private constructor(
-    readonly model: LaviModel,
-    readonly tokenizer: TextTokenizer,
+    readonly engine: Engine,
+    private readonly tok: TextTokenizer | null,
     readonly modelDir: string,
-    readonly chatTemplate: string,
+    /** LaVi's '{question}' template, or null. */
+    private readonly questionTemplate: string | null,
+    /** The model's Jinja chat template, or null. */
+    readonly template: ChatTemplate | null,
     readonly backendChoice: BackendChoice,
     private readonly recordCost: boolean,
   ) {}
 
-  /** Loads the checkpoint and tokenizer onto the chosen backend. */
+  /** Loads a model folder (config.json picks the family) and its tokenizer onto the chosen backend. */
   static async create(opts: RuntimeOptions = {}): Promise<LaviRuntime> {
     const modelDir = opts.modelDir ?? defaultModelDir();
-    await checkModelDir(modelDir, !opts.tokenizer, opts.modelDir === undefined);
-    const { config, chatTemplate } = await readConfig(modelDir);
-    const { backend, choice } = await resolveBackend(opts);
-    let tokenizer = opts.tokenizer;
-    if (!tokenizer) {
-      const path = join(modelDir, 'tokenizer.json');
+    await checkModelDir(modelDir, opts.modelDir === undefined, !opts.tokenizer && (opts.requireTokenizer ?? true));
+    const folder = await inspectModelDir(modelDir).catch((e: unknown) => {
+      throw new ModelDirError(describeError(e));
+    });
+    let textDirs = [modelDir];
+    let config: ModelConfig | null = null;
+    let weightDirs = [modelDir];
+    if (folder.family === 'lavi') {
+      const lf = await readLaviFolder(folder);
+      config = lf.config;
+      textDirs = lf.textDirs;
+      weightDirs = lf.weightDirs;
+    } else if (folder.family === 'siglip') {
+      throw new ModelDirError(`${folder.configPath}: a SiglipVisionModel computes image features and does not generate text; load it with SiglipVisionModel.load() (models/siglip/model.ts)`);
+    } else if (folder.family === 'llava-onevision') {
+      throw new ModelDirError(`${folder.configPath}: LLaVA-OneVision generation is not available in this build yet`);
+    }
+    const questionTemplate = legacyTemplate(folder.raw, folder.configPath);
+    const tokDir = firstWith(textDirs, 'tokenizer.json');
+    let tokenizer: TextTokenizer | null = opts.tokenizer ?? null;
+    if (!tokenizer && tokDir) {
+      const path = join(tokDir, 'tokenizer.json');
       try {
         tokenizer = Tokenizer.fromFile(path);
       } catch (e) {
@@ -344,68 +370,118 @@ export class LaviRuntime {
         throw new ModelDirError(msg.includes(path) ? msg : `${path}: ${msg}`);
       }
     }
-    const keepPacked = opts.model?.keepPacked ?? countParameters(config).total * 4 > PACKED_ABOVE_BYTES;
-    const model = await LaviModel.load(modelDir, backend, { ...opts.model, keepPacked, config });
-    return new LaviRuntime(model, tokenizer, modelDir, chatTemplate, choice, opts.recordCost ?? true);
+    if (!tokenizer && (opts.requireTokenizer ?? true)) throw new ModelDirError(`model directory ${modelDir} has no tokenizer.json`);
+    const template = questionTemplate === null ? ChatTemplate.find(firstWith(textDirs, 'tokenizer_config.json') ?? firstWith(textDirs, 'chat_template.jinja') ?? modelDir) : null;
+    const { backend, choice } = await resolveBackend(opts);
+    let engine: Engine;
+    if (config) {
+      const keepPacked = opts.model?.keepPacked ?? countParametersOf(config) * 4 > PACKED_ABOVE_BYTES;
+      const model = await LaviModel.load(modelDir, backend, { ...opts.model, keepPacked, config, weightDirs });
+      const generation = await readGenerationConfig(firstWith(textDirs, 'generation_config.json') ?? modelDir, config, config.text_config.vocab_size);
+      engine = new LaviEngine(model, generation);
+    } else {
+      const keepPacked = opts.model?.keepPacked ?? (await weightBytesF32(modelDir)) > PACKED_ABOVE_BYTES;
+      const q = await loadQwen2(folder, backend, { ...opts.model, keepPacked });
+      engine = new TextEngine(q.lm, q.generation);
+    }
+    return new LaviRuntime(engine, tokenizer, modelDir, questionTemplate, template, choice, opts.recordCost ?? true);
   }
 
   get backend(): Backend {
-    return this.model.backend;
+    return this.engine.backend;
   }
 
+  get family(): Family {
+    return this.engine.family;
+  }
+
+  /** The LaVi model (LaVi and concat checkpoints only). */
+  get model(): LaviModel {
+    if (!(this.engine instanceof LaviEngine)) throw new ValueError(`runtime.model: this is a ${this.engine.family} model, not LaVi`);
+    return this.engine.model;
+  }
+
+  /** The LaVi config (LaVi and concat checkpoints only). */
   get config(): ModelConfig {
     return this.model.config;
   }
 
+  /** The tokenizer; throws when the folder has none. */
+  get tokenizer(): TextTokenizer {
+    if (!this.tok) throw new ModelDirError(`model directory ${this.modelDir} has no tokenizer.json: give token ids instead of text`);
+    return this.tok;
+  }
+
   info(): RuntimeInfo {
-    const c = this.model.config;
-    const v = c.vision_config, t = c.text_config;
+    const d = this.engine.describe();
+    const v = d.vision;
+    const dtypes = this.engine.weights.dtypes();
     return {
-      backend: this.model.backend.info(),
+      backend: this.engine.backend.info(),
       backendChoice: this.backendChoice,
       modelDir: this.modelDir,
-      mode: c.lavi_config.mode,
+      family: d.family,
+      mode: d.mode,
       config: {
-        imageSize: v.image_size,
-        patchSize: v.patch_size,
-        visualTokensPerImage: visualTokensPerImage(v),
-        visionLayers: v.num_hidden_layers,
-        visionWidth: v.hidden_size,
-        llmLayers: t.num_hidden_layers,
-        llmWidth: t.hidden_size,
-        vocabSize: t.vocab_size,
-        maxPositionEmbeddings: t.max_position_embeddings,
-        eosTokenIds: [...c.eos_token_ids],
-        weightDType: c.torch_dtype ?? 'unknown',
+        imageSize: v?.imageSize ?? 0,
+        patchSize: v?.patchSize ?? 0,
+        visualTokensPerImage: v?.visualTokensPerImage ?? 0,
+        visionLayers: v?.layers ?? 0,
+        visionWidth: v?.width ?? 0,
+        llmLayers: d.layers,
+        llmWidth: d.width,
+        vocabSize: d.vocabSize,
+        maxPositionEmbeddings: d.maxPositionEmbeddings,
+        eosTokenIds: [...this.engine.generation.eosTokenIds],
+        weightDType: this.engine instanceof LaviEngine ? this.engine.model.config.torch_dtype ?? 'unknown' : Object.keys(dtypes).join('+'),
       },
-      parameters: countParameters(c),
-      weightBytes: this.model.weights.bytes(),
-      chatTemplate: this.chatTemplate,
+      parameters: d.parameters,
+      weightBytes: this.engine.weights.bytes(),
+      weightDTypes: dtypes,
+      chatTemplate: this.questionTemplate ?? this.template?.source ?? null,
+      hasTokenizer: this.tok !== null,
+      generation: this.engine.generation,
     };
   }
 
-  /** The prompt text for a question (the checkpoint's chat template with {question} substituted). */
-  formatPrompt(question: string): string {
-    return this.chatTemplate.split('{question}').join(question);
+  /** The prompt text for a question: the checkpoint's '{question}' template, or its chat template with one user
+   *  turn (an image part first when an image comes with it) and the generation prompt. */
+  formatPrompt(question: string, withImage = false): string {
+    if (this.questionTemplate !== null) return this.questionTemplate.split('{question}').join(question);
+    if (!this.template) return question;
+    const content = withImage && this.engine.imageTokenId !== null ? [{ type: 'image' }, { type: 'text', text: question }] : question;
+    return this.template.render([{ role: 'user', content }], { addGenerationPrompt: true });
   }
 
   /** Token ids of the prompt for a question. */
-  encodePrompt(question: string): number[] {
+  encodePrompt(question: string, withImage = false): number[] {
     if (typeof question !== 'string') throw new ValueError(`question must be a string, got ${typeof question}`);
     if (question.trim() === '') throw new ValueError('question is empty');
-    return this.encodeText(this.formatPrompt(question));
+    const text = this.formatPrompt(question, withImage);
+    return this.questionTemplate === null && this.template ? this.encodeText(text, false) : this.encodeText(text);
   }
 
-  /** The tokenizer decides the special tokens (a BOS comes from its post-processor, as in Hugging Face). */
-  private encodeText(text: string): number[] {
-    return Array.from(this.tokenizer.encode(text));
+  /** Token ids of a conversation rendered with the model's chat template (and the generation prompt). */
+  encodeChat(messages: readonly ChatMessage[]): number[] {
+    if (!this.template) {
+      throw new ModelDirError(`model directory ${this.modelDir} has no chat template (tokenizer_config.json chat_template, chat_template.jinja or .json): use raw text or token ids`);
+    }
+    return this.encodeText(this.template.render(messages, { addGenerationPrompt: true }), false);
   }
 
-  /** Reads, decodes and preprocesses an image to the model's input pixels [1, 3, S, S]. */
+  /** The tokenizer decides the special tokens (a BOS comes from its post-processor, as in Hugging Face);
+   *  a rendered chat template carries its own, so none are added then. */
+  private encodeText(text: string, addSpecialTokens = true): number[] {
+    const tok = this.tokenizer as TextTokenizer & { encode(t: string, o?: { addSpecialTokens?: boolean }): number[] };
+    return Array.from(addSpecialTokens ? tok.encode(text) : tok.encode(text, { addSpecialTokens: false }));
+  }
+
+  /** Reads, decodes and preprocesses an image to the model's input pixels. */
   async prepareImage(image: ImageSource): Promise<PixelBatch> {
+    if (!this.engine.acceptsImages) throw new ValueError(`this model (${this.engine.family}) is text-only: it takes no image`);
     const img = await loadImage(image);
     try {
-      return preprocessImage(img, this.model.config.vision_config);
+      return this.engine.preprocess(img);
     } catch (e) {
       throw new ImageError(`image${typeof image === 'string' ? ' ' + image : ''}: ${describeError(e)}`);
     }
@@ -413,19 +489,33 @@ export class LaviRuntime {
 
   /** Asks a question about an image. */
   ask(image: ImageSource, question: string, opts: RequestOptions = {}): Promise<AskResult> {
-    return this.enqueue(() => this.run(image, question, null, opts));
+    return this.enqueue(() => this.run(image, () => this.encodePrompt(question, true), opts));
   }
 
-  /** Text only: continues `prompt` (raw text, no chat template; or token ids) with no image. */
-  generate(prompt: string | readonly number[], opts: RequestOptions = {}): Promise<AskResult> {
-    return this.enqueue(() => this.run(null, null, prompt, opts));
+  /** Continues `prompt` (raw text, no chat template; or token ids), with an image when given (for a model with an
+   *  image token, it goes where that token stands). */
+  generate(prompt: string | readonly number[], opts: RequestOptions & { image?: ImageSource | null } = {}): Promise<AskResult> {
+    const ids = (): number[] => {
+      if (typeof prompt === 'string') {
+        if (prompt === '') throw new ValueError('prompt is empty');
+        return this.encodeText(prompt);
+      }
+      if (!Array.isArray(prompt) && !ArrayBuffer.isView(prompt)) throw new ValueError('prompt must be text or a list of token ids');
+      return Array.from(prompt);
+    };
+    return this.enqueue(() => this.run(opts.image ?? null, ids, opts));
+  }
+
+  /** One assistant turn for a conversation, with the model's chat template; an image for the first user turn. */
+  chat(messages: readonly ChatMessage[], opts: RequestOptions & { image?: ImageSource | null } = {}): Promise<AskResult> {
+    return this.enqueue(() => this.run(opts.image ?? null, () => this.encodeChat(messages), opts));
   }
 
   /** Frees the model's weights and cache. The backend (shared through the registry) stays. */
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
-    this.model.dispose();
+    this.engine.dispose();
   }
 
   private enqueue<T>(fn: () => Promise<T>): Promise<T> {
@@ -434,98 +524,82 @@ export class LaviRuntime {
     return p;
   }
 
-  private async run(image: ImageSource | null, question: string | null, rawPrompt: string | readonly number[] | null, opts: RequestOptions): Promise<AskResult> {
+  private async run(image: ImageSource | null, promptIds: () => number[], opts: RequestOptions): Promise<AskResult> {
     if (this.disposed) throw new ValueError('LaviRuntime: used after dispose()');
     const t0 = performance.now();
-    const maxNew = checkRequest(opts);
+    const engine = this.engine;
+    const gen = engine.generation;
+    const sampling = opts.modelDefaults && gen.doSample
+      ? { temperature: gen.temperature, topP: gen.topP, topK: gen.topK, repetitionPenalty: gen.repetitionPenalty, ...definedOnly(opts) }
+      : opts;
+    const maxNew = checkRequest(sampling);
     const signal = opts.signal;
     if (signal?.aborted) throw new AbortError(`aborted before it started${signal.reason !== undefined ? ` (${describeError(signal.reason)})` : ''}`);
-    const model = this.model;
-    const cfg = model.config;
+    if (image !== null && !engine.acceptsImages) throw new ValueError(`this model (${engine.family}) is text-only: it takes no image`);
 
     // Prompt ids, and the context check (before any image work, so a hopeless request fails fast).
-    let ids: number[];
-    if (question !== null) ids = this.encodePrompt(question);
-    else if (typeof rawPrompt === 'string') {
-      if (rawPrompt === '') throw new ValueError('prompt is empty');
-      ids = this.encodeText(rawPrompt);
-    } else ids = Array.from(rawPrompt ?? []);
+    const ids = promptIds();
     if (ids.length === 0) throw new ValueError('prompt is empty');
-    const maxPos = cfg.text_config.max_position_embeddings;
-    const visualInContext = image !== null && cfg.lavi_config.mode === 'concat' ? visualTokensPerImage(cfg.vision_config) : 0;
-    if (ids.length + visualInContext + maxNew > maxPos) {
-      const allowed = maxPos - visualInContext - maxNew;
-      throw new PromptTooLongError(
-        `prompt too long: ${ids.length} tokens${visualInContext ? ` + ${visualInContext} visual tokens` : ''} + room for ${maxNew} answer tokens ` +
-          `exceeds the model's context of ${maxPos} tokens` +
-          (allowed > 0 ? ` (at most ${allowed} prompt tokens fit; shorten the question or lower maxNewTokens)` : ` (lower maxNewTokens)`),
-      );
+    const maxPos = engine.lm.maxContext;
+    const vocab = engine.lm.vocabSize;
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i]!;
+      if (!Number.isInteger(id) || id < 0 || id >= vocab) throw new ValueError(`token id ${JSON.stringify(id)} at position ${i} is outside the vocabulary [0, ${vocab})`);
     }
+    const visualGuess = image !== null && engine instanceof LaviEngine && engine.model.mode === 'concat' ? engine.describe().vision!.visualTokensPerImage : 0;
+    checkContext(ids.length, visualGuess, maxNew, maxPos);
 
     const rec = this.recordCost ? new CostRecorder() : null;
     const measured = <T>(fn: () => T): T => (rec ? withCost(rec, fn) : fn());
 
     // Image: decode + preprocess, then the vision tower and projector.
     let imageMs = 0, encodeMs = 0, visualTokens = 0;
-    let enc: ImageEncoding | null = null;
+    let enc: EncodedImage | null = null;
     if (image !== null) {
       const pixels = await this.prepareImage(image);
       imageMs = performance.now() - t0;
       const te = performance.now();
-      enc = measured(() => model.encodeImage(pixels));
-      await model.backend.sync();
+      enc = measured(() => engine.encode(pixels));
+      await engine.backend.sync();
       encodeMs = performance.now() - te;
       visualTokens = enc.numTokens;
     }
 
-    const stop = new Set(opts.stopTokens ?? cfg.eos_token_ids);
-    const rng = createRng(opts.seed ?? 0);
-    const stream = textStream(this.tokenizer);
-    const tokens: number[] = [];
-    let stopReason: StopReason = 'length';
-    let abortReason: unknown;
+    const stop = new Set(opts.stopTokens ?? gen.eosTokenIds);
+    const stream = this.tok ? textStream(this.tok) : () => '';
     let prefillFlops = 0;
 
     const tp = performance.now();
     try {
-      measured(() => model.prefill(ids, enc, { consumeImage: true }));
+      checkContext(ids.length, engine.contextTokens(enc), maxNew, maxPos);
+      measured(() => engine.prefill(ids, enc));
     } finally {
-      enc = null; // consumed (disposed) by prefill, also when it throws
+      if (enc) enc.dispose(); // consumed by prefill (disposing twice is a no-op), also when it throws
+      enc = null;
     }
-    const contextTokens = model.position;
+    const contextTokens = engine.lm.position;
     if (rec) prefillFlops = rec.total('llm').flops;
-    let id = await this.pick(opts, rng);
-    const tFirst = performance.now();
+    const loop = await decodeLoop(engine.lm, ids, {
+      ...sampling,
+      maxNewTokens: maxNew,
+      stopTokens: stop,
+      signal,
+      yieldBetween: true,
+      measure: rec ? measured : undefined,
+      onToken: (id) => {
+        if (!stop.has(id)) opts.onToken?.(stream(id), id);
+      },
+    });
+    const tokens = loop.tokens;
+    const stopReason: StopReason = loop.finishReason === 'callback' ? 'stop' : loop.finishReason;
+    const end = performance.now();
+    const tFirst = end - loop.decodeMs;
     const prefillMs = tFirst - tp;
     const ttftMs = tFirst - t0;
-
-    for (;;) {
-      tokens.push(id);
-      if (stop.has(id)) {
-        stopReason = 'stop';
-        break;
-      }
-      const text = stream(id);
-      opts.onToken?.(text, id);
-      if (tokens.length >= maxNew) break;
-      if (model.position >= maxPos) {
-        stopReason = 'context';
-        break;
-      }
-      await yieldToEventLoop();
-      if (signal?.aborted) {
-        stopReason = 'aborted';
-        abortReason = signal.reason;
-        break;
-      }
-      measured(() => model.decodeStep(id));
-      id = await this.pick(opts, rng);
-    }
-    const end = performance.now();
-    const decodeMs = end - tFirst;
+    const decodeMs = loop.decodeMs;
     const answerIds = stopReason === 'stop' ? tokens.slice(0, -1) : tokens;
-    const answer = this.tokenizer.decode(answerIds, { skipSpecialTokens: true }).trim();
-    model.reset(); // frees the cache's sequence state and the logits; weights stay
+    const answer = this.tok ? this.tok.decode(answerIds, { skipSpecialTokens: true }).trim() : '';
+    engine.lm.reset(); // frees the cache's sequence state and the logits; weights stay
 
     const result: AskResult = {
       answer,
@@ -550,22 +624,42 @@ export class LaviRuntime {
       const all = rec.total('');
       result.cost = { visionFlops: vision, llmFlops: llm, prefillFlops, totalFlops: all.flops, bytesMoved: all.bytesRead + all.bytesWritten };
     }
-    if (stopReason === 'aborted') result.abortReason = abortReason;
+    if (stopReason === 'aborted') result.abortReason = signal?.reason;
     return result;
   }
+}
 
-  /** The next token from the model's current logits: argmax on the backend (greedy) or a seeded draw. */
-  private async pick(opts: SamplingOptions, rng: Rng): Promise<number> {
-    if ((opts.temperature ?? 0) === 0) {
-      const am = argmax(this.model.logits!);
-      try {
-        const r = await am.read();
-        return r[r.length - 1]!;
-      } finally {
-        am.dispose();
-      }
-    }
-    return sampleToken(await this.model.readLogits(), opts, rng);
+function definedOnly(o: RequestOptions): Partial<RequestOptions> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(o)) if (v !== undefined) out[k] = v;
+  return out as Partial<RequestOptions>;
+}
+
+function checkContext(promptTokens: number, visual: number, maxNew: number, maxPos: number): void {
+  if (promptTokens + visual + maxNew <= maxPos) return;
+  const allowed = maxPos - visual - maxNew;
+  throw new PromptTooLongError(
+    `prompt too long: ${promptTokens} tokens${visual ? ` + ${visual} visual tokens` : ''} + room for ${maxNew} answer tokens ` +
+      `exceeds the model's context of ${maxPos} tokens` +
+      (allowed > 0 ? ` (at most ${allowed} prompt tokens fit; shorten the question or lower maxNewTokens)` : ` (lower maxNewTokens)`),
+  );
+}
+
+/** Parameters of a LaVi config, for the packing decision. */
+function countParametersOf(config: ModelConfig): number {
+  return countParameters(config).total;
+}
+
+/** The bytes a checkpoint folder's tensors take widened to f32 (from the safetensors headers). */
+async function weightBytesF32(dir: string): Promise<number> {
+  const { Checkpoint } = await import('../../core/safetensors/checkpoint.js');
+  const c = await Checkpoint.open(dir);
+  try {
+    let n = 0;
+    for (const name of c.names()) n += c.entry(name).shape.reduce((a: number, b: number) => a * b, 1) * 4;
+    return n;
+  } finally {
+    await c.close();
   }
 }
 

@@ -371,7 +371,7 @@ async function evalModel(
     const ev: ModelEval = {
       name: m.name,
       dir: shortPath(m.dir),
-      mode: info.mode,
+      mode: info.mode as 'lavi' | 'concat',
       parameters: info.parameters.total,
       questions: questions.length,
       ...acc,

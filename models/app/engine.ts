@@ -1,0 +1,149 @@
+// What the runtime drives, whatever the family: a causal LM, maybe with a way for images to enter. One adapter
+// per generative family (LaVi: conditioners; Qwen2: text only; LLaVA-OneVision: features at the image token).
+
+import type { Backend } from '../../core/backend.js';
+import { ValueError } from '../../core/errors.js';
+import type { PixelBatch, RGBImage } from '../image/preprocess.js';
+import { preprocessImage } from '../image/preprocess.js';
+import { countParameters } from '../lavi/weights.js';
+import type { ImageEncoding, LaviModel } from '../lavi/model.js';
+import type { ModelWeights } from '../loading/weights.js';
+import type { Family, GenerationDefaults } from '../loader.js';
+import type { CausalLM, Qwen2CausalLM } from '../qwen2/model.js';
+import { visualTokensPerImage } from '../siglip/config.js';
+
+/** An image on its way into the model: preprocessed pixels, then encoded once. */
+export interface EncodedImage {
+  /** Visual tokens the image produced. */
+  readonly numTokens: number;
+  dispose(): void;
+}
+
+export interface EngineDescription {
+  family: Family;
+  /** 'lavi' | 'concat' for LaVi checkpoints; the family otherwise. */
+  mode: string;
+  layers: number;
+  width: number;
+  vocabSize: number;
+  maxPositionEmbeddings: number;
+  parameters: Record<string, number> & { total: number };
+  vision: { imageSize: number; patchSize: number; visualTokensPerImage: number; layers: number; width: number } | null;
+}
+
+export interface Engine {
+  readonly family: Family;
+  readonly lm: CausalLM;
+  readonly backend: Backend;
+  readonly weights: ModelWeights;
+  readonly generation: GenerationDefaults;
+  /** Whether images are accepted (false: text-only). */
+  readonly acceptsImages: boolean;
+  /** The token id that marks where an image goes in the prompt (LLaVA-OneVision), or null. */
+  readonly imageTokenId: number | null;
+  preprocess(img: RGBImage): PixelBatch;
+  encode(pixels: PixelBatch): EncodedImage;
+  /** Tokens an image adds to the decoder's context besides the prompt (concat-style families). */
+  contextTokens(image: EncodedImage | null): number;
+  /** Starts a sequence (the image, if any, is consumed). */
+  prefill(ids: readonly number[], image: EncodedImage | null): void;
+  describe(): EngineDescription;
+  dispose(): void;
+}
+
+export class LaviEngine implements Engine {
+  readonly family = 'lavi' as const;
+  readonly acceptsImages = true;
+  readonly imageTokenId = null;
+  constructor(
+    readonly model: LaviModel,
+    readonly generation: GenerationDefaults,
+  ) {}
+  get lm(): CausalLM {
+    return this.model;
+  }
+  get backend(): Backend {
+    return this.model.backend;
+  }
+  get weights(): ModelWeights {
+    return this.model.weights;
+  }
+  preprocess(img: RGBImage): PixelBatch {
+    return preprocessImage(img, this.model.config.vision_config);
+  }
+  encode(pixels: PixelBatch): EncodedImage {
+    return this.model.encodeImage(pixels);
+  }
+  contextTokens(image: EncodedImage | null): number {
+    return image && this.model.mode === 'concat' ? image.numTokens : 0;
+  }
+  prefill(ids: readonly number[], image: EncodedImage | null): void {
+    this.model.prefill(ids, (image as ImageEncoding | null) ?? null, { consumeImage: true });
+  }
+  describe(): EngineDescription {
+    const c = this.model.config;
+    const v = c.vision_config, t = c.text_config;
+    return {
+      family: 'lavi',
+      mode: c.lavi_config.mode,
+      layers: t.num_hidden_layers,
+      width: t.hidden_size,
+      vocabSize: t.vocab_size,
+      maxPositionEmbeddings: t.max_position_embeddings,
+      parameters: countParameters(c),
+      vision: { imageSize: v.image_size, patchSize: v.patch_size, visualTokensPerImage: visualTokensPerImage(v), layers: v.num_hidden_layers, width: v.hidden_size },
+    };
+  }
+  dispose(): void {
+    this.model.dispose();
+  }
+}
+
+export class TextEngine implements Engine {
+  readonly family = 'qwen2' as const;
+  readonly acceptsImages = false;
+  readonly imageTokenId = null;
+  constructor(
+    readonly model: Qwen2CausalLM,
+    readonly generation: GenerationDefaults,
+  ) {}
+  get lm(): CausalLM {
+    return this.model;
+  }
+  get backend(): Backend {
+    return this.model.backend;
+  }
+  get weights(): ModelWeights {
+    return this.model.weights;
+  }
+  preprocess(): PixelBatch {
+    throw new ValueError('this model is text-only (Qwen2ForCausalLM): it takes no image');
+  }
+  encode(): EncodedImage {
+    throw new ValueError('this model is text-only (Qwen2ForCausalLM): it takes no image');
+  }
+  contextTokens(): number {
+    return 0;
+  }
+  prefill(ids: readonly number[], image: EncodedImage | null): void {
+    if (image) throw new ValueError('this model is text-only (Qwen2ForCausalLM): it takes no image');
+    this.model.prefill(ids);
+  }
+  describe(): EngineDescription {
+    const c = this.model.config;
+    const n = this.model.weights.parameterCount();
+    return {
+      family: 'qwen2',
+      mode: 'qwen2',
+      layers: c.num_hidden_layers,
+      width: c.hidden_size,
+      vocabSize: c.vocab_size,
+      maxPositionEmbeddings: c.max_position_embeddings,
+      parameters: { llm: n, total: n },
+      vision: null,
+    };
+  }
+  dispose(): void {
+    this.model.dispose();
+  }
+}
