@@ -8,7 +8,8 @@
 //   int(centre + support + 0.5), clamped to the image; weights filter((x − centre + 0.5) / max(1, scale)),
 //   normalised to sum 1, then turned into fixed point with PRECISION_BITS = 32 − 8 − 2 = 22 bits (rounded away
 //   from zero by ±0.5 and truncated, as C's (int) does).
-// - A pixel is Σ v · k in integers, plus 1 << 21 for rounding, shifted right by 22 and clipped to 0..255.
+// - A pixel is Σ v · k in 32-bit integers (C's int), plus 1 << 21 for rounding, shifted right by 22 (arithmetic)
+//   and clipped to 0..255.
 // - Filters (PIL numbering, as `resample` in preprocessor_config.json): 1 LANCZOS (support 3), 2 BILINEAR
 //   (triangle, support 1), 3 BICUBIC (Keys a = −0.5, support 2), 4 BOX (support 0.5), 5 HAMMING (support 1).
 //   0 NEAREST takes another code path in PIL and is not implemented.
@@ -123,40 +124,65 @@ function precomputeCoeffs(inSize: number, outSize: number, filter: Filter): Taps
 }
 
 function clip8(ss: number): number {
-  const v = ss >> PRECISION_BITS; // |ss| < 2^31 always (normalised taps, 8-bit inputs)
+  const v = ss >> PRECISION_BITS;
   return v < 0 ? 0 : v > 255 ? 255 : v;
 }
 
 /** Horizontal pass: [H, inW, C] → [H, outW, C]. */
 function horizontal(src: Uint8Array, H: number, inW: number, C: number, outW: number, t: Taps): Uint8Array {
   const dst = new Uint8Array(H * outW * C);
+  const { start, count, k, ksize } = t;
   for (let y = 0; y < H; y++) {
     const row = y * inW * C;
+    const orow = y * outW * C;
+    if (C === 3) {
+      for (let xx = 0; xx < outW; xx++) {
+        const n = count[xx]!, kb = xx * ksize;
+        let p = row + start[xx]! * 3;
+        let s0 = HALF, s1 = HALF, s2 = HALF;
+        for (let x = 0; x < n; x++, p += 3) {
+          const w = k[kb + x]!;
+          s0 = (s0 + Math.imul(src[p]!, w)) | 0;
+          s1 = (s1 + Math.imul(src[p + 1]!, w)) | 0;
+          s2 = (s2 + Math.imul(src[p + 2]!, w)) | 0;
+        }
+        const o = orow + xx * 3;
+        dst[o] = clip8(s0);
+        dst[o + 1] = clip8(s1);
+        dst[o + 2] = clip8(s2);
+      }
+      continue;
+    }
     for (let xx = 0; xx < outW; xx++) {
-      const x0 = t.start[xx]!, n = t.count[xx]!, kb = xx * t.ksize;
+      const x0 = start[xx]!, n = count[xx]!, kb = xx * ksize;
       for (let c = 0; c < C; c++) {
         let ss = HALF;
-        for (let x = 0; x < n; x++) ss += src[row + (x0 + x) * C + c]! * t.k[kb + x]!;
-        dst[(y * outW + xx) * C + c] = clip8(ss);
+        for (let x = 0; x < n; x++) ss = (ss + Math.imul(src[row + (x0 + x) * C + c]!, k[kb + x]!)) | 0;
+        dst[orow + xx * C + c] = clip8(ss);
       }
     }
   }
   return dst;
 }
 
-/** Vertical pass: [inH, W, C] → [outH, W, C]. */
+/** Vertical pass: [inH, W, C] → [outH, W, C], accumulating whole rows (sequential reads). */
 function vertical(src: Uint8Array, inH: number, W: number, C: number, outH: number, t: Taps): Uint8Array {
   void inH;
-  const dst = new Uint8Array(outH * W * C);
   const rowLen = W * C;
+  const dst = new Uint8Array(outH * rowLen);
+  const acc = new Int32Array(rowLen); // C's int accumulator
+  const { start, count, k, ksize } = t;
   for (let yy = 0; yy < outH; yy++) {
-    const y0 = t.start[yy]!, n = t.count[yy]!, kb = yy * t.ksize;
-    const out = yy * rowLen;
-    for (let i = 0; i < rowLen; i++) {
-      let ss = HALF;
-      for (let y = 0; y < n; y++) ss += src[(y0 + y) * rowLen + i]! * t.k[kb + y]!;
-      dst[out + i] = clip8(ss);
+    const y0 = start[yy]!, n = count[yy]!, kb = yy * ksize;
+    acc.fill(HALF);
+    for (let y = 0; y < n; y++) {
+      const w = k[kb + y]!;
+      if (w === 0) continue;
+      const r = (y0 + y) * rowLen;
+      for (let i = 0; i < rowLen; i++) acc[i] = (acc[i]! + Math.imul(src[r + i]!, w)) | 0;
     }
+    const out = yy * rowLen;
+    for (let i = 0; i < rowLen; i++) dst[out + i] = clip8(acc[i]!);
   }
   return dst;
 }
