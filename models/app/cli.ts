@@ -4,11 +4,13 @@
 // GPU driver.
 
 const COMMANDS: Record<string, { file: string; summary: string }> = {
-  ask: { file: './commands/ask.js', summary: 'ask the bundled LaVi model about an image: lavi ask <image> "<question>"' },
+  ask: { file: './commands/ask.js', summary: 'ask a vision model about an image: lavi ask <image> "<question>" [--model DIR]' },
+  generate: { file: './commands/generate.js', summary: 'raw generation: lavi generate --model DIR (--prompt TEXT | --ids 1,2,3) [--json]' },
+  chat: { file: './commands/chat.js', summary: "multi-turn chat with the model's own chat template: lavi chat --model DIR" },
+  info: { file: './commands/info.js', summary: 'what a model folder holds: family, parameters, dtypes, context, memory' },
   eval: { file: './commands/eval.js', summary: 'accuracy and cost of LaVi vs the concat baseline on the held-out split' },
   cost: { file: './commands/cost.js', summary: 'FLOPs and memory of LaVi vs the concat baseline for a config' },
   verify: { file: './commands/verify.js', summary: 'kernel conformance: run the op table on a backend against the CPU reference' },
-  bench: { file: './commands/bench.js', summary: 'op and model benchmarks' },
   serve: { file: './commands/serve.js', summary: 'serve the engine over stdio (length-prefixed msgpack)' },
   trace: { file: './commands/trace.js', summary: 'record a model request as an op trace' },
 };
@@ -23,6 +25,12 @@ async function main(argv: string[]): Promise<number> {
   if (!name || name === '--help' || name === '-h' || name === 'help') {
     console.log(usage());
     return name ? 0 : 2;
+  }
+  if (name === '--version' || name === '-V' || name === 'version') {
+    const { readFileSync } = await import('node:fs');
+    const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+    console.log(`lavi ${pkg.version}`);
+    return 0;
   }
   const cmd = COMMANDS[name];
   if (!cmd) {

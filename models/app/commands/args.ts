@@ -41,3 +41,45 @@ export function intFlag(p: ParsedArgs, key: string, dflt: number, command: strin
   if (!Number.isInteger(n) || n < 0) throw new ValueError(`${command}: --${key} must be a non-negative integer, got ${String(v)}`);
   return n;
 }
+
+/** A mistake in how the command was called: the command prints it and exits 2. */
+export class UsageError extends Error {}
+
+export function numberFlag(p: ParsedArgs, key: string, check: (n: number) => boolean, what: string): number | undefined {
+  const v = p.flags.get(key);
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (v === '' || v === true || !Number.isFinite(n) || !check(n)) throw new UsageError(`--${key} must be ${what}, got '${String(v)}'`);
+  return n;
+}
+
+/** The sampling options every generating command takes. */
+export const SAMPLING_FLAGS = ['max-tokens', 'temperature', 'top-k', 'top-p', 'seed'];
+
+export const SAMPLING_HELP = `  --max-tokens N      tokens to generate at most
+  --temperature T     sampling temperature (0: greedy)
+  --top-k K           sample among the K most likely tokens (0: all)
+  --top-p P           nucleus sampling threshold (1: off)
+  --seed S            seed of the sampler (default 0)`;
+
+export function samplingFlags(p: ParsedArgs): { maxNewTokens?: number; temperature?: number; topK?: number; topP?: number; seed?: number } {
+  const isInt = (n: number) => Number.isInteger(n);
+  const out = {
+    maxNewTokens: numberFlag(p, 'max-tokens', (n) => isInt(n) && n >= 1, 'a positive integer'),
+    temperature: numberFlag(p, 'temperature', (n) => n >= 0, 'a number ≥ 0'),
+    topK: numberFlag(p, 'top-k', (n) => isInt(n) && n >= 0, 'a non-negative integer'),
+    topP: numberFlag(p, 'top-p', (n) => n > 0 && n <= 1, 'a number in (0, 1]'),
+    seed: numberFlag(p, 'seed', isInt, 'an integer'),
+  };
+  for (const k of Object.keys(out) as (keyof typeof out)[]) if (out[k] === undefined) delete out[k];
+  return out;
+}
+
+/** Parses with `parseArgs`, turning its errors into UsageErrors without the command prefix. */
+export function parseUsage(args: string[], spec: { boolean?: string[]; string?: string[] }, command: string): ParsedArgs {
+  try {
+    return parseArgs(args, spec, command);
+  } catch (e) {
+    throw new UsageError((e as Error).message.replace(`${command}: `, ''));
+  }
+}

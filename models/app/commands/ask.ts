@@ -9,7 +9,7 @@ import '../../../backends/index.js';
 import { LaviError } from '../../../core/errors.js';
 import { hasBackend, listBackends, releaseAllBackends } from '../../../core/registry.js';
 import { LaviRuntime, type AskResult, type RequestOptions, type RuntimeInfo } from '../runtime.js';
-import { parseArgs, type ParsedArgs } from './args.js';
+import { parseUsage, samplingFlags, SAMPLING_FLAGS, UsageError } from './args.js';
 
 const HELP = `usage: lavi ask <image.png|jpg> "<question>" [options]
 
@@ -29,8 +29,6 @@ options:
 
 exit status: 0 answered, 1 runtime error, 2 usage error, 130 interrupted`;
 
-class UsageError extends Error {}
-
 interface AskArgs {
   image: string;
   question: string;
@@ -42,25 +40,8 @@ interface AskArgs {
   request: RequestOptions;
 }
 
-function numberFlag(p: ParsedArgs, key: string, check: (n: number) => boolean, what: string): number | undefined {
-  const v = p.flags.get(key);
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (v === '' || !Number.isFinite(n) || !check(n)) throw new UsageError(`--${key} must be ${what}, got '${String(v)}'`);
-  return n;
-}
-
 function parse(args: string[]): AskArgs | 'help' {
-  let p: ParsedArgs;
-  try {
-    p = parseArgs(
-      args,
-      { boolean: ['stream', 'verbose', 'json', 'help'], string: ['backend', 'model', 'max-tokens', 'temperature', 'top-k', 'top-p', 'seed'] },
-      'lavi ask',
-    );
-  } catch (e) {
-    throw new UsageError((e as Error).message.replace(/^lavi ask: /, ''));
-  }
+  const p = parseUsage(args, { boolean: ['stream', 'verbose', 'json', 'help'], string: ['backend', 'model', ...SAMPLING_FLAGS] }, 'lavi ask');
   if (p.flags.has('help')) return 'help';
   if (p.positional.length < 2) throw new UsageError(p.positional.length === 0 ? 'missing <image> and "<question>"' : 'missing "<question>"');
   if (p.positional.length > 2) {
@@ -73,15 +54,7 @@ function parse(args: string[]): AskArgs | 'help' {
   if (backend !== undefined && !hasBackend(backend)) {
     throw new UsageError(`unknown backend '${backend}' (available: ${listBackends().map((r) => r.name).filter((n) => n !== 'meta').join(', ')})`);
   }
-  const isInt = (n: number) => Number.isInteger(n);
-  const request: RequestOptions = {
-    maxNewTokens: numberFlag(p, 'max-tokens', (n) => isInt(n) && n >= 1, 'a positive integer'),
-    temperature: numberFlag(p, 'temperature', (n) => n >= 0, 'a number ≥ 0'),
-    topK: numberFlag(p, 'top-k', (n) => isInt(n) && n >= 0, 'a non-negative integer'),
-    topP: numberFlag(p, 'top-p', (n) => n > 0 && n <= 1, 'a number in (0, 1]'),
-    seed: numberFlag(p, 'seed', isInt, 'an integer'),
-  };
-  for (const k of Object.keys(request) as (keyof RequestOptions)[]) if (request[k] === undefined) delete request[k];
+  const request: RequestOptions = samplingFlags(p);
   return {
     image,
     question,
