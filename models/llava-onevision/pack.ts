@@ -15,6 +15,9 @@
 //   5. image_newline appended after each row of the map; the map flattened row-major after the base features.
 
 import { ShapeError, ValueError } from '../../core/errors.js';
+import { tidy } from '../../core/scope.js';
+import type { Tensor } from '../../core/tensor.js';
+import { concat, reshape, resizeGrid, slice, sliceAxis, tensor, transpose } from '../../ops/index.js';
 import { tokenLayout, type LlavaOnevisionImageModelConfig, type TokenLayout } from './processor.js';
 
 type FloatArray = Float32Array | Float64Array;
@@ -110,4 +113,41 @@ export function packImageFeatures(
   }
   if (o !== out.length) throw new ValueError(`packImageFeatures: internal error, wrote ${o / d} of ${layout.numTokens} tokens`);
   return { data: out, shape: [layout.numTokens, d], layout };
+}
+
+/**
+ * The same packing on a backend, for the model graph: projected [1 + rows·cols, n², d] (a tensor) → [N, d], with
+ * layout ops (slice, transpose, concat) and the resizeGrid op (bilinear, align_corners=False) for anyres_max_N.
+ * `newline` is image_newline on the host.
+ */
+export function packOnBackend(
+  projected: Tensor,
+  imageSize: readonly [number, number],
+  model: LlavaOnevisionImageModelConfig,
+  newline: Float32Array,
+): { features: Tensor; layout: TokenLayout } {
+  const [H, W] = imageSize;
+  const L = tokenLayout(H, W, model);
+  const n = L.tokensPerSide, nn = n * n;
+  const [gh, gw] = L.gridTokens;
+  const rows = gh / n, cols = gw / n;
+  const T = 1 + rows * cols;
+  const d = newline.length;
+  if (projected.rank !== 3 || projected.shape[0] !== T || projected.shape[1] !== nn || projected.shape[2] !== d) {
+    throw new ShapeError(`packOnBackend: a ${W}×${H} image needs projected features [${T}, ${nn}, ${d}], got [${projected.shape.join(', ')}]`);
+  }
+  const [uh, uw] = L.unpadded, [oy, ox] = L.unpadOffset, [fh, fw] = L.final;
+  const features = tidy(() => {
+    const base = reshape(sliceAxis(projected, 0, 0, 1), [nn, d]);
+    // tiles [rows, cols, n, n, d] → map [rows, n, cols, n, d] = [gh, gw, d]
+    const tiles = reshape(sliceAxis(projected, 0, 1, T), [rows, cols, n, n, d]);
+    let map = reshape(transpose(tiles, [0, 2, 1, 3, 4]), [gh, gw, d]);
+    if (uh !== gh || uw !== gw) map = slice(map, [oy, ox, 0], [uh, uw, d]);
+    if (L.downscaled) map = reshape(resizeGrid(reshape(map, [1, uh * uw, d]), uh, uw, fh, fw), [fh, fw, d]);
+    const nl = new Float32Array(fh * d);
+    for (let r = 0; r < fh; r++) nl.set(newline, r * d);
+    const withNl = concat([map, tensor(projected.backend, nl, [fh, 1, d])], 1);
+    return concat([base, reshape(withNl, [fh * (fw + 1), d])], 0);
+  });
+  return { features, layout: L };
 }

@@ -1,0 +1,157 @@
+// LLaVA-OneVision graph (models/llava-onevision/model.ts) against the independent PyTorch oracle:
+// - packOnBackend (layout ops + resizeGrid) equals the host pack (itself checked against the oracle's pack to
+//   1e-12 in llava-onevision-processor.test.ts) at the real 0.5B geometry, on cpu and wasm;
+// - the tiny checkpoints of test/fixtures/hf (llava-ov-tiny: llava-hf names, f16; llava-ov-tiny-new: transformers
+//   names, bf16): image features from our processor + tower + projector + pack against the oracle's packed
+//   features, logits of the expanded prompt's tail, greedy tokens exact;
+// - bad prompts: image tokens without an image, the wrong number of image tokens.
+
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import '../backends/index.js';
+import type { Backend } from '../core/backend.js';
+import { getBackend, releaseAllBackends } from '../core/registry.js';
+import { SafetensorsFile } from '../core/safetensors/index.js';
+import { tensor } from '../ops/index.js';
+import { loadImage } from '../models/image/decode.js';
+import { LlavaOnevisionModel } from '../models/llava-onevision/model.js';
+import { packImageFeatures, packOnBackend } from '../models/llava-onevision/pack.js';
+import { tokenLayout, type LlavaOnevisionImageModelConfig } from '../models/llava-onevision/processor.js';
+
+const root = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..');
+const hf = join(root, 'test', 'fixtures', 'hf');
+
+const PINPOINTS: [number, number][] = [];
+for (let a = 384; a <= 2304; a += 384) for (let b = 384; b <= 2304; b += 384) PINPOINTS.push([a, b]);
+const REAL: LlavaOnevisionImageModelConfig = { imageSize: 384, patchSize: 14, imageGridPinpoints: PINPOINTS, maxNumPatches: 9 };
+
+async function backendOrNote(name: string): Promise<Backend | null> {
+  try {
+    return await getBackend(name);
+  } catch (e) {
+    if (process.env.CI === 'true' && name === 'wasm') throw e;
+    console.log(`NOTE: ${name} backend unavailable (${(e as Error).message}); not checked`);
+    return null;
+  }
+}
+
+for (const name of ['cpu', 'wasm']) {
+  test(`${name}: packOnBackend equals the host pack (real geometry, downscaled and not)`, async () => {
+    const backend = await backendOrNote(name);
+    if (!backend) return;
+    const d = 5;
+    for (const [h, w] of [[585, 1929], [1080, 1920], [617, 1234], [1, 10000], [384, 384]] as const) {
+      const L = tokenLayout(h, w, REAL);
+      const T = 1 + (L.gridTokens[0] / 27) * (L.gridTokens[1] / 27);
+      const proj = new Float32Array(T * 729 * d);
+      for (let i = 0; i < proj.length; i++) proj[i] = Math.sin(i * 0.37) + ((i * 7) % 11) / 11;
+      const nl = Float32Array.from({ length: d }, (_, c) => 3 + c);
+      const want = packImageFeatures(proj, T, d, [h, w], nl, REAL);
+      const t = tensor(backend, proj, [T, 729, d]);
+      const { features, layout } = packOnBackend(t, [h, w], REAL, nl);
+      t.dispose();
+      assert.equal(features.shape, [layout.numTokens, d]);
+      const got = (await features.read()) as Float32Array;
+      features.dispose();
+      let worst = 0;
+      for (let i = 0; i < got.length; i++) worst = Math.max(worst, Math.abs(got[i]! - want.data[i]!));
+      assert.ok(worst <= 1e-5, `${name} ${h}×${w}: ${worst}`);
+    }
+  });
+}
+
+interface LlavaGolden {
+  images: { name: string; num_image_tokens: number; image_token_start: number; expanded_length: number; logits_tail_start: number; generated_ids: number[] }[];
+  prompt_ids_before_expansion: number[];
+  eos_token_ids: number[];
+  max_new_tokens: number;
+}
+
+function nmse(got: Float32Array, want: Float64Array): number {
+  let num = 0, den = 0;
+  for (let i = 0; i < want.length; i++) {
+    const e = got[i]! - want[i]!;
+    num += e * e;
+    den += want[i]! * want[i]!;
+  }
+  return num / den;
+}
+
+async function readF64(f: SafetensorsFile, name: string): Promise<Float64Array> {
+  const raw = await f.readRaw(name);
+  return new Float64Array(raw.buffer, raw.byteOffset, raw.byteLength / 8);
+}
+
+async function readI64(f: SafetensorsFile, name: string): Promise<number[]> {
+  const raw = await f.readRaw(name);
+  return [...new BigInt64Array(raw.buffer, raw.byteOffset, raw.byteLength / 8)].map(Number);
+}
+
+for (const ck of ['llava-ov-tiny', 'llava-ov-tiny-new']) {
+  test(`cpu: ${ck} — features, logits and greedy tokens against the oracle`, async () => {
+    const dir = join(hf, ck);
+    const goldJson = join(hf, 'goldens', `${ck}.json`);
+    if (!existsSync(join(dir, 'config.json')) || !existsSync(goldJson)) {
+      console.log(`NOTE: test/fixtures/hf/${ck} not present yet; skipped`);
+      return;
+    }
+    const backend = (await getBackend('cpu'))!;
+    const meta = JSON.parse(readFileSync(goldJson, 'utf8')) as LlavaGolden;
+    const procMeta = JSON.parse(readFileSync(join(hf, 'goldens', 'llava-ov-processor.json'), 'utf8')) as { images: { name: string; image: string }[] };
+    const gold = await SafetensorsFile.open(join(hf, 'goldens', `${ck}.safetensors`));
+    const model = await LlavaOnevisionModel.load(dir, backend);
+    try {
+      for (const g of meta.images) {
+        const file = procMeta.images.find((i) => i.name === g.name)!.image;
+        const inputs = model.processImage(await loadImage(join(hf, file)));
+        assert.is(inputs.numImageTokens, g.num_image_tokens, `${g.name} tokens`);
+        const image = model.encodeImage(inputs);
+        const feats = (await image.features.read()) as Float32Array;
+        const e = nmse(feats, await readF64(gold, `${g.name}.image_features`));
+        assert.ok(e <= 1e-10, `${ck} ${g.name}: image features NMSE ${e.toExponential(2)}`);
+        const ids = model.expandImageTokens(meta.prompt_ids_before_expansion, image.numTokens);
+        assert.equal(ids, await readI64(gold, `${g.name}.input_ids`), `${g.name} expanded ids`);
+        model.prefill(ids, image, { allLogits: true, consumeImage: true });
+        assert.ok(image.isDisposed);
+        const all = (await model.logits!.read()) as Float32Array;
+        const V = model.vocabSize;
+        const tail = all.subarray(g.logits_tail_start * V);
+        const el = nmse(tail, await readF64(gold, `${g.name}.logits_tail`));
+        assert.ok(el <= 1e-10, `${ck} ${g.name}: logits NMSE ${el.toExponential(2)}`);
+        // greedy continuation
+        const gen: number[] = [];
+        let last = all.subarray(all.length - V);
+        for (let s = 0; s < meta.max_new_tokens; s++) {
+          let best = 0;
+          for (let i = 1; i < V; i++) if (last[i]! > last[best]!) best = i;
+          gen.push(best);
+          if (meta.eos_token_ids.includes(best)) break;
+          model.decodeStep(best);
+          last = await model.readLogits();
+        }
+        assert.equal(gen, g.generated_ids, `${ck} ${g.name}: greedy tokens`);
+      }
+      // bad prompts
+      const tok = model.imageTokenId;
+      const inputs = model.processImage({ width: 20, height: 14, data: new Uint8Array(20 * 14 * 3).fill(9), channels: 3 });
+      const image = model.encodeImage(inputs);
+      assert.throws(() => model.prefill([1, tok, 2], image), /the image has \d+ features but the prompt holds 1 image tokens.*expandImageTokens/);
+      assert.throws(() => model.prefill([1, tok, 2], null), /holds 1 image tokens .* but no image was given/);
+      assert.throws(() => model.expandImageTokens([tok, 1, tok], image.numTokens), /needs one image token .* found 2/);
+      image.dispose();
+      assert.throws(() => model.prefill(model.expandImageTokens([1, tok], inputs.numImageTokens!), image), /disposed/);
+    } finally {
+      model.dispose();
+      await gold.close();
+    }
+  });
+}
+
+test.after(async () => {
+  await releaseAllBackends();
+});
+
+test.run();
