@@ -13,7 +13,7 @@
 // with {norm} ∈ input_layernorm | post_attention_layernorm, and {layer} the decoder layer index.
 
 import { ValueError } from '../../core/errors.js';
-import { bool, num, oneOf, section, type Json } from '../loading/json-fields.js';
+import { bool, num, oneOf, readJsonFile, section, type Json } from '../loading/json-fields.js';
 import { parseQwen2Config, parseTokenIds, type Qwen2Config } from '../qwen2/config.js';
 import { parseVisionConfig, type VisionConfig } from '../siglip/config.js';
 
@@ -199,22 +199,9 @@ export function preset(name: string): ModelConfig {
   return structuredClone(p);
 }
 
-/** Reads and validates a config.json file; errors name the file and the offending field. */
+/** Reads and validates a LaVi config.json file; errors name the file and the offending field. */
 export async function loadConfigFile(path: string): Promise<ModelConfig> {
-  const { readFile } = await import('node:fs/promises');
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (e) {
-    throw new ValueError(`cannot read config ${path}: ${(e as Error).message}`);
-  }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (e) {
-    throw new ValueError(`${path}: not valid JSON (${(e as Error).message})`);
-  }
-  return parseConfig(raw, path);
+  return parseConfig(await readJsonFile(path), path);
 }
 
 /** `--config` argument: a preset name, or the path of a config.json (or of a directory holding one). */
