@@ -32,7 +32,7 @@ async function backendOrNote(name: string): Promise<Backend | null> {
   try {
     return await getBackend(name);
   } catch (e) {
-    if (process.env.CI === 'true' && name === 'wasm') throw e;
+    if (process.env.CI === 'true' && (name === 'wasm' || name === 'webgpu')) throw e;
     console.log(`NOTE: ${name} backend unavailable (${(e as Error).message}); not checked`);
     return null;
   }
@@ -90,15 +90,18 @@ async function readI64(f: SafetensorsFile, name: string): Promise<number[]> {
   return [...new BigInt64Array(raw.buffer, raw.byteOffset, raw.byteLength / 8)].map(Number);
 }
 
-for (const ck of ['llava-ov-tiny', 'llava-ov-tiny-new']) {
-  test(`cpu: ${ck} — features, logits and greedy tokens against the oracle`, async () => {
+for (const [bname, ck] of ['cpu', 'wasm', 'webgpu'].flatMap((b) => ['llava-ov-tiny', 'llava-ov-tiny-new'].map((c) => [b, c] as const))) {
+  test(`${bname}: ${ck} — features, logits and greedy tokens against the oracle`, async () => {
     const dir = join(hf, ck);
     const goldJson = join(hf, 'goldens', `${ck}.json`);
     if (!existsSync(join(dir, 'config.json')) || !existsSync(goldJson)) {
       console.log(`NOTE: test/fixtures/hf/${ck} not present yet; skipped`);
       return;
     }
-    const backend = (await getBackend('cpu'))!;
+    const backend = await backendOrNote(bname);
+    if (!backend) return;
+    // cpu accumulates in float64: NMSE ~1e-14 against the float64 oracle; device backends within conformance bounds
+    const limit = bname === 'cpu' ? 1e-10 : 1e-6;
     const meta = JSON.parse(readFileSync(goldJson, 'utf8')) as LlavaGolden;
     const procMeta = JSON.parse(readFileSync(join(hf, 'goldens', 'llava-ov-processor.json'), 'utf8')) as { images: { name: string; image: string }[] };
     const gold = await SafetensorsFile.open(join(hf, 'goldens', `${ck}.safetensors`));
@@ -111,7 +114,7 @@ for (const ck of ['llava-ov-tiny', 'llava-ov-tiny-new']) {
         const image = model.encodeImage(inputs);
         const feats = (await image.features.read()) as Float32Array;
         const e = nmse(feats, await readF64(gold, `${g.name}.image_features`));
-        assert.ok(e <= 1e-10, `${ck} ${g.name}: image features NMSE ${e.toExponential(2)}`);
+        assert.ok(e <= limit, `${bname} ${ck} ${g.name}: image features NMSE ${e.toExponential(2)}`);
         const ids = model.expandImageTokens(meta.prompt_ids_before_expansion, image.numTokens);
         assert.equal(ids, await readI64(gold, `${g.name}.input_ids`), `${g.name} expanded ids`);
         model.prefill(ids, image, { allLogits: true, consumeImage: true });
@@ -120,7 +123,7 @@ for (const ck of ['llava-ov-tiny', 'llava-ov-tiny-new']) {
         const V = model.vocabSize;
         const tail = all.subarray(g.logits_tail_start * V);
         const el = nmse(tail, await readF64(gold, `${g.name}.logits_tail`));
-        assert.ok(el <= 1e-10, `${ck} ${g.name}: logits NMSE ${el.toExponential(2)}`);
+        assert.ok(el <= limit, `${bname} ${ck} ${g.name}: logits NMSE ${el.toExponential(2)}`);
         // greedy continuation
         const gen: number[] = [];
         let last = all.subarray(all.length - V);
@@ -132,7 +135,7 @@ for (const ck of ['llava-ov-tiny', 'llava-ov-tiny-new']) {
           model.decodeStep(best);
           last = await model.readLogits();
         }
-        assert.equal(gen, g.generated_ids, `${ck} ${g.name}: greedy tokens`);
+        assert.equal(gen, g.generated_ids, `${bname} ${ck} ${g.name}: greedy tokens`);
       }
       // bad prompts
       const tok = model.imageTokenId;
