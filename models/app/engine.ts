@@ -8,6 +8,8 @@ import { preprocessImage } from '../image/preprocess.js';
 import { countParameters } from '../lavi/weights.js';
 import type { ImageEncoding, LaviModel } from '../lavi/model.js';
 import type { ModelWeights } from '../loading/weights.js';
+import type { LlavaImageEncoding, LlavaOnevisionModel } from '../llava-onevision/model.js';
+import type { LlavaOnevisionImageInputs } from '../llava-onevision/processor.js';
 import type { Family, GenerationDefaults } from '../loader.js';
 import type { CausalLM, Qwen2CausalLM } from '../qwen2/model.js';
 import { visualTokensPerImage } from '../siglip/config.js';
@@ -41,10 +43,11 @@ export interface Engine {
   readonly acceptsImages: boolean;
   /** The token id that marks where an image goes in the prompt (LLaVA-OneVision), or null. */
   readonly imageTokenId: number | null;
-  preprocess(img: RGBImage): PixelBatch;
-  encode(pixels: PixelBatch): EncodedImage;
-  /** Tokens an image adds to the decoder's context besides the prompt (concat-style families). */
-  contextTokens(image: EncodedImage | null): number;
+  /** Decoded pixels → what encode() takes (normalised pixels; for anyres families the tiles too). */
+  preprocess(img: RGBImage): unknown;
+  encode(prepared: unknown): EncodedImage;
+  /** Tokens an image adds to the decoder's context besides the prompt ids (concat-style families). */
+  contextTokens(image: EncodedImage | null, ids: readonly number[]): number;
   /** Starts a sequence (the image, if any, is consumed). */
   prefill(ids: readonly number[], image: EncodedImage | null): void;
   describe(): EngineDescription;
@@ -71,8 +74,8 @@ export class LaviEngine implements Engine {
   preprocess(img: RGBImage): PixelBatch {
     return preprocessImage(img, this.model.config.vision_config);
   }
-  encode(pixels: PixelBatch): EncodedImage {
-    return this.model.encodeImage(pixels);
+  encode(pixels: unknown): EncodedImage {
+    return this.model.encodeImage(pixels as PixelBatch);
   }
   contextTokens(image: EncodedImage | null): number {
     return image && this.model.mode === 'concat' ? image.numTokens : 0;
@@ -141,6 +144,66 @@ export class TextEngine implements Engine {
       maxPositionEmbeddings: c.max_position_embeddings,
       parameters: { llm: n, total: n },
       vision: null,
+    };
+  }
+  dispose(): void {
+    this.model.dispose();
+  }
+}
+
+/** LLaVA-OneVision: the image's packed features take the place of its token in the prompt (the processor's
+ *  expansion of one `<image>` into as many tokens as the image has features). */
+export class LlavaEngine implements Engine {
+  readonly family = 'llava-onevision' as const;
+  readonly acceptsImages = true;
+  constructor(
+    readonly model: LlavaOnevisionModel,
+    readonly generation: GenerationDefaults,
+  ) {}
+  get imageTokenId(): number {
+    return this.model.imageTokenId;
+  }
+  get lm(): CausalLM {
+    return this.model;
+  }
+  get backend(): Backend {
+    return this.model.backend;
+  }
+  get weights(): ModelWeights {
+    return this.model.weights;
+  }
+  preprocess(img: RGBImage): LlavaOnevisionImageInputs {
+    return this.model.processImage(img);
+  }
+  encode(prepared: unknown): EncodedImage {
+    return this.model.encodeImage(prepared as LlavaOnevisionImageInputs);
+  }
+  contextTokens(image: EncodedImage | null, ids: readonly number[]): number {
+    if (!image) return 0;
+    const n = ids.reduce((a, id) => a + (id === this.imageTokenId ? 1 : 0), 0);
+    return n === 1 ? image.numTokens - 1 : 0;
+  }
+  prefill(ids: readonly number[], image: EncodedImage | null): void {
+    if (!image) {
+      this.model.prefill(ids, null);
+      return;
+    }
+    const img = image as LlavaImageEncoding;
+    this.model.prefill(this.model.expandImageTokens(ids, img.numTokens), img, { consumeImage: true });
+  }
+  describe(): EngineDescription {
+    const c = this.model.config;
+    const v = c.vision, t = c.text;
+    const n = this.model.weights.parameterCount();
+    return {
+      family: 'llava-onevision',
+      mode: 'llava-onevision',
+      layers: t.num_hidden_layers,
+      width: t.hidden_size,
+      vocabSize: t.vocab_size,
+      maxPositionEmbeddings: t.max_position_embeddings,
+      parameters: { total: n },
+      vision: { imageSize: v.image_size, patchSize: v.patch_size, visualTokensPerImage: visualTokensPerImage(v), layers: v.num_hidden_layers, width: v.hidden_size },
     };
   }
   dispose(): void {

@@ -20,7 +20,8 @@ import '../../backends/index.js';
 import type { Backend, BackendInfo } from '../../core/backend.js';
 import { CostRecorder, withCost } from '../../core/cost.js';
 import { LaviError, ValueError } from '../../core/errors.js';
-import { bestBackend, getBackend, hasBackend, listBackends } from '../../core/registry.js';
+import { bestBackend, getBackend } from '../../core/registry.js';
+import { quietSkips, resolveBackendName } from './backends.js';
 import type { ModelConfig } from '../lavi/config.js';
 import { decodeLoop, type SamplingOptions } from './generate.js';
 import { type PixelBatch, type RGBImage } from '../image/preprocess.js';
@@ -30,7 +31,9 @@ import { countParameters } from '../lavi/weights.js';
 import { ChatTemplate, type ChatMessage } from '../text/chat-template.js';
 import { Tokenizer } from '../text/tokenizer.js';
 import { firstWith, inspectModelDir, loadQwen2, readGenerationConfig, readLaviFolder, type Family, type GenerationDefaults } from '../loader.js';
-import { LaviEngine, TextEngine, type EncodedImage, type Engine } from './engine.js';
+import { LaviEngine, LlavaEngine, TextEngine, type EncodedImage, type Engine } from './engine.js';
+import { LlavaOnevisionModel } from '../llava-onevision/model.js';
+import { parseTokenIds } from '../qwen2/config.js';
 
 // ---- errors ------------------------------------------------------------------------------------------------
 
@@ -355,8 +358,6 @@ export class LaviRuntime {
       weightDirs = lf.weightDirs;
     } else if (folder.family === 'siglip') {
       throw new ModelDirError(`${folder.configPath}: a SiglipVisionModel computes image features and does not generate text; load it with SiglipVisionModel.load() (models/siglip/model.ts)`);
-    } else if (folder.family === 'llava-onevision') {
-      throw new ModelDirError(`${folder.configPath}: LLaVA-OneVision generation is not available in this build yet`);
     }
     const questionTemplate = legacyTemplate(folder.raw, folder.configPath);
     const tokDir = firstWith(textDirs, 'tokenizer.json');
@@ -379,6 +380,11 @@ export class LaviRuntime {
       const model = await LaviModel.load(modelDir, backend, { ...opts.model, keepPacked, config, weightDirs });
       const generation = await readGenerationConfig(firstWith(textDirs, 'generation_config.json') ?? modelDir, config, config.text_config.vocab_size);
       engine = new LaviEngine(model, generation);
+    } else if (folder.family === 'llava-onevision') {
+      const keepPacked = opts.model?.keepPacked ?? (await weightBytesF32(modelDir)) > PACKED_ABOVE_BYTES;
+      const model = await LlavaOnevisionModel.load(modelDir, backend, { ...opts.model, keepPacked });
+      const t = model.config.text;
+      engine = new LlavaEngine(model, await readGenerationConfig(modelDir, parseTokenIds(folder.raw, folder.configPath, t.vocab_size), t.vocab_size));
     } else {
       const keepPacked = opts.model?.keepPacked ?? (await weightBytesF32(modelDir)) > PACKED_ABOVE_BYTES;
       const q = await loadQwen2(folder, backend, { ...opts.model, keepPacked });
@@ -469,19 +475,47 @@ export class LaviRuntime {
     return this.encodeText(this.template.render(messages, { addGenerationPrompt: true }), false);
   }
 
+  private maxTokenChars: number | null | undefined;
+
+  /** Refuses, before any tokenising, a text that cannot fit the context whatever it tokenises to: a token spells
+   *  at most L characters (L: the longest token of the vocabulary, as byte-level or added-token text), so a text
+   *  of c characters is at least c / L tokens (halved again for normalisers that shorten text). Costs O(1) per
+   *  call after one pass over the vocabulary; a tokenizer without idToToken is not bounded. */
+  checkPromptLength(text: string, maxNewTokens = 0): void {
+    if (this.maxTokenChars === undefined) {
+      const tok = this.tok as (TextTokenizer & { vocabSize?: number; idToToken?(id: number): string | undefined }) | null;
+      let L = 0;
+      if (tok && typeof tok.idToToken === 'function' && typeof tok.vocabSize === 'number') {
+        for (let id = 0; id < tok.vocabSize; id++) L = Math.max(L, tok.idToToken(id)?.length ?? 0);
+      }
+      this.maxTokenChars = L > 0 ? L : null;
+    }
+    if (this.maxTokenChars === null) return;
+    const minTokens = Math.floor(text.length / (2 * this.maxTokenChars));
+    const ctx = this.engine.lm.maxContext;
+    if (minTokens + maxNewTokens > ctx) {
+      throw new PromptTooLongError(
+        `prompt too long: ${text.length} characters are at least ${minTokens} tokens (no token spells more than ${this.maxTokenChars} characters), ` +
+          `more than the model's context of ${ctx} tokens${maxNewTokens ? ` with room for ${maxNewTokens} answer tokens` : ''}; refused before tokenising`,
+      );
+    }
+  }
+
   /** The tokenizer decides the special tokens (a BOS comes from its post-processor, as in Hugging Face);
    *  a rendered chat template carries its own, so none are added then. */
   private encodeText(text: string, addSpecialTokens = true): number[] {
+    this.checkPromptLength(text);
     const tok = this.tokenizer as TextTokenizer & { encode(t: string, o?: { addSpecialTokens?: boolean }): number[] };
     return Array.from(addSpecialTokens ? tok.encode(text) : tok.encode(text, { addSpecialTokens: false }));
   }
 
-  /** Reads, decodes and preprocesses an image to the model's input pixels. */
+  /** Reads, decodes and preprocesses an image to the model's input (LaVi: pixels [1, 3, S, S]; LLaVA-OneVision:
+   *  the processor's tiles and sizes). */
   async prepareImage(image: ImageSource): Promise<PixelBatch> {
     if (!this.engine.acceptsImages) throw new ValueError(`this model (${this.engine.family}) is text-only: it takes no image`);
     const img = await loadImage(image);
     try {
-      return this.engine.preprocess(img);
+      return this.engine.preprocess(img) as PixelBatch;
     } catch (e) {
       throw new ImageError(`image${typeof image === 'string' ? ' ' + image : ''}: ${describeError(e)}`);
     }
@@ -571,7 +605,7 @@ export class LaviRuntime {
 
     const tp = performance.now();
     try {
-      checkContext(ids.length, engine.contextTokens(enc), maxNew, maxPos);
+      checkContext(ids.length, engine.contextTokens(enc, ids), maxNew, maxPos);
       measured(() => engine.prefill(ids, enc));
     } finally {
       if (enc) enc.dispose(); // consumed by prefill (disposing twice is a no-op), also when it throws
@@ -666,15 +700,16 @@ async function weightBytesF32(dir: string): Promise<number> {
 async function resolveBackend(opts: RuntimeOptions): Promise<{ backend: Backend; choice: BackendChoice }> {
   const b = opts.backend;
   if (b === undefined) {
-    const best = await bestBackend({ allowSoftwareGpu: opts.allowSoftwareGpu });
-    return { backend: best.backend, choice: { name: best.backend.name, requested: false, skipped: best.skipped } };
+    // WebGPU is not probed where no GPU device exists (it would only find lavapipe, and Dawn prints warnings).
+    const quiet = quietSkips(opts.allowSoftwareGpu);
+    const best = await bestBackend({ allowSoftwareGpu: opts.allowSoftwareGpu, exclude: quiet.map((q) => q.name) });
+    return { backend: best.backend, choice: { name: best.backend.name, requested: false, skipped: [...quiet, ...best.skipped] } };
   }
   if (typeof b === 'string') {
-    if (!hasBackend(b)) {
-      throw new ValueError(`unknown backend '${b}' (available: ${listBackends().map((r) => r.name).join(', ')})`);
-    }
-    const backend = await getBackend(b);
-    return { backend, choice: { name: backend.name, requested: true, skipped: [] } };
+    // Family names ('gpujs') resolve to their best member here; 'meta' (shape-only) is refused.
+    const r = await resolveBackendName(b);
+    const backend = await getBackend(r.name);
+    return { backend, choice: { name: backend.name, requested: true, skipped: r.skipped } };
   }
   return { backend: b, choice: { name: b.name, requested: true, skipped: [] } };
 }

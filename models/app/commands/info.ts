@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { Checkpoint } from '../../../core/safetensors/checkpoint.js';
 import { inspectModelDir, readGenerationConfig, readLaviFolder, firstWith } from '../../loader.js';
 import { expectedWeights } from '../../lavi/weights.js';
+import { declareLlavaOnevision, llavaOnevisionSpecs, namesFor, parseLlavaOnevisionConfig } from '../../llava-onevision/model.js';
 import { bytesOnBackend, fmtBytes, type WeightSpec } from '../../loading/weights.js';
 import { parseQwen2Config, parseTokenIds } from '../../qwen2/config.js';
 import { declareQwen2, qwen2Specs } from '../../qwen2/weights.js';
@@ -57,6 +58,17 @@ export async function describeModelDir(dir: string): Promise<ModelInfo> {
     const c = await readSiglipConfig(dir);
     specs = siglipSpecs(declareSiglip(c));
     (layers = c.num_hidden_layers), (hidden = c.hidden_size);
+  } else if (folder.family === 'llava-onevision') {
+    const c = parseLlavaOnevisionConfig(folder.raw, folder.configPath);
+    const ck = await Checkpoint.open(dir);
+    try {
+      specs = llavaOnevisionSpecs(declareLlavaOnevision(c, namesFor(ck.names(), `checkpoint ${dir}`)));
+    } finally {
+      await ck.close();
+    }
+    const t = c.text;
+    (ctx = t.max_position_embeddings), (vocab = t.vocab_size), (layers = t.num_hidden_layers), (hidden = t.hidden_size);
+    eos = (await readGenerationConfig(dir, parseTokenIds(folder.raw, folder.configPath, t.vocab_size), t.vocab_size)).eosTokenIds;
   } else if (folder.family === 'lavi') {
     const lf = await readLaviFolder(folder);
     specs = expectedWeights(lf.config);
