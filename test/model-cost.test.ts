@@ -19,6 +19,27 @@ function cli(...args: string[]) {
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
 
+test('decode bytes per token: weights read once, KV cache over the context, LaVi K/U over the visual tokens', () => {
+  const cfg = tinyConfig();
+  const T = 10, Nv = 16;
+  const r = costReport(cfg, { textTokens: T, weightDType: 'f32' });
+  const t = cfg.text_config;
+  const perToken = 2 * t.num_hidden_layers * t.num_key_value_heads * (t.hidden_size / t.num_attention_heads) * 4;
+  // The decoded token attends over prompt (+ visual for concat) + itself.
+  assert.is(r.lavi.decodePerToken.bytes.kvCache, (T + 1) * perToken);
+  assert.is(r.concat.decodePerToken.bytes.kvCache, (Nv + T + 1) * perToken);
+  assert.is(r.lavi.decodePerToken.bytes.visualState, r.lavi.memory.visualState);
+  assert.is(r.concat.decodePerToken.bytes.visualState, 0);
+  // Every matrix is read once; the embedding lookup reads one row (untied head: the table itself is not a matmul).
+  const conc = r.concat.decodePerToken.bytes;
+  assert.ok(conc.weights > 0.9 * r.concat.memory.weights - t.vocab_size * t.hidden_size * 4 - countParameters(cfg).vision * 4 - countParameters(cfg).projector * 4);
+  assert.ok(r.lavi.decodePerToken.bytes.weights > conc.weights);
+  for (const b of [r.lavi.decodePerToken.bytes, conc]) {
+    assert.ok(b.activations > 0);
+    assert.is(b.total, b.weights + b.kvCache + b.visualState + b.activations);
+  }
+});
+
 test('text only: LaVi and concat cost exactly the same (both are the base LLM), no conditioner work', () => {
   const r = costReport(tinyConfig(), { imageTokens: 0, textTokens: 12 });
   assert.is(r.crops, 0);

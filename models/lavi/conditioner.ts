@@ -101,6 +101,11 @@ export class VisualContext {
     return this.states.get(key);
   }
 
+  /** The cached K/U tensors (for accounting). */
+  tensors(): Tensor[] {
+    return [...this.states.values()].flatMap((s) => [s.k, s.u]);
+  }
+
   /** Bytes held by the cached K/U. */
   bytes(): number {
     let n = 0;

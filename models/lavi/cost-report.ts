@@ -12,7 +12,9 @@
 import { CostRecorder, withCost } from '../../core/cost.js';
 import { ValueError } from '../../core/errors.js';
 import { Tensor } from '../../core/tensor.js';
+import { bytesPerElement } from '../../core/dtype.js';
 import { MetaBackend } from '../../backends/meta/index.js';
+import { addOpObserver } from '../../ops/dispatch.js';
 import { type ModelConfig, visualTokensPerImage } from './config.js';
 import { LaviModel } from './model.js';
 import { allocateWeights, countParameters } from './weights.js';
@@ -40,13 +42,26 @@ export interface FlopSplit {
   total: number;
 }
 
+/** Bytes one decode step reads, by what they are (decode is bound by memory bandwidth on CPUs and most GPUs). */
+export interface DecodeBytes {
+  /** Every weight the step multiplies by (each read once; an embedding lookup reads its one row). */
+  weights: number;
+  /** The decoder's KV cache, over the keys the step attends to. */
+  kvCache: number;
+  /** LaVi's per-image conditioner state (K/U) read by the conditioners' attention. */
+  visualState: number;
+  /** Everything else the ops read: activations, norms' inputs, small vectors. */
+  activations: number;
+  total: number;
+}
+
 export interface RunCost {
   mode: 'lavi' | 'concat';
   /** Tokens the decoder's attention runs over at the end of prefill. */
   contextTokens: number;
   prefill: FlopSplit;
-  /** One decode step right after prefill. */
-  decodePerToken: FlopSplit;
+  /** One decode step right after prefill: FLOPs, and bytes read by kind. */
+  decodePerToken: FlopSplit & { bytes: DecodeBytes };
   /** Bytes. */
   memory: { weights: number; kvCache: number; visualState: number; peakActivations: number; peakTotal: number };
   parameters: number;
@@ -59,6 +74,8 @@ export interface CostReport {
   tokensPerCrop: number;
   textTokens: number;
   weightDType: 'f32' | 'f16' | 'bf16';
+  /** Storage dtype of LaVi's conditioner K/U (lavi_config.kv_dtype). */
+  kvDType: string;
   lavi: RunCost;
   concat: RunCost;
 }
@@ -101,13 +118,42 @@ function measure(cfg: ModelConfig, mode: 'lavi' | 'concat', o: Required<Omit<Cos
   });
   visualState = meta.memory().liveBytes - weightBytes - kvBytes - (model.logits ? model.logits.size * 4 : 0);
   const dec = new CostRecorder();
-  withCost(dec, () => model.decodeStep(0));
+  // Bytes by kind: each op input is a weight, a KV-cache tensor, LaVi's K/U or an activation (by its storage).
+  const weightStorage = new Set<unknown>(weights.names().map((n) => weights.get(n).storage));
+  const visualStorage = new Set<unknown>(model.visualState?.tensors().map((t) => t.storage) ?? []);
+  const bytes: DecodeBytes = { weights: 0, kvCache: 0, visualState: 0, activations: 0, total: 0 };
+  const stop = addOpObserver((call) => {
+    const ins = call.inputs as readonly (Tensor | null)[];
+    if (call.op === 'embedding') {
+      const [table, ids] = ins as [Tensor, Tensor];
+      bytes.weights += ids.size * table.shape[1]! * bytesPerElement(table.dtype);
+      return;
+    }
+    ins.forEach((t, i) => {
+      if (!t) return;
+      const b = t.size * bytesPerElement(t.dtype);
+      if (weightStorage.has(t.storage)) bytes.weights += b;
+      else if (call.op === 'attention' && (i === 1 || i === 2)) {
+        const a = call.attrs as { keyLength: number };
+        const part = b * (t.shape[1] ? a.keyLength / t.shape[1] : 0);
+        if (visualStorage.has(t.storage)) bytes.visualState += part;
+        else bytes.kvCache += part;
+      }
+    });
+  });
+  try {
+    withCost(dec, () => model.decodeStep(0));
+  } finally {
+    stop();
+  }
+  bytes.total = dec.total('').bytesRead;
+  bytes.activations = bytes.total - bytes.weights - bytes.kvCache - bytes.visualState;
   const peak = meta.memory().peakBytes;
   const run: RunCost = {
     mode,
     contextTokens: context,
     prefill: split(pre),
-    decodePerToken: split(dec),
+    decodePerToken: { ...split(dec), bytes },
     memory: {
       weights: weightBytes,
       kvCache: kvBytes,
@@ -142,6 +188,7 @@ export function costReport(cfg: ModelConfig, opts: CostOptions = {}): CostReport
     tokensPerCrop: perCrop,
     textTokens: o.textTokens,
     weightDType: o.weightDType,
+    kvDType: (cfg.lavi_config as { kv_dtype?: string }).kv_dtype ?? 'f32',
     lavi: measure(cfg, 'lavi', o),
     concat: measure(cfg, 'concat', o),
   };
@@ -185,13 +232,23 @@ export function formatCostReport(r: CostReport): string {
   };
   flopRows('Prefill FLOPs (image + prompt)', L.prefill, C.prefill);
   rows.push(['Decode FLOPs per token (after prefill)', fmtFlops(L.decodePerToken.total), fmtFlops(C.decodePerToken.total), ratio(L.decodePerToken.total, C.decodePerToken.total)]);
+  {
+    const a = L.decodePerToken.bytes, b = C.decodePerToken.bytes;
+    const byt = (label: string, x: number, y: number) => rows.push([`  ${label}`, fmtBytes(x), fmtBytes(y), ratio(x, y)]);
+    rows.push(['Decode bytes read per token', '', '', '']);
+    byt('weights', a.weights, b.weights);
+    byt(`KV cache (${kvLabel(r)})`, a.kvCache, b.kvCache);
+    byt(`visual state (conditioner K/U, ${r.kvDType})`, a.visualState, b.visualState);
+    byt('activations', a.activations, b.activations);
+    byt('total', a.total, b.total);
+  }
   rows.push(['LLM context (tokens)', String(L.contextTokens), String(C.contextTokens), ratio(L.contextTokens, C.contextTokens)]);
   rows.push(['Parameters', `${(L.parameters / 1e9).toFixed(3)} B`, `${(C.parameters / 1e9).toFixed(3)} B`, ratio(L.parameters, C.parameters)]);
   rows.push(['Memory', '', '', '']);
   const mem = (label: string, a: number, b: number) => rows.push([`  ${label}`, fmtBytes(a), fmtBytes(b), ratio(a, b)]);
   mem(`weights (${r.weightDType} matrices, f32 vectors)`, L.memory.weights, C.memory.weights);
-  mem('KV cache (f32)', L.memory.kvCache, C.memory.kvCache);
-  mem('visual state (conditioner K/U, f32)', L.memory.visualState, C.memory.visualState);
+  mem(`KV cache (${kvLabel(r)})`, L.memory.kvCache, C.memory.kvCache);
+  mem(`visual state (conditioner K/U, ${r.kvDType})`, L.memory.visualState, C.memory.visualState);
   mem('peak activations', L.memory.peakActivations, C.memory.peakActivations);
   mem('peak total', L.memory.peakTotal, C.memory.peakTotal);
   const w0 = Math.max(...rows.map((x) => x[0].length));
@@ -210,6 +267,10 @@ export function formatCostReport(r: CostReport): string {
       `LLM+projector ${pct(L.prefill.llm + L.prefill.projector, C.prefill.llm + C.prefill.projector)}`,
   ];
   return out.join('\n');
+}
+
+function kvLabel(_r: CostReport): string {
+  return 'f32';
 }
 
 function pct(a: number, b: number): string {
