@@ -370,6 +370,7 @@ export class LlavaOnevisionModel implements CausalLM {
   /**
    * Starts a sequence: ids (with the image's tokens already expanded, see expandImageTokens) embedded, the image's
    * features written over the image-token rows, run through the decoder. Logits of the last token [1, 1, V].
+   * With no image, image-token ids are embedded like any other token (Hugging Face without pixel_values).
    */
   prefill(ids: readonly number[], image: LlavaImageEncoding | null, opts: RunOptions & { consumeImage?: boolean } = {}): Tensor {
     this.lm.assertAlive();
@@ -382,9 +383,8 @@ export class LlavaOnevisionModel implements CausalLM {
       if (at.length !== N || at[at.length - 1]! - at[0]! !== N - 1) {
         throw new ValueError(`prefill: the image has ${N} features but the prompt holds ${at.length} image tokens (id ${tok})${at.length === 1 ? '; expand them with expandImageTokens' : ''}`);
       }
-    } else if (at.length) {
-      throw new ValueError(`prefill: the prompt holds ${at.length} image tokens (id ${tok}) but no image was given`);
     }
+    // without an image, image tokens are embedded as ordinary tokens (as in Hugging Face without pixel_values)
     this.lm.clearSequence();
     this.lm.normHook = null;
     this.lm.stats.prefills++;
