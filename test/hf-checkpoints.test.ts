@@ -151,6 +151,28 @@ test('SigLIP folder: features (last_hidden_state, after post_layernorm) NMSE ≤
   }
 });
 
+test('lavi generate on LLaVA-OneVision folders (both naming conventions): --ids with one <image> token + --image gives the golden ids on cpu; text-only too', async () => {
+  for (const name of ['llava-ov-tiny', 'llava-ov-tiny-new']) {
+    const meta = JSON.parse(readFileSync(join(HF, 'goldens', `${name}.json`), 'utf8')) as {
+      prompt_ids_before_expansion: number[];
+      max_new_tokens: number;
+      images: { name: string; generated_ids: number[]; num_image_tokens: number; expanded_length: number }[];
+    };
+    for (const img of meta.images.slice(0, 2)) {
+      const file = join(HF, 'images', `${img.name}.png`);
+      const r = spawnSync(process.execPath, [CLI, 'generate', '--model', join(HF, name), '--ids', meta.prompt_ids_before_expansion.join(','), '--image', file, '--max-tokens', String(meta.max_new_tokens), '--json', '--backend', 'cpu'], { encoding: 'utf8' });
+      assert.is(r.status, 0, r.stderr);
+      const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as { ids: number[]; context_tokens: number; family: string };
+      assert.is(out.family, 'llava-onevision');
+      assert.equal(out.ids, img.generated_ids, `${name} ${img.name}`);
+      assert.is(out.context_tokens, img.expanded_length, 'the <image> token expands to the image token count');
+    }
+  }
+  const bad = spawnSync(process.execPath, [CLI, 'generate', '--model', join(HF, 'llava-ov-tiny'), '--ids', '1,2,3', '--image', join(HF, 'images', 'small-20x14.png'), '--backend', 'cpu'], { encoding: 'utf8' });
+  assert.is(bad.status, 1);
+  assert.match(bad.stderr, /needs one image token \(id 508\)/);
+});
+
 /** A LaVi folder that references the Qwen2 and SigLIP folders and holds only lavi.* tensors. */
 async function assembleLavi(dir: string, zero: boolean): Promise<void> {
   const config = {
