@@ -313,7 +313,7 @@ test('preprocessor_config.json: every malformed field names the file, the field 
     [{ size: { longest_edge: 384 } }, /field 'size' must be \{"height": S, "width": S\} or \{"shortest_edge": S\}/, ValueError],
     [{ size: 100000 }, /field 'size' must be a positive integer ≤ 2048, got 100000/, ValueError],
     [{ crop_size: { height: 336, width: 336 } }, /field 'crop_size' \(336\) differs from 'size' \(384\)/, UnsupportedError],
-    [{ image_grid_pinpoints: undefined }, /field 'image_grid_pinpoints' is missing/, ValueError],
+    [{ image_grid_pinpoints: undefined, size: { height: 336, width: 336 }, crop_size: undefined }, /field 'image_grid_pinpoints\[0\]' height must be a positive multiple of the tile size 336, got \[384,384\]/, ValueError],
     [{ image_grid_pinpoints: [] }, /field 'image_grid_pinpoints' must be a non-empty list/, ValueError],
     [{ image_grid_pinpoints: '(1x1),...,(6x6)' }, /field 'image_grid_pinpoints' is a string/, UnsupportedError],
     [{ image_grid_pinpoints: [[384, 384], [385, 384]] }, /field 'image_grid_pinpoints\[1\]' height must be a positive multiple of the tile size 384, got \[385,384\]/, ValueError],
@@ -340,7 +340,8 @@ test('preprocessor_config.json: every malformed field names the file, the field 
   }
   assert.throws(() => parsePreprocessorConfig([1, 2], where), /x\/preprocessor_config.json: not a JSON object/);
   // defaults as transformers: resample bicubic, rescale 1/255, OPENAI CLIP mean/std, {"shortest_edge": S}
-  const d = parsePreprocessorConfig({ size: { shortest_edge: 384 }, image_grid_pinpoints: [[384, 768]] });
+  const d = parsePreprocessorConfig({ size: { shortest_edge: 384 } });
+  assert.equal(d.imageGridPinpoints, PINPOINTS);
   assert.is(d.size, 384);
   assert.is(d.resample, 3);
   assert.is(d.rescaleFactor, 1 / 255);
@@ -360,6 +361,7 @@ test('config.json image fields: vision_aspect_ratio, select strategy, consistenc
   assert.equal(parseImageModelConfig(cfg), REAL);
   assert.is(parseImageModelConfig({ ...cfg, vision_aspect_ratio: 'anyres_max_4' }).maxNumPatches, 4);
   assert.is(parseImageModelConfig({ ...cfg, vision_aspect_ratio: undefined }).maxNumPatches, 9);
+  assert.equal(parseImageModelConfig({ ...cfg, image_grid_pinpoints: undefined, vision_aspect_ratio: undefined, vision_feature_select_strategy: undefined }), REAL);
   for (const [patch, re] of [
     [{ vision_aspect_ratio: 'anyres' }, /field 'vision_aspect_ratio' must be "anyres_max_N"/],
     [{ vision_aspect_ratio: 'anyres_max_0' }, /"anyres_max_N" with N a positive integer, got "anyres_max_0"/],

@@ -79,6 +79,12 @@ export interface ProcessorLimits {
 
 const DEFAULT_LIMITS: Required<ProcessorLimits> = { maxTiles: 144, maxPinpoints: 4096, maxSize: 2048 };
 
+/** transformers' default image_grid_pinpoints (LlavaOnevisionConfig and the image processor): 384..2304 in steps of
+ * 384, heights outer. */
+export const DEFAULT_PINPOINTS: readonly [number, number][] = Object.freeze(
+  Array.from({ length: 36 }, (_, i) => [384 * (Math.floor(i / 6) + 1), 384 * ((i % 6) + 1)] as [number, number]),
+);
+
 type Json = Record<string, unknown>;
 
 function show(v: unknown): string {
@@ -183,10 +189,8 @@ export function parsePreprocessorConfig(json: unknown, where = 'preprocessor_con
       throw new UnsupportedError(`${where}: field 'crop_size' (${cropSize}) differs from 'size' (${size}); transformers versions disagree on which one cuts the tiles, so this is refused`);
     }
   }
-  if (json.image_grid_pinpoints === undefined || json.image_grid_pinpoints === null) {
-    throw new ValueError(`${where}: field 'image_grid_pinpoints' is missing (the candidate resolutions [[h, w], ...])`);
-  }
-  const imageGridPinpoints = parsePinpoints(json.image_grid_pinpoints, where, size, lim);
+  // absent: transformers' default list (which needs a tile size dividing 384)
+  const imageGridPinpoints = parsePinpoints(json.image_grid_pinpoints ?? DEFAULT_PINPOINTS, where, size, lim);
   const r = json.resample ?? 3;
   if (typeof r !== 'number' || !Number.isInteger(r) || r < 0 || r > 5) {
     throw new ValueError(`${where}: field 'resample' must be a PIL filter number 0..5, got ${show(json.resample)}`);
@@ -266,10 +270,7 @@ export function parseImageModelConfig(json: unknown, where = 'config.json', limi
   if (strategy !== 'full') {
     throw new UnsupportedError(`${where}: field 'vision_feature_select_strategy' is ${show(strategy)}; only "full" fits a SigLIP tower (no CLS token to drop)`);
   }
-  if (json.image_grid_pinpoints === undefined || json.image_grid_pinpoints === null) {
-    throw new ValueError(`${where}: field 'image_grid_pinpoints' is missing`);
-  }
-  const imageGridPinpoints = parsePinpoints(json.image_grid_pinpoints, where, imageSize, lim);
+  const imageGridPinpoints = parsePinpoints(json.image_grid_pinpoints ?? DEFAULT_PINPOINTS, where, imageSize, lim);
   return { imageSize, patchSize, imageGridPinpoints, maxNumPatches: Number(n) };
 }
 
