@@ -17,9 +17,10 @@ import { getBackend, releaseAllBackends } from '../core/registry.js';
 import { SafetensorsFile } from '../core/safetensors/index.js';
 import { tensor } from '../ops/index.js';
 import { loadImage } from '../models/image/decode.js';
-import { LlavaOnevisionModel } from '../models/llava-onevision/model.js';
+import { randomSpecs, uploadSpecs } from '../models/loading/weights.js';
+import { LLAVA_HF_NAMES, LlavaOnevisionModel, declareLlavaOnevision, llavaOnevisionSpecs, parseLlavaOnevisionConfig } from '../models/llava-onevision/model.js';
 import { packImageFeatures, packOnBackend } from '../models/llava-onevision/pack.js';
-import { tokenLayout, type LlavaOnevisionImageModelConfig } from '../models/llava-onevision/processor.js';
+import { parsePreprocessorConfig, tokenLayout, type LlavaOnevisionImageModelConfig } from '../models/llava-onevision/processor.js';
 
 const root = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..');
 const hf = join(root, 'test', 'fixtures', 'hf');
@@ -62,6 +63,49 @@ for (const name of ['cpu', 'wasm']) {
     }
   });
 }
+
+test('wasm: the real 0.5B geometry end to end (384 px tiles, 27×27 features, anyres_max_9; random narrow weights)', async () => {
+  const backend = await backendOrNote('wasm');
+  if (!backend) return;
+  const cfg = parseLlavaOnevisionConfig({
+    model_type: 'llava_onevision', image_token_index: 250, vision_aspect_ratio: 'anyres_max_9', vision_feature_layer: -1, vision_feature_select_strategy: 'full',
+    text_config: { model_type: 'qwen2', hidden_size: 32, intermediate_size: 64, num_attention_heads: 2, num_key_value_heads: 1, num_hidden_layers: 1, vocab_size: 256, tie_word_embeddings: true },
+    vision_config: { model_type: 'siglip_vision_model', hidden_size: 32, intermediate_size: 64, num_attention_heads: 2, num_hidden_layers: 2, image_size: 384, patch_size: 14 },
+  });
+  const pre = parsePreprocessorConfig({ size: { height: 384, width: 384 }, image_mean: [0.5, 0.5, 0.5], image_std: [0.5, 0.5, 0.5], resample: 3 });
+  const table = declareLlavaOnevision(cfg, LLAVA_HF_NAMES);
+  const specs = llavaOnevisionSpecs(table);
+  const host = randomSpecs(specs, { seed: 7 });
+  const nl = Float32Array.from(host.get('image_newline')!.data as Float32Array);
+  const m = new LlavaOnevisionModel(cfg, pre, LLAVA_HF_NAMES, table, uploadSpecs({ specs, describe: 'real geometry' }, host, backend), backend, nl);
+  try {
+    // 1929×585 (w×h): 2×6 tiles, a 50×162 map, 50 // 1.1111111111111112 = 44 → 44×145 + 44 newlines + 729
+    const W = 1929, H = 585;
+    const data = new Uint8Array(W * H * 3);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 2654435761) >>> 24;
+    const inputs = m.processImage({ width: W, height: H, data, channels: 3 });
+    assert.equal(inputs.shape, [13, 3, 384, 384]);
+    assert.is(inputs.numImageTokens, 7153);
+    const proj = m.projectedFeatures(inputs);
+    const ref = packImageFeatures((await proj.read()) as Float32Array, 13, 32, inputs.imageSize, nl, cfg.image);
+    const { features, layout } = m.pack(proj, inputs.imageSize);
+    proj.dispose();
+    assert.equal(layout.final, [44, 145]);
+    const got = (await features.read()) as Float32Array;
+    features.dispose();
+    let worst = 0;
+    for (let i = 0; i < got.length; i++) worst = Math.max(worst, Math.abs(got[i]! - ref.data[i]!));
+    assert.ok(worst <= 1e-5, `backend pack vs host pack: ${worst}`);
+    const image = m.encodeImage(inputs);
+    const ids = m.expandImageTokens([1, 2, 250, 3, 4], image.numTokens);
+    assert.is(ids.length, 7157);
+    m.prefill(ids, image, { consumeImage: true });
+    assert.is(m.position, 7157);
+    assert.ok((await m.readLogits()).every(Number.isFinite));
+  } finally {
+    m.dispose();
+  }
+});
 
 interface LlavaGolden {
   images: { name: string; num_image_tokens: number; image_token_start: number; expanded_length: number; logits_tail_start: number; generated_ids: number[] }[];
