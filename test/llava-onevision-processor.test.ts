@@ -322,6 +322,7 @@ test('preprocessor_config.json: every malformed field names the file, the field 
     [{ image_grid_pinpoints: [[384 * 1000, 384 * 1000]] }, /makes 1000000 tiles of 384×384, more than the limit of 144/, ValueError],
     [{ image_grid_pinpoints: [[1e300, 384]] }, /makes 2\.6\d*e\+297 tiles of 384×384, more than the limit/, ValueError],
     [{ image_grid_pinpoints: new Array(5000).fill([384, 384]) }, /5000 pinpoints, more than the limit of 4096/, ValueError],
+    [{ size: { height: 2048, width: 2048 }, crop_size: undefined, image_grid_pinpoints: [[2048 * 6, 2048 * 6]] }, /makes pixel_values of 37×3×2048×2048 = 465567744 values, more than the limit of 134217728/, ValueError],
     [{ image_mean: [0.5, 0.5] }, /field 'image_mean' must be a number or a list of 3 finite numbers, got \[0.5,0.5\]/, ValueError],
     [{ image_std: [0.5, 0, 0.5] }, /field 'image_std' must be .* \(none zero\)/, ValueError],
     [{ image_mean: ['a', 1, 2] }, /field 'image_mean'/, ValueError],

@@ -75,9 +75,12 @@ export interface ProcessorLimits {
   maxPinpoints?: number;
   /** Largest S; default 2048. */
   maxSize?: number;
+  /** Most values in one image's pixel_values, (1 + tiles) · 3 · S²; default 2^27 (512 MiB as float32; the released
+   * models need 16.4 M). */
+  maxPixelValues?: number;
 }
 
-const DEFAULT_LIMITS: Required<ProcessorLimits> = { maxTiles: 144, maxPinpoints: 4096, maxSize: 2048 };
+const DEFAULT_LIMITS: Required<ProcessorLimits> = { maxTiles: 144, maxPinpoints: 4096, maxSize: 2048, maxPixelValues: 2 ** 27 };
 
 /** transformers' default image_grid_pinpoints (LlavaOnevisionConfig and the image processor): 384..2304 in steps of
  * 384, heights outer. */
@@ -166,6 +169,9 @@ export function parsePinpoints(v: unknown, where: string, S: number, limits: Pro
     const tiles = ((h as number) / S) * ((w as number) / S);
     if (tiles > lim.maxTiles) {
       throw new ValueError(`${where}: field '${field}[${i}]' ${show(p)} makes ${tiles} tiles of ${S}×${S}, more than the limit of ${lim.maxTiles}`);
+    }
+    if ((1 + tiles) * 3 * S * S > lim.maxPixelValues) {
+      throw new ValueError(`${where}: field '${field}[${i}]' ${show(p)} makes pixel_values of ${1 + tiles}×3×${S}×${S} = ${(1 + tiles) * 3 * S * S} values, more than the limit of ${lim.maxPixelValues}`);
     }
     out.push([h as number, w as number]);
   });
