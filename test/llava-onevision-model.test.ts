@@ -18,7 +18,7 @@ import { SafetensorsFile } from '../core/safetensors/index.js';
 import { tensor } from '../ops/index.js';
 import { loadImage } from '../models/image/decode.js';
 import { randomSpecs, uploadSpecs } from '../models/loading/weights.js';
-import { LLAVA_HF_NAMES, LlavaOnevisionModel, declareLlavaOnevision, llavaOnevisionSpecs, parseLlavaOnevisionConfig } from '../models/llava-onevision/model.js';
+import { LLAVA_HF_NAMES, LlavaOnevisionModel, TRANSFORMERS_NAMES, declareLlavaOnevision, llavaOnevisionSpecs, namesFor, parseLlavaOnevisionConfig } from '../models/llava-onevision/model.js';
 import { packImageFeatures, packOnBackend } from '../models/llava-onevision/pack.js';
 import { parsePreprocessorConfig, tokenLayout, type LlavaOnevisionImageModelConfig } from '../models/llava-onevision/processor.js';
 
@@ -105,6 +105,40 @@ test('wasm: the real 0.5B geometry end to end (384 px tiles, 27×27 features, an
   } finally {
     m.dispose();
   }
+});
+
+test('config.json and checkpoint naming: unsupported or malformed fields are refused by name', () => {
+  const file = join(hf, 'llava-ov-tiny', 'config.json');
+  if (!existsSync(file)) {
+    console.log('NOTE: test/fixtures/hf/llava-ov-tiny not present; skipped');
+    return;
+  }
+  const base = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+  const c = parseLlavaOnevisionConfig(base, 'c.json');
+  assert.is(c.vision.num_hidden_layers, 3); // vision_feature_layer −1: every layer, no post_layernorm
+  assert.is(c.vision.use_post_layernorm, false);
+  assert.is(c.imageTokenId, 508);
+  assert.is(parseLlavaOnevisionConfig({ ...base, vision_feature_layer: -2 }, 'c.json').vision.num_hidden_layers, 2);
+  const text = base.text_config as Record<string, unknown>, vision = base.vision_config as Record<string, unknown>;
+  for (const [patch, re] of [
+    [{ model_type: 'llava_next' }, /c.json: model_type is "llava_next", not "llava_onevision"/],
+    [{ text_config: { ...text, model_type: 'llama' } }, /text_config.model_type is "llama"; only a Qwen2 decoder/],
+    [{ vision_config: { ...vision, model_type: 'clip_vision_model' } }, /vision_config.model_type is "clip_vision_model"; only a SigLIP tower/],
+    [{ vision_feature_layer: [-2, -5] }, /field 'vision_feature_layer' is a list \[-2,-5\]/],
+    [{ vision_feature_layer: 7 }, /vision_feature_layer 7 is outside the tower's hidden states/],
+    [{ projector_hidden_act: 'relu' }, /field 'projector_hidden_act' is "relu"/],
+    [{ multimodal_projector_bias: 'yes' }, /field 'multimodal_projector_bias' must be true or false/],
+    [{ image_token_index: 100000 }, /field 'image_token_index' must be a token id in \[0, 512\), got 100000/],
+    [{ vision_feature_select_strategy: 'default' }, /field 'vision_feature_select_strategy' is "default"/],
+    [{ text_config: undefined }, /field 'text_config' must be an object/],
+  ] as const) {
+    const raw: Record<string, unknown> = { ...base, ...patch };
+    for (const k of Object.keys(patch)) if ((patch as Record<string, unknown>)[k] === undefined) delete raw[k];
+    assert.throws(() => parseLlavaOnevisionConfig(raw, 'c.json'), (e: Error) => e.message.startsWith('c.json') && re.test(e.message), JSON.stringify(patch));
+  }
+  assert.is(namesFor(['image_newline', 'vision_tower.vision_model.x'], 'ck'), LLAVA_HF_NAMES);
+  assert.is(namesFor(['model.image_newline', 'lm_head.weight'], 'ck'), TRANSFORMERS_NAMES);
+  assert.throws(() => namesFor(['model.embed_tokens.weight'], 'checkpoint x'), /checkpoint x: no 'image_newline' or 'model.image_newline' tensor/);
 });
 
 interface LlavaGolden {
