@@ -5,5 +5,5 @@ export * from './shape.js';
 export { Tensor } from './tensor.js';
 export * from './backend.js';
 export * from './registry.js';
-export { tidy, keep } from './scope.js';
+export { tidy, keep, isTensor, TENSOR_BRAND } from './scope.js';
 export { CostRecorder, withCost, costSection, recordCost, type CostEntry } from './cost.js';

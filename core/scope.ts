@@ -12,6 +12,18 @@ import { LaviError } from './errors.js';
 // tensors far more often than anything leaves a scope early (keep, a tidy's result).
 const stack: Tensor[][] = [];
 
+/**
+ * The brand that marks a Tensor (set once on Tensor.prototype). `collect` recognises tensors by it, not by the class
+ * name: bundlers and minifiers rename classes, and a check on `constructor.name` then silently disposes the tensors a
+ * tidy returns. Symbol.for, so two copies of the library (e.g. two bundles) still agree.
+ */
+export const TENSOR_BRAND: unique symbol = Symbol.for('lavi-ts.Tensor') as never;
+
+/** True when `value` is a Tensor (of this or another copy of the library). */
+export function isTensor(value: unknown): value is Tensor {
+  return value !== null && typeof value === 'object' && (value as { [TENSOR_BRAND]?: unknown })[TENSOR_BRAND] === true;
+}
+
 /** Called by the Tensor constructor: the innermost open scope takes ownership. */
 export function trackTensor(t: Tensor): void {
   const n = stack.length;
@@ -34,7 +46,7 @@ export function keep<T extends Tensor>(t: T): T {
 /** Collects the tensors found in a (possibly nested) result value, each once (`seen` takes over past 16). */
 function collect(value: unknown, out: Tensor[], depth = 0, seen: { set: Set<Tensor> | null } = { set: null }): void {
   if (value === null || typeof value !== 'object' || depth > 4) return;
-  if ((value as { constructor?: { name?: string } }).constructor?.name === 'Tensor') {
+  if ((value as { [TENSOR_BRAND]?: unknown })[TENSOR_BRAND] === true) {
     const t = value as Tensor;
     if (seen.set ? seen.set.has(t) : out.includes(t)) return;
     out.push(t);

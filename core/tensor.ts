@@ -6,7 +6,7 @@ import type { Backend, Storage } from './backend.js';
 import { type DType, type HostArray, widenToF32 } from './dtype.js';
 import { TensorStateError, fmtShape } from './errors.js';
 import { internShape, type Shape, sizeOf } from './shape.js';
-import { trackTensor } from './scope.js';
+import { TENSOR_BRAND, trackTensor } from './scope.js';
 
 /** Shared storage with a reference count, so reshaped views free it only once. */
 class StorageRef {
@@ -109,6 +109,9 @@ export class Tensor {
     return `Tensor#${this.id}(${fmtShape(this.shape)}, ${this.dtype}, ${this.backend.name}${this.released ? ', disposed' : ''})`;
   }
 }
+
+// The brand tidy() recognises tensors by (core/scope.ts): a class name does not survive bundlers and minifiers.
+Object.defineProperty(Tensor.prototype, TENSOR_BRAND, { value: true });
 
 function toComputeArray(raw: HostArray, dtype: DType): Float32Array | Int32Array {
   if (dtype === 'f16' || dtype === 'bf16') return widenToF32(raw as Uint16Array, dtype);
