@@ -13,3 +13,4 @@ export { generate, type GenerateOptions, type GenerateResult, type SamplingOptio
 export { Tokenizer } from './models/text/tokenizer.js';
 export { LaviRuntime } from './models/app/runtime.js';
 export { WorkerRuntime } from './models/app/worker.js';
+export { WebRuntime, ModelSourceError } from './models/app/web-runtime.js';

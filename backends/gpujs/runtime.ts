@@ -16,11 +16,11 @@
 // Modes never switch silently: gpu.js degrades a kernel it cannot translate to its CPU backend (with a console
 // warning); every call checks which backend actually ran and turns a degradation into an error.
 
-import { createRequire } from 'node:module';
 import type { DType, HostArray } from '../../core/dtype.js';
 import { BackendError, DTypeError } from '../../core/errors.js';
 import { acquireWebGPU, GPUBufferUsageFlags, GPUMapModeFlags, type WebGPUContext } from '../webgpu/device.js';
 import { MAX_ELEMENTS } from './codegen.js';
+import { nodeBuiltin } from '../../core/platform.js';
 
 export type GpuJsMode = 'cpu' | 'webasm' | 'webgpu' | 'headlessgl';
 export const GPUJS_MODES: readonly GpuJsMode[] = ['webgpu', 'webasm', 'cpu', 'headlessgl'];
@@ -67,7 +67,8 @@ interface GLTexture {
   delete(): void;
 }
 
-const require = createRequire(import.meta.url);
+// gpu.js is loaded with Node's require (its CommonJS internals are reached by path); not in browser bundles.
+const require = (id: string): unknown => nodeBuiltin<typeof import('node:module')>('node:module', 'the gpu.js backends').createRequire(import.meta.url)(id);
 let gpujs: GpuJsModule | null = null;
 function loadGpuJs(): GpuJsModule {
   return (gpujs ??= require('gpu.js') as GpuJsModule);

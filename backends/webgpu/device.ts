@@ -20,15 +20,17 @@
 //   * The process exits by itself once the device is destroyed and the GPU object is unreferenced (destroy()
 //     does both); an acquire + compute + destroy script ends in well under a second.
 
-import { create, globals } from 'webgpu';
+import { isNode, nodeImport } from '../../core/platform.js';
 
-/** WebGPU constants (GPUBufferUsage, GPUMapMode, …) from Dawn, without touching globalThis. */
-const G = globals as unknown as {
-  GPUBufferUsage: { MAP_READ: number; MAP_WRITE: number; COPY_SRC: number; COPY_DST: number; STORAGE: number; UNIFORM: number };
-  GPUMapMode: { READ: number; WRITE: number };
-};
-export const GPUBufferUsageFlags = G.GPUBufferUsage;
-export const GPUMapModeFlags = G.GPUMapMode;
+/** WebGPU's GPUBufferUsage / GPUMapMode flags (fixed by the specification), without touching globalThis. */
+export const GPUBufferUsageFlags = Object.freeze({ MAP_READ: 1, MAP_WRITE: 2, COPY_SRC: 4, COPY_DST: 8, UNIFORM: 64, STORAGE: 128 });
+export const GPUMapModeFlags = Object.freeze({ READ: 1, WRITE: 2 });
+
+/** The page's WebGPU (navigator.gpu in a browser or a browser's worker), or null where there is none. */
+function browserGPU(): GPU | null {
+  const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
+  return nav && nav.gpu ? nav.gpu : null;
+}
 
 export interface AcquireOptions {
   /** Options for Dawn's create(), e.g. ['backend=vulkan']. Default: LAVI_DAWN_OPTIONS split on whitespace, else []. */
@@ -144,7 +146,7 @@ function setOf(features: GPUSupportedFeatures): Set<string> {
 }
 
 function defaultDawnOptions(): string[] {
-  const env = process.env.LAVI_DAWN_OPTIONS?.trim();
+  const env = isNode() ? process.env.LAVI_DAWN_OPTIONS?.trim() : undefined;
   return env ? env.split(/\s+/) : [];
 }
 
@@ -166,11 +168,18 @@ export async function acquireWebGPU(opts: AcquireOptions = {}): Promise<AcquireR
 
 async function acquire(opts: AcquireOptions): Promise<AcquireResult> {
   const dawnOptions = opts.dawnOptions ?? defaultDawnOptions();
-  let gpu: GPU | null;
-  try {
-    gpu = create(dawnOptions);
-  } catch (e) {
-    return { ok: false, reason: `Dawn create(${JSON.stringify(dawnOptions)}) failed: ${errMsg(e)}` };
+  let gpu: GPU | null = browserGPU();
+  if (!gpu && !isNode()) {
+    return { ok: false, reason: 'this browser has no WebGPU (navigator.gpu is undefined: not supported, disabled, or not a secure context)' };
+  }
+  if (!gpu) {
+    // Node: Dawn's binding (the npm 'webgpu' package), loaded only here so that browsers never see it.
+    try {
+      const { create } = await nodeImport<typeof import('webgpu')>('webgpu', 'WebGPU in Node');
+      gpu = create(dawnOptions);
+    } catch (e) {
+      return { ok: false, reason: `Dawn create(${JSON.stringify(dawnOptions)}) failed: ${errMsg(e)}` };
+    }
   }
 
   let adapter: GPUAdapter | null;
@@ -184,7 +193,7 @@ async function acquire(opts: AcquireOptions): Promise<AcquireResult> {
   }
   if (!adapter) {
     const hint =
-      process.platform === 'linux'
+      isNode() && process.platform === 'linux'
         ? ' (no Vulkan driver usable by Dawn; without a GPU install Mesa >= 24 lavapipe: .ci/install-lavapipe.sh)'
         : '';
     return { ok: false, reason: `requestAdapter() returned null${hint}` };
@@ -218,7 +227,7 @@ async function acquire(opts: AcquireOptions): Promise<AcquireResult> {
     return { ok: false, reason: `requestDevice() failed on '${info.description || info.device}': ${attempts.join('; ')}` };
   }
   if (attempts.length > 0) {
-    process.emitWarning(`lavi-ts WebGPU: requesting the adapter's limits failed, using WebGPU defaults (${attempts.join('; ')})`);
+    if (isNode()) process.emitWarning(`lavi-ts WebGPU: requesting the adapter's limits failed, using WebGPU defaults (${attempts.join('; ')})`);
   }
 
   return makeContext(gpu, adapter, device, info, adapterLimits);

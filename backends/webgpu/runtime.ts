@@ -597,7 +597,7 @@ export class GpuRuntime {
     const ms = performance.now() - t0;
     this.stats.pipelines++;
     this.stats.compileMs += ms;
-    if (process.env.LAVI_WEBGPU_TRACE_COMPILE) process.stderr.write(`[webgpu] compiled ${spec.label} in ${ms.toFixed(0)} ms\n`);
+    if (typeof process !== 'undefined' && process.env?.LAVI_WEBGPU_TRACE_COMPILE) process.stderr.write(`[webgpu] compiled ${spec.label} in ${ms.toFixed(0)} ms\n`);
     p = { pipeline, bgl, layoutKey, bindings: spec.bindings, params: spec.params, label: spec.label };
     this.pipes.set(key, p);
     return p;

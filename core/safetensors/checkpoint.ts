@@ -9,9 +9,9 @@
 // every shard's header is valid, no tensor is stored in two shards, every name in the index is in the shard it
 // points to, and every tensor in a shard is listed in the index under that shard. Tensors are read lazily.
 
-import { promises as fsp } from 'node:fs';
-import * as nodePath from 'node:path';
 import { FormatError, ValueError } from '../errors.js';
+import { nodeBuiltin } from '../platform.js';
+import type { ModelSource } from './source.js';
 import {
   DEFAULT_MAX_HEADER_BYTES,
   checkSizeOption,
@@ -67,9 +67,13 @@ export function parseIndex(text: string, indexPath: string): ParsedIndex {
   return { metadata, weightMap };
 }
 
+// Node's fs and path, fetched on first use (core/platform.ts): opening by path is Node-only; fromSource is not.
+const nodeFsp = (): typeof import('node:fs').promises => nodeBuiltin<typeof import('node:fs')>('node:fs', 'Checkpoint.open(path)').promises;
+const nodePathModule = (): typeof import('node:path') => nodeBuiltin<typeof import('node:path')>('node:path', 'Checkpoint.open(path)');
+
 async function statOrNull(p: string): Promise<import('node:fs').Stats | null> {
   try {
-    return await fsp.stat(p);
+    return await nodeFsp().stat(p);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'ENOTDIR') return null;
     throw e;
@@ -108,6 +112,8 @@ export class Checkpoint {
   /** Opens a checkpoint (file, index file or directory; see the top of this file) and validates it. */
   static async open(pathOrDir: string, opts: OpenOptions = {}): Promise<Checkpoint> {
     if (typeof pathOrDir !== 'string' || pathOrDir === '') throw new ValueError(`Checkpoint.open() needs a path`);
+    const fsp = nodeFsp();
+    const nodePath = nodePathModule();
     const st = await statOrNull(pathOrDir);
     if (st === null) throw new ValueError(`checkpoint: no such file or directory: ${pathOrDir}`);
     if (st.isDirectory()) {
@@ -134,6 +140,8 @@ export class Checkpoint {
 
   private static async openSharded(given: string, indexPath: string, opts: OpenOptions): Promise<Checkpoint> {
     const at = `checkpoint index ${indexPath}`;
+    const fsp = nodeFsp();
+    const nodePath = nodePathModule();
     const maxBytes = checkSizeOption(opts.maxHeaderBytes, DEFAULT_MAX_HEADER_BYTES, 'maxHeaderBytes');
     const st = await fsp.stat(indexPath);
     if (st.size > maxBytes) throw new FormatError(`${at}: ${st.size} bytes, over the limit of ${maxBytes} bytes`);
@@ -207,6 +215,66 @@ export class Checkpoint {
       return new Checkpoint(given, indexPath, index.metadata, [...shardFiles.values()], owner);
     } catch (e) {
       await Promise.all([...shardFiles.values()].map((f) => f.close().catch(() => {})));
+      throw e;
+    }
+  }
+
+  /**
+   * Opens a checkpoint from a ModelSource (e.g. fetchModelSource: HTTP range reads, so a large checkpoint is never
+   * one buffer): `model.safetensors`, else a sharded `model.safetensors.index.json` with its shards, validated as
+   * `open` validates them. Tensors are read lazily, each with its own range read(s).
+   */
+  static async fromSource(src: ModelSource, opts: OpenOptions = {}): Promise<Checkpoint> {
+    const single = await src.openFile(SINGLE_FILE_NAME);
+    if (single) {
+      const f = await SafetensorsFile.fromSource(single, src.describe(SINGLE_FILE_NAME), opts);
+      const owner = new Map<string, SafetensorsFile>();
+      for (const n of f.names()) owner.set(n, f);
+      return new Checkpoint(src.label, null, null, [f], owner);
+    }
+    const indexLabel = src.describe(INDEX_FILE_NAME);
+    const bytes = await src.readFile(INDEX_FILE_NAME);
+    if (!bytes) throw new FormatError(`checkpoint ${src.label}: has neither ${SINGLE_FILE_NAME} nor ${INDEX_FILE_NAME}`);
+    const at = `checkpoint index ${indexLabel}`;
+    const maxBytes = checkSizeOption(opts.maxHeaderBytes, DEFAULT_MAX_HEADER_BYTES, 'maxHeaderBytes');
+    if (bytes.length > maxBytes) throw new FormatError(`${at}: ${bytes.length} bytes, over the limit of ${maxBytes} bytes`);
+    let text: string;
+    try {
+      text = utf8.decode(bytes);
+    } catch {
+      throw new FormatError(`${at}: not valid UTF-8`);
+    }
+    const index = parseIndex(text, indexLabel);
+    const byShard = new Map<string, string[]>();
+    for (const [name, shard] of index.weightMap) {
+      if (!/^[A-Za-z0-9._-]+$/.test(shard) || shard === '.' || shard === '..') {
+        throw new FormatError(`${at}: shard ${quoteName(shard)} (for tensor ${quoteName(name)}) is not a plain file name in the checkpoint folder`);
+      }
+      const names = byShard.get(shard);
+      if (names) names.push(name);
+      else byShard.set(shard, [name]);
+    }
+    const files: SafetensorsFile[] = [];
+    try {
+      const owner = new Map<string, SafetensorsFile>();
+      for (const shard of [...byShard.keys()].sort()) {
+        const bs = await src.openFile(shard);
+        if (!bs) throw new FormatError(`${at}: shard ${src.describe(shard)} does not exist (it should hold tensor ${quoteName(byShard.get(shard)![0]!)})`);
+        const f = await SafetensorsFile.fromSource(bs, src.describe(shard), opts);
+        files.push(f);
+        for (const name of f.names()) {
+          const other = owner.get(name);
+          if (other) throw new FormatError(`${at}: tensor ${quoteName(name)} is stored in two shards, ${other.path} and ${f.path}`);
+          if (index.weightMap.get(name) !== shard) throw new FormatError(`${at}: tensor ${quoteName(name)} in shard ${f.path} is ${index.weightMap.has(name) ? `mapped to ${index.weightMap.get(name)}` : 'not listed in the index'}`);
+          owner.set(name, f);
+        }
+      }
+      for (const [name, shard] of index.weightMap) {
+        if (!owner.has(name)) throw new FormatError(`${at}: maps tensor ${quoteName(name)} to shard ${src.describe(shard)}, which does not contain it`);
+      }
+      return new Checkpoint(src.label, indexLabel, index.metadata, files, owner);
+    } catch (e) {
+      await Promise.all(files.map((f) => f.close().catch(() => {})));
       throw e;
     }
   }

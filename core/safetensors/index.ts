@@ -23,3 +23,4 @@ export {
 } from './reader.js';
 export { encodeSafetensors, writeSafetensors, type MetadataInput, type TensorSet } from './writer.js';
 export { Checkpoint, INDEX_FILE_NAME, SINGLE_FILE_NAME, parseIndex } from './checkpoint.js';
+export { fetchModelSource, nodeModelSource, type ModelSource, type ByteSource, type FetchSourceOptions, type SourceProgress } from './source.js';

@@ -10,8 +10,8 @@
 //   U8 → i32                            BOOL → i32 (bytes must be 0 or 1, else FormatError)
 //   F64 → f32 with allowLossy only      anything else → DTypeError 'unsupported dtype X for tensor Y in FILE'
 
-import { promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
+import { nodeBuiltin } from '../platform.js';
 import type { DType, HostArray } from '../dtype.js';
 import { f16ToF32, widenToF32 } from '../dtype.js';
 import { DTypeError, FormatError, ValueError } from '../errors.js';
@@ -57,8 +57,8 @@ export const MEMORY_SOURCE = '<memory>';
 const DEFAULT_CHUNK_BYTES = 64 * 1024 * 1024;
 const MAX_FS_READ = 2 ** 31 - 1; // Node refuses a single read longer than this
 
-/** Where a SafetensorsFile gets its bytes from. */
-interface ByteSource {
+/** Where a SafetensorsFile gets its bytes from: a file on disk, memory, or HTTP range reads (source.ts). */
+export interface ByteSource {
   readonly size: number;
   /** Returns a fresh Uint8Array (own buffer, byteOffset 0) holding bytes [offset, offset + length). */
   read(offset: number, length: number, what: string): Promise<Uint8Array>;
@@ -137,7 +137,7 @@ export class SafetensorsFile {
     const chunk = Math.min(checkSizeOption(opts.chunkBytes, DEFAULT_CHUNK_BYTES, 'chunkBytes') || 1, MAX_FS_READ);
     let handle: FileHandle;
     try {
-      handle = await fsp.open(path, 'r');
+      handle = await nodeBuiltin<typeof import('node:fs')>('node:fs', 'SafetensorsFile.open(path)').promises.open(path, 'r');
     } catch (e) {
       const err = e as NodeJS.ErrnoException;
       if (err.code === 'ENOENT') throw new ValueError(`safetensors: no such file: ${path}`);
@@ -155,6 +155,21 @@ export class SafetensorsFile {
       return new SafetensorsFile(path, source, header, defaults);
     } catch (e) {
       await handle.close().catch(() => {});
+      throw e;
+    }
+  }
+
+  /** Opens a file behind a ByteSource (e.g. HTTP range reads: fetchModelSource); reads the header only. `label`
+   *  names the file in messages. The source is closed by `close()`, or here when the header is invalid. */
+  static async fromSource(source: ByteSource, label: string, opts: OpenOptions = {}): Promise<SafetensorsFile> {
+    const defaults = checkReadOptions(opts);
+    try {
+      const prefix = source.size >= 8 ? await source.read(0, 8, 'header length') : new Uint8Array(0);
+      const n = readHeaderLength(prefix, source.size, label, opts);
+      const header = parseHeader(await source.read(8, n, 'header'), source.size, label);
+      return new SafetensorsFile(label, source, header, defaults);
+    } catch (e) {
+      await source.close().catch(() => {});
       throw e;
     }
   }

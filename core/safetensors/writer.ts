@@ -6,9 +6,8 @@
 // `writeSafetensors` writes to a temporary file beside the target and renames it into place, so a failure never
 // leaves a partial file under the target name.
 
-import { randomBytes } from 'node:crypto';
-import { promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
+import { nodeBuiltin, nodeFs } from '../platform.js';
 import { bytesPerElement, checkHostArray, isDType, type DType } from '../dtype.js';
 import { ValueError, fmtShape } from '../errors.js';
 import { DEFAULT_MAX_HEADER_BYTES, isJsonObject, quoteName } from './header.js';
@@ -172,6 +171,8 @@ async function writeAll(handle: FileHandle, bytes: Uint8Array): Promise<void> {
 export async function writeSafetensors(path: string, tensors: TensorSet, metadata?: MetadataInput): Promise<void> {
   if (typeof path !== 'string' || path === '') throw new ValueError(`safetensors: writeSafetensors() needs a path`);
   const p = plan(tensors, metadata);
+  const fsp = nodeFs('writeSafetensors').promises;
+  const { randomBytes } = nodeBuiltin<typeof import('node:crypto')>('node:crypto', 'writeSafetensors');
   const tmp = `${path}.${process.pid}-${randomBytes(6).toString('hex')}.tmp`;
   let handle: FileHandle | undefined;
   try {

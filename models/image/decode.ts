@@ -4,7 +4,8 @@
 // - The format is told by the file's magic bytes, never by its name. GIF, BMP, WebP, TIFF, HEIC/AVIF, QOI, ICO,
 //   JPEG 2000 and JPEG XL are recognised and refused by name; anything else is "not a PNG or JPEG".
 // - Output: { width, height, data: Uint8Array of width·height·3 bytes, row-major RGB, channels: 3 }.
-// - PNG: every colour type and bit depth pngjs reads (grayscale, grayscale+alpha, RGB, RGBA, palette, 1/2/4/8/16
+// - PNG: decoded here (fflate inflates; pure TypeScript, so the same code runs in browsers), with the semantics of
+//   pngjs, which decoded PNGs before and still writes the test images: every colour type and bit depth pngjs reads (grayscale, grayscale+alpha, RGB, RGBA, palette, 1/2/4/8/16
 //   bits, Adam7 interlacing, tRNS transparency). 16-bit samples are scaled to 8 bits as round(v·255/65535).
 //   Alpha (from an alpha channel, a palette's tRNS or a tRNS colour key) is composited over a background, white by
 //   default: out = round((c·a + bg·(255 − a)) / 255). Gamma/colour-profile chunks are ignored (sRGB assumed).
@@ -20,11 +21,10 @@
 //   in every viewer and in Hugging Face's load_image (models/exif.ts); `exifOrientation: false` keeps the stored
 //   pixel order.
 
-import { readFileSync } from 'node:fs';
-import { inflateSync } from 'node:zlib';
+import { Unzlib } from 'fflate';
 import jpeg from 'jpeg-js';
-import { PNG } from 'pngjs';
 import { FormatError, LaviError, UnsupportedError, ValueError } from '../../core/errors.js';
+import { nodeFs } from '../../core/platform.js';
 import { applyOrientation, jpegExif, pngExif, tiffOrientation } from './exif.js';
 import type { RGBImage } from './preprocess.js';
 
@@ -144,9 +144,9 @@ const PNG_CHANNELS: Record<number, number> = { 0: 1, 2: 3, 3: 1, 4: 2, 6: 4 };
  * Walks the chunks (checking each CRC) and checks that the IDAT chunks hold one complete zlib stream of exactly the size the header implies (pngjs does
  * not: junk or short image data decodes to transparent pixels without an error).
  */
-function checkPngData(b: Uint8Array, h: PngHeader, name: string): void {
+function checkPngData(b: Uint8Array, h: PngHeader, name: string): PngData {
   const channels = PNG_CHANNELS[h.colorType];
-  if (channels === undefined || ![1, 2, 4, 8, 16].includes(h.depth)) {
+  if (channels === undefined || ![1, 2, 4, 8, 16].includes(h.depth) || (h.colorType === 3 && h.depth === 16) || (h.colorType !== 0 && h.colorType !== 3 && h.depth < 8)) {
     throw new FormatError(`image ${name}: corrupt PNG (colour type ${h.colorType} with bit depth ${h.depth})`);
   }
   const bits = channels * h.depth;
@@ -154,12 +154,14 @@ function checkPngData(b: Uint8Array, h: PngHeader, name: string): void {
   let expected = 0;
   if (h.interlace === 0) expected = h.height * rowBytes(h.width);
   else {
-    for (const [x0, y0, dx, dy] of [[0, 0, 8, 8], [4, 0, 8, 8], [0, 4, 4, 8], [2, 0, 4, 4], [0, 2, 2, 4], [1, 0, 2, 2], [0, 1, 1, 2]] as const) {
+    for (const [x0, y0, dx, dy] of ADAM7) {
       const pw = Math.max(0, Math.ceil((h.width - x0) / dx)), ph = Math.max(0, Math.ceil((h.height - y0) / dy));
       if (pw > 0 && ph > 0) expected += ph * rowBytes(pw);
     }
   }
   const idat: Uint8Array[] = [];
+  let plte: Uint8Array | null = null;
+  let trns: Uint8Array | null = null;
   let off = 8;
   while (off + 12 <= b.length) {
     const len = u32be(b, off);
@@ -168,23 +170,146 @@ function checkPngData(b: Uint8Array, h: PngHeader, name: string): void {
     if (crc32(b.subarray(off + 4, off + 8 + len)) !== u32be(b, off + 8 + len)) {
       throw new FormatError(`image ${name}: corrupt PNG (CRC mismatch in the ${type} chunk at byte ${off})`);
     }
-    if (type === 'IDAT') idat.push(b.subarray(off + 8, off + 8 + len));
+    const data = b.subarray(off + 8, off + 8 + len);
+    if (type === 'IDAT') idat.push(data);
+    else if (type === 'PLTE') plte = data;
+    else if (type === 'tRNS') trns = data;
     off += 12 + len;
     if (type === 'IEND') break;
   }
   if (idat.length === 0) throw new FormatError(`image ${name}: truncated PNG (no image data)`);
-  let raw: Buffer;
+  if (h.colorType === 3 && (!plte || plte.length % 3 !== 0 || plte.length === 0)) throw new FormatError(`image ${name}: corrupt PNG (a palette image without a valid PLTE chunk)`);
+  // Inflated in pieces, refusing output past the size the header implies (a small file cannot expand to gigabytes).
+  const raw = new Uint8Array(expected);
+  let got = 0;
+  let over = false;
+  let ended = false;
   try {
-    raw = inflateSync(Buffer.concat(idat), { maxOutputLength: expected + 1 });
+    const z = new Unzlib((chunk, final) => {
+      if (got + chunk.length > expected) over = true;
+      else raw.set(chunk, got);
+      got += chunk.length;
+      if (over) throw new FormatError('more data than the header implies');
+      if (final) ended = true;
+    });
+    for (let i = 0; i < idat.length; i++) {
+      const d = idat[i]!;
+      for (let o = 0; o < d.length; o += 65536) z.push(d.subarray(o, Math.min(d.length, o + 65536)), i === idat.length - 1 && o + 65536 >= d.length);
+    }
   } catch (e) {
-    throw new FormatError(`image ${name}: corrupt or truncated PNG image data (zlib: ${why(e)})`);
+    if (!over) throw new FormatError(`image ${name}: corrupt or truncated PNG image data (zlib: ${why(e)})`);
   }
-  if (raw.length !== expected) {
-    throw new FormatError(`image ${name}: corrupt PNG (the image data inflates to ${raw.length} bytes, the header implies ${expected})`);
+  if (got !== expected || !ended) {
+    throw new FormatError(`image ${name}: corrupt PNG (the image data inflates to ${over ? 'more than ' + expected : got} bytes${!ended && !over ? ' and the zlib stream is incomplete' : ''}, the header implies ${expected})`);
   }
+  return { raw, plte, trns };
 }
 
-/** Frame size (SOFn) of a JPEG, and whether an end-of-image marker follows the first scan. */
+interface PngData {
+  /** The inflated, still filtered scanlines (each with its filter-type byte). */
+  raw: Uint8Array;
+  plte: Uint8Array | null;
+  trns: Uint8Array | null;
+}
+
+const ADAM7 = [[0, 0, 8, 8], [4, 0, 8, 8], [0, 4, 4, 8], [2, 0, 4, 4], [0, 2, 2, 4], [1, 0, 2, 2], [0, 1, 1, 2]] as const;
+
+/** Undoes the scanline filters of one (sub)image of w×h pixels starting at raw[at]; returns the rows, unfiltered. */
+function unfilter(raw: Uint8Array, at: number, w: number, h: number, bits: number, name: string): Uint8Array {
+  const len = Math.ceil((w * bits) / 8);
+  const bpp = Math.max(1, bits >> 3);
+  const out = new Uint8Array(len * h);
+  for (let y = 0; y < h; y++) {
+    const f = raw[at + y * (len + 1)]!;
+    const src = at + y * (len + 1) + 1;
+    const row = y * len;
+    const prev = row - len;
+    for (let i = 0; i < len; i++) {
+      const x = raw[src + i]!;
+      const a = i >= bpp ? out[row + i - bpp]! : 0;
+      const b = y > 0 ? out[prev + i]! : 0;
+      let v: number;
+      switch (f) {
+        case 0: v = x; break;
+        case 1: v = x + a; break;
+        case 2: v = x + b; break;
+        case 3: v = x + ((a + b) >> 1); break;
+        case 4: {
+          const c = y > 0 && i >= bpp ? out[prev + i - bpp]! : 0;
+          const p = a + b - c, pa = Math.abs(p - a), pb = Math.abs(p - b), pc = Math.abs(p - c);
+          v = x + (pa <= pb && pa <= pc ? a : pb <= pc ? b : c);
+          break;
+        }
+        default:
+          throw new FormatError(`image ${name}: corrupt PNG (scanline filter type ${f})`);
+      }
+      out[row + i] = v & 255;
+    }
+  }
+  return out;
+}
+
+/** RGBA8 pixels of a checked PNG, as pngjs gives them: samples scaled to 8 bits as round(v·255/max), a palette
+ *  expanded with its tRNS alphas, a tRNS colour key (compared at the stored depth) made transparent. */
+function pngPixels(d: PngData, h: PngHeader, name: string): Uint8Array {
+  const { width: W, height: H, depth, colorType } = h;
+  const ch = PNG_CHANNELS[colorType]!;
+  const max = (1 << depth) - 1;
+  const scale = (v: number) => (depth === 8 ? v : Math.round((v * 255) / max));
+  const rgba = new Uint8Array(W * H * 4);
+  const pal = d.plte;
+  const palCount = pal ? pal.length / 3 : 0;
+  const key = d.trns && (colorType === 0 || colorType === 2) ? d.trns : null;
+  const keyGray = key && key.length >= 2 ? u16be(key, 0) : -1;
+  const keyRgb = key && key.length >= 6 ? [u16be(key, 0), u16be(key, 2), u16be(key, 4)] : null;
+  const s = new Array<number>(4);
+  const place = (rows: Uint8Array, pw: number, ph: number, x0: number, y0: number, dx: number, dy: number) => {
+    const len = Math.ceil((pw * ch * depth) / 8);
+    for (let y = 0; y < ph; y++) {
+      for (let x = 0; x < pw; x++) {
+        for (let c = 0; c < ch; c++) {
+          const k = x * ch + c;
+          if (depth === 8) s[c] = rows[y * len + k]!;
+          else if (depth === 16) s[c] = (rows[y * len + 2 * k]! << 8) | rows[y * len + 2 * k + 1]!;
+          else {
+            const bit = k * depth;
+            s[c] = (rows[y * len + (bit >> 3)]! >> (8 - depth - (bit & 7))) & max;
+          }
+        }
+        const o = ((y0 + y * dy) * W + (x0 + x * dx)) * 4;
+        if (colorType === 3) {
+          const i = s[0]!;
+          if (i >= palCount) throw new FormatError(`image ${name}: corrupt PNG (palette index ${i} with ${palCount} palette entries)`);
+          rgba[o] = pal![i * 3]!;
+          rgba[o + 1] = pal![i * 3 + 1]!;
+          rgba[o + 2] = pal![i * 3 + 2]!;
+          rgba[o + 3] = d.trns && i < d.trns.length ? d.trns[i]! : 255;
+        } else if (colorType === 0 || colorType === 4) {
+          rgba[o] = rgba[o + 1] = rgba[o + 2] = scale(s[0]!);
+          rgba[o + 3] = colorType === 4 ? scale(s[1]!) : s[0] === keyGray ? 0 : 255;
+        } else {
+          rgba[o] = scale(s[0]!);
+          rgba[o + 1] = scale(s[1]!);
+          rgba[o + 2] = scale(s[2]!);
+          rgba[o + 3] = colorType === 6 ? scale(s[3]!) : keyRgb && s[0] === keyRgb[0] && s[1] === keyRgb[1] && s[2] === keyRgb[2] ? 0 : 255;
+        }
+      }
+    }
+  };
+  const bits = ch * depth;
+  if (h.interlace === 0) place(unfilter(d.raw, 0, W, H, bits, name), W, H, 0, 0, 1, 1);
+  else {
+    let at = 0;
+    for (const [x0, y0, dx, dy] of ADAM7) {
+      const pw = Math.max(0, Math.ceil((W - x0) / dx)), ph = Math.max(0, Math.ceil((H - y0) / dy));
+      if (pw === 0 || ph === 0) continue;
+      place(unfilter(d.raw, at, pw, ph, bits, name), pw, ph, x0, y0, dx, dy);
+      at += ph * (Math.ceil((pw * bits) / 8) + 1);
+    }
+  }
+  return rgba;
+}
+
 function jpegHeader(b: Uint8Array, name: string): { width: number; height: number } {
   let off = 2;
   let size: { width: number; height: number } | undefined;
@@ -259,18 +384,9 @@ function decodePng(bytes: Uint8Array, name: string, opts: DecodeImageOptions): D
   const header = pngHeader(bytes, name);
   const { width, height } = header;
   checkSize(width, height, 'PNG', name, opts);
-  checkPngData(bytes, header, name);
-  let png: { width: number; height: number; data: Uint8Array };
-  try {
-    png = PNG.sync.read(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), { checkCRC: true });
-  } catch (e) {
-    throw new FormatError(`image ${name}: corrupt or truncated PNG (pngjs: ${why(e)})`);
-  }
-  if (png.width !== width || png.height !== height || png.data.length !== width * height * 4) {
-    throw new FormatError(`image ${name}: corrupt PNG (decoded ${png.width}×${png.height} with ${png.data.length} bytes, header says ${width}×${height})`);
-  }
+  const rgba = pngPixels(checkPngData(bytes, header, name), header, name);
   const bg = opts.background ?? [255, 255, 255];
-  return { width, height, data: rgbaToRgb(png.data, width, height, bg), channels: 3 };
+  return { width, height, data: rgbaToRgb(rgba, width, height, bg), channels: 3 };
 }
 
 function decodeJpeg(bytes: Uint8Array, name: string, opts: DecodeImageOptions): DecodedImage {
@@ -320,7 +436,7 @@ export function decodeImage(bytes: Uint8Array, opts: DecodeImageOptions = {}): D
 export function loadImage(path: string, opts: Omit<DecodeImageOptions, 'source'> = {}): DecodedImage {
   let bytes: Uint8Array;
   try {
-    bytes = readFileSync(path);
+    bytes = nodeFs('loadImage(path)').readFileSync(path);
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
     const reason = err.code === 'ENOENT' ? 'no such file' : err.code === 'EISDIR' ? 'is a directory' : err.code === 'EACCES' ? 'permission denied' : err.message;

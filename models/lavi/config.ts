@@ -16,6 +16,7 @@ import { ValueError } from '../../core/errors.js';
 import { bool, num, oneOf, readJsonFile, section, type Json } from '../loading/json-fields.js';
 import { parseQwen2Config, parseTokenIds, type Qwen2Config } from '../qwen2/config.js';
 import { parseVisionConfig, type VisionConfig } from '../siglip/config.js';
+import { nodeFs, nodePath } from '../../core/platform.js';
 
 /** The vision tower's config (SigLIP family) and the decoder's (Qwen2 family), under the names LaVi used first. */
 export type { VisionConfig } from '../siglip/config.js';
@@ -207,8 +208,8 @@ export async function loadConfigFile(path: string): Promise<ModelConfig> {
 /** `--config` argument: a preset name, or the path of a config.json (or of a directory holding one). */
 export async function resolveConfig(arg: string): Promise<ModelConfig> {
   if (PRESETS[arg]) return preset(arg);
-  const { stat } = await import('node:fs/promises');
-  const { join } = await import('node:path');
+  const { stat } = nodeFs('--config').promises;
+  const { join } = nodePath();
   const st = await stat(arg).catch(() => null);
   if (!st) throw new ValueError(`--config: '${arg}' is neither a preset (${Object.keys(PRESETS).join(', ')}) nor an existing file`);
   return loadConfigFile(st.isDirectory() ? join(arg, 'config.json') : arg);

@@ -8,8 +8,6 @@
 // with {norm} ∈ input_layernorm | post_attention_layernorm, {layer} the decoder layer index, or 'final.norm'.
 // Also: validation and upload for a LaVi config, random weights and the checkpoint writer used by tests and benches.
 
-import { mkdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { Backend } from '../../core/backend.js';
 import { narrowFromF32, widenToF32 } from '../../core/dtype.js';
 import type { HostTensor } from '../../core/safetensors/reader.js';
@@ -21,6 +19,7 @@ import {
 import { declareQwen2, qwen2Specs, qwen2Tolerated, type Qwen2Weights } from '../qwen2/weights.js';
 import { declareSiglip, siglipSpecs, siglipTolerated, type SiglipWeights } from '../siglip/weights.js';
 import { modulatedLayers, visualTokensPerImage, type ModelConfig, type ViLNNorm } from './config.js';
+import { nodeFs, nodePath } from '../../core/platform.js';
 
 export { ModelWeights, PACKABLE_KINDS, type UploadOptions, type ValidateOptions, type WeightKind, type WeightSet, type WeightSource, type WeightSpec } from '../loading/weights.js';
 
@@ -125,7 +124,8 @@ export function toleratedExtras(cfg: ModelConfig): ((name: string) => boolean)[]
   return [...siglipTolerated(cfg.vision_config), ...qwen2Tolerated(cfg.text_config)];
 }
 
-function laviCheck(cfg: ModelConfig): SpecCheck {
+/** The weights a LaVi config needs, as loadSpecs checks them. */
+export function laviCheck(cfg: ModelConfig): SpecCheck {
   return {
     specs: expectedWeights(cfg),
     tolerated: toleratedExtras(cfg),
@@ -205,7 +205,7 @@ export function randomWeights(cfg: ModelConfig, opts: RandomWeightOptions = {}):
  * rounded to f16/bf16), else as they are.
  */
 export async function saveCheckpoint(dir: string, cfg: ModelConfig, weights: ReadonlyMap<string, HostTensor>, opts: { dtype?: 'f32' | 'f16' | 'bf16' } = {}): Promise<void> {
-  await mkdir(dir, { recursive: true });
+  await nodeFs().promises.mkdir(dir, { recursive: true });
   const tensors = new Map<string, HostTensor>();
   for (const [name, h] of weights) {
     let t = h;
@@ -219,6 +219,6 @@ export async function saveCheckpoint(dir: string, cfg: ModelConfig, weights: Rea
   const floats = new Set([...tensors.values()].map((t) => t.dtype).filter((d) => d !== 'i32'));
   const stored = opts.dtype ?? (floats.size === 1 ? ([...floats][0] as 'f32' | 'f16' | 'bf16') : undefined);
   const config = { ...cfg, ...(stored ? { torch_dtype: torchDType[stored] } : {}) };
-  await writeFile(join(dir, 'config.json'), JSON.stringify(config, null, 2) + '\n');
-  await writeSafetensors(join(dir, 'model.safetensors'), tensors, { format: 'pt' });
+  await nodeFs().promises.writeFile(nodePath().join(dir, 'config.json'), JSON.stringify(config, null, 2) + '\n');
+  await writeSafetensors(nodePath().join(dir, 'model.safetensors'), tensors, { format: 'pt' });
 }

@@ -1,8 +1,8 @@
 // Reading Hugging Face JSON files (config.json, generation_config.json, preprocessor_config.json): one reader that
 // names the file in every error, and typed field getters that name the file, the field and the offending value.
 
-import { readFile } from 'node:fs/promises';
 import { ValueError } from '../../core/errors.js';
+import { nodeFs } from '../../core/platform.js';
 
 export type Json = Record<string, unknown>;
 
@@ -15,11 +15,10 @@ export async function readJsonFile(path: string, opts?: { optional?: false }): P
 export async function readJsonFile(path: string, opts: { optional?: boolean } = {}): Promise<Json | null> {
   let text: string;
   try {
-    const { stat } = await import('node:fs/promises');
-    const st = await stat(path);
+    const st = await nodeFs().promises.stat(path);
     if (st.isDirectory()) throw new ValueError(`${path}: is a directory, not a JSON file`);
     if (st.size > MAX_JSON_BYTES) throw new ValueError(`${path}: ${st.size} bytes, larger than the ${MAX_JSON_BYTES}-byte limit for a config file`);
-    text = await readFile(path, 'utf8');
+    text = await nodeFs().promises.readFile(path, 'utf8');
   } catch (e) {
     if (e instanceof ValueError) throw e;
     if ((e as NodeJS.ErrnoException).code === 'ENOENT' && opts.optional) return null;

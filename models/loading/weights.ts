@@ -211,11 +211,14 @@ function hostToBackend(backend: Backend, h: HostTensor, want: DType): Tensor {
  * Loads the specs from one or more checkpoint directories (model.safetensors or a sharded index in each; a name
  * may live in only one of them) onto `backend`, validating everything first.
  */
-export async function loadSpecs(dirs: readonly string[], check: SpecCheck, backend: Backend, opts: UploadOptions = {}): Promise<ModelWeights> {
+export async function loadSpecs(sources: readonly (string | Checkpoint)[], check: SpecCheck, backend: Backend, opts: UploadOptions = {}): Promise<ModelWeights> {
   const keepPacked = opts.keepPacked ?? true;
   const ckpts: Checkpoint[] = [];
+  // A directory is opened (and closed) here; an open Checkpoint (e.g. Checkpoint.fromSource over fetch) is the
+  // caller's to close.
+  const dirs = sources.map((s) => (typeof s === 'string' ? s : s.path));
   try {
-    for (const d of dirs) ckpts.push(await Checkpoint.open(d));
+    for (const s of sources) ckpts.push(typeof s === 'string' ? await Checkpoint.open(s) : s);
     const owner = new Map<string, Checkpoint>();
     const available = new Map<string, Available>();
     for (let i = 0; i < ckpts.length; i++) {
@@ -246,7 +249,7 @@ export async function loadSpecs(dirs: readonly string[], check: SpecCheck, backe
     }
     return new ModelWeights(map, ignored);
   } finally {
-    for (const c of ckpts) await c.close();
+    for (let i = 0; i < ckpts.length; i++) if (typeof sources[i] === 'string') await ckpts[i]!.close();
   }
 }
 

@@ -33,12 +33,11 @@
 // templates above rely on: a boolean printed directly is true/false (jinja2: True/False), none printed directly is
 // '' (jinja2: None), and a JS number has no int/float distinction (a float 2.0 given by the caller prints as 2).
 
-import { readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
 import { Environment, Interpreter, Template } from '@huggingface/jinja';
 import { FormatError, LaviError, ValueError } from '../../core/errors.js';
 import type { Tokenizer } from './tokenizer.js';
 import { parseTokenizerConfig, type NamedChatTemplate, type SpecialTokensMap } from './tokenizer-config.js';
+import { nodeFs, nodePath } from '../../core/platform.js';
 
 /** Why a chat template could not give a prompt. */
 export type ChatTemplateFailure = 'missing' | 'syntax' | 'raised' | 'render';
@@ -171,7 +170,7 @@ function isObject(v: unknown): v is Record<string, unknown> {
 
 function isFile(path: string): boolean {
   try {
-    return statSync(path).isFile();
+    return nodeFs().statSync(path).isFile();
   } catch {
     return false;
   }
@@ -179,7 +178,7 @@ function isFile(path: string): boolean {
 
 function isDir(path: string): boolean {
   try {
-    return statSync(path).isDirectory();
+    return nodeFs().statSync(path).isDirectory();
   } catch {
     return false;
   }
@@ -187,7 +186,7 @@ function isDir(path: string): boolean {
 
 function readText(path: string): string {
   try {
-    return readFileSync(path, 'utf8');
+    return nodeFs().readFileSync(path, 'utf8');
   } catch (e) {
     throw new ValueError(`${path}: cannot read the file (${(e as Error).message})`);
   }
@@ -236,7 +235,7 @@ export class ChatTemplate {
   static load(dir: string): ChatTemplate {
     const t = ChatTemplate.find(dir);
     if (t) return t;
-    const cfg = join(dir, 'tokenizer_config.json');
+    const cfg = nodePath().join(dir, 'tokenizer_config.json');
     if (!isDir(dir)) throw new ChatTemplateError('missing', `${dir} is not a directory, so it has no chat template`);
     const where = isFile(cfg) ? `${cfg} has no chat_template` : `${dir} has no tokenizer_config.json, chat_template.jinja or chat_template.json`;
     throw new ChatTemplateError('missing', `${where}, so this model cannot chat; use \`lavi generate --prompt\` for raw text`, isFile(cfg) ? cfg : undefined);
@@ -244,7 +243,7 @@ export class ChatTemplate {
 
   /** Like load(), but null when the folder has no chat template. */
   static find(dir: string): ChatTemplate | null {
-    const cfgPath = join(dir, 'tokenizer_config.json');
+    const cfgPath = nodePath().join(dir, 'tokenizer_config.json');
     let specialTokens: SpecialTokensMap = {};
     let cfgTemplate: string | readonly NamedChatTemplate[] | undefined;
     if (isFile(cfgPath)) {
@@ -252,9 +251,9 @@ export class ChatTemplate {
       specialTokens = cfg.specialTokens;
       cfgTemplate = cfg.chatTemplate;
     }
-    const jinjaPath = join(dir, 'chat_template.jinja');
+    const jinjaPath = nodePath().join(dir, 'chat_template.jinja');
     if (isFile(jinjaPath)) return ChatTemplate.fromString(readText(jinjaPath), { source: jinjaPath, specialTokens, file: jinjaPath });
-    const jsonPath = join(dir, 'chat_template.json');
+    const jsonPath = nodePath().join(dir, 'chat_template.json');
     if (isFile(jsonPath)) {
       const obj = readJson(jsonPath);
       const t = isObject(obj) ? obj.chat_template : undefined;

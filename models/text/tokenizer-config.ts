@@ -14,8 +14,8 @@
 //   model_max_length           a number (informational)
 // Everything else (tokenizer_class, clean_up_tokenization_spaces, errors, ...) is kept in `raw` and not acted on.
 
-import { readFileSync } from 'node:fs';
 import { FormatError, ValueError } from '../../core/errors.js';
+import { nodeFs } from '../../core/platform.js';
 
 /** Names of the special tokens HF's special_tokens_map can hold (besides additional_special_tokens). */
 export const SPECIAL_TOKEN_KEYS = ['bos_token', 'eos_token', 'unk_token', 'sep_token', 'pad_token', 'cls_token', 'mask_token'] as const;
@@ -181,7 +181,7 @@ export function readTokenizerConfig(path: string, opts: { optional?: boolean }):
 export function readTokenizerConfig(path: string, opts: { optional?: boolean } = {}): TokenizerConfig | null {
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    text = nodeFs().readFileSync(path, 'utf8');
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
     if (err.code === 'ENOENT' && opts.optional) return null;

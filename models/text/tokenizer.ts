@@ -35,10 +35,9 @@
 //
 // Not applied: truncation and padding settings (encode returns the whole sequence), BPE dropout (refused if > 0).
 
-import { readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
 import { FormatError, UnsupportedError, ValueError } from '../../core/errors.js';
 import { readTokenizerConfig, SPECIAL_TOKEN_KEYS, type SpecialTokensMap, type TokenizerConfig } from './tokenizer-config.js';
+import { nodeFs, nodePath } from '../../core/platform.js';
 
 export type { SpecialTokensMap, TokenizerConfig } from './tokenizer-config.js';
 
@@ -985,11 +984,11 @@ export class Tokenizer {
    * to ignore it, or a path to read another).
    */
   static fromFile(path: string, opts: { config?: string | null } = {}): Tokenizer {
-    const configPath = opts.config === undefined ? join(dirname(path), 'tokenizer_config.json') : opts.config;
+    const configPath = opts.config === undefined ? nodePath().join(nodePath().dirname(path), 'tokenizer_config.json') : opts.config;
     const config = configPath === null ? undefined : readTokenizerConfig(configPath, { optional: opts.config === undefined }) ?? undefined;
     let text: string;
     try {
-      text = readFileSync(path, 'utf8');
+      text = nodeFs().readFileSync(path, 'utf8');
     } catch (e) {
       const err = e as NodeJS.ErrnoException;
       const why = err.code === 'ENOENT' ? 'no such file' : err.code === 'EISDIR' ? 'is a directory' : err.message;
@@ -1006,7 +1005,7 @@ export class Tokenizer {
 
   /** Reads `dir`/tokenizer.json and, when present, `dir`/tokenizer_config.json. */
   static fromDir(dir: string): Tokenizer {
-    return Tokenizer.fromFile(join(dir, 'tokenizer.json'));
+    return Tokenizer.fromFile(nodePath().join(dir, 'tokenizer.json'));
   }
 
   /** Builds a tokenizer from a parsed tokenizer.json object (and optionally a tokenizer_config.json read with
