@@ -16,7 +16,6 @@
 //
 //   const backend = await createWasmBackend({ threads: 2 });
 
-import { availableParallelism } from 'node:os';
 import {
   type AttentionAttrs,
   type Backend,
@@ -51,7 +50,7 @@ import type { Tensor } from '../../core/tensor.js';
 import { BLOCKING, GEMM_SCRATCH_BYTES, kernelModule, MEMORY_MODULE, MEMORY_NAME, MODULE_MAX_PAGES, relaxedSimdAvailable } from './kernels.js';
 import { DTYPE_CODE, type StoreDType } from './gen-gemm.js';
 import { Heap, type HeapStats } from './heap.js';
-import { CTRL_BYTES, type Job, MAX_JOBS, MAX_THREADS, ThreadPool } from './pool.js';
+import { CTRL_BYTES, type Job, MAX_JOBS, MAX_THREADS, ThreadPool, threadSupport } from './pool.js';
 import { WA, type WasmInstance, type WasmMemory } from './wasm-api.js';
 
 export interface WasmBackendOptions {
@@ -209,7 +208,9 @@ export class WasmBackend implements Backend {
 
   /** Creates the memory, compiles the kernels (once per process) and starts the workers. */
   static async create(opts: WasmBackendOptions = {}): Promise<WasmBackend> {
-    const threads = Math.max(1, Math.floor(opts.threads ?? Math.min(availableParallelism(), MAX_THREADS)));
+    const support = threadSupport();
+    if ((opts.threads ?? 1) > 1 && support.reason) throw new BackendError(`wasm: ${opts.threads} threads asked for, but ${support.reason}`);
+    const threads = Math.max(1, Math.floor(opts.threads ?? Math.min(support.cores, MAX_THREADS)));
     if (threads > MAX_THREADS) throw new BackendError(`wasm: threads must be at most ${MAX_THREADS}, got ${threads}`);
     const maxBytes = Math.min(opts.maxMemoryBytes ?? MODULE_MAX_PAGES * PAGE, MODULE_MAX_PAGES * PAGE);
     if (!(maxBytes >= 16 * PAGE)) throw new BackendError(`wasm: maxMemoryBytes must be at least ${16 * PAGE}`);
@@ -231,7 +232,7 @@ export class WasmBackend implements Backend {
       name: this.name,
       device: 'cpu',
       software: false,
-      description: `WebAssembly SIMD128${this.fma ? ' + relaxed-SIMD FMA' : ''} (generated kernels), ${this.threads} thread${this.threads === 1 ? '' : 's'}${this.bf16Activations ? ', bf16 activations for bf16 weights' : ''}`,
+      description: `WebAssembly SIMD128${this.fma ? ' + relaxed-SIMD FMA' : ''} (generated kernels), ${this.threads} thread${this.threads === 1 ? '' : 's'}${this.threads === 1 && threadSupport().reason ? ` (${threadSupport().reason})` : ''}${this.bf16Activations ? ', bf16 activations for bf16 weights' : ''}`,
       dtypes: DTYPES,
     };
   }

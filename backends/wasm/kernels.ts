@@ -1,7 +1,6 @@
 // Assembles the wasm backend's module: every generated kernel in one module that imports the shared memory.
 // Built once per process (a few milliseconds) and compiled once; workers receive the compiled module.
 
-import v8 from 'node:v8';
 import { f32x4, ModuleBuilder, v128 } from './emitter.js';
 import { genAttention } from './gen-attention.js';
 import { genElementwise } from './gen-elementwise.js';
@@ -9,6 +8,7 @@ import { type GemmBlocking, gemmScratchBytes, genGemmDriver, genGemmMacro, genPa
 import { genGemvN, genGemvT, genGemvTBf16x, genGemvTPairs, genPrepareX, genRoundBf16, genSumPartials } from './gen-gemv.js';
 import { genNorms } from './gen-norm.js';
 import { WA, type WasmModule } from './wasm-api.js';
+import { nodeBuiltin } from '../../core/platform.js';
 
 /**
  * Register blocking 4×8: 8 accumulators + 2 B vectors + 4 broadcasts + 1 temporary = 15 xmm registers, exactly
@@ -59,7 +59,7 @@ export function relaxedSimdAvailable(enable: boolean): boolean {
   if (WA.validate(bytes)) return true;
   if (!enable) return false;
   try {
-    v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
+    nodeBuiltin<typeof import('node:v8')>('node:v8', 'relaxed SIMD').setFlagsFromString('--experimental-wasm-relaxed-simd');
   } catch {
     return false;
   }

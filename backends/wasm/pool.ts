@@ -16,9 +16,14 @@
 // waits only for jobs a worker has actually started. Workers spin briefly after each generation (the next kernel
 // usually follows within microseconds), then sleep in Atomics.wait; they are unref'd, so they never keep the
 // process alive, with or without destroy().
+//
+// The worker program is pool-worker.ts, its own module file: a worker_threads Worker in Node, a module Worker in a
+// browser. A browser page that is not cross-origin isolated has no SharedArrayBuffer (the shared memory cannot be
+// sent to a worker), and a window's main thread may not Atomics.wait: there the backend runs on one thread
+// (threadSupport says why; the backend's info() repeats it).
 
-import { Worker } from 'node:worker_threads';
 import { BackendError } from '../../core/errors.js';
+import { isNode, nodeBuiltin } from '../../core/platform.js';
 import type { WasmMemory, WasmModule } from './wasm-api.js';
 
 export const CTRL_BYTES = 8192;
@@ -31,7 +36,7 @@ const MAX_ARGS = (SLOT_BYTES - 16) / 8;
 
 const GEN = 0, DONE = 1, ERROR = 2, EXIT = 3, NJOBS = 4;
 
-interface WorkerInit {
+export interface WorkerInit {
   module: WasmModule;
   memory: WasmMemory;
   ctrl: number;
@@ -44,55 +49,62 @@ interface WorkerInit {
   layout: { claims: number; slotOffset: number; slotBytes: number; maxJobs: number };
 }
 
-/** The worker's whole program. It runs as an eval'd CommonJS script, so it must not use anything from this file. */
-function workerMain(): void {
-  const wt = require('node:worker_threads') as typeof import('node:worker_threads');
-  const d = wt.workerData as WorkerInit;
-  const W = (globalThis as unknown as { WebAssembly: { Instance: new (m: WasmModule, i: object) => { exports: Record<string, unknown> } } }).WebAssembly;
-  const inst = new W.Instance(d.module, { env: { memory: d.memory } });
-  const fns = d.names.map((n) => inst.exports[n] as (...a: number[]) => unknown);
-  const buf = d.memory.buffer;
-  const ctrl = new Int32Array(buf, d.ctrl, d.layout.claims + d.layout.maxJobs);
-  const heads: Int32Array[] = [];
-  const args: Float64Array[] = [];
-  for (let j = 0; j < d.layout.maxJobs; j++) {
-    const base = d.ctrl + d.layout.slotOffset + j * d.layout.slotBytes;
-    heads.push(new Int32Array(buf, base, 4));
-    args.push(new Float64Array(buf, base + 16, (d.layout.slotBytes - 16) / 8));
+/** A started worker, Node's or the browser's. */
+interface PoolWorker {
+  start(onMessage: (m: unknown) => void, onError: (e: string) => void): void;
+  unref(): void;
+  terminate(): Promise<unknown>;
+}
+
+/** The worker program's URL (a literal next to import.meta.url, so it survives bundling and minification: a
+ *  bundle must ship pool-worker.js beside itself, as examples/web/build.mjs does). */
+const workerUrl = (): URL => new URL('./pool-worker.js', import.meta.url);
+
+function spawnWorker(init: WorkerInit, name: string): PoolWorker {
+  if (isNode()) {
+    const { Worker } = nodeBuiltin<typeof import('node:worker_threads')>('node:worker_threads', 'the wasm thread pool');
+    const w = new Worker(workerUrl(), { workerData: init, name, execArgv: [] });
+    return {
+      start(onMessage, onError) {
+        w.on('message', onMessage);
+        w.on('error', (e) => onError(e.message));
+      },
+      unref: () => w.unref(),
+      terminate: () => w.terminate().catch(() => 0),
+    };
   }
-  wt.parentPort!.postMessage('ready');
-  let seen = d.gen;
-  for (;;) {
-    let g = Atomics.load(ctrl, 0);
-    if (g === seen) {
-      const until = performance.now() + d.spinMs;
-      let i = 0;
-      while ((g = Atomics.load(ctrl, 0)) === seen) {
-        if ((++i & 255) === 0 && performance.now() > until) break;
-      }
-      while ((g = Atomics.load(ctrl, 0)) === seen) Atomics.wait(ctrl, 0, seen);
-    }
-    seen = g;
-    if (Atomics.load(ctrl, 3) !== 0) break;
-    const n = Atomics.load(ctrl, 4);
-    // Start at this worker's share, then help with the rest.
-    const start = Math.floor((d.index * n) / d.threads);
-    for (let k = 0; k < n; k++) {
-      const j = (start + k) % n;
-      if (Atomics.compareExchange(ctrl, d.layout.claims + j, 0, 1) !== 0) continue;
-      const h = heads[j]!;
-      const a = Array.prototype.slice.call(args[j]!, 0, h[1]!) as number[];
-      if (h[2]! >= 0) a[h[2]!] = d.scratch;
-      try {
-        fns[h[0]!]!(...a);
-      } catch (e) {
-        Atomics.store(ctrl, 2, 1);
-        wt.parentPort!.postMessage(String((e as Error)?.stack ?? e));
-      }
-      Atomics.add(ctrl, 1, 1);
-      Atomics.notify(ctrl, 1);
-    }
-  }
+  const BrowserWorker = (globalThis as unknown as { Worker: new (u: URL, o: object) => BrowserWorkerLike }).Worker;
+  const w = new BrowserWorker(workerUrl(), { type: 'module', name });
+  return {
+    start(onMessage, onError) {
+      w.onmessage = (e) => onMessage(e.data);
+      w.onerror = (e) => onError(`${e.message ?? 'error'}${e.filename ? ` (${e.filename})` : ''}`);
+      w.postMessage(init); // the shared WebAssembly.Memory: needs a cross-origin isolated page
+    },
+    unref: () => {},
+    terminate: async () => w.terminate(),
+  };
+}
+
+interface BrowserWorkerLike {
+  onmessage: ((e: { data: unknown }) => void) | null;
+  onerror: ((e: { message?: string; filename?: string }) => void) | null;
+  postMessage(m: unknown): void;
+  terminate(): void;
+}
+
+/**
+ * How many threads the wasm backend can use here, and why only one when so: Node, or a browser worker in a
+ * cross-origin isolated page, have as many as the cores; a page that is not cross-origin isolated (no
+ * SharedArrayBuffer) or a window's main thread (no Atomics.wait) have one.
+ */
+export function threadSupport(): { cores: number; reason: string | null } {
+  if (isNode()) return { cores: nodeBuiltin<typeof import('node:os')>('node:os', 'the wasm thread pool').availableParallelism(), reason: null };
+  const g = globalThis as { crossOriginIsolated?: boolean; document?: unknown; navigator?: { hardwareConcurrency?: number } };
+  const cores = Math.max(1, g.navigator?.hardwareConcurrency ?? 1);
+  if (g.document !== undefined) return { cores: 1, reason: "a window's main thread may not Atomics.wait: run the engine in a worker for threads" };
+  if (g.crossOriginIsolated !== true) return { cores: 1, reason: 'the page is not cross-origin isolated (no COOP/COEP headers: no SharedArrayBuffer)' };
+  return { cores, reason: null };
 }
 
 export interface Job {
@@ -104,7 +116,7 @@ export interface Job {
 }
 
 export class ThreadPool {
-  private readonly workers: Worker[] = [];
+  private readonly workers: PoolWorker[] = [];
   private readonly ctrl: Int32Array;
   private readonly heads: Int32Array[] = [];
   private readonly argViews: Float64Array[] = [];
@@ -139,24 +151,18 @@ export class ThreadPool {
     const layout = { claims: CLAIMS, slotOffset: SLOT_OFFSET, slotBytes: SLOT_BYTES, maxJobs: MAX_JOBS };
     for (let i = 1; i < threads; i++) {
       const init: WorkerInit = { module, memory, ctrl: ctrlPtr, index: i, threads, names, scratch: scratch[i]!, gen, spinMs, layout };
-      const w = new Worker(`(${workerMain.toString()})()`, {
-        eval: true,
-        workerData: init,
-        name: `lavi-wasm-${i}`,
-        // The worker is a CommonJS script: do not inherit flags such as --input-type=module from the parent.
-        execArgv: [],
-      });
+      const w = spawnWorker(init, `lavi-wasm-${i}`);
       pool.workers.push(w);
       ready.push(
         new Promise<void>((resolve, reject) => {
-          const onError = (e: Error) => reject(new BackendError(`wasm: worker ${i} failed to start: ${e.message}`));
-          w.once('error', onError);
-          w.once('message', () => {
-            w.off('error', onError);
+          w.start((m) => {
+            if (m === 'ready') resolve();
+            else if (m && typeof m === 'object' && 'startError' in m) reject(new BackendError(`wasm: worker ${i} failed to start: ${String((m as { startError: unknown }).startError)}`));
             // From now on messages are error reports from kernels (the ERROR flag carries the failure itself).
-            w.on('message', (m) => (pool.lastError = String(m)));
-            w.on('error', (e) => (pool.lastError = e.message));
-            resolve();
+            else pool.lastError = String(m);
+          }, (e) => {
+            pool.lastError = e;
+            reject(new BackendError(`wasm: worker ${i} failed to start: ${e}`));
           });
         }),
       );
@@ -229,7 +235,7 @@ export class ThreadPool {
     Atomics.store(this.ctrl, EXIT, 1);
     Atomics.add(this.ctrl, GEN, 1);
     Atomics.notify(this.ctrl, GEN);
-    await Promise.all(this.workers.map((w) => w.terminate().catch(() => 0)));
+    await Promise.all(this.workers.map((w) => w.terminate()));
     this.workers.length = 0;
   }
 }
