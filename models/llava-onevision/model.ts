@@ -25,6 +25,7 @@ import type { Tensor } from '../../core/tensor.js';
 import { concat, gelu, linear, reshape, tensor, writeSlice } from '../../ops/index.js';
 import type { RGBImage } from '../image/preprocess.js';
 import { packOnBackend } from './pack.js';
+import { readJsonFile } from '../loading/json-fields.js';
 import { loadSpecs, weightSpec, type ModelWeights, type UploadOptions, type WeightSpec } from '../loading/weights.js';
 import { parseQwen2Config, type Qwen2Config } from '../qwen2/config.js';
 import { Qwen2CausalLM, type CausalLM, type LMOptions, type RunOptions } from '../qwen2/model.js';
@@ -37,7 +38,6 @@ import {
   parseImageModelConfig,
   checkConsistent,
   processImage,
-  readJsonObject,
   tokenLayout,
   type LlavaOnevisionImageInputs,
   type LlavaOnevisionImageModelConfig,
@@ -238,7 +238,7 @@ export class LlavaOnevisionModel implements CausalLM {
   /** Loads a LlavaOnevisionForConditionalGeneration folder (config.json, preprocessor_config.json, safetensors). */
   static async load(dir: string, backend: Backend, opts: LlavaOnevisionLoadOptions = {}): Promise<LlavaOnevisionModel> {
     const configPath = join(dir, 'config.json');
-    const config = parseLlavaOnevisionConfig(await readJsonObject(configPath), configPath);
+    const config = parseLlavaOnevisionConfig(await readJsonFile(configPath), configPath);
     const pre = await loadPreprocessorConfig(join(dir, 'preprocessor_config.json'));
     checkConsistent(pre, config.image, join(dir, 'preprocessor_config.json'), configPath);
     const ck = await Checkpoint.open(dir);

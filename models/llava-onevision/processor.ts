@@ -25,7 +25,7 @@
 // ratio > 1.1 the map is resized to int(h // ratio) × int(w // ratio) (Python float floor division, pymath.ts);
 // then one image_newline token per row. Total = n² + h · w + h.
 
-import { readFile, stat } from 'node:fs/promises';
+import { readJsonFile } from '../loading/json-fields.js';
 import { UnsupportedError, ValueError } from '../../core/errors.js';
 import type { RGBImage } from '../image/preprocess.js';
 import { intFloorDiv, pyFloorDiv, pyInt, pyIntRound7 } from './pymath.js';
@@ -221,32 +221,9 @@ export function parsePreprocessorConfig(json: unknown, where = 'preprocessor_con
   };
 }
 
-/** Reads a JSON object file (config.json, preprocessor_config.json) with errors that name the file. */
-export async function readJsonObject(path: string, maxBytes = 4 * 1024 * 1024): Promise<Json> {
-  let text: string;
-  try {
-    const st = await stat(path);
-    if (!st.isFile()) throw new ValueError(`${path}: not a regular file`);
-    if (st.size > maxBytes) throw new ValueError(`${path}: ${st.size} bytes, more than the ${maxBytes}-byte limit for a config file`);
-    text = await readFile(path, 'utf8');
-  } catch (e) {
-    if (e instanceof ValueError) throw e;
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new ValueError(code === 'ENOENT' ? `${path}: no such file` : `${path}: cannot read (${(e as Error).message})`);
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    throw new ValueError(`${path}: not valid JSON (${(e as Error).message})`);
-  }
-  if (!isObj(json)) throw new ValueError(`${path}: not a JSON object`);
-  return json;
-}
-
 /** Reads and validates a preprocessor_config.json file. */
 export async function loadPreprocessorConfig(path: string, limits: ProcessorLimits = {}): Promise<LlavaOnevisionPreprocessorConfig> {
-  return parsePreprocessorConfig(await readJsonObject(path), path, limits);
+  return parsePreprocessorConfig(await readJsonFile(path), path, limits);
 }
 
 /** Python's str.strip(chars) with a set of characters. */
