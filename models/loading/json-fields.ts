@@ -21,8 +21,9 @@ export async function readJsonFile(path: string, opts: { optional?: boolean } = 
     text = await nodeFs().promises.readFile(path, 'utf8');
   } catch (e) {
     if (e instanceof ValueError) throw e;
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT' && opts.optional) return null;
-    throw new ValueError(`cannot read ${path}: ${(e as Error).message}`);
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' && opts.optional) return null;
+    throw new ValueError(code === 'ENOENT' ? `${path}: no such file` : `${path}: cannot read (${(e as Error).message})`);
   }
   let raw: unknown;
   try {
