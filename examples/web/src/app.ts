@@ -95,7 +95,7 @@ async function setImage(bytes: Uint8Array, name: string, type: string): Promise<
   try {
     const d = await client.request<{ width: number; height: number }>({ type: 'decode', bytes: bytes.slice(), name });
     image = { bytes, name };
-    preview.src = URL.createObjectURL(new Blob([bytes], { type: type || 'image/png' }));
+    preview.src = URL.createObjectURL(new Blob([bytes as BlobPart], { type: type || 'image/png' }));
     preview.hidden = false;
     imageStatus.textContent = `${name}: ${d.width}×${d.height}`;
     setState('image', 'ok');
