@@ -4,7 +4,10 @@
 // Robustness: a frame whose length prefix exceeds maxFrameBytes is rejected before anything is allocated; a
 // frame that does not decode, or a partial frame left incomplete for frameTimeoutMs, is answered with an error
 // and all buffered input is dropped (the host resends). One generation (ask/generate/verify) runs at a time;
-// another one arriving meanwhile is rejected with code 'busy' (memory stays bounded: no queue).
+// another one arriving meanwhile is rejected with code 'busy' (memory stays bounded: no queue). Every frame body
+// is scanned before it is decoded (scanMsgpack): nesting deeper than MAX_DEPTH, more than MAX_ITEMS values, or a
+// msgpack extension type is refused with 'bad-request', so no request can blow the stack (echoing a deep id) or
+// expand a small frame into a huge object graph. Prompts are bounded in characters before they are tokenised.
 
 import type { Readable, Writable } from 'node:stream';
 import { Packr } from 'msgpackr';
@@ -18,9 +21,12 @@ export const DEFAULT_MAX_FRAME = 32 * 1024 * 1024;
 /** msgpack without msgpackr's record extension, so any msgpack library (Python's msgpack) can read it. */
 export const packr = new Packr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number' });
 
-/** 4-byte big-endian length + msgpack body. */
-export function encodeFrame(value: unknown): Buffer {
-  const body = packr.pack(value);
+/** The server's replies: an undefined field is written as nil (msgpackr would use an extension type). */
+const replyPackr = new Packr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number', encodeUndefinedAsNil: true });
+
+/** 4-byte big-endian length + msgpack body (`plain`: undefined as nil, no extension types). */
+export function encodeFrame(value: unknown, plain = false): Buffer {
+  const body = (plain ? replyPackr : packr).pack(value);
   const out = Buffer.allocUnsafe(4 + body.length);
   out.writeUInt32BE(body.length, 0);
   body.copy(out, 4);
@@ -29,12 +35,79 @@ export function encodeFrame(value: unknown): Buffer {
 
 export type FrameEvent = { ok: true; value: unknown } | { ok: false; code: string; message: string };
 
+/** Deepest nesting a request may have (a request map is depth 1; {image: {data}} is 2). */
+export const MAX_DEPTH = 16;
+/** Most msgpack values (scalars, strings, containers) one request may hold. */
+export const MAX_ITEMS = 1 << 18;
+
+export interface ScanLimits {
+  maxDepth?: number;
+  maxItems?: number;
+  /** Let extension types through (trace files, written by msgpackr itself). Default false. */
+  allowExtensions?: boolean;
+}
+
+/** Walks one msgpack value in `buf` without building it (iteratively: no recursion, no allocation per value) and
+ *  says why it must not be decoded: null when it is one well-formed value within the limits. */
+export function scanMsgpack(buf: Uint8Array, limits: ScanLimits = {}): { code: string; message: string } | null {
+  const maxDepth = limits.maxDepth ?? MAX_DEPTH;
+  const allowExt = limits.allowExtensions ?? false;
+  const maxItems = limits.maxItems ?? MAX_ITEMS;
+  const n = buf.length;
+  const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  const stack: number[] = []; // values still expected in each open container
+  let pos = 0, items = 0;
+  const bad = (m: string) => ({ code: 'bad-frame', message: `frame body is not valid msgpack (${m}); input buffer dropped` });
+  for (;;) {
+    if (pos >= n) return bad(`truncated at byte ${pos}`);
+    const b = buf[pos++]!;
+    if (++items > maxItems) return { code: 'bad-request', message: `request holds more than ${maxItems} values` };
+    let skip = 0, children = 0;
+    const need = (k: number): number | null => (pos + k <= n ? k : null);
+    const u = (k: 1 | 2 | 4): number | null => {
+      if (need(k) === null) return null;
+      const v = k === 1 ? buf[pos]! : k === 2 ? dv.getUint16(pos) : dv.getUint32(pos);
+      pos += k;
+      return v;
+    };
+    if (b <= 0x7f || b >= 0xe0 || b === 0xc0 || b === 0xc2 || b === 0xc3) skip = 0;
+    else if (b <= 0x8f) children = 2 * (b & 0x0f);
+    else if (b <= 0x9f) children = b & 0x0f;
+    else if (b <= 0xbf) skip = b & 0x1f;
+    else if (b === 0xc1) return bad('byte 0xc1 is never used');
+    else if (b >= 0xc4 && b <= 0xc6) { const l = u(b === 0xc4 ? 1 : b === 0xc5 ? 2 : 4); if (l === null) return bad('truncated length'); skip = l; }
+    else if (allowExt && b >= 0xd4 && b <= 0xd8) skip = 1 + (1 << (b - 0xd4));
+    else if (allowExt && b >= 0xc7 && b <= 0xc9) { const l = u(b === 0xc7 ? 1 : b === 0xc8 ? 2 : 4); if (l === null) return bad('truncated length'); skip = l + 1; }
+    else if ((b >= 0xc7 && b <= 0xc9) || (b >= 0xd4 && b <= 0xd8)) return { code: 'bad-request', message: `msgpack extension types are not accepted (type byte 0x${b.toString(16)} at ${pos - 1})` };
+    else if (b === 0xca) skip = 4;
+    else if (b === 0xcb) skip = 8;
+    else if (b >= 0xcc && b <= 0xcf) skip = 1 << (b - 0xcc);
+    else if (b >= 0xd0 && b <= 0xd3) skip = 1 << (b - 0xd0);
+    else if (b >= 0xd9 && b <= 0xdb) { const l = u(b === 0xd9 ? 1 : b === 0xda ? 2 : 4); if (l === null) return bad('truncated length'); skip = l; }
+    else if (b === 0xdc || b === 0xdd) { const l = u(b === 0xdc ? 2 : 4); if (l === null) return bad('truncated length'); children = l; }
+    else { const l = u(b === 0xde ? 2 : 4); if (l === null) return bad('truncated length'); children = 2 * l; }
+    if (skip) {
+      if (pos + skip > n) return bad(`a value of ${skip} bytes runs past the end of the frame`);
+      pos += skip;
+    }
+    if (children > 0) {
+      if (children > n - pos) return bad(`a container of ${children} values cannot fit in the ${n - pos} bytes left`);
+      if (stack.length + 1 > maxDepth) return { code: 'bad-request', message: `request nested deeper than ${maxDepth} levels` };
+      stack.push(children);
+      continue;
+    }
+    // A complete value: close every container it completes.
+    while (stack.length && --stack[stack.length - 1]! === 0) stack.pop();
+    if (stack.length === 0) return pos === n ? null : bad(`${n - pos} bytes after the value`);
+  }
+}
+
 /** Incremental frame decoder: push chunks, get decoded bodies or framing errors. */
 export class FrameDecoder {
   private chunks: Buffer[] = [];
   private buffered = 0;
 
-  constructor(private readonly maxFrameBytes = DEFAULT_MAX_FRAME) {}
+  constructor(private readonly maxFrameBytes = DEFAULT_MAX_FRAME, private readonly limits: ScanLimits = {}) {}
 
   get pending(): number {
     return this.buffered;
@@ -62,12 +135,18 @@ export class FrameDecoder {
       const all = this.take(4 + len);
       const body = all.subarray(4);
       let value: unknown;
+      const refused = len === 0 ? { code: 'bad-frame', message: 'frame body is not valid msgpack (empty body); input buffer dropped' } : scanMsgpack(body, this.limits);
+      if (refused?.code === 'bad-request') {
+        // Well framed but too deep / too big / an extension: refuse it and keep the stream (the length was right).
+        events.push({ ok: false, ...refused });
+        continue;
+      }
       try {
-        if (len === 0) throw new Error('empty body');
+        if (refused) throw new Error(refused.message);
         value = packr.unpack(body);
       } catch (e) {
         this.reset();
-        events.push({ ok: false, code: 'bad-frame', message: `frame body is not valid msgpack (${(e as Error).message}); input buffer dropped` });
+        events.push({ ok: false, code: 'bad-frame', message: refused ? refused.message : `frame body is not valid msgpack (${(e as Error).message}); input buffer dropped` });
         break;
       }
       events.push({ ok: true, value });
@@ -101,6 +180,8 @@ export interface ServeOptions {
   backend?: string;
   /** Log line sink (stderr by default). */
   log?: (line: string) => void;
+  /** With modelDir/backend: end (exit code 1) when the start-up load fails, instead of serving without a model. */
+  exitOnLoadError?: boolean;
 }
 
 class RequestError extends Error {
@@ -177,7 +258,7 @@ export function serveStdio(o: ServeOptions): Promise<number> {
 
   const send = (v: Record<string, unknown>) => {
     if (closed) return;
-    o.output.write(encodeFrame(v));
+    o.output.write(encodeFrame(v, true));
   };
   const sendError = (id: unknown, code: string, message: string) => {
     counts.errors++;
@@ -197,15 +278,56 @@ export function serveStdio(o: ServeOptions): Promise<number> {
     resolveDone(code);
   };
 
-  const generation = async (id: unknown, run: (signal: AbortSignal, onToken: (text: string, token: number) => void) => Promise<AskResult>) => {
-    if (!rt) throw new RequestError('not-loaded', "no model loaded: send {type:'load'} first");
+  let loadError: string | null = null;
+  /** The loaded runtime, once a load in progress (the start-up one) has finished. */
+  const ready = async (): Promise<LaviRuntime> => {
+    if (loading) await loading.catch(() => undefined);
+    if (!rt) throw new RequestError('not-loaded', loadError ? `no model loaded (${loadError}); send {type:'load'}` : "no model loaded: send {type:'load'} first");
+    return rt;
+  };
+
+  const load = async (modelDir: string | undefined, backend: string | undefined): Promise<LaviRuntime> => {
+    const p = LaviRuntime.create({ modelDir, backend });
+    loading = p;
+    try {
+      const next = await p;
+      rt?.dispose();
+      rt = next;
+      loadError = null;
+      return next;
+    } catch (e) {
+      loadError = (e as Error)?.message ?? String(e);
+      throw e;
+    } finally {
+      if (loading === p) loading = null;
+    }
+  };
+
+  /** Runs one generation: waits for a load in progress, refuses a prompt that cannot fit before tokenising it,
+   *  streams tokens, and ends with 'done' — also when a cancel arrived before the first token (stopReason
+   *  'aborted', no tokens), as models/PROTOCOL.md promises. */
+  const generation = async (
+    id: unknown,
+    promptText: string | null,
+    maxNew: number | undefined,
+    run: (rt: LaviRuntime, signal: AbortSignal, onToken: (text: string, token: number) => void) => Promise<AskResult>,
+  ) => {
     const ac = new AbortController();
     active = { id, ac };
     try {
-      const r = await run(ac.signal, (text, token) => {
-        counts.tokens++;
-        send({ id, type: 'token', text, token });
-      });
+      const runtime = await ready();
+      if (promptText !== null) runtime.checkPromptLength(promptText, maxNew ?? 64);
+      let r: AskResult;
+      try {
+        r = await run(runtime, ac.signal, (text, token) => {
+          counts.tokens++;
+          send({ id, type: 'token', text, token });
+        });
+      } catch (e) {
+        if (!(ac.signal.aborted && (e as { code?: unknown })?.code === 'aborted')) throw e;
+        const zero = { imageMs: 0, encodeMs: 0, prefillMs: 0, ttftMs: 0, decodeMs: 0, totalMs: 0, tokensPerSecond: 0 };
+        r = { answer: '', tokens: [], stopReason: 'aborted', promptTokens: 0, visualTokens: 0, contextTokens: 0, timings: zero };
+      }
       send({ id, type: 'done', ...summary(r) });
     } finally {
       active = null;
@@ -221,12 +343,9 @@ export function serveStdio(o: ServeOptions): Promise<number> {
         const backend = req.backend ?? o.backend;
         if (modelDir !== undefined && typeof modelDir !== 'string') throw new RequestError('bad-argument', "'modelDir' must be a string");
         if (backend !== undefined && typeof backend !== 'string') throw new RequestError('bad-argument', "'backend' must be a string");
-        const p = LaviRuntime.create({ modelDir: modelDir as string | undefined, backend: backend as string | undefined });
-        loading = p;
-        const next = await p.finally(() => (loading = null));
-        rt?.dispose();
-        rt = next;
-        const info = rt.info();
+        if (loading) await loading.catch(() => undefined);
+        const next = await load(modelDir as string | undefined, backend as string | undefined);
+        const info = next.info();
         send({ id, type: 'loaded', backend: info.backend.name, modelDir: info.modelDir, mode: info.mode, parameters: info.parameters.total, config: info.config });
         return;
       }
@@ -236,14 +355,15 @@ export function serveStdio(o: ServeOptions): Promise<number> {
         if (req.image === undefined) throw new RequestError('bad-argument', "'image' is required");
         const image = imageArg(req.image);
         const opts = requestOptions(req);
-        return generation(id, (signal, onToken) => rt!.ask(image, req.question as string, { ...opts, signal, onToken }));
+        return generation(id, req.question, opts.maxNewTokens, (r, signal, onToken) => r.ask(image, req.question as string, { ...opts, signal, onToken }));
       }
       case 'generate': {
         if (active) throw new RequestError('busy', `request ${String(active.id)} is generating; one generation at a time (cancel it or wait)`);
         const p = req.prompt;
         if (!(typeof p === 'string' || (Array.isArray(p) && p.every((x) => Number.isInteger(x))))) throw new RequestError('bad-argument', "'prompt' must be a string or an array of token ids");
         const opts = requestOptions(req);
-        return generation(id, (signal, onToken) => rt!.generate(p as string | number[], { ...opts, signal, onToken }));
+        if (Array.isArray(p) && p.length > MAX_ITEMS) throw new RequestError('prompt-too-long', `prompt of ${p.length} token ids`);
+        return generation(id, typeof p === 'string' ? p : null, opts.maxNewTokens, (r, signal, onToken) => r.generate(p as string | number[], { ...opts, signal, onToken }));
       }
       case 'cancel': {
         const found = active !== null && active.id === req.target;
@@ -252,8 +372,8 @@ export function serveStdio(o: ServeOptions): Promise<number> {
         return;
       }
       case 'info': {
-        if (!rt) throw new RequestError('not-loaded', "no model loaded: send {type:'load'} first");
-        send({ id, type: 'info', info: JSON.parse(JSON.stringify(rt.info())) });
+        const r = await ready();
+        send({ id, type: 'info', info: JSON.parse(JSON.stringify(r.info())) });
         return;
       }
       case 'verify': {
@@ -345,6 +465,20 @@ export function serveStdio(o: ServeOptions): Promise<number> {
   };
   o.input.on('data', onData);
   o.input.on('end', onEnd);
+  if (o.modelDir !== undefined || o.backend !== undefined) {
+    // --model / --backend: load at start-up; requests that need the model wait for it.
+    log(`loading ${o.modelDir ?? 'the bundled model'} on ${o.backend ?? 'the best backend'}…`);
+    load(o.modelDir, o.backend).then(
+      (r) => {
+        const i = r.info();
+        log(`loaded ${i.modelDir} (${i.family}, ${i.mode}, ${i.parameters.total} parameters) on ${i.backend.name}`);
+      },
+      (e: unknown) => {
+        log(`could not load the model: ${(e as Error)?.message ?? String(e)}`);
+        if (o.exitOnLoadError) void finish(1);
+      },
+    );
+  }
   log('ready (length-prefixed msgpack on stdin/stdout)');
   return done;
 }

@@ -115,7 +115,8 @@ export class TraceWriter {
 
 export function readTrace(path: string): Trace {
   const bytes = readFileSync(path);
-  const dec = new FrameDecoder(Math.max(bytes.length, 4));
+  // A trace is our own file: msgpackr's extension types allowed, no request-sized limits.
+  const dec = new FrameDecoder(Math.max(bytes.length, 4), { allowExtensions: true, maxDepth: 64, maxItems: Number.MAX_SAFE_INTEGER });
   const frames: unknown[] = [];
   for (const ev of dec.push(bytes)) {
     if (!ev.ok) throw new ValueError(`trace ${path}: ${ev.message}`);
