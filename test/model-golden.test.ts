@@ -10,6 +10,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { CpuBackend } from '../backends/cpu/index.js';
+import { widenToF32 } from '../core/dtype.js';
 import { Checkpoint } from '../core/safetensors/checkpoint.js';
 import type { HostTensor } from '../core/safetensors/reader.js';
 import type { Tensor } from '../core/tensor.js';
@@ -106,7 +107,10 @@ for (const [name, m] of Object.entries(manifest.checkpoints)) {
       const r = model.config.lavi_config.conditioner_width;
       for (const [t, key] of [[kv.k, 'k'], [kv.u, 'v']] as const) {
         const flat = reshape(t, [1, t.shape[1]!, r]);
-        close(`conditioner_${key}.${first}`, await values(flat), g.get(`conditioner_${key}.${first}`)!);
+        // K/U stored in kv_dtype (bf16/f16 with the decode-oriented options): compared as their f32 values.
+        const raw = await flat.read();
+        const got = raw instanceof Uint16Array ? widenToF32(raw, flat.dtype as 'f16' | 'bf16') : (raw as Float32Array);
+        close(`conditioner_${key}.${first}`, got, g.get(`conditioner_${key}.${first}`)!);
         flat.dispose();
       }
     } else {

@@ -10,13 +10,14 @@ import { ShapeError, ValueError, fmtShape } from '../../core/errors.js';
 import { costSection } from '../../core/cost.js';
 import { keep, tidy } from '../../core/scope.js';
 import type { Tensor } from '../../core/tensor.js';
-import { attention, layerNorm, linear, modulatedNorm, reshape, rmsNorm, sliceAxis } from '../../ops/index.js';
+import { attention, cast, layerNorm, linear, modulatedNorm, reshape, rmsNorm, sliceAxis } from '../../ops/index.js';
 import type { ModelWeights } from '../loading/weights.js';
 import { normSiteKey, type NormHook, type NormName } from '../qwen2/decoder.js';
 import type { ModelConfig } from './config.js';
-import type { ConditionerWeights } from './weights.js';
+import type { ConditionerWeights, SharedKVWeights } from './weights.js';
 
-/** A conditioner's per-image state: K and U as [1, N_v, h_c, r/h_c] (the layout ops.attention takes). */
+/** A conditioner's per-image state: K and U as [1, N_v, h_c, r/h_c] (the layout ops.attention takes), stored in
+ *  lavi_config.kv_dtype. With shared_visual_kv every site holds the same pair. */
 export interface ConditionerKV {
   k: Tensor;
   u: Tensor;
@@ -54,17 +55,11 @@ export class Conditioner {
     return (this.perToken ??= { q: this.get(this.table.q)!, qBias: this.get(this.table.qBias), o: this.get(this.table.o)!, oBias: this.get(this.table.oBias)! });
   }
 
-  /** K, U from the projected visual tokens V [1, N_v, d]. */
+  /** K, U from the projected visual tokens V [1, N_v, d] (this site's own k/v projections). */
   precompute(V: Tensor): ConditionerKV {
-    const l = this.cfg.lavi_config;
-    return tidy(() => {
-      const Nv = V.shape[1]!;
-      const t = this.table;
-      const vn = t.lnV ? layerNorm(V, this.get(t.lnV)!, this.get(t.lnVBias)!, l.conditioner_ln_eps) : V;
-      const k = reshape(linear(vn, this.get(t.k)!, this.get(t.kBias)), [1, Nv, this.heads, this.r / this.heads]);
-      const u = reshape(linear(vn, this.get(t.v)!, this.get(t.vBias)), [1, Nv, this.heads, this.r / this.heads]);
-      return { k, u };
-    });
+    const t = this.table;
+    if (!t.k || !t.v) throw new ValueError(`conditioner ${t.q.name}: no k/v projections of its own (shared_visual_kv)`);
+    return projectVisualKV(this.cfg, this.w, { lnV: t.lnV, lnVBias: t.lnVBias, k: t.k, kBias: t.kBias, v: t.v, vBias: t.vBias }, V);
   }
 
   /** Deltas for tokens whose normalised states are x̂ [1, T, d]; null where the config does not modulate.
@@ -74,7 +69,7 @@ export class Conditioner {
     const dh = this.r / this.heads;
     const w = this.tokenWeights();
     const q = reshape(linear(xhat, w.q, w.qBias), [1, T, this.heads, dh]);
-    const a = reshape(attention(q, kv.k, kv.u, { causal: false, scale: 1 / Math.sqrt(dh) }), [1, T, this.r]);
+    const a = reshape(attentionOverKV(q, kv, 1 / Math.sqrt(dh)), [1, T, this.r]);
     const delta = linear(a, w.o, w.oBias);
     switch (this.cfg.lavi_config.modulate) {
       case 'both':
@@ -87,6 +82,28 @@ export class Conditioner {
   }
 }
 
+/** K, U = (LN_v(V)) k_proj, v_proj as [1, N_v, h_c, r/h_c], stored in kv_dtype. */
+function projectVisualKV(cfg: ModelConfig, w: ModelWeights, t: SharedKVWeights, V: Tensor): ConditionerKV {
+  const l = cfg.lavi_config;
+  const get = (spec: { name: string } | null) => (spec ? w.get(spec.name) : null);
+  return tidy(() => {
+    const Nv = V.shape[1]!;
+    const shape = [1, Nv, l.conditioner_heads, l.conditioner_width / l.conditioner_heads];
+    const vn = t.lnV ? layerNorm(V, get(t.lnV)!, get(t.lnVBias)!, l.conditioner_ln_eps) : V;
+    const store = (x: Tensor) => (l.kv_dtype === 'f32' ? x : cast(x, l.kv_dtype));
+    const k = store(reshape(linear(vn, get(t.k)!, get(t.kBias)), shape));
+    const u = store(reshape(linear(vn, get(t.v)!, get(t.vBias)), shape));
+    return { k, u };
+  });
+}
+
+/** Attention of q over a site's K/U. K/U stored in f16/bf16 are widened to f32 for the call (ops.attention reads
+ *  f32 keys and values). */
+function attentionOverKV(q: Tensor, kv: ConditionerKV, scale: number): Tensor {
+  if (kv.k.dtype === 'f32') return attention(q, kv.k, kv.u, { causal: false, scale });
+  return tidy(() => attention(q, cast(kv.k, 'f32'), cast(kv.u, 'f32'), { causal: false, scale }));
+}
+
 /** Per-image conditioner state for every modulated norm; owned by the model for one generation. */
 export class VisualContext {
   constructor(
@@ -94,7 +111,12 @@ export class VisualContext {
     /** N_v: visual tokens the conditioners attend over. */
     readonly numTokens: number,
   ) {
-    for (const s of states.values()) keep(s.k), keep(s.u);
+    for (const s of this.unique()) keep(s.k), keep(s.u);
+  }
+
+  /** The distinct K/U pairs (one for all sites with shared_visual_kv). */
+  private unique(): ConditionerKV[] {
+    return [...new Set(this.states.values())];
   }
 
   get(key: string): ConditionerKV | undefined {
@@ -103,18 +125,18 @@ export class VisualContext {
 
   /** The cached K/U tensors (for accounting). */
   tensors(): Tensor[] {
-    return [...this.states.values()].flatMap((s) => [s.k, s.u]);
+    return this.unique().flatMap((s) => [s.k, s.u]);
   }
 
   /** Bytes held by the cached K/U. */
   bytes(): number {
     let n = 0;
-    for (const s of this.states.values()) n += (s.k.size + s.u.size) * 4;
+    for (const s of this.unique()) n += (s.k.size + s.u.size) * (s.k.dtype === 'f32' ? 4 : 2);
     return n;
   }
 
   dispose(): void {
-    for (const s of this.states.values()) s.k.dispose(), s.u.dispose();
+    for (const s of this.unique()) s.k.dispose(), s.u.dispose();
     this.states.clear();
   }
 }
@@ -123,8 +145,15 @@ export class VisualContext {
 export class ConditionerSet {
   private readonly byKey = new Map<string, Conditioner>();
 
-  constructor(readonly cfg: ModelConfig, w: ModelWeights, tables: ReadonlyMap<string, ConditionerWeights>) {
+  constructor(
+    readonly cfg: ModelConfig,
+    private readonly w: ModelWeights,
+    tables: ReadonlyMap<string, ConditionerWeights>,
+    /** lavi.shared_kv.* when shared_visual_kv. */
+    private readonly shared: SharedKVWeights | null = null,
+  ) {
     for (const [key, t] of tables) this.byKey.set(key, new Conditioner(cfg, w, t));
+    if (this.byKey.size && cfg.lavi_config.shared_visual_kv && !shared) throw new ValueError('conditioners: shared_visual_kv without lavi.shared_kv weights');
   }
 
   get size(): number {
@@ -148,7 +177,12 @@ export class ConditionerSet {
     const states = new Map<string, ConditionerKV>();
     costSection('llm', () =>
       costSection('viln-kv', () => {
-        for (const [key, c] of this.byKey) states.set(key, c.precompute(V));
+        if (this.shared) {
+          const kv = projectVisualKV(this.cfg, this.w, this.shared, V);
+          for (const key of this.byKey.keys()) states.set(key, kv);
+        } else {
+          for (const [key, c] of this.byKey) states.set(key, c.precompute(V));
+        }
       }),
     );
     return new VisualContext(states, V.shape[1]!);

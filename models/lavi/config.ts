@@ -43,6 +43,12 @@ export interface LaviConfig {
   conditioner_ln_eps: number;
   /** [chosen] biases on the conditioner's q/k/v projections (o_proj always has a bias). */
   conditioner_bias: boolean;
+  /** Storage of the per-image conditioner state K/U: 'f32', or 'bf16' / 'f16' (the f32 projections rounded to
+   *  nearest even once per image; attention reads them widened, so only the rounding differs). */
+  kv_dtype: 'f32' | 'bf16' | 'f16';
+  /** [chosen] the visual keys/values (LN_v, k_proj, v_proj) exist once, lavi.shared_kv.*, projected once per image
+   *  and attended by every site with its own q_proj/o_proj; false: each site has its own (the paper's form). */
+  shared_visual_kv: boolean;
 }
 
 export interface VideoConfig {
@@ -77,7 +83,7 @@ const SIGLIP_SO400M: VisionConfig = {
 const DEFAULT_LAVI: LaviConfig = {
   mode: 'lavi', viln_norms: ['input_layernorm', 'post_attention_layernorm'], every_k: 1, modulate_final_norm: false,
   modulate: 'both', conditioner_width: 512, conditioner_heads: 8, conditioner_ln_v: true, conditioner_ln_eps: 1e-6,
-  conditioner_bias: true,
+  conditioner_bias: true, kv_dtype: 'f32', shared_visual_kv: false,
 };
 
 const DEFAULT_VIDEO: VideoConfig = { num_frames: 8, pool: 2, frame_embedding: true, max_frames: 64 };
@@ -161,6 +167,8 @@ export function parseConfig(raw: unknown, where = 'config.json', parts: { vision
     conditioner_ln_v: bool(lj, 'conditioner_ln_v', l),
     conditioner_ln_eps: num(lj, 'conditioner_ln_eps', l, { min: 0 }),
     conditioner_bias: bool(lj, 'conditioner_bias', l),
+    kv_dtype: oneOf(lj, 'kv_dtype', ['f32', 'bf16', 'f16'] as const, l),
+    shared_visual_kv: bool(lj, 'shared_visual_kv', l),
   };
   if (lavi.conditioner_width % lavi.conditioner_heads) {
     throw new ValueError(`${l}: conditioner_width ${lavi.conditioner_width} is not divisible by conditioner_heads ${lavi.conditioner_heads}`);

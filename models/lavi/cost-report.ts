@@ -132,13 +132,11 @@ function measure(cfg: ModelConfig, mode: 'lavi' | 'concat', o: Required<Omit<Cos
     ins.forEach((t, i) => {
       if (!t) return;
       const b = t.size * bytesPerElement(t.dtype);
+      const kv = call.op === 'attention' && (i === 1 || i === 2);
+      const part = kv ? b * (t.shape[1] ? (call.attrs as { keyLength: number }).keyLength / t.shape[1] : 0) : b;
       if (weightStorage.has(t.storage)) bytes.weights += b;
-      else if (call.op === 'attention' && (i === 1 || i === 2)) {
-        const a = call.attrs as { keyLength: number };
-        const part = b * (t.shape[1] ? a.keyLength / t.shape[1] : 0);
-        if (visualStorage.has(t.storage)) bytes.visualState += part;
-        else bytes.kvCache += part;
-      }
+      else if (visualStorage.has(t.storage)) bytes.visualState += part;
+      else if (kv && !dec.currentSection.includes('viln')) bytes.kvCache += part;
     });
   });
   try {

@@ -90,7 +90,7 @@ export class LaviModel {
     const table = declareLavi(config);
     this.vision = new VisionTower(config.vision_config, table.vision, weights);
     this.projector = new Projector(config, table.projector, weights);
-    this.conditioners = new ConditionerSet(config, weights, table.conditioners);
+    this.conditioners = new ConditionerSet(config, weights, table.conditioners, table.sharedKV);
     this.lm = new Qwen2CausalLM(config.text_config, table.decoder, weights, backend, opts);
   }
 

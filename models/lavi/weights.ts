@@ -6,6 +6,8 @@
 //   lavi.conditioners.{layer}.{norm}.{q,k,v}_proj.weight       [r, d_llm]  (+ .bias [r] if conditioner_bias)
 //   lavi.conditioners.{layer}.{norm}.o_proj.{weight,bias}      [m·d_llm, r] where m = 2 for 'both', else 1
 // with {norm} ∈ input_layernorm | post_attention_layernorm, {layer} the decoder layer index, or 'final.norm'.
+// With lavi_config.shared_visual_kv the sites keep only q_proj and o_proj, and the visual side exists once:
+//   lavi.shared_kv.ln_v.{weight,bias} [d_llm] (if conditioner_ln_v), lavi.shared_kv.{k,v}_proj.weight [r, d_llm] (+ .bias)
 // Also: validation and upload for a LaVi config, random weights and the checkpoint writer used by tests and benches.
 
 import type { Backend } from '../../core/backend.js';
@@ -28,12 +30,23 @@ export interface ConditionerWeights {
   lnVBias: WeightSpec | null;
   q: WeightSpec;
   qBias: WeightSpec | null;
+  /** null with shared_visual_kv (the site uses LaviWeights.sharedKV). */
+  k: WeightSpec | null;
+  kBias: WeightSpec | null;
+  v: WeightSpec | null;
+  vBias: WeightSpec | null;
+  o: WeightSpec;
+  oBias: WeightSpec;
+}
+
+/** The visual side of the conditioners when shared_visual_kv: LN_v, k_proj, v_proj, once. */
+export interface SharedKVWeights {
+  lnV: WeightSpec | null;
+  lnVBias: WeightSpec | null;
   k: WeightSpec;
   kBias: WeightSpec | null;
   v: WeightSpec;
   vBias: WeightSpec | null;
-  o: WeightSpec;
-  oBias: WeightSpec;
 }
 
 export interface ProjectorWeights {
@@ -49,6 +62,8 @@ export interface LaviWeights {
   projector: ProjectorWeights;
   /** By site key '3.input_layernorm' / 'final.norm'; empty in concat mode. */
   conditioners: Map<string, ConditionerWeights>;
+  /** lavi.shared_kv.* (shared_visual_kv, lavi mode), else null. */
+  sharedKV: SharedKVWeights | null;
   decoder: Qwen2Weights;
 }
 
@@ -67,21 +82,37 @@ export function conditionerSites(cfg: ModelConfig): { layer: number | 'final'; n
   return sites;
 }
 
+/** LN_v, k_proj, v_proj under `prefix` (a site's own, or lavi.shared_kv.). */
+function declareVisualKV(cfg: ModelConfig, prefix: string): SharedKVWeights {
+  const l = cfg.lavi_config;
+  const d = cfg.text_config.hidden_size;
+  const r = l.conditioner_width;
+  const bias = (n: string) => (l.conditioner_bias ? weightSpec(`${prefix}${n}.bias`, [r], 'vector') : null);
+  return {
+    lnV: l.conditioner_ln_v ? weightSpec(`${prefix}ln_v.weight`, [d], 'vector') : null,
+    lnVBias: l.conditioner_ln_v ? weightSpec(`${prefix}ln_v.bias`, [d], 'vector') : null,
+    k: weightSpec(`${prefix}k_proj.weight`, [r, d], 'matrix'),
+    kBias: bias('k_proj'),
+    v: weightSpec(`${prefix}v_proj.weight`, [r, d], 'matrix'),
+    vBias: bias('v_proj'),
+  };
+}
+
 function declareConditioner(cfg: ModelConfig, prefix: string): ConditionerWeights {
   const l = cfg.lavi_config;
   const d = cfg.text_config.hidden_size;
   const r = l.conditioner_width;
   const m = l.modulate === 'both' ? 2 : 1;
-  const bias = (n: string) => (l.conditioner_bias ? weightSpec(`${prefix}${n}.bias`, [r], 'vector') : null);
+  const own = l.shared_visual_kv ? null : declareVisualKV(cfg, prefix);
   return {
-    lnV: l.conditioner_ln_v ? weightSpec(`${prefix}ln_v.weight`, [d], 'vector') : null,
-    lnVBias: l.conditioner_ln_v ? weightSpec(`${prefix}ln_v.bias`, [d], 'vector') : null,
+    lnV: own?.lnV ?? null,
+    lnVBias: own?.lnVBias ?? null,
     q: weightSpec(`${prefix}q_proj.weight`, [r, d], 'matrix'),
-    qBias: bias('q_proj'),
-    k: weightSpec(`${prefix}k_proj.weight`, [r, d], 'matrix'),
-    kBias: bias('k_proj'),
-    v: weightSpec(`${prefix}v_proj.weight`, [r, d], 'matrix'),
-    vBias: bias('v_proj'),
+    qBias: l.conditioner_bias ? weightSpec(`${prefix}q_proj.bias`, [r], 'vector') : null,
+    k: own?.k ?? null,
+    kBias: own?.kBias ?? null,
+    v: own?.v ?? null,
+    vBias: own?.vBias ?? null,
     o: weightSpec(`${prefix}o_proj.weight`, [m * d, r], 'matrix'),
     oBias: weightSpec(`${prefix}o_proj.bias`, [m * d], 'vector'),
   };
@@ -103,6 +134,7 @@ export function declareLavi(cfg: ModelConfig): LaviWeights {
       frameEmbedding: weightSpec('lavi.frame_embedding.weight', [cfg.video_config.max_frames, d], 'table', true),
     },
     conditioners,
+    sharedKV: conditioners.size && cfg.lavi_config.shared_visual_kv ? declareVisualKV(cfg, 'lavi.shared_kv.') : null,
     decoder: declareQwen2(cfg.text_config),
   };
 }
@@ -114,6 +146,7 @@ export function expectedWeights(cfg: ModelConfig): WeightSpec[] {
   return [
     ...siglipSpecs(w.vision),
     p.linear1, p.linear1Bias, p.linear2, p.linear2Bias, p.frameEmbedding,
+    ...flattenSpecs(w.sharedKV ? [w.sharedKV.lnV, w.sharedKV.lnVBias, w.sharedKV.k, w.sharedKV.kBias, w.sharedKV.v, w.sharedKV.vBias] : []),
     ...flattenSpecs([...w.conditioners.values()].map((c) => [c.lnV, c.lnVBias, c.q, c.qBias, c.k, c.kBias, c.v, c.vBias, c.o, c.oBias])),
     ...qwen2Specs(w.decoder),
   ];
@@ -172,7 +205,7 @@ export function countParameters(cfg: ModelConfig): { vision: number; projector: 
   const sum = (specs: WeightSpec[]) => specs.reduce((a, s) => a + size(s), 0);
   c.vision = sum(siglipSpecs(w.vision));
   c.projector = sum(flattenSpecs(w.projector));
-  c.conditioners = sum(flattenSpecs([...w.conditioners.values()]));
+  c.conditioners = sum(flattenSpecs([...w.conditioners.values()])) + sum(flattenSpecs(w.sharedKV));
   c.llm = sum(qwen2Specs(w.decoder));
   c.total = c.vision + c.projector + c.conditioners + c.llm;
   return c;

@@ -90,6 +90,8 @@ class LaviConfig:
     conditioner_ln_v: bool = True
     conditioner_ln_eps: float = 1e-6
     conditioner_bias: bool = True
+    kv_dtype: str = 'f32'  # 'f32' | 'bf16' | 'f16': storage of K/U (f32 projections rounded once per image)
+    shared_visual_kv: bool = False  # LN_v/k_proj/v_proj once (lavi.shared_kv.*), per-site q_proj/o_proj
 
 
 @dataclass
@@ -178,6 +180,8 @@ class ModelConfig:
             raise ValueError('lavi_config: bad mode/modulate')
         if lavi.conditioner_width % lavi.conditioner_heads:
             raise ValueError('lavi_config: conditioner_width not divisible by conditioner_heads')
+        if lavi.kv_dtype not in KV_DTYPES:
+            raise ValueError(f'lavi_config: kv_dtype must be one of {sorted(KV_DTYPES)}, got {lavi.kv_dtype!r}')
         vdj = {**asdict(VideoConfig()), **(j.get('video_config') or {})}
         video = VideoConfig(**{k: vdj[k] for k in asdict(VideoConfig()).keys()})
         eos = j.get('eos_token_ids')
@@ -329,23 +333,58 @@ class Projector(nn.Module):
         return self.linear_2(F.gelu(self.linear_1(x)))  # GELU-erf
 
 
+KV_DTYPES = {'f32': None, 'bf16': torch.bfloat16, 'f16': torch.float16}
+
+
+def store_kv(x: torch.Tensor, kv_dtype: str) -> torch.Tensor:
+    """K/U as the engine keeps them: 'f32' as computed; 'bf16'/'f16': the float32 value rounded to nearest even
+    (then used in x's dtype; gradients pass straight through the rounding)."""
+    dt = KV_DTYPES[kv_dtype]
+    if dt is None:
+        return x
+    r = x.detach().to(torch.float32).to(dt).to(x.dtype)
+    return x + (r - x.detach()) if x.requires_grad else r
+
+
+class VisualKV(nn.Module):
+    """LN_v, k_proj, v_proj: the visual side of a conditioner (a site's own, or lavi.shared_kv)."""
+
+    def __init__(self, d: int, lc: LaviConfig):
+        super().__init__()
+        r = lc.conditioner_width
+        self.kv_dtype = lc.kv_dtype
+        self.ln_v = nn.LayerNorm(d, eps=lc.conditioner_ln_eps) if lc.conditioner_ln_v else None
+        self.k_proj = nn.Linear(d, r, bias=lc.conditioner_bias)
+        self.v_proj = nn.Linear(d, r, bias=lc.conditioner_bias)
+
+    def prepare(self, V: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """K, U [B, N_v, r] from the visual tokens; computed once per image, stored in kv_dtype."""
+        Vn = self.ln_v(V) if self.ln_v is not None else V
+        return store_kv(self.k_proj(Vn), self.kv_dtype), store_kv(self.v_proj(Vn), self.kv_dtype)
+
+
 class Conditioner(nn.Module):
-    """Attention conditioner C(x_hat, V) -> delta [.., m*d] of one ViLN."""
+    """Attention conditioner C(x_hat, V) -> delta [.., m*d] of one ViLN. With shared_visual_kv it has no
+    ln_v/k_proj/v_proj of its own (LaviModule.shared_kv computes K, U once for every site)."""
 
     def __init__(self, d: int, lc: LaviConfig):
         super().__init__()
         r, self.heads = lc.conditioner_width, lc.conditioner_heads
-        self.ln_v = nn.LayerNorm(d, eps=lc.conditioner_ln_eps) if lc.conditioner_ln_v else None
+        self.kv_dtype = lc.kv_dtype
+        own = not lc.shared_visual_kv
+        self.ln_v = nn.LayerNorm(d, eps=lc.conditioner_ln_eps) if (own and lc.conditioner_ln_v) else None
         self.q_proj = nn.Linear(d, r, bias=lc.conditioner_bias)
-        self.k_proj = nn.Linear(d, r, bias=lc.conditioner_bias)
-        self.v_proj = nn.Linear(d, r, bias=lc.conditioner_bias)
+        self.k_proj = nn.Linear(d, r, bias=lc.conditioner_bias) if own else None
+        self.v_proj = nn.Linear(d, r, bias=lc.conditioner_bias) if own else None
         m = 2 if lc.modulate == 'both' else 1
         self.o_proj = nn.Linear(r, m * d, bias=True)
 
     def prepare(self, V: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """K, U [B, N_v, r] from the visual tokens; computed once per image."""
+        """K, U [B, N_v, r] from the visual tokens; computed once per image, stored in kv_dtype."""
+        if self.k_proj is None:
+            raise ValueError('conditioner: shared_visual_kv: K, U come from LaviModule.shared_kv')
         Vn = self.ln_v(V) if self.ln_v is not None else V
-        return self.k_proj(Vn), self.v_proj(Vn)
+        return store_kv(self.k_proj(Vn), self.kv_dtype), store_kv(self.v_proj(Vn), self.kv_dtype)
 
     def forward(self, xhat: torch.Tensor, K: torch.Tensor, U: torch.Tensor) -> torch.Tensor:
         B, T, _ = xhat.shape
@@ -372,6 +411,8 @@ class LaviModule(nn.Module):
             if layer not in self.conditioners:
                 self.conditioners[layer] = nn.ModuleDict()
             self.conditioners[layer][norm] = Conditioner(d, cfg.lavi_config)
+        share = cfg.lavi_config.shared_visual_kv and len(self.conditioners) > 0
+        self.shared_kv = VisualKV(d, cfg.lavi_config) if share else None
 
     def conditioner(self, layer: str, norm: str) -> Optional[Conditioner]:
         if layer in self.conditioners and norm in self.conditioners[layer]:
@@ -502,6 +543,8 @@ class LaviForConditionalGeneration(nn.Module):
             groups.append((self.lm_head, llm))
         if self.lavi.frame_embedding is not None:
             groups.append((self.lavi.frame_embedding, frame_embedding))
+        if self.lavi.shared_kv is not None:
+            groups.append((self.lavi.shared_kv, conditioners))
         for mod, on in groups:
             for p in mod.parameters():
                 p.requires_grad_(on)
@@ -543,9 +586,10 @@ class LaviForConditionalGeneration(nn.Module):
     def prepare_conditioners(self, V: torch.Tensor) -> Dict[Tuple[str, str], Tuple[torch.Tensor, torch.Tensor]]:
         """Every conditioner's (K, U), computed once per image (or video)."""
         out = {}
+        shared = self.lavi.shared_kv.prepare(V) if self.lavi.shared_kv is not None else None
         for layer, norms in self.lavi.conditioners.items():
             for norm, c in norms.items():
-                out[(layer, norm)] = c.prepare(V)
+                out[(layer, norm)] = shared if shared is not None else c.prepare(V)
         return out
 
     # ---------------------------------------------------------------- ViLN

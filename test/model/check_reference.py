@@ -149,6 +149,12 @@ def _rope(x, pos, theta):
     return y
 
 
+def _round_kv(x, kv_dtype):
+    """K/U storage: f32 as is; bf16/f16 via float32, rounded to nearest even."""
+    dt = {'f32': None, 'bf16': torch.bfloat16, 'f16': torch.float16}[kv_dtype]
+    return x if dt is None else x.to(torch.float32).to(dt).to(x.dtype)
+
+
 def _viln(sd, cfg: ModelConfig, gamma, site, x, V):
     eps = cfg.text_config.rms_norm_eps
     xhat = x / math.sqrt(float((x * x).mean()) + eps)
@@ -158,10 +164,11 @@ def _viln(sd, cfg: ModelConfig, gamma, site, x, V):
     lc = cfg.lavi_config
     r, hc = lc.conditioner_width, lc.conditioner_heads
     dc = r // hc
-    Vn = [(_ln(v, sd[p + 'ln_v.weight'], sd[p + 'ln_v.bias'], lc.conditioner_ln_eps) if lc.conditioner_ln_v else v)
+    pk = 'lavi.shared_kv.' if lc.shared_visual_kv else p
+    Vn = [(_ln(v, sd[pk + 'ln_v.weight'], sd[pk + 'ln_v.bias'], lc.conditioner_ln_eps) if lc.conditioner_ln_v else v)
           for v in V]
-    K = [_lin(sd, p + 'k_proj', v) for v in Vn]
-    U = [_lin(sd, p + 'v_proj', v) for v in Vn]
+    K = [_round_kv(_lin(sd, pk + 'k_proj', v), lc.kv_dtype) for v in Vn]
+    U = [_round_kv(_lin(sd, pk + 'v_proj', v), lc.kv_dtype) for v in Vn]
     q = _lin(sd, p + 'q_proj', xhat)
     heads = []
     for h in range(hc):

@@ -105,6 +105,38 @@ SPECS = {
         video=dict(num_frames=2, pool=2, frame_embedding=False, max_frames=4),
         eos=[99],
     ),
+    # LaVi with the decode-oriented options: one LN_v/k_proj/v_proj for every site (lavi.shared_kv.*), K/U stored
+    # bf16; GQA 4q/2kv, both norms of every layer, final norm modulated, modulate both, 2 conditioner heads.
+    'lavi-sharedkv': dict(
+        seed=505, weights_dtype='float32', prompt_len=8, video_frames=0,
+        vision=dict(image_size=28, patch_size=7, num_channels=3, hidden_size=32, num_hidden_layers=2,
+                    num_attention_heads=2, intermediate_size=64, layer_norm_eps=1e-6, hidden_act='gelu_pytorch_tanh',
+                    use_post_layernorm=False, image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5]),
+        text=dict(vocab_size=120, hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4,
+                  num_key_value_heads=2, rms_norm_eps=1e-6, rope_theta=10000.0, max_position_embeddings=128,
+                  tie_word_embeddings=False, attention_bias=True),
+        lavi=dict(mode='lavi', viln_norms=['input_layernorm', 'post_attention_layernorm'], every_k=1,
+                  modulate_final_norm=True, modulate='both', conditioner_width=16, conditioner_heads=2,
+                  conditioner_ln_v=True, conditioner_ln_eps=1e-6, conditioner_bias=True, kv_dtype='bf16',
+                  shared_visual_kv=True),
+        video=dict(num_frames=2, pool=2, frame_embedding=False, max_frames=4),
+        eos=[119],
+    ),
+    # LaVi with K/U stored f16, per-site K/U, every_k 2 on input_layernorm only (the 'fewer sites' axis).
+    'lavi-kvf16': dict(
+        seed=606, weights_dtype='float32', prompt_len=7, video_frames=0,
+        vision=dict(image_size=28, patch_size=7, num_channels=3, hidden_size=32, num_hidden_layers=2,
+                    num_attention_heads=2, intermediate_size=64, layer_norm_eps=1e-6, hidden_act='gelu_pytorch_tanh',
+                    use_post_layernorm=False, image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5]),
+        text=dict(vocab_size=110, hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=4,
+                  num_key_value_heads=2, rms_norm_eps=1e-6, rope_theta=10000.0, max_position_embeddings=128,
+                  tie_word_embeddings=False, attention_bias=True),
+        lavi=dict(mode='lavi', viln_norms=['input_layernorm'], every_k=2, modulate_final_norm=False,
+                  modulate='both', conditioner_width=16, conditioner_heads=2, conditioner_ln_v=True,
+                  conditioner_ln_eps=1e-6, conditioner_bias=True, kv_dtype='f16', shared_visual_kv=False),
+        video=dict(num_frames=2, pool=2, frame_embedding=False, max_frames=4),
+        eos=[109],
+    ),
 }
 
 
@@ -241,7 +273,7 @@ def build(name: str, spec: dict, run_checks: bool, log=print) -> dict:
             for site, dl in out['deltas'].items():
                 gold[f'viln_delta.{site}'] = f32(dl)
             first = cfg.conditioner_sites()[0]
-            K, U = model.lavi.conditioner(*first).prepare(V)
+            K, U = model.prepare_conditioners(V)[first]
             gold[f'conditioner_k.{first[0]}.{first[1]}'] = f32(K)
             gold[f'conditioner_v.{first[0]}.{first[1]}'] = f32(U)
             gold['text_only_logits'] = f32(model(ids)['logits'][0])
@@ -397,6 +429,11 @@ DOCS = {
                  'no LN_v; no conditioner biases; patch 14; GELU-erf vision; post_layernorm; CLIP mean/std',
     'concat-gqa': 'LLaVA-style concat baseline; GQA 6 query / 2 kv heads; d 48; no conditioners; video goldens '
                   '(2 frames, 4x4 -> 2x2, frame embedding)',
+    'lavi-sharedkv': 'LaVi; shared_visual_kv (lavi.shared_kv.{ln_v,k_proj,v_proj} once, per-site q_proj/o_proj); '
+                     'K/U stored bf16 (kv_dtype); GQA 4 query / 2 kv heads; 3 layers, both norms + final norm '
+                     'modulated; modulate both',
+    'lavi-kvf16': 'LaVi; K/U stored f16 (kv_dtype); per-site K/U; every_k 2 (layers 0, 2) on input_layernorm only; '
+                  'GQA 4 query / 2 kv heads; 4 layers',
     'lavi-shift': 'LaVi; modulate shift; post_attention_layernorm only; MQA 4 query / 1 kv head; no attention '
                   'biases; 1 conditioner head; eps 1e-5; rope_theta 5e5; GELU-erf vision',
 }
