@@ -375,13 +375,15 @@ def main(argv=None) -> None:
     p.add_argument('--out', required=True)
     p.add_argument('--vocab-size', type=int, default=1024, help='BPE vocab without the added tokens (upper bound)')
     p.add_argument('--scenes', type=int, default=3000)
+    p.add_argument('--data', choices=['fixed', 'wide'], default='wide',
+                   help='wide: the widened task of issue 18 (phrasings, out-of-task questions); fixed: the original')
     p = sub.add_parser('encode')
     p.add_argument('tokenizer')
     p.add_argument('text')
     a = ap.parse_args(argv)
     if a.cmd == 'train':
         import vqa_data
-        texts = list(vqa_data.corpus_texts(a.scenes))
+        texts = list(vqa_data.corpus_texts_wide(a.scenes) if a.data == 'wide' else vqa_data.corpus_texts(a.scenes))
         # the template's own text between its added tokens ('user\n', '\n', 'assistant\n')
         texts += [seg for seg in prompt_text('').split('<|im_start|>') for seg in seg.split('<|im_end|>') if seg] * 1000
         vocab, merges = train_bpe(texts, a.vocab_size, log=lambda s: print(s, file=sys.stderr))

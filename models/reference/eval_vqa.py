@@ -1,13 +1,20 @@
 """Evaluates the shipped VQA checkpoints in PyTorch and writes the logits golden for the TypeScript engine.
 
-  eval     every question of examples/vqa/test/questions.jsonl, for each checkpoint directory given:
-           greedy decoding (max 64 new tokens, stops at <|im_end|> or <|endoftext|>) from the PNG image, exact match
-           after trimming, lowercasing and dropping one final period; per question type and overall. The JPEG
-           copies are scored the same way as a secondary result. Writes models/weights/eval-pytorch.json with
-           each question's predicted answer and token ids.
-  golden   test/fixtures/vqa/logits-golden.safetensors: for 3 held-out questions, the prompt ids, the image,
-           the pixel values fed to the model, the prompt logits, and the greedy answer ids, from the shipped
-           (float16) LaVi weights, computed in float64.
+  eval     every question of the three held-out sets, for each checkpoint directory given: the original split
+           (examples/vqa/test -> models/weights/eval-pytorch.json), the shifted split (examples/vqa/shifted ->
+           eval-pytorch-shifted.json) and the out-of-task questions (examples/vqa/oot -> eval-pytorch-oot.json;
+           their types are the question categories). Greedy decoding (max 64 new tokens, stops at <|im_end|> or
+           <|endoftext|>) from the PNG image, resized to the model's input as the engine does (bilinear,
+           half-pixel centres, no antialiasing; vqa_data.to_model_pixels), exact match after trimming,
+           lowercasing and dropping one final period; per question type and overall. The JPEG copies are scored
+           the same way as a secondary result. Each file holds every question's predicted answer and token ids,
+           and the number of answers with text outside the task's vocabulary (vqa_data: colours, shapes, sizes,
+           cells, numbers, yes/no, the description's words, or exactly the out-of-task sentence).
+           --questions FILE --out FILE evaluates one other questions file instead.
+  golden   test/fixtures/vqa/logits-golden.safetensors: for 5 held-out questions (3 of the original split, one of
+           the shifted split on a picture that is not 48 x 48, one out-of-task question), the prompt ids, the
+           image, the pixel values fed to the model, the prompt logits, and the greedy answer ids, from the
+           shipped (float16) LaVi weights, computed in float64.
 
 The checkpoints are evaluated exactly as shipped: the float16 weights are widened (exactly) to float64 and the
 whole graph runs in float64.
@@ -70,8 +77,7 @@ class Runner:
         return self.tok.encode(text)
 
     def pixels(self, path: str) -> torch.Tensor:
-        img = torch.from_numpy(vqa_data.load_image(path))
-        return preprocess_rgb8(img, self.cfg.vision_config, self.dtype)
+        return vqa_data.to_model_pixels(vqa_data.load_image(path), self.cfg.vision_config, self.dtype)
 
     @torch.no_grad()
     def answer(self, question: str, pixel_values: torch.Tensor):
@@ -83,9 +89,20 @@ class Runner:
         return self.tok.decode(body), toks, margins
 
 
+SETS = {'test': 'eval-pytorch.json', 'shifted': 'eval-pytorch-shifted.json', 'oot': 'eval-pytorch-oot.json'}
+
+
+def types_of(rows: List[dict]) -> List[str]:
+    seen = []
+    for x in rows:
+        if x['type'] not in seen:
+            seen.append(x['type'])
+    return [t for t in vqa_data.QUESTION_TYPES if t in seen] + sorted(t for t in seen if t not in vqa_data.QUESTION_TYPES)
+
+
 def accuracy_table(rows: List[dict], key: str) -> Dict[str, object]:
     out: Dict[str, object] = {}
-    for t in vqa_data.QUESTION_TYPES:
+    for t in types_of(rows):
         r = [x[key] for x in rows if x['type'] == t]
         if r:
             out[t] = round(float(np.mean(r)), 4)
@@ -94,6 +111,15 @@ def accuracy_table(rows: List[dict], key: str) -> Dict[str, object]:
 
 
 def run_eval(a) -> None:
+    if a.questions is None:
+        for name in a.sets.split(','):
+            a1 = argparse.Namespace(**vars(a))
+            a1.questions = os.path.join(ROOT, 'examples', 'vqa', name, 'questions.jsonl')
+            a1.out = os.path.join(a.out_dir, SETS[name])
+            run_eval(a1)
+        return
+    if a.out is None:
+        raise SystemExit('--questions needs --out')
     torch.set_num_threads(a.threads)
     qs = load_questions(a.questions)
     qdir = os.path.dirname(os.path.abspath(a.questions))
@@ -107,6 +133,8 @@ def run_eval(a) -> None:
                              'part of the answer text', 'image': 'the PNG (field "image"); "jpeg" results use the '
                              'JPEG copy'},
         'scoring': 'exact match after trimming whitespace, lowercasing and dropping one final period',
+        'image_input': 'bilinear resize to the model input (half-pixel centres, no antialiasing), as the engine',
+        'out_of_vocabulary': 'answers with a word outside the task vocabulary (vqa_data.in_task_vocabulary)',
         'compute': 'float64 from the shipped float16 weights (widened exactly)',
         'models': {},
     }
@@ -122,11 +150,12 @@ def run_eval(a) -> None:
                 img = q['image'] if src == 'png' else q['jpeg']
                 text, toks, margins = r.answer(q['question'], r.pixels(os.path.join(qdir, img)))
                 ok = normalize_answer(text) == normalize_answer(q['answer'])
+                oov = not vqa_data.in_task_vocabulary(text)
                 if src == 'png':
                     row.update({'prediction': text, 'correct': ok, 'token_ids': toks,
-                                'min_margin': round(min(margins), 4)})
+                                'min_margin': round(min(margins), 4), 'out_of_vocabulary': oov})
                 else:
-                    row.update({'prediction_jpeg': text, 'correct_jpeg': ok})
+                    row.update({'prediction_jpeg': text, 'correct_jpeg': ok, 'out_of_vocabulary_jpeg': oov})
             rows.append(row)
         acc = accuracy_table(rows, 'correct')
         acc_j = accuracy_table(rows, 'correct_jpeg')
@@ -138,11 +167,14 @@ def run_eval(a) -> None:
             'file_bytes': r.bytes,
             'accuracy': acc,
             'accuracy_jpeg': acc_j,
-            'n_per_type': {t: sum(x['type'] == t for x in rows) for t in vqa_data.QUESTION_TYPES},
+            'n_per_type': {t: sum(x['type'] == t for x in rows) for t in types_of(rows)},
+            'out_of_vocabulary': sum(x['out_of_vocabulary'] for x in rows),
+            'out_of_vocabulary_jpeg': sum(x['out_of_vocabulary_jpeg'] for x in rows),
             'eval_seconds': round(time.time() - t0, 1),
             'predictions': rows,
         }
-        print(name, 'png', json.dumps(acc), 'jpeg', json.dumps(acc_j), flush=True)
+        print(os.path.basename(qdir), name, 'png', json.dumps(acc), 'jpeg', json.dumps(acc_j), 'out of vocabulary',
+              result['models'][name]['out_of_vocabulary'], result['models'][name]['out_of_vocabulary_jpeg'], flush=True)
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
     with open(a.out, 'w') as f:
         json.dump(result, f, indent=1)
@@ -150,23 +182,27 @@ def run_eval(a) -> None:
     print('wrote', a.out)
 
 
-# indices into questions.jsonl of the golden questions: picked by type (a colour, a count, a description)
-GOLDEN_TYPES = ('color', 'count', 'describe')
+# the golden questions: (set, type) -- the first question of that type in the set; for the shifted split the
+# first of that type whose picture is not 48 x 48 (the engine's resize is part of what the golden checks)
+GOLDEN = (('test', 'color'), ('test', 'count'), ('test', 'describe'), ('shifted', 'position'), ('oot', 'animals'))
 
 
 @torch.no_grad()
 def run_golden(a) -> None:
     torch.set_num_threads(a.threads)
-    qs = load_questions(a.questions)
-    qdir = os.path.dirname(os.path.abspath(a.questions))
     r = Runner(a.model)
     gold: Dict[str, torch.Tensor] = {}
     picked = []
-    for k, t in enumerate(GOLDEN_TYPES):
-        i = next(j for j, q in enumerate(qs) if q['type'] == t)
-        q = qs[i]
-        u8 = torch.from_numpy(vqa_data.load_image(os.path.join(qdir, q['image'])))
-        px = preprocess_rgb8(u8, r.cfg.vision_config, torch.float64)
+    for k, (sname, t) in enumerate(GOLDEN):
+        qdir = os.path.join(ROOT, 'examples', 'vqa', sname)
+        qs = load_questions(os.path.join(qdir, 'questions.jsonl'))
+        for i, q in enumerate(qs):
+            if q['type'] != t:
+                continue
+            u8 = torch.from_numpy(vqa_data.load_image(os.path.join(qdir, q['image'])))
+            if sname != 'shifted' or tuple(u8.shape[:2]) != (r.cfg.vision_config.image_size,) * 2:
+                break
+        px = r.pixels(os.path.join(qdir, q['image']))
         ids = r.prompt_ids(q['question'])
         out = r.model(torch.tensor([ids]), pixel_values=px)
         logits = out['text_logits'][0]
@@ -176,17 +212,19 @@ def run_golden(a) -> None:
         gold[f'q{k}.pixel_values'] = px.to(torch.float32)
         gold[f'q{k}.logits'] = logits.to(torch.float32)
         gold[f'q{k}.answer_ids'] = torch.tensor(toks, dtype=torch.int32)
-        picked.append({'key': f'q{k}', 'index': i, 'image': q['image'], 'question': q['question'],
-                       'answer': q['answer'], 'type': t, 'prediction': text, 'min_margin': round(min(margins), 4)})
+        picked.append({'key': f'q{k}', 'split': f'examples/vqa/{sname}', 'index': i, 'image': q['image'],
+                       'question': q['question'], 'answer': q['answer'], 'type': t, 'prediction': text,
+                       'min_margin': round(min(margins), 4)})
         print(picked[-1])
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
     meta = {
         'generator': 'models/reference/eval_vqa.py golden',
         'checkpoint': os.path.relpath(os.path.abspath(a.model), ROOT),
         'questions': json.dumps(picked),
+        'questions_note': 'image paths are relative to each question\'s split directory',
         'compute_dtype': 'float64 from the shipped float16 weights; logits and pixel_values stored as F32',
-        'layout': 'qK.input_ids I32 [T] prompt ids (chat template applied); qK.image U8 [S,S,3] the PNG; '
-                  'qK.pixel_values F32 [1,3,S,S] = (u8/255 - mean)/std; qK.logits F32 [T,vocab] at every prompt '
+        'layout': 'qK.input_ids I32 [T] prompt ids (chat template applied); qK.image U8 [H,W,3] the PNG; '
+                  'qK.pixel_values F32 [1,3,S,S] = (bilinear resize of u8 to S x S)/255, then (x - mean)/std; qK.logits F32 [T,vocab] at every prompt '
                   'position; qK.answer_ids I32 greedy continuation (max 64 tokens) including the stop token',
     }
     save_safetensors(a.out, gold, meta)
@@ -198,12 +236,14 @@ def main(argv=None) -> None:
     sub = ap.add_subparsers(dest='cmd', required=True)
     e = sub.add_parser('eval')
     e.add_argument('models', nargs='+', help='checkpoint directories')
-    e.add_argument('--questions', default=os.path.join(ROOT, 'examples', 'vqa', 'test', 'questions.jsonl'))
-    e.add_argument('--out', default=os.path.join(ROOT, 'models', 'weights', 'eval-pytorch.json'))
+    e.add_argument('--sets', default='test,shifted,oot', help='which of the held-out sets (examples/vqa/<set>)')
+    e.add_argument('--out-dir', default=os.path.join(ROOT, 'models', 'weights'),
+                   help='where the eval-pytorch*.json files go')
+    e.add_argument('--questions', default=None, help='one other questions.jsonl instead of the sets (needs --out)')
+    e.add_argument('--out', default=None)
     e.add_argument('--threads', type=int, default=2)
     g = sub.add_parser('golden')
     g.add_argument('--model', default=os.path.join(ROOT, 'models', 'weights', 'lavi-vqa'))
-    g.add_argument('--questions', default=os.path.join(ROOT, 'examples', 'vqa', 'test', 'questions.jsonl'))
     g.add_argument('--out', default=os.path.join(ROOT, 'test', 'fixtures', 'vqa', 'logits-golden.safetensors'))
     g.add_argument('--threads', type=int, default=2)
     a = ap.parse_args(argv)

@@ -90,16 +90,19 @@ def count_params(m: torch.nn.Module) -> Dict[str, int]:
 
 
 class Batcher:
-    """Deterministic batches: step s uses stream images s*n .. s*n+n-1."""
+    """Deterministic batches: step s uses stream images s*n .. s*n+n-1. data='fixed' is the original 48 x 48
+    stream (six types); 'wide' the widened task of issue 18 (vqa_data.WideTrainStream: varied pictures resized
+    as the engine resizes them, several phrasings, out-of-task questions as a seventh type 'oot')."""
 
     def __init__(self, tok: Tokenizer, n_images: int, q_per_image: int, type_weights: Dict[str, float],
-                 seed: int, attr_pref: float = 0.0):
+                 seed: int, attr_pref: float = 0.0, data: str = 'fixed'):
         self.tok = tok
         self.n_images = n_images
         self.q = q_per_image
-        self.stream = vqa_data.TrainStream()
-        self.types = list(vqa_data.QUESTION_TYPES)
-        w = np.asarray([type_weights[t] for t in self.types], dtype=np.float64)
+        self.data = data
+        self.stream = vqa_data.WideTrainStream() if data == 'wide' else vqa_data.TrainStream()
+        self.types = list(vqa_data.TRAIN_TYPES if data == 'wide' else vqa_data.QUESTION_TYPES)
+        w = np.asarray([type_weights.get(t, 0.0) for t in self.types], dtype=np.float64)
         self.p = w / w.sum()
         self.seed = seed
         self.attr_pref = attr_pref
@@ -110,9 +113,14 @@ class Batcher:
         for j in range(self.n_images):
             idx = step * self.n_images + j
             types = [self.types[k] for k in rng.choice(len(self.types), size=self.q, replace=False, p=self.p)]
-            img, qs = self.stream.sample(idx, types, self.attr_pref)
-            imgs.append(preprocess_rgb8(torch.from_numpy(img), vc, torch.float32)[0])
-            cells.append(cell_labels(self.stream.scene(idx)))
+            if self.data == 'wide':
+                img, qs, scene = self.stream.sample(idx, types, self.attr_pref)
+                imgs.append(vqa_data.to_model_pixels(img, vc, torch.float32)[0])
+            else:
+                img, qs = self.stream.sample(idx, types, self.attr_pref)
+                scene = self.stream.scene(idx)
+                imgs.append(preprocess_rgb8(torch.from_numpy(img), vc, torch.float32)[0])
+            cells.append(cell_labels(scene))
             for q in qs:
                 ids, lab = encode_example(self.tok, q.question, q.answer)
                 seqs.append((j, ids, lab, q.type, q.cell))
@@ -246,14 +254,36 @@ def batch_loss(model, V: torch.Tensor, seqs, pad_id: int, power: float = 0.0, pr
 # =============================================================================================================
 
 
-def val_set(tok: Tokenizer, vc: VisionConfig, n_questions: int):
-    scenes = vqa_data.heldout_scenes('val')
-    pix = torch.stack([preprocess_rgb8(torch.from_numpy(vqa_data.render(s)), vc, torch.float32)[0] for s in scenes])
+def val_set(tok: Tokenizer, vc: VisionConfig, n_questions: int, data: str = 'fixed'):
+    """Validation images and questions. 'fixed': the original validation split. 'wide': the widened validation
+    split (vqa_data 'valw', types prefixed 'w_'), then the original one (types prefixed 'o_', half as many),
+    then 60 out-of-task questions drawn like training's (type 'oot')."""
+    if data == 'fixed':
+        scenes = vqa_data.heldout_scenes('val')
+        pix = torch.stack([preprocess_rgb8(torch.from_numpy(vqa_data.render(s)), vc, torch.float32)[0] for s in scenes])
+        seqs = []
+        for i, q in vqa_data.heldout_questions('val')[:n_questions]:
+            ids, lab = encode_example(tok, q.question, q.answer)
+            seqs.append((i, ids, lab, q.type, q.cell))
+        return pix, seqs
+    items = vqa_data.heldout_wide('valw')
+    pix = [vqa_data.to_model_pixels(vqa_data.render_wide(s, st), vc, torch.float32)[0] for s, st in items]
     seqs = []
-    for i, q in vqa_data.heldout_questions('val')[:n_questions]:
+    for i, q in vqa_data.heldout_wide_questions('valw')[:n_questions]:
         ids, lab = encode_example(tok, q.question, q.answer)
-        seqs.append((i, ids, lab, q.type, q.cell))
-    return pix, seqs
+        seqs.append((i, ids, lab, 'w_' + q.type, q.cell))
+    base = len(pix)
+    scenes = vqa_data.heldout_scenes('val')
+    pix += [preprocess_rgb8(torch.from_numpy(vqa_data.render(s)), vc, torch.float32)[0] for s in scenes]
+    for i, q in vqa_data.heldout_questions('val')[:n_questions // 2]:
+        ids, lab = encode_example(tok, q.question, q.answer)
+        seqs.append((base + i, ids, lab, 'o_' + q.type, q.cell))
+    rng = vqa_data.rng_for(vqa_data.SPLIT_SEEDS['valw'] + 1, 0)
+    for k in range(60):
+        q = vqa_data.sample_oot(rng)
+        ids, lab = encode_example(tok, q.question, q.answer)
+        seqs.append((k, ids, lab, 'oot', -1))
+    return torch.stack(pix), seqs
 
 
 @torch.no_grad()
@@ -281,6 +311,10 @@ def evaluate(model, pix, seqs, pad_id: int, chunk: int = 128) -> Dict[str, float
     model.train()
     res = {t: float(np.mean(v)) for t, v in right.items()}
     res['overall'] = float(np.mean([x for v in right.values() for x in v]))
+    for pre in ('w_', 'o_'):
+        sub = [x for t, v in right.items() if t.startswith(pre) for x in v]
+        if sub:
+            res[pre + 'overall'] = float(np.mean(sub))
     res['loss'] = loss_sum / max(n_tok, 1)
     return res
 
@@ -335,9 +369,9 @@ def train(a) -> None:
                 groups.append({'params': ps, 'weight_decay': a.wd if dec else 0.0,
                                'lr_mult': a.vision_lr_mult if vis else 1.0})
     opt = torch.optim.AdamW(groups, lr=a.lr, betas=(0.9, 0.98), eps=1e-8)
-    type_w = dict(zip(vqa_data.QUESTION_TYPES, [float(x) for x in a.type_weights.split(',')]))
-    batcher = Batcher(tok, a.images, a.questions_per_image, type_w, a.seed, a.attr_pref)
-    vpix, vseqs = val_set(tok, cfg.vision_config, a.val_questions)
+    type_w = dict(zip(vqa_data.TRAIN_TYPES, [float(x) for x in a.type_weights.split(',')]))
+    batcher = Batcher(tok, a.images, a.questions_per_image, type_w, a.seed, a.attr_pref, a.data)
+    vpix, vseqs = val_set(tok, cfg.vision_config, a.val_questions, a.data)
     log_path = os.path.join(a.run_dir, 'log.jsonl')
     logf = open(log_path, 'a')
 
@@ -351,7 +385,8 @@ def train(a) -> None:
     log({'event': 'start', 'args': vars(a), 'params': params, 'vocab_size': tok.vocab_size})
     model.train()
     ema = None
-    for step in range(a.steps):
+    last = a.steps if a.stop_after is None else min(a.steps, a.stop_after)
+    for step in range(last):
         lr = lr_at(step, a)
         for g in opt.param_groups:
             g['lr'] = lr * g['lr_mult']
@@ -372,12 +407,14 @@ def train(a) -> None:
         if step % a.log_every == 0 or step == a.steps - 1:
             log({'step': step, 'loss': round(float(loss), 4), 'aux': round(float(aux_loss), 4), 'ref': round(float(ref_loss), 4), 'ema': round(ema, 4), 'lr': round(lr, 6),
                  'grad_norm': round(float(gn), 3)})
-        if (step + 1) % a.eval_every == 0 or step == a.steps - 1:
+        if (step + 1) % a.eval_every == 0 or step == last - 1:
             res = evaluate(model, vpix, vseqs, pad_id)
             log({'step': step + 1, 'val': {k: round(v, 4) for k, v in res.items()}})
-            torch.save({'config': cfg.to_dict(), 'state_dict': model.state_dict(), 'step': step + 1,
-                        'aux_state_dict': aux.state_dict() if aux else None},
-                       os.path.join(a.run_dir, 'checkpoint.pt'))
+            ck = {'config': cfg.to_dict(), 'state_dict': model.state_dict(), 'step': step + 1,
+                  'aux_state_dict': aux.state_dict() if aux else None}
+            torch.save(ck, os.path.join(a.run_dir, 'checkpoint.pt'))
+            if a.keep_checkpoints:  # every evaluation's weights, so an intermediate one can be exported
+                torch.save(ck, os.path.join(a.run_dir, f'checkpoint-{step + 1:05d}.pt'))
     log({'event': 'done', 'train_seconds': round(time.time() - t0, 1)})
 
 
@@ -387,7 +424,7 @@ def train(a) -> None:
 
 
 def export(a) -> None:
-    ck = torch.load(os.path.join(a.run_dir, 'checkpoint.pt'), map_location='cpu')
+    ck = torch.load(a.checkpoint or os.path.join(a.run_dir, 'checkpoint.pt'), map_location='cpu')
     cfg = ModelConfig.from_dict(ck['config'])
     model = LaviForConditionalGeneration(cfg)
     model.load_state_dict(ck['state_dict'])
@@ -419,8 +456,11 @@ def main(argv=None) -> None:
     t.add_argument('--steps', type=int, default=3000)
     t.add_argument('--images', type=int, default=32, help='images per step')
     t.add_argument('--questions-per-image', type=int, default=2)
-    t.add_argument('--type-weights', default='1,1,1,1,1,1',
-                   help='sampling weights of ' + ','.join(vqa_data.QUESTION_TYPES))
+    t.add_argument('--type-weights', default='1,1,1,1,1,1,0',
+                   help='sampling weights of ' + ','.join(vqa_data.TRAIN_TYPES) + ' (oot: --data wide only)')
+    t.add_argument('--data', choices=['fixed', 'wide'], default='fixed',
+                   help='fixed: the original 48 x 48 stream; wide: the widened task of issue 18')
+    t.add_argument('--keep-checkpoints', action='store_true', help='also keep checkpoint-STEP.pt at every evaluation')
     t.add_argument('--seq-weight-power', type=float, default=0.0,
                    help='per-token loss weight n^-p for a sequence with n answer tokens (0: token mean)')
     t.add_argument('--attr-pref', type=float, default=0.0,
@@ -456,6 +496,8 @@ def main(argv=None) -> None:
     t.add_argument('--aux-pooled', action='store_true',
                    help='auxiliary: the mean visual token also predicts every cell\'s attributes')
     t.add_argument('--init-from', default=None, help='checkpoint.pt of an earlier run to start from')
+    t.add_argument('--stop-after', type=int, default=None,
+                   help='stop after this many steps of the --steps schedule (a first phase; see TRAINING.md)')
     t.add_argument('--data-offset', type=int, default=0,
                    help='first batch index of the data stream (a continuation uses images the first phase did not)')
     t.add_argument('--threads', type=int, default=2)
@@ -466,6 +508,7 @@ def main(argv=None) -> None:
     e.add_argument('--run-dir', required=True)
     e.add_argument('--tokenizer', required=True)
     e.add_argument('--out', required=True)
+    e.add_argument('--checkpoint', default=None, help='a checkpoint-STEP.pt (default: the run\'s last checkpoint.pt)')
     a = ap.parse_args(argv)
     if a.cmd == 'train':
         train(a)

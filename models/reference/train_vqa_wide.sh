@@ -1,0 +1,50 @@
+#!/bin/sh
+# The widened VQA task of issue 18 (models/reference/TRAINING.md, "The widened task"), from the repository root:
+#   sh models/reference/train_vqa_wide.sh
+# Writes the checkpoints to $OUT (default $WORK/export: not over the shipped ones; OUT=models/weights ships them),
+# with their PyTorch evaluation on the three held-out sets and, when OUT=models/weights, the logits golden.
+# Data and tokenizer are deterministic; the two training runs go in parallel, one thread each, nice 10.
+set -eu
+PY=${PY:-/usr/bin/python3}
+WORK=${WORK:-/tmp/lavi-train-wide}
+OUT=${OUT:-$WORK/export}
+STEPS=${STEPS:-750}  # of the second phase (the run in TRAINING.md: 750)
+mkdir -p "$WORK" "$OUT"
+
+# Debian's PyTorch links the reference BLAS; take OpenBLAS from the Debian package (see train_vqa.sh).
+OPENBLAS_DIR=${OPENBLAS_DIR-$WORK/openblas/usr/lib/x86_64-linux-gnu/openblas-openmp}
+if [ -n "$OPENBLAS_DIR" ] && [ ! -e "$OPENBLAS_DIR/libblas.so.3" ]; then
+  (cd "$WORK" && apt-get download libopenblas0-openmp && dpkg-deb -x libopenblas0-openmp_*.deb "$WORK/openblas")
+fi
+if [ -n "$OPENBLAS_DIR" ]; then
+  export LD_LIBRARY_PATH="$OPENBLAS_DIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+fi
+export OMP_WAIT_POLICY=PASSIVE
+
+R=models/reference
+$PY $R/vqa_data.py write-test
+$PY $R/vqa_data.py write-shifted
+$PY $R/vqa_data.py write-oot
+$PY $R/vqa_data.py write-examples
+$PY $R/bpe_tokenizer.py train --data wide --out "$WORK/tokenizer.json"
+
+COMMON="--tokenizer $WORK/tokenizer.json --seed 0 --images 48 --questions-per-image 2 --lr 2e-3 --patch 16
+  --vit-width 128 --vit-layers 3 --d 192 --ffn 512 --layers 4 --heads 4 --kv-heads 2 --cond-r 64 --cond-heads 4
+  --o-proj-init 0.02 --aux-weight 0.5 --ref-weight 0.5 --threads 1 --data wide --type-weights 1,1,1.3,1,1,1,0.7
+  --keep-checkpoints"
+# Two phases (TRAINING.md says why): the first 500 steps of a 4,500-step schedule (warm-up 150), then, from that
+# checkpoint, a fresh optimizer and a $STEPS-step schedule (warm-up 30, cosine to 5%) on the stream's next images.
+for m in lavi concat; do
+  rm -rf "$WORK/$m" "$WORK/$m-p2"
+  # shellcheck disable=SC2086
+  (nice -n 10 $PY $R/train_vqa.py train --mode $m --run-dir "$WORK/$m" $COMMON --steps 4500 --warmup 150 \
+      --stop-after 500 --eval-every 500 > "$WORK/$m.log" 2>&1 &&
+   nice -n 10 $PY $R/train_vqa.py train --mode $m --run-dir "$WORK/$m-p2" $COMMON --steps "$STEPS" --warmup 30 \
+      --init-from "$WORK/$m/checkpoint-00500.pt" --data-offset 500 --eval-every 250 > "$WORK/$m-p2.log" 2>&1) &
+done
+wait
+
+$PY $R/train_vqa.py export --run-dir "$WORK/lavi-p2" --tokenizer "$WORK/tokenizer.json" --out "$OUT/lavi-vqa"
+$PY $R/train_vqa.py export --run-dir "$WORK/concat-p2" --tokenizer "$WORK/tokenizer.json" --out "$OUT/concat-vqa"
+$PY $R/eval_vqa.py eval "$OUT/lavi-vqa" "$OUT/concat-vqa" --out-dir "$OUT"
+if [ "$OUT" = models/weights ]; then $PY $R/eval_vqa.py golden; fi
