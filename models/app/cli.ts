@@ -10,6 +10,7 @@ const COMMANDS: Record<string, { file: string; summary: string }> = {
   info: { file: './commands/info.js', summary: 'what a model folder holds: family, parameters, dtypes, context, memory' },
   eval: { file: './commands/eval.js', summary: 'accuracy and cost of LaVi vs the concat baseline on the held-out split' },
   cost: { file: './commands/cost.js', summary: 'FLOPs and memory of LaVi vs the concat baseline for a config' },
+  bench: { file: './commands/bench.js', summary: 'time LaVi vs concat (random weights, wasm): vision, K/U, prefill, TTFT, decode, peak memory' },
   verify: { file: './commands/verify.js', summary: 'kernel conformance: run the op table on a backend against the CPU reference' },
   serve: { file: './commands/serve.js', summary: 'serve the engine over stdio (length-prefixed msgpack)' },
   trace: { file: './commands/trace.js', summary: 'record a model request as an op trace' },

@@ -4,6 +4,8 @@
 import { ValueError } from '../../../core/errors.js';
 import { resolveConfig } from '../../lavi/config.js';
 import { costReport, formatCostReport } from '../../lavi/cost-report.js';
+import { applyLaviOverrides } from '../../lavi/overrides.js';
+import { costPlot } from '../../lavi/cost-plot.js';
 import { intFlag, parseArgs } from './args.js';
 
 const HELP = `usage: lavi cost --config <preset|path/to/config.json> [options]
@@ -17,10 +19,14 @@ options:
                       and the projected tokens are cut to N (7290 = 10 crops); 0 = text only
   --text-tokens T     prompt tokens (default 100)
   --weight-dtype D    storage of Linear weights and embeddings: bf16 (default), f16 or f32
-  --json              print the report as JSON`;
+  --json              print the report as JSON
+  --lavi k=v,k=v      lavi_config fields on top of the config (lists join with '+'), e.g.
+                      --lavi every_k=2,viln_norms=input_layernorm,kv_dtype=bf16,shared_visual_kv=true
+  --plot FILE.svg     also plot prefill FLOPs, peak memory and decode bytes per token (what bounds decode time)
+                      against visual tokens (1, 2, 4, 8, 10 crops), LaVi vs concat`;
 
 export async function run(args: string[]): Promise<number> {
-  const p = parseArgs(args, { boolean: ['json', 'help'], string: ['config', 'image-tokens', 'text-tokens', 'weight-dtype'] }, 'lavi cost');
+  const p = parseArgs(args, { boolean: ['json', 'help'], string: ['config', 'image-tokens', 'text-tokens', 'weight-dtype', 'lavi', 'plot'] }, 'lavi cost');
   if (p.flags.has('help')) {
     console.log(HELP);
     return 0;
@@ -28,7 +34,9 @@ export async function run(args: string[]): Promise<number> {
   if (p.positional.length) throw new ValueError(`lavi cost: unexpected argument '${p.positional[0]}'\n\n${HELP}`);
   const configArg = p.flags.get('config');
   if (typeof configArg !== 'string') throw new ValueError(`lavi cost: --config is required\n\n${HELP}`);
-  const cfg = await resolveConfig(configArg);
+  let cfg = await resolveConfig(configArg);
+  const lv = p.flags.get('lavi');
+  if (typeof lv === 'string') cfg = applyLaviOverrides(cfg, lv);
   const dt = p.flags.get('weight-dtype') ?? 'bf16';
   if (dt !== 'bf16' && dt !== 'f16' && dt !== 'f32') throw new ValueError(`lavi cost: --weight-dtype must be bf16, f16 or f32, got ${String(dt)}`);
   const report = costReport(cfg, {
@@ -38,5 +46,11 @@ export async function run(args: string[]): Promise<number> {
     weightDType: dt,
   });
   console.log(p.flags.has('json') ? JSON.stringify(report, null, 2) : formatCostReport(report));
+  const plot = p.flags.get('plot');
+  if (typeof plot === 'string') {
+    const { writeFileSync } = await import('node:fs');
+    writeFileSync(plot, costPlot(cfg, configArg, { textTokens: report.textTokens, weightDType: dt }));
+    if (!p.flags.has('json')) console.log(`plot written to ${plot}`);
+  }
   return 0;
 }
