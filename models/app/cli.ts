@@ -12,8 +12,9 @@ const COMMANDS: Record<string, { file: string; summary: string }> = {
   cost: { file: './commands/cost.js', summary: 'FLOPs and memory of LaVi vs the concat baseline for a config' },
   bench: { file: './commands/bench.js', summary: 'time LaVi vs concat (random weights, wasm): vision, K/U, prefill, TTFT, decode, peak memory' },
   verify: { file: './commands/verify.js', summary: 'kernel conformance: run the op table on a backend against the CPU reference' },
-  serve: { file: './commands/serve.js', summary: 'serve the engine over stdio (length-prefixed msgpack)' },
+  serve: { file: './commands/serve.js', summary: 'serve a model: OpenAI-compatible HTTP (--http) or msgpack over stdio (--stdio)' },
   trace: { file: './commands/trace.js', summary: 'record a model request as an op trace' },
+  backends: { file: './commands/backends.js', summary: 'which backends run here (and why the others do not)' },
 };
 
 function usage(): string {
@@ -51,18 +52,26 @@ async function main(argv: string[]): Promise<number> {
   return mod.run(rest);
 }
 
-main(process.argv.slice(2)).then(
+const argv = process.argv.slice(2);
+main(argv).then(
   (code) => {
     process.exitCode = code;
   },
   (e: unknown) => {
     const err = e as Error & { code?: string };
+    const name = argv[0] ?? '';
+    const usage = err?.constructor?.name === 'UsageError';
     // Our own errors are user-facing: print the message, not a stack.
-    if (err && typeof err.code === 'string' && err.name?.endsWith('Error') && 'code' in err && err.constructor?.name !== 'Error') {
-      console.error(`lavi: ${err.message}`);
-    } else {
-      console.error(err?.stack ?? String(e));
+    const ours = usage || (err && typeof err.code === 'string' && err.name?.endsWith('Error') && err.constructor?.name !== 'Error');
+    // Messages may carry their command's name already ("lavi cost: ...", "verify: ..."): say it once.
+    const msg = ours ? String(err.message).replace(new RegExp(`^(lavi )?${name}( [a-z]+)?: `), '') : '';
+    const where = COMMANDS[name] ? `lavi ${name}` : 'lavi';
+    if (ours && argv.includes('--json')) {
+      console.log(JSON.stringify({ error: { code: usage ? 'usage' : err.code, message: msg } }));
     }
-    process.exitCode = 1;
+    if (usage) console.error(`${where}: ${msg} (see '${where} --help')`);
+    else if (ours) console.error(`${where}: ${msg}`);
+    else console.error(err?.stack ?? String(e));
+    process.exitCode = usage ? 2 : 1;
   },
 );

@@ -63,8 +63,27 @@ async function measure(backend: Backend, s: Shape, seconds: number): Promise<{ m
   }
 }
 
+const USAGE = `usage: node dist/test/bench/ops-bench.js [--backend cpu,wasm,webgpu] [--seconds 2] [--quick]
+
+Op throughput side by side on each backend (matmul/attention GFLOP/s, GEMV GB/s of weights, norms/softmax GB/s);
+writes bench-results/ops.json. A family name (gpujs) stands for all its modes.
+  --backend LIST   comma-separated backends (default: every registered one)
+  --seconds S      time per cell (default 2)
+  --quick          skip the largest shapes`;
+
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
+  if (args.includes('--help') || args.includes('-h')) {
+    console.log(USAGE);
+    return;
+  }
+  const known = new Set(['--backend', '--seconds', '--quick']);
+  const unknown = args.find((a, i) => a.startsWith('-') && !known.has(a) && !(i > 0 && (args[i - 1] === '--backend' || args[i - 1] === '--seconds')));
+  if (unknown) {
+    console.error(`ops-bench: unknown option ${unknown}\n\n${USAGE}`);
+    process.exitCode = 2;
+    return;
+  }
   const flag = (k: string) => {
     const i = args.indexOf(`--${k}`);
     return i >= 0 ? args[i + 1] : undefined;

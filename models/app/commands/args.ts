@@ -1,6 +1,10 @@
-// A tiny argument parser for the subcommands: --flag, --key value, --key=value, and positionals.
+// A tiny argument parser for the subcommands: --flag, --key value, --key=value, and positionals. Its errors are
+// UsageErrors: the CLI prints them as `lavi <command>: <message>` (JSON with --json) and exits 2.
 
-import { ValueError } from '../../../core/errors.js';
+/** A mistake in how the command was called: the command prints it and exits 2. */
+export class UsageError extends Error {
+  readonly code = 'usage';
+}
 
 export interface ParsedArgs {
   positional: string[];
@@ -21,14 +25,14 @@ export function parseArgs(args: string[], spec: { boolean?: string[]; string?: s
     const eq = a.indexOf('=');
     const key = a.slice(2, eq < 0 ? undefined : eq);
     if (bools.has(key)) {
-      if (eq >= 0) throw new ValueError(`${command}: --${key} takes no value`);
+      if (eq >= 0) throw new UsageError(`${command}: --${key} takes no value`);
       flags.set(key, true);
     } else if (strings.has(key)) {
       const v = eq >= 0 ? a.slice(eq + 1) : args[++i];
-      if (v === undefined) throw new ValueError(`${command}: --${key} needs a value`);
+      if (v === undefined) throw new UsageError(`${command}: --${key} needs a value`);
       flags.set(key, v);
     } else {
-      throw new ValueError(`${command}: unknown option --${key} (options: ${[...bools, ...strings].map((s) => '--' + s).join(' ')})`);
+      throw new UsageError(`${command}: unknown option --${key} (options: ${[...bools, ...strings].map((s) => '--' + s).join(' ')})`);
     }
   }
   return { positional, flags };
@@ -38,12 +42,10 @@ export function intFlag(p: ParsedArgs, key: string, dflt: number, command: strin
   const v = p.flags.get(key);
   if (v === undefined) return dflt;
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw new ValueError(`${command}: --${key} must be a non-negative integer, got ${String(v)}`);
+  if (!Number.isInteger(n) || n < 0) throw new UsageError(`${command}: --${key} must be a non-negative integer, got ${String(v)}`);
   return n;
 }
 
-/** A mistake in how the command was called: the command prints it and exits 2. */
-export class UsageError extends Error {}
 
 export function numberFlag(p: ParsedArgs, key: string, check: (n: number) => boolean, what: string): number | undefined {
   const v = p.flags.get(key);

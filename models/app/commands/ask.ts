@@ -7,7 +7,9 @@
 
 import '../../../backends/index.js';
 import { LaviError } from '../../../core/errors.js';
-import { hasBackend, listBackends, releaseAllBackends } from '../../../core/registry.js';
+import { releaseAllBackends } from '../../../core/registry.js';
+import { resolveBackendArg } from '../backends.js';
+import { Progress } from '../progress.js';
 import { LaviRuntime, type AskResult, type RequestOptions, type RuntimeInfo } from '../runtime.js';
 import { parseUsage, samplingFlags, SAMPLING_FLAGS, UsageError } from './args.js';
 
@@ -25,7 +27,8 @@ options:
   --top-k K           sample among the K most likely tokens (default 0: all)
   --top-p P           nucleus sampling threshold (default 1: off)
   --seed S            seed of the sampler (default 0)
-  --json              print the whole result as JSON
+  --json              print the whole result as JSON (errors too: {"error": {code, message}})
+                      with --stream: NDJSON, one {"token", "text"} object per token, then the result
 
 exit status: 0 answered, 1 runtime error, 2 usage error, 130 interrupted`;
 
@@ -50,10 +53,7 @@ function parse(args: string[]): AskArgs | 'help' {
   const [image, question] = p.positional as [string, string];
   if (image.trim() === '') throw new UsageError('the image path is empty');
   if (question.trim() === '') throw new UsageError('the question is empty');
-  const backend = p.flags.get('backend') as string | undefined;
-  if (backend !== undefined && !hasBackend(backend)) {
-    throw new UsageError(`unknown backend '${backend}' (available: ${listBackends().map((r) => r.name).filter((n) => n !== 'meta').join(', ')})`);
-  }
+  const backend = resolveBackendArg(p.flags.get('backend') as string | undefined);
   const request: RequestOptions = samplingFlags(p);
   return {
     image,
@@ -108,6 +108,7 @@ export async function run(args: string[]): Promise<number> {
     a = parse(args);
   } catch (e) {
     if (!(e instanceof UsageError)) throw e;
+    if (args.includes('--json')) console.log(JSON.stringify({ error: { code: 'usage', message: e.message } }));
     console.error(`lavi ask: ${e.message} (see 'lavi ask --help')`);
     return 2;
   }
@@ -118,8 +119,12 @@ export async function run(args: string[]): Promise<number> {
   const ac = new AbortController();
   const onSigint = () => ac.abort(new Error('interrupted'));
   let rt: LaviRuntime | null = null;
+  // A GPU backend's first use compiles its kernels (webgpu on lavapipe: ~20 s): progress on stderr when slow.
+  const progress = new Progress('lavi ask', a.backend !== undefined && /webgpu|gpujs/.test(a.backend) ? 3000 : Infinity);
   try {
+    progress.start(`loading the model on ${a.backend ?? 'the best backend'}`);
     rt = await LaviRuntime.create({ modelDir: a.model, backend: a.backend });
+    progress.start(`compiling kernels and answering on ${rt.backend.name}`);
     const info = rt.info();
     if (a.verbose && !a.json) console.error(backendLines(info).join('\n'));
     let streamed = '';
@@ -127,8 +132,14 @@ export async function run(args: string[]): Promise<number> {
     const r = await rt.ask(a.image, a.question, {
       ...a.request,
       signal: ac.signal,
-      onToken: a.stream && !a.json
+      onToken: a.stream && a.json
+        ? (text, id) => {
+            progress.stop();
+            process.stdout.write(JSON.stringify({ token: id, text }) + '\n');
+          }
+        : a.stream
         ? (text) => {
+            progress.stop();
             // Leading whitespace of the answer is trimmed in the final answer; do the same while streaming.
             const out = streamed === '' ? text.trimStart() : text;
             streamed += out;
@@ -136,17 +147,23 @@ export async function run(args: string[]): Promise<number> {
           }
         : undefined,
     });
-    if (a.json) console.log(JSON.stringify({ ...r, abortReason: undefined, backend: info.backend.name, model: info.modelDir, mode: info.mode }, null, 1));
+    progress.stop();
+    const result = { ...r, abortReason: undefined, backend: info.backend.name, model: info.modelDir, mode: info.mode };
+    // --json --stream is NDJSON (one line per object); --json alone one indented document.
+    if (a.json) console.log(a.stream ? JSON.stringify(result) : JSON.stringify(result, null, 1));
     else if (a.stream) process.stdout.write('\n');
     else console.log(r.answer);
     if (a.verbose && !a.json) console.error(verboseReport(info, r));
     return r.stopReason === 'aborted' ? 130 : 0;
   } catch (e) {
+    progress.stop();
     const msg = e instanceof Error ? e.message : String(e);
+    if (a.json) console.log(JSON.stringify({ error: { code: (e as { code?: unknown }).code ?? 'error', message: msg } }));
     console.error(`lavi ask: ${msg.split('\n')[0]}`);
     if (a.verbose && !(e instanceof LaviError) && e instanceof Error && e.stack) console.error(e.stack);
     return 1;
   } finally {
+    progress.stop();
     process.removeListener('SIGINT', onSigint);
     rt?.dispose();
     await releaseAllBackends();

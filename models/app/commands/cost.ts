@@ -1,12 +1,11 @@
 // `lavi cost --config <preset|config.json> [--image-tokens N] [--text-tokens T] [--weight-dtype bf16|f16|f32] [--json]`
 // FLOPs and memory of LaVi vs the LLaVA-style concat baseline, counted on the meta backend (see cost_report.ts).
 
-import { ValueError } from '../../../core/errors.js';
 import { resolveConfig } from '../../lavi/config.js';
 import { costReport, formatCostReport } from '../../lavi/cost-report.js';
 import { applyLaviOverrides } from '../../lavi/overrides.js';
 import { costPlot } from '../../lavi/cost-plot.js';
-import { intFlag, parseArgs } from './args.js';
+import { intFlag, parseArgs, UsageError } from './args.js';
 
 const HELP = `usage: lavi cost --config <preset|path/to/config.json> [options]
 
@@ -31,14 +30,14 @@ export async function run(args: string[]): Promise<number> {
     console.log(HELP);
     return 0;
   }
-  if (p.positional.length) throw new ValueError(`lavi cost: unexpected argument '${p.positional[0]}'\n\n${HELP}`);
+  if (p.positional.length) throw new UsageError(`unexpected argument '${p.positional[0]}'`);
   const configArg = p.flags.get('config');
-  if (typeof configArg !== 'string') throw new ValueError(`lavi cost: --config is required\n\n${HELP}`);
+  if (typeof configArg !== 'string') throw new UsageError('--config is required (a preset: lavi-7b, lavi-0.5b; or a config.json)');
   let cfg = await resolveConfig(configArg);
   const lv = p.flags.get('lavi');
   if (typeof lv === 'string') cfg = applyLaviOverrides(cfg, lv);
   const dt = p.flags.get('weight-dtype') ?? 'bf16';
-  if (dt !== 'bf16' && dt !== 'f16' && dt !== 'f32') throw new ValueError(`lavi cost: --weight-dtype must be bf16, f16 or f32, got ${String(dt)}`);
+  if (dt !== 'bf16' && dt !== 'f16' && dt !== 'f32') throw new UsageError(`--weight-dtype must be bf16, f16 or f32, got ${String(dt)}`);
   const report = costReport(cfg, {
     name: configArg,
     imageTokens: p.flags.has('image-tokens') ? intFlag(p, 'image-tokens', 0, 'lavi cost') : undefined,

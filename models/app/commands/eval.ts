@@ -8,15 +8,15 @@
 // projector) and LLM (decoder, conditioners, lm_head; prefill and decode), peak memory (the backend's memory()
 // counters when it has them, else the process RSS growth — the table says which), latency (mean time per answer,
 // time to first token, decode tokens/s), and agreement with the PyTorch predictions (accuracy difference in
-// points, answers that differ). The table is also written to models/weights/eval-engine.json (a --limit run only
-// with --out). Models run one after the other, so one model's weights never count in the other's memory.
+// points, answers that differ). The JSON table is written only where --out says. Models run one after the other, so one model's weights never count in the other's memory.
 
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import '../../../backends/index.js';
 import type { Backend } from '../../../core/backend.js';
-import { bestBackend, getBackend, hasBackend, listBackends, releaseAllBackends } from '../../../core/registry.js';
+import { bestBackend, getBackend, releaseAllBackends } from '../../../core/registry.js';
+import { quietSkips, resolveBackendArg, resolveBackendName } from '../backends.js';
 import { LaviRuntime, packageRoot, type AskResult } from '../runtime.js';
 import { parseArgs, type ParsedArgs } from './args.js';
 
@@ -24,18 +24,19 @@ const HELP = `usage: lavi eval [options]
 
 Runs the held-out VQA questions through the engine for the LaVi checkpoint and the concat baseline and prints
 accuracy per question type, FLOPs per answer (vision / LLM), peak memory, latency, and agreement with the
-PyTorch predictions in models/weights/eval-pytorch.json. Writes the table to models/weights/eval-engine.json.
+PyTorch predictions in models/weights/eval-pytorch.json. Writes the JSON table only where --out says.
 
 options:
   --split DIR       split directory holding questions.jsonl and the images (default: examples/vqa/test)
   --backend NAME    backend to run on (default: the best available)
-  --limit N         only the first N questions (not written to eval-engine.json unless --out is given)
+  --limit N         only the first N questions
   --max-tokens N    answer tokens at most (default 64, as the PyTorch evaluation)
   --jpeg            read each question's JPEG image instead of the PNG
   --lavi DIR        LaVi checkpoint (default: models/weights/lavi-vqa)
   --concat DIR      concat baseline checkpoint (default: models/weights/concat-vqa)
   --pytorch FILE    PyTorch results to compare with (default: models/weights/eval-pytorch.json; skipped if absent)
-  --out FILE        where to write the JSON table (default: models/weights/eval-engine.json)
+  --out FILE        write the JSON table to FILE (default: not written; the shipped table was made with
+                    --out models/weights/eval-engine.json)
   --json            print the JSON table instead of the text table
   --verbose         print every question, the expected answer and the model's`;
 
@@ -274,8 +275,10 @@ function parse(args: string[]): EvalArgs | 'help' {
   if (p.flags.has('help')) return 'help';
   if (p.positional.length) throw new UsageError(`unexpected argument '${p.positional[0]}'`);
   const backend = p.flags.get('backend') as string | undefined;
-  if (backend !== undefined && !hasBackend(backend)) {
-    throw new UsageError(`unknown backend '${backend}' (available: ${listBackends().map((r) => r.name).filter((n) => n !== 'meta').join(', ')})`);
+  try {
+    resolveBackendArg(backend); // family names (gpujs) resolve; meta is refused
+  } catch (e) {
+    throw new UsageError((e as Error).message);
   }
   const root = packageRoot();
   const weights = join(root, 'models', 'weights');
@@ -294,7 +297,7 @@ function parse(args: string[]): EvalArgs | 'help' {
     ],
     pytorch: resolve(str('pytorch') ?? join(weights, 'eval-pytorch.json')),
     pytorchGiven: str('pytorch') !== undefined,
-    out: outFlag !== undefined ? resolve(outFlag) : limit === null ? join(weights, 'eval-engine.json') : null,
+    out: outFlag !== undefined ? resolve(outFlag) : null,
     json: p.flags.has('json'),
     verbose: p.flags.has('verbose'),
   };
@@ -546,7 +549,7 @@ export async function run(args: string[]): Promise<number> {
     } else if (a.pytorchGiven) {
       throw new Error(`${a.pytorch}: no such file`);
     }
-    const backend = a.backend ? await getBackend(a.backend) : (await bestBackend()).backend;
+    const backend = a.backend ? await getBackend((await resolveBackendName(a.backend)).name) : (await bestBackend({ exclude: quietSkips().map((q) => q.name) })).backend;
     const models: ModelEval[] = [];
     for (const m of a.models) models.push(await evalModel(m, backend, questions, a, pytorchRoot, progress));
     const info = backend.info();

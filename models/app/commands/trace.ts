@@ -6,11 +6,11 @@
 // Replay exits 1 at the first op whose output is outside its tolerance, naming it.
 
 import '../../../backends/index.js';
-import { ValueError } from '../../../core/errors.js';
 import { getBackend, releaseAllBackends } from '../../../core/registry.js';
 import { LaviRuntime, defaultModelDir } from '../runtime.js';
 import { formatDivergence, readTrace, recordingBackend, replayTrace, TraceWriter } from '../trace.js';
-import { intFlag, parseArgs } from './args.js';
+import { intFlag, parseArgs, UsageError } from './args.js';
+import { resolveBackendArg, resolveBackendName } from '../backends.js';
 
 const USAGE = `usage: lavi trace record --out FILE (--image IMG --question Q | --prompt P) [--model DIR] [--backend cpu] [--max-tokens N]
        lavi trace replay FILE [--backend NAME] [--json]`;
@@ -25,10 +25,10 @@ export async function run(args: string[]): Promise<number> {
     if (sub === 'record') return await record(rest);
     if (sub === 'replay') {
       const p = parseArgs(rest, { boolean: ['json'], string: ['backend'] }, 'trace replay');
-      if (p.positional.length !== 1) throw new ValueError('trace replay: give one trace file');
+      if (p.positional.length !== 1) throw new UsageError('trace replay: give one trace file');
       return await replayCommand(p.positional[0]!, (p.flags.get('backend') as string | undefined) ?? 'cpu', p.flags.has('json'));
     }
-    throw new ValueError(`trace: unknown subcommand '${sub}'\n${USAGE}`);
+    throw new UsageError(`unknown subcommand '${sub}' (record, replay)`);
   } finally {
     await releaseAllBackends();
   }
@@ -37,15 +37,15 @@ export async function run(args: string[]): Promise<number> {
 async function record(args: string[]): Promise<number> {
   const p = parseArgs(args, { string: ['out', 'image', 'question', 'prompt', 'model', 'backend', 'max-tokens'] }, 'trace record');
   const out = p.flags.get('out') as string | undefined;
-  if (!out) throw new ValueError('trace record: --out FILE is required');
+  if (!out) throw new UsageError('trace record: --out FILE is required');
   const image = p.flags.get('image') as string | undefined;
   const question = p.flags.get('question') as string | undefined;
   const prompt = p.flags.get('prompt') as string | undefined;
-  if ((image === undefined) !== (question === undefined)) throw new ValueError('trace record: --image and --question go together');
-  if ((image === undefined) === (prompt === undefined)) throw new ValueError('trace record: give either --image IMG --question Q or --prompt P');
+  if ((image === undefined) !== (question === undefined)) throw new UsageError('trace record: --image and --question go together');
+  if ((image === undefined) === (prompt === undefined)) throw new UsageError('trace record: give either --image IMG --question Q or --prompt P');
   const maxNewTokens = intFlag(p, 'max-tokens', 4, 'trace record');
   const modelDir = (p.flags.get('model') as string | undefined) ?? defaultModelDir();
-  const backendName = (p.flags.get('backend') as string | undefined) ?? 'cpu';
+  const backendName = (await resolveBackendName(resolveBackendArg(p.flags.get('backend') as string | undefined) ?? 'cpu')).name;
   const inner = await getBackend(backendName);
   const request = image !== undefined ? { type: 'ask', image, question, maxNewTokens } : { type: 'generate', prompt, maxNewTokens };
   const writer = new TraceWriter(out, { model: modelDir, backend: backendName, request });
@@ -68,8 +68,9 @@ async function record(args: string[]): Promise<number> {
 
 /** Replays a trace file on a backend and prints the outcome; 1 on divergence. Used by `lavi verify --trace`. */
 export async function replayCommand(file: string, backendName: string, json = false): Promise<number> {
+  resolveBackendArg(backendName);
   const trace = readTrace(file);
-  const backend = await getBackend(backendName);
+  const backend = await getBackend((await resolveBackendName(backendName)).name);
   const res = await replayTrace(trace, backend);
   if (json) console.log(JSON.stringify({ trace: trace.header, ...res }, null, 1));
   else {

@@ -7,9 +7,10 @@
 
 import '../../../backends/index.js';
 import { getBackend, releaseAllBackends } from '../../../core/registry.js';
-import { ValueError } from '../../../core/errors.js';
 import { formatResult, formatSupport, summarize, verifyBackend } from '../../../backends/conformance/index.js';
-import { intFlag, parseArgs } from './args.js';
+import { intFlag, parseArgs, UsageError } from './args.js';
+import { resolveBackendArg, resolveBackendName } from '../backends.js';
+import { Progress } from '../progress.js';
 
 export async function run(args: string[]): Promise<number> {
   const p = parseArgs(args, { boolean: ['json', 'all', 'strict', 'help'], string: ['backend', 'mode', 'op', 'case', 'seconds', 'seed', 'trace'] }, 'verify');
@@ -18,6 +19,7 @@ export async function run(args: string[]): Promise<number> {
     return 0;
   }
   if (p.flags.has('trace')) {
+    resolveBackendArg(p.flags.get('backend') as string | undefined);
     // Replay a recorded op trace (lavi trace record) on the backend instead of the op-case table.
     const { replayCommand } = await import('./trace.js');
     try {
@@ -27,12 +29,17 @@ export async function run(args: string[]): Promise<number> {
     }
   }
   const mode = (p.flags.get('mode') ?? 'test') as string;
-  if (mode !== 'test' && mode !== 'perf' && mode !== 'support') throw new ValueError(`verify: --mode must be test, perf or support, got ${mode}`);
-  const backendName = (p.flags.get('backend') as string | undefined) ?? 'cpu';
+  if (mode !== 'test' && mode !== 'perf' && mode !== 'support') throw new UsageError(`--mode must be test, perf or support, got ${mode}`);
+  if (p.positional.length) throw new UsageError(`unexpected argument '${p.positional[0]}'`);
+  const backendArg = resolveBackendArg((p.flags.get('backend') as string | undefined) ?? 'cpu')!;
   const seconds = p.flags.has('seconds') ? Number(p.flags.get('seconds')) : 0.5;
-  if (!(seconds > 0)) throw new ValueError(`verify: --seconds must be a positive number`);
+  if (!(seconds > 0)) throw new UsageError(`--seconds must be a positive number`);
   const json = p.flags.has('json');
+  // First use of a GPU backend compiles its kernels (tens of seconds on gpujs-webgpu): say so on stderr.
+  const progress = new Progress(`lavi verify: ${backendArg}`, /webgpu|gpujs/.test(backendArg) ? 2000 : Infinity);
   try {
+    progress.start('creating the backend');
+    const backendName = (await resolveBackendName(backendArg)).name;
     const backend = await getBackend(backendName);
     const reference = await getBackend('cpu');
     const info = backend.info();
@@ -48,8 +55,12 @@ export async function run(args: string[]): Promise<number> {
         perfAll: p.flags.has('all'),
         seed: intFlag(p, 'seed', 1234, 'verify'),
       },
-      json || mode === 'support' ? undefined : (r) => console.log(formatResult(r, mode)),
+      (r) => {
+        progress.step(`${r.name} done`);
+        if (!(json || mode === 'support')) console.log(formatResult(r, mode));
+      },
     );
+    progress.stop();
     const s = summarize(results);
     if (json) console.log(JSON.stringify({ backend: info, mode, summary: s, results }, null, 1));
     else {
@@ -62,6 +73,7 @@ export async function run(args: string[]): Promise<number> {
     }
     return s.fail > 0 || (p.flags.has('strict') && s.unsupported > 0) ? 1 : 0;
   } finally {
+    progress.stop();
     await releaseAllBackends();
   }
 }
