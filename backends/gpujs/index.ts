@@ -14,6 +14,7 @@ import {
   type BackendInfo,
   type KernelAttrs,
   type KernelInputs,
+  isOpName,
   type OpName,
   SUPPORTED,
   type Support,
@@ -140,7 +141,7 @@ export class GpuJsBackend implements Backend {
   // ---- capability ----
 
   supports<K extends OpName>(op: K, out: Tensor, inputs: KernelInputs<K>, _attrs: KernelAttrs<K>): Support {
-    if (!(op in KERNELS)) return unsupported(`no gpu.js kernel for '${op}'`);
+    if (!isOpName(op)) return unsupported(`no gpu.js kernel for '${op}'`);
     const tensors = [out, ...(inputs as readonly (Tensor | null)[])].filter((t): t is Tensor => t !== null);
     for (const t of tensors) {
       if (t.size > MAX_ELEMENTS) {
@@ -183,11 +184,6 @@ export class GpuJsBackend implements Backend {
   copy = (out: Tensor, ins: KernelInputs<'copy'>) => copy(this.env, out, ins);
 }
 
-const KERNELS: Record<OpName, true> = {
-  matmul: true, binary: true, unary: true, scale: true, swiglu: true, softmax: true, layerNorm: true, rmsNorm: true,
-  modulatedNorm: true, rope: true, attention: true, embedding: true, transpose: true, slice: true, concat: true,
-  writeSlice: true, patchEmbed: true, resizeGrid: true, argmax: true, cast: true, copy: true,
-};
 
 /** A gpu.js backend in exactly `opts.mode`; rejects (BackendError with the reason) when that mode is unavailable. */
 export function createGpuJsBackend(opts: GpuJsBackendOptions): Promise<GpuJsBackend> {

@@ -30,7 +30,7 @@ import {
   type ModulatedNormAttrs,
   type NormAttrs,
   type OpName,
-  OP_NAMES,
+  isOpName,
   type PatchEmbedAttrs,
   type ResizeGridAttrs,
   type RopeAttrs,
@@ -299,7 +299,7 @@ export class WasmBackend implements Backend {
 
   supports<K extends OpName>(op: K, _out: Tensor, _inputs: KernelInputs<K>, _attrs: KernelAttrs<K>): Support {
     if (this.destroyed) return unsupported('the backend was destroyed');
-    return KERNELS.has(op) ? SUPPORTED : unsupported(`no wasm kernel for '${op}'`);
+    return isOpName(op) ? SUPPORTED : unsupported(`no wasm kernel for '${op}'`);
   }
 
   // ---- dispatch helpers ----
@@ -985,7 +985,6 @@ export class WasmBackend implements Backend {
   };
 }
 
-const KERNELS = new Set<string>(OP_NAMES);
 
 function ptr(t: Tensor): number {
   return (t.storage as WasmStorage).ptr;
