@@ -700,11 +700,3 @@ export class ModuleBuilder {
     return out.bytes();
   }
 }
-
-/** A call to function `index` that returns a value (a helper shared between kernels). */
-export function callExpr(index: number, args: readonly Expr[], result: ValType): Expr {
-  return expr(result, (f) => {
-    for (const a of args) a.emit(f);
-    f.op(0x10).uleb(index);
-  });
-}
