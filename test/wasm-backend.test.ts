@@ -19,20 +19,14 @@ import { generate } from '../models/app/generate.js';
 import { LaviModel } from '../models/lavi/model.js';
 import { randomWeights } from '../models/lavi/weights.js';
 import * as ops from '../ops/index.js';
+import { randomFloats } from '../core/rng.js';
 
 const cpu = new CpuBackend();
 const w1 = await createWasmBackend({ threads: 1 });
 const w2 = await createWasmBackend({ threads: 2, splitSmallOps: true });
 
 let seed = 12345;
-function rand(n: number, scale = 1): Float32Array {
-  const a = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
-    a[i] = ((seed >>> 8) / 2 ** 24 * 2 - 1) * scale;
-  }
-  return a;
-}
+const rand = (n: number, scale = 1): Float32Array => randomFloats(n, seed++, scale); // a new stream per call
 
 /** Runs `fn` on each backend with the same host inputs and returns the outputs. */
 async function onEach(backends: Backend[], inputs: { data: Float32Array | Int32Array; shape: number[]; dtype?: DType }[], fn: (ts: Tensor[]) => Tensor): Promise<(Float32Array | Int32Array)[]> {

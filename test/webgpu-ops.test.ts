@@ -16,18 +16,11 @@ import { f32ToBf16, f32ToF16 } from '../core/dtype.js';
 import type { Tensor } from '../core/tensor.js';
 import { tidy } from '../core/scope.js';
 import * as ops from '../ops/index.js';
+import { randomFloats } from '../core/rng.js';
 
 const cpu = new CpuBackend();
 
-function rnd(n: number, seed: number, scale = 1): Float32Array {
-  const a = new Float32Array(n);
-  let s = (seed * 2654435761) >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    a[i] = (s / 2 ** 32 * 2 - 1) * scale;
-  }
-  return a;
-}
+const rnd = randomFloats;
 
 interface Check {
   nmse: number;

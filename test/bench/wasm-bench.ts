@@ -31,7 +31,7 @@ import { generate } from '../../models/app/generate.js';
 import { LaviModel } from '../../models/lavi/model.js';
 import { countParameters, randomWeights } from '../../models/lavi/weights.js';
 import * as ops from '../../ops/index.js';
-import { random } from './random.js';
+import { randomFloats as random } from '../../core/rng.js';
 
 const argv = process.argv.slice(2);
 const flag = (n: string) => argv.includes(`--${n}`);
