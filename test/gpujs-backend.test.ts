@@ -1,4 +1,4 @@
-// The gpu.js backend's contract beyond kernel values (those are in gpujs-conformance.test.ts): modes are set up
+// The gpu.js backend's contract beyond kernel values (those are in conformance.test.ts): modes are set up
 // exactly as requested or creation fails with a reason, gpu.js's own CPU fallback is an error, kernels compile
 // once per shape, webasm threads engage, WebGPU keeps intermediates on the device and lets Node exit, and the
 // registry names exist.
