@@ -23,6 +23,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
 import { CpuBackend } from '../../backends/cpu/index.js';
 import { createWasmBackend } from '../../backends/wasm/index.js';
+import { WASM_VARIANT_KERNELS } from './dev/wasm-variants.js';
 import type { Backend } from '../../core/backend.js';
 import { narrowFromF32 } from '../../core/dtype.js';
 import type { Tensor } from '../../core/tensor.js';
@@ -383,8 +384,8 @@ async function main(): Promise<void> {
   for (const [i, v] of VARIANTS.entries()) {
     console.log(`var${i}: ${JSON.stringify(v)}`);
     // A 1-thread twin too (unless --no-1t), so that an option is seen on one core as well as on all of them.
-    if (!flag('no-1t') && THREADS > 1) extra.push([`var${i}-1t`, await createWasmBackend({ threads: 1, ...v })]);
-    extra.push([`var${i}-${THREADS}t`, await createWasmBackend({ threads: THREADS, ...v })]);
+    if (!flag('no-1t') && THREADS > 1) extra.push([`var${i}-1t`, await createWasmBackend({ threads: 1, kernels: WASM_VARIANT_KERNELS, ...v })]);
+    extra.push([`var${i}-${THREADS}t`, await createWasmBackend({ threads: THREADS, kernels: WASM_VARIANT_KERNELS, ...v })]);
   }
   /** The default backend with the same thread count as an extra engine (its f32 rows are the yardstick). */
   const peerOf = (name: string) => (name.endsWith('-1t') ? 'wasm-1t' : `wasm-${THREADS}t`);
