@@ -28,7 +28,7 @@ import { attention, rope } from './ops-attention.js';
 import { binary, cast, copy, scale, swiglu, unary } from './ops-elementwise.js';
 import { concat, embedding, resizeGrid, slice, transpose, writeSlice } from './ops-layout.js';
 import { matmul, patchEmbed } from './ops-matmul.js';
-import { argmax, layerNorm, modulatedNorm, rmsNorm, softmax } from './ops-reduce.js';
+import { argmax, layerNorm, modulatedNorm, rmsNorm, softmax } from './ops-norm.js';
 import { type GBuf, type GpuJsMode, GpuJsRuntime, gpujsVersion } from './runtime.js';
 
 export { type GpuJsMode, GPUJS_MODES } from './runtime.js';
