@@ -26,6 +26,12 @@ import { rope } from './rope.js';
 import { softmax } from './softmax.js';
 import { patchEmbed, resizeGrid } from './vision.js';
 
+// The reference's array-level functions, for backends whose tensors are views of one memory (the wasm backend's
+// layout ops, argmax and resizeGrid run these) and for outside backends that want the reference behaviour.
+export { argmaxRows } from './gather.js';
+export { type ConcatPart, concatElements, copyRun, type Elements, sliceElements, splitAxis, transposeElements, writeSliceElements } from './layout.js';
+export { resizeGridElements } from './vision.js';
+
 export interface CpuBackendOptions {
   /** Largest single allocation in bytes (default 4 GiB); bigger requests fail with a clear error. */
   maxAllocBytes?: number;

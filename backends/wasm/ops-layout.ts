@@ -6,9 +6,7 @@
 import type { ConcatAttrs, ResizeGridAttrs, SliceAttrs, TransposeAttrs, WriteSliceAttrs } from '../../core/backend.js';
 import { bytesPerElement, convertHost, type HostArray, narrowFromF32 } from '../../core/dtype.js';
 import type { Tensor } from '../../core/tensor.js';
-import { argmaxRows } from '../cpu/gather.js';
-import { concatElements, copyRun, type Elements, sliceElements, transposeElements, writeSliceElements } from '../cpu/layout.js';
-import { resizeGridElements } from '../cpu/vision.js';
+import { argmaxRows, concatElements, copyRun, type Elements, resizeGridElements, sliceElements, transposeElements, writeSliceElements } from '../cpu/index.js';
 import { type KernelContext, PAR_BYTES, ptr, split } from './jobs.js';
 
 const WIDEN_FN: Record<string, string> = { f16: 'widen_f16', bf16: 'widen_bf16' };
