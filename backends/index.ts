@@ -3,6 +3,7 @@
 
 import { hasBackend, registerBackend } from '../core/registry.js';
 import { CpuBackend } from './cpu/index.js';
+import { GPUJS_REGISTRATIONS } from './gpujs/registrations.js';
 import { MetaBackend } from './meta/index.js';
 
 export { CpuBackend } from './cpu/index.js';
@@ -12,7 +13,7 @@ export { MetaBackend } from './meta/index.js';
  * Registers every built-in backend. The device backends are imported only when first created (dynamic import), so
  * a command that never asks for a GPU never loads Dawn or gpu.js.
  * Priorities decide `bestBackend()`: a real GPU (webgpu, 30) > WebAssembly SIMD on all cores (wasm, 20) >
- * gpu.js (5) > the CPU reference (0). A software-emulated GPU (lavapipe) is skipped by bestBackend by default.
+ * gpu.js (5; its cpu mode 4) > the CPU reference (0). A software-emulated GPU (lavapipe) is skipped by bestBackend by default.
  */
 export function registerBuiltinBackends(): void {
   const add = (name: string, factory: Parameters<typeof registerBackend>[1], priority: number, description: string) => {
@@ -22,15 +23,8 @@ export function registerBuiltinBackends(): void {
   add('meta', () => new MetaBackend(), -100, 'shape-only (cost accounting)');
   add('webgpu', async () => (await import('./webgpu/index.js')).createWebGPUBackend(), 30, 'WebGPU on Dawn (WGSL kernels)');
   add('wasm', async () => (await import('./wasm/index.js')).createWasmBackend(), 20, 'WebAssembly SIMD kernels on all cores');
-  const gpujs: [string, { mode: 'webgpu' | 'webasm' | 'cpu' | 'headlessgl'; threads?: boolean }][] = [
-    ['gpujs-webgpu', { mode: 'webgpu' }],
-    ['gpujs-webasm', { mode: 'webasm' }],
-    ['gpujs-webasm-threads', { mode: 'webasm', threads: true }],
-    ['gpujs-cpu', { mode: 'cpu' }],
-    ['gpujs-headlessgl', { mode: 'headlessgl' }],
-  ];
-  for (const [name, o] of gpujs) {
-    add(name, async () => (await import('./gpujs/index.js')).createGpuJsBackend({ ...o, name }), name === 'gpujs-cpu' ? 4 : 5, `gpu.js ${o.mode} mode${o.threads ? ' (worker threads)' : ''}`);
+  for (const g of GPUJS_REGISTRATIONS) {
+    add(g.name, async () => (await import('./gpujs/index.js')).createGpuJsBackend({ ...g.opts, name: g.name }), g.priority, g.description);
   }
 }
 

@@ -115,3 +115,11 @@ export function costSection<T>(name: string, fn: () => T): T {
   const r = active[active.length - 1];
   return r ? r.section(name, fn) : fn();
 }
+
+/** A FLOP count for people: "12.3 GFLOP" (three significant digits), "0" for none. */
+export function formatFlops(x: number): string {
+  if (x === 0) return '0';
+  const units: [number, string][] = [[1e12, 'TFLOP'], [1e9, 'GFLOP'], [1e6, 'MFLOP'], [1e3, 'kFLOP']];
+  for (const [u, n] of units) if (Math.abs(x) >= u) return `${(x / u).toFixed(x / u >= 100 ? 1 : x / u >= 10 ? 2 : 3)} ${n}`;
+  return `${x} FLOP`;
+}

@@ -1,5 +1,6 @@
-// A small seeded pseudo-random generator (a 32-bit counter hashed with a SplitMix-style finaliser) for
-// reproducible sampling and random test weights. Not cryptographic; identical on every platform.
+// The engine's one seeded pseudo-random generator (a 32-bit counter hashed with a SplitMix-style finaliser), for
+// reproducible sampling, random test weights, conformance inputs and benchmark data. Not cryptographic;
+// identical on every platform.
 
 export interface Rng {
   /** Uniform in [0, 1), 32 bits of resolution. */
@@ -45,4 +46,13 @@ export function createRng(seed: number): Rng {
       return r * Math.cos(2 * Math.PI * v);
     },
   };
+}
+
+/** n floats uniform in [-scale, scale) from createRng(seed): test data and benchmark inputs (the engine's one
+ *  seeded generator; every test and bench draws from it). */
+export function randomFloats(n: number, seed: number, scale = 1): Float32Array {
+  const r = createRng(seed);
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = (r.next() * 2 - 1) * scale;
+  return a;
 }

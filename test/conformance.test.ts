@@ -1,21 +1,91 @@
-// The conformance harness on the CPU reference (fused kernels vs compositions of simple ops), and proof that the
-// harness catches broken kernels: a backend with deliberately wrong kernels must fail exactly those cases.
+// The conformance suite: the case table (backends/conformance: every op at awkward sizes vs the CPU reference,
+// fused ops also vs their compositions, out-of-bounds writes caught after every case on backends with guard
+// regions) on every registered backend, in each configuration of its option matrix (backends/conformance/
+// matrix.ts): wasm thread counts, split paths, FMA and bf16 activations; WebGPU default and portable kernels;
+// each gpu.js mode. Then proof that the harness catches broken kernels, and the comparison rules.
+//
+// A backend that cannot be created here is reported "not run" on a NOTE line and registers no test, so it never
+// counts as passed; under CI=true the ones marked requiredOnCi (WebGPU on lavapipe, gpu.js webgpu and webasm)
+// must be available, else a failing test says why. LAVI_CONFORMANCE=wasm,webgpu runs only those backends.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import '../backends/index.js';
 import { CpuBackend } from '../backends/cpu/index.js';
-import { compare, summarize, verifyBackend } from '../backends/conformance/index.js';
-import { unsupported, type KernelAttrs, type KernelInputs, type Support } from '../core/backend.js';
+import { compare, formatResult, summarize, verifyBackend, type CaseResult } from '../backends/conformance/index.js';
+import { CONFORMANCE_MATRIX, type ConformanceVariant } from '../backends/conformance/matrix.js';
+import { OP_NAMES, unsupported, type Backend, type KernelAttrs, type KernelInputs, type Support } from '../core/backend.js';
+import { listBackends } from '../core/registry.js';
 import type { Tensor } from '../core/tensor.js';
 
+const CI = process.env.CI === 'true';
+const only = process.env.LAVI_CONFORMANCE?.split(',').map((s) => s.trim());
 const cpu = new CpuBackend();
 
-test('CPU reference passes every case that has a comparison', async () => {
-  const results = await verifyBackend({ backend: cpu, reference: cpu });
+/** "matmul 20/20, softmax 5/5, …" with unsupported counts where there are any. */
+function perOp(results: readonly CaseResult[]): string {
+  const byOp = new Map<string, CaseResult[]>();
+  for (const r of results) byOp.set(r.op, [...(byOp.get(r.op) ?? []), r]);
+  return [...byOp].map(([op, rs]) => {
+    const pass = rs.filter((r) => r.status === 'pass' || r.status === 'reference').length;
+    const na = rs.filter((r) => r.status === 'unsupported').length;
+    return `${op} ${pass}/${rs.length}${na ? ` (${na} n/a)` : ''}`;
+  }).join(', ');
+}
+
+async function runVariant(name: string, v: ConformanceVariant, backend: Backend): Promise<void> {
+  const t0 = performance.now();
+  const results = await verifyBackend({ backend, reference: cpu, ...(v.ops ? { ops: [...v.ops] } : {}), ...(v.cases ? { cases: v.cases } : {}) });
+  const secs = (performance.now() - t0) / 1000;
   const s = summarize(results);
-  const failures = results.filter((r) => r.status === 'fail').map((r) => `${r.name}: ${r.reason}`);
-  assert.equal(failures, []);
-  assert.ok(s.pass >= 40, `only ${s.pass} cases compared`);
-  // Every fused op has a composition check.
+  console.log(`\nNOTE: conformance ${name} (${v.label}): ${s.pass} passed, ${s.fail} failed, ${s.unsupported} unsupported${s.reference ? `, ${s.reference} reference` : ''} of ${results.length} cases in ${secs.toFixed(1)} s [${backend.info().description}]`);
+  const bad = results.filter((r) => r.status === 'fail' || (r.status === 'unsupported' && (!v.allowUnsupported || !r.reason.trim()))).map((r) => formatResult(r));
+  assert.equal(bad, [], `${name} (${v.label}):\n${bad.join('\n')}`);
+  if (s.unsupported) console.log(`NOTE:   ${perOp(results)}`);
+  // Every op of the table is exercised (or, with an op list, each op listed).
+  if (!v.allowUnsupported) for (const op of v.ops ?? OP_NAMES) assert.ok(results.some((r) => r.op === op && r.status === 'pass'), `${name} (${v.label}): no passing case for ${op}`);
+  assert.equal(v.check?.(backend) ?? [], [], `${name} (${v.label})`);
+}
+
+for (const reg of listBackends()) {
+  if (only && !only.includes(reg.name)) continue;
+  const variants: readonly ConformanceVariant[] = CONFORMANCE_MATRIX[reg.name] ?? [{ label: 'as registered', create: async () => reg.factory() }];
+  // The group's first variant is created now, so that an unavailable backend registers no test.
+  let first: Backend | null = null;
+  let reason = '';
+  try {
+    first = await variants[0]!.create(null);
+  } catch (e) {
+    reason = (e as Error).message;
+  }
+  if (!first) {
+    if (CI && variants[0]!.requiredOnCi) test(`${reg.name}: available (required on CI)`, () => assert.unreachable(`${reg.name} unavailable on CI: ${reason}`));
+    else console.log(`NOTE: conformance ${reg.name}: not run: unavailable here (${reason || 'no backend'})`);
+    continue;
+  }
+  if (first.info().device === 'none') {
+    console.log(`NOTE: conformance ${reg.name}: not run: it computes nothing (${first.info().description})`);
+    await first.destroy();
+    continue;
+  }
+  const f: Backend = first;
+  variants.forEach((v, i) => {
+    const last = i === variants.length - 1;
+    test(`${reg.name} (${v.label}): every conformance case passes`, async () => {
+      let b: Backend | null = f;
+      try {
+        if (i > 0) b = await v.create(f);
+        if (!b) return console.log(`NOTE: conformance ${reg.name} (${v.label}): not applicable here (covered by the first variant)`);
+        await runVariant(reg.name, v, b);
+      } finally {
+        if (b && b !== f) await b.destroy();
+        if (last) await f.destroy();
+      }
+    });
+  });
+}
+
+test('CPU reference: every fused op has a composition check', async () => {
+  const results = await verifyBackend({ backend: cpu, reference: cpu });
   for (const op of ['modulatedNorm', 'attention', 'layerNorm', 'rmsNorm', 'swiglu', 'matmul']) {
     assert.ok(results.some((r) => r.op === op && r.status === 'pass' && r.against.includes('composition')), `${op} has no composition check`);
   }

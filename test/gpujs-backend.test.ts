@@ -1,4 +1,4 @@
-// The gpu.js backend's contract beyond kernel values (those are in gpujs-conformance.test.ts): modes are set up
+// The gpu.js backend's contract beyond kernel values (those are in conformance.test.ts): modes are set up
 // exactly as requested or creation fails with a reason, gpu.js's own CPU fallback is an error, kernels compile
 // once per shape, webasm threads engage, WebGPU keeps intermediates on the device and lets Node exit, and the
 // registry names exist.
@@ -7,7 +7,8 @@ import * as assert from 'uvu/assert';
 import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { createGpuJsBackend, registerGpuJsBackends, type GpuJsBackend } from '../backends/gpujs/index.js';
+import { registerBuiltinBackends } from '../backends/index.js';
+import { createGpuJsBackend, type GpuJsBackend } from '../backends/gpujs/index.js';
 import { webasmRowsAcrossLanes } from '../backends/gpujs/ops-matmul.js';
 import { GBuf, GpuJsRuntime } from '../backends/gpujs/runtime.js';
 import { BackendError, DTypeError } from '../core/errors.js';
@@ -19,12 +20,11 @@ const CI = process.env.CI === 'true';
 
 const seq = (n: number, f = (i: number) => Math.sin(i) * 3) => Float32Array.from({ length: n }, (_, i) => f(i));
 
-test('registerGpuJsBackends registers every gpu.js mode at priority 5 (idempotent)', () => {
-  registerGpuJsBackends();
-  registerGpuJsBackends();
+test('the built-in registration names every gpu.js mode once (priority 5, its cpu mode 4; idempotent)', () => {
+  registerBuiltinBackends();
   const regs = listBackends().filter((r) => r.name.startsWith('gpujs-'));
   assert.equal(regs.map((r) => r.name).sort(), ['gpujs-cpu', 'gpujs-headlessgl', 'gpujs-webasm', 'gpujs-webasm-threads', 'gpujs-webgpu']);
-  assert.ok(regs.every((r) => r.priority === 5));
+  assert.ok(regs.every((r) => r.priority === (r.name === 'gpujs-cpu' ? 4 : 5)));
 });
 
 test('creation fails with a clear error for unknown or misconfigured modes', async () => {

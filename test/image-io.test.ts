@@ -15,6 +15,7 @@ import { FormatError, LaviError, UnsupportedError, ValueError } from '../core/er
 import { tinyConfig } from '../models/lavi/config.js';
 import { preprocessImage, type RGBImage } from '../models/image/preprocess.js';
 import { decodeImage, detectImageFormat, loadImage, type DecodedImage } from '../models/image/decode.js';
+import { crc32 } from '../core/crc32.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'lavi-image-io-'));
 let fileNo = 0;
@@ -52,22 +53,6 @@ function pngjsWrite(W: number, H: number, rgba: Uint8Array, colorType: 0 | 2 | 4
 }
 
 // --- hand-made PNG chunks (palette, sub-byte and 16-bit depths, Adam7) --------------------------------------------
-
-const CRC_TABLE = (() => {
-  const t = new Uint32Array(256);
-  for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    t[n] = c >>> 0;
-  }
-  return t;
-})();
-
-function crc32(bytes: Uint8Array): number {
-  let c = 0xffffffff;
-  for (const b of bytes) c = CRC_TABLE[(c ^ b) & 255]! ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
-}
 
 function chunk(type: string, body: Uint8Array): Uint8Array {
   const out = new Uint8Array(12 + body.length);

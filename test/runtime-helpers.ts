@@ -9,6 +9,7 @@ import { deflateSync } from 'node:zlib';
 import { tinyConfig, type ModelConfig } from '../models/lavi/config.js';
 import type { RGB8Image, TextTokenizer } from '../models/app/runtime.js';
 import { randomWeights, saveCheckpoint } from '../models/lavi/weights.js';
+import { crc32 } from '../core/crc32.js';
 
 export const SPECIAL = { endoftext: 256, imStart: 257, imEnd: 258 } as const;
 export const SPECIAL_TOKENS: Record<string, number> = { '<|endoftext|>': 256, '<|im_start|>': 257, '<|im_end|>': 258 };
@@ -129,22 +130,6 @@ export function testImage(width = 40, height = 30, variant = 0): RGB8Image {
 }
 
 // ---- PNG encoding (8-bit RGB, no interlace, filter 0) ------------------------------------------------------
-
-const CRC_TABLE = (() => {
-  const t = new Uint32Array(256);
-  for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    t[n] = c >>> 0;
-  }
-  return t;
-})();
-
-function crc32(bytes: Uint8Array): number {
-  let c = 0xffffffff;
-  for (const b of bytes) c = CRC_TABLE[(c ^ b) & 255]! ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
-}
 
 function chunk(type: string, data: Uint8Array): Uint8Array {
   const out = new Uint8Array(12 + data.length);

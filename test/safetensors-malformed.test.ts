@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FormatError, LaviError } from '../core/errors.js';
 import { SafetensorsFile, encodeSafetensors, validateHeader, type HostTensor } from '../core/safetensors/index.js';
+import { createRng } from '../core/rng.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'lavi-st-bad-'));
 test.after(() => rmSync(dir, { recursive: true, force: true }));
@@ -192,16 +193,6 @@ test('prototype-like names in a raw header read back correctly, and pollute noth
   assert.is(Object.getPrototypeOf({}), Object.prototype);
 });
 
-/** Deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let x = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 test('fuzz: every truncation and random byte corruptions fail with a LaviError or read cleanly', async () => {
   const tensors: [string, HostTensor][] = [
     ['w', { dtype: 'f32', shape: [3, 2], data: Float32Array.from([1, 2, 3, 4, 5, 6]) }],
@@ -223,7 +214,7 @@ test('fuzz: every truncation and random byte corruptions fail with a LaviError o
     }
   };
   for (let len = 0; len < base.length; len++) assert.is(await attempt(base.subarray(0, len)), 'error', `truncated to ${len}`);
-  const rand = rng(12345);
+  const rand = createRng(12345).next;
   let errors = 0;
   for (let i = 0; i < 600; i++) {
     const b = base.slice();

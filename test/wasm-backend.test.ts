@@ -9,7 +9,9 @@ import * as assert from 'uvu/assert';
 import { CpuBackend } from '../backends/cpu/index.js';
 import { compare } from '../backends/conformance/index.js';
 import { createWasmBackend, WasmBackend, WasmStorage } from '../backends/wasm/index.js';
+import type { KernelContext } from '../backends/wasm/jobs.js';
 import { BLOCKING } from '../backends/wasm/kernels.js';
+import { WASM_VARIANT_KERNELS } from './bench/dev/wasm-variants.js';
 import type { Backend } from '../core/backend.js';
 import { bf16ToF32, type DType, f16ToF32, f32ToBf16, narrowFromF32 } from '../core/dtype.js';
 import { BackendError } from '../core/errors.js';
@@ -19,20 +21,14 @@ import { generate } from '../models/app/generate.js';
 import { LaviModel } from '../models/lavi/model.js';
 import { randomWeights } from '../models/lavi/weights.js';
 import * as ops from '../ops/index.js';
+import { randomFloats } from '../core/rng.js';
 
 const cpu = new CpuBackend();
 const w1 = await createWasmBackend({ threads: 1 });
 const w2 = await createWasmBackend({ threads: 2, splitSmallOps: true });
 
 let seed = 12345;
-function rand(n: number, scale = 1): Float32Array {
-  const a = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
-    a[i] = ((seed >>> 8) / 2 ** 24 * 2 - 1) * scale;
-  }
-  return a;
-}
+const rand = (n: number, scale = 1): Float32Array => randomFloats(n, seed++, scale); // a new stream per call
 
 /** Runs `fn` on each backend with the same host inputs and returns the outputs. */
 async function onEach(backends: Backend[], inputs: { data: Float32Array | Int32Array; shape: number[]; dtype?: DType }[], fn: (ts: Tensor[]) => Tensor): Promise<(Float32Array | Int32Array)[]> {
@@ -116,10 +112,10 @@ test('GEMV x·Wᵀ: a weight row gives the same bits whether it runs in a multi-
 });
 
 test("GEMV: the default (two far rows per pass) gives the one-row variant '_r1' bit for bit, every dtype", async () => {
-  const e1 = await createWasmBackend({ threads: 1, variants: { gemvT: '_r1' } });
-  const e2 = await createWasmBackend({ threads: 2, splitSmallOps: true, variants: { gemvT: '_r1' } });
+  const e1 = await createWasmBackend({ threads: 1, kernels: WASM_VARIANT_KERNELS, variants: { gemvT: '_r1' } });
+  const e2 = await createWasmBackend({ threads: 2, splitSmallOps: true, kernels: WASM_VARIANT_KERNELS, variants: { gemvT: '_r1' } });
   // x in place at every K (the default does this up to K = 1024, so the shapes below test it both ways).
-  const e3 = await createWasmBackend({ threads: 2, splitSmallOps: true, variants: { gemvT: '_d' } });
+  const e3 = await createWasmBackend({ threads: 2, splitSmallOps: true, kernels: WASM_VARIANT_KERNELS, variants: { gemvT: '_d' } });
   try {
     for (const dtype of ['f32', 'bf16', 'f16'] as const) {
       // Past K = 1024 the prepared-x kernel runs (M > 1 and N = 1 included); M·K·4 > the GEMM scratch takes its own x buffer.
@@ -146,7 +142,7 @@ test("GEMV: the default (two far rows per pass) gives the one-row variant '_r1' 
 test('an unknown GEMV variant name is refused (it would silently time the default against itself)', async () => {
   let err: unknown;
   try {
-    const b = await createWasmBackend({ threads: 1, variants: { gemvT: '_p2e' } });
+    const b = await createWasmBackend({ threads: 1, kernels: WASM_VARIANT_KERNELS, variants: { gemvT: '_p2e' } });
     await b.destroy();
   } catch (e) {
     err = e;
@@ -164,8 +160,8 @@ test('benchmarking variants (GEMV rows per pass / accumulators, FMA [K,N] GEMV, 
     { gemvT: '_d' },
   ];
   for (const v of variants) {
-    const v1 = await createWasmBackend({ threads: 1, variants: v });
-    const v2 = await createWasmBackend({ threads: 2, splitSmallOps: true, variants: v });
+    const v1 = await createWasmBackend({ threads: 1, kernels: WASM_VARIANT_KERNELS, variants: v });
+    const v2 = await createWasmBackend({ threads: 2, splitSmallOps: true, kernels: WASM_VARIANT_KERNELS, variants: v });
     try {
       for (const dtype of ['f32', 'bf16', 'f16'] as const) {
         for (const [M, K, N] of [[1, 1000, 63], [1, 63, 1000], [3, 129, 17], [8, 257, 65], [1, 7, 5], [MC + 1, KC + 1, NC + 1], [17, 2 * KC + 5, 129]] as const) {
@@ -194,8 +190,8 @@ test('bf16Activations: bf16-weight matmuls use bf16(x) (GEMV and GEMM, both layo
   const b1 = await createWasmBackend({ threads: 1, bf16Activations: true });
   const b2 = await createWasmBackend({ threads: 2, splitSmallOps: true, bf16Activations: true });
   // The benchmarking variant of the option's GEMV (one row per pass): same semantics, 1 thread = 2 threads.
-  const p1 = await createWasmBackend({ threads: 1, bf16Activations: true, variants: { gemvT: '_r1' } });
-  const p2 = await createWasmBackend({ threads: 2, splitSmallOps: true, bf16Activations: true, variants: { gemvT: '_r1' } });
+  const p1 = await createWasmBackend({ threads: 1, bf16Activations: true, kernels: WASM_VARIANT_KERNELS, variants: { gemvT: '_r1' } });
+  const p2 = await createWasmBackend({ threads: 2, splitSmallOps: true, bf16Activations: true, kernels: WASM_VARIANT_KERNELS, variants: { gemvT: '_r1' } });
   try {
     let worst = 0;
     for (const [M, K, N] of [[1, 1000, 63], [1, 4096, 37], [1, 63, 1000], [3, 129, 17], [8, 257, 65], [9, 257, 65], [1, 7, 5], [2, 16, 4], [1, 17, 3], [17, 129, 63], [MC + 1, KC + 1, NC + 1]] as const) {
@@ -241,7 +237,7 @@ test('bf16Activations: bf16-weight matmuls use bf16(x) (GEMV and GEMM, both layo
     const specials = [1 + 2 ** -8, 1 + 3 * 2 ** -8, -(1 + 2 ** -8), 3.3895313892515355e38, 3.4028234663852886e38, -3.4028234663852886e38, Infinity, -Infinity, NaN, -0, 0, 1e-40, -1e-45, 1.1754942e-38, 65504.5, 0.1];
     const bitsNaN = new Float32Array(new Uint32Array([0x7f800001, 0xff812345, 0x7fc00000]).buffer);
     const xs = Float32Array.from([...specials, ...bitsNaN, ...rand(61, 1e3)]);
-    const k = b1 as unknown as { fns: ((...a: number[]) => void)[]; fn(name: string): number };
+    const k = (b1 as unknown as { cx: KernelContext }).cx;
     const src = ops.tensor(b1, xs, [xs.length]);
     const packed = ops.zeros(b1, [xs.length], 'bf16'), wide = ops.zeros(b1, [xs.length], 'f32');
     const p = (t: Tensor) => (t.storage as WasmStorage).ptr;
@@ -443,7 +439,7 @@ test('info, threads option, destroyed backend refuses work', async () => {
 test('a kernel that traps (on the caller or a worker) becomes an exception, and the backend keeps working', async () => {
   const b = await createWasmBackend({ threads: 2, splitSmallOps: true });
   try {
-    const internals = b as unknown as { runJobs(jobs: { fn: number; args: number[] }[]): void; fn(name: string): number };
+    const internals = (b as unknown as { cx: KernelContext }).cx;
     const fn = internals.fn('scale');
     const good = b.alloc(64, 'f32') as { ptr: number };
     for (let trial = 0; trial < 20; trial++) {

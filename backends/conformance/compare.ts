@@ -2,6 +2,10 @@
 // NMSE = Σ(x−ref)² / Σref² as the aggregate, plus max-abs error, NaN/Inf checks and the first element that is
 // outside |x − ref| ≤ atol + rtol·|ref|, so a failure message points at something concrete.
 
+import type { Tolerance } from '../../core/op-table.js';
+
+export type { Tolerance };
+
 export interface Comparison {
   ok: boolean;
   nmse: number;
@@ -10,14 +14,6 @@ export interface Comparison {
   firstMismatch: { index: number; got: number; want: number } | null;
   /** Why it failed, in one line ('' when ok). */
   reason: string;
-}
-
-export interface Tolerance {
-  /** NMSE threshold (ggml: 1e-7 general, 5e-4 matmul/attention, 1e-6 softmax). 0 = exact match required. */
-  nmse: number;
-  /** Hard per-element bound |got − want| ≤ atol + rtol·|want| (defaults 1e-3 and 1e-2; 0 in exact mode). */
-  atol?: number;
-  rtol?: number;
 }
 
 export function compare(got: ArrayLike<number>, want: ArrayLike<number>, tol: Tolerance): Comparison {

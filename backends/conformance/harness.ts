@@ -10,6 +10,7 @@ import { CostRecorder, withCost } from '../../core/cost.js';
 import { UnsupportedError } from '../../core/errors.js';
 import { tidy } from '../../core/scope.js';
 import type { Tensor } from '../../core/tensor.js';
+import { createRng, hashString } from '../../core/rng.js';
 import * as ops from '../../ops/index.js';
 import { compare } from './compare.js';
 import { type InputSpec, OP_CASES, type OpCase } from './cases.js';
@@ -51,24 +52,6 @@ export interface CaseResult {
 }
 
 // ---- deterministic inputs ----
-
-/** mulberry32: small, fast, seedable; good enough for test data. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function hashString(s: string): number {
-  let h = 2166136261;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
-  return h >>> 0;
-}
 
 export function makeHostInput(spec: InputSpec, rand: () => number): Float32Array | Int32Array {
   const n = spec.shape.reduce((a, b) => a * b, 1);
@@ -113,7 +96,7 @@ async function guardDamage(backend: Backend): Promise<string[]> {
 }
 
 async function testCase(o: VerifyOptions, c: OpCase, seed: number): Promise<CaseResult> {
-  const rand = rng(seed ^ hashString(c.name));
+  const rand = createRng(seed ^ hashString(c.name)).next;
   const host = c.inputs.map((s) => makeHostInput(s, rand));
   const res: CaseResult = { op: c.op, name: c.name, status: 'pass', against: [], nmse: null, maxAbs: null, threshold: c.tol.nmse, reason: '' };
   let got: Float32Array | Int32Array | { unsupported: string };
@@ -148,7 +131,7 @@ async function testCase(o: VerifyOptions, c: OpCase, seed: number): Promise<Case
 }
 
 async function perfCase(o: VerifyOptions, c: OpCase, seed: number): Promise<CaseResult> {
-  const rand = rng(seed ^ hashString(c.name));
+  const rand = createRng(seed ^ hashString(c.name)).next;
   const host = c.inputs.map((s) => makeHostInput(s, rand));
   const base: CaseResult = { op: c.op, name: c.name, status: 'pass', against: [], nmse: null, maxAbs: null, threshold: c.tol.nmse, reason: '' };
   const ins = c.inputs.map((spec, i) => upload(o.backend, spec, host[i]!));

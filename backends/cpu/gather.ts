@@ -19,15 +19,15 @@ export function embedding(out: Tensor, [table, ids]: [Tensor, Tensor]): void {
   }
 }
 
-export function argmax(out: Tensor, [x]: [Tensor]): void {
-  const O = out.storage as Int32Array;
-  const X = x.dtype === 'f32' ? (x.storage as Float32Array) : widenToF32(x.storage as Uint16Array, x.dtype as 'f16' | 'bf16');
-  const n = x.shape[x.rank - 1]!;
-  for (let r = 0; r < O.length; r++) {
+/** Index of the largest value of each of `rows` rows of n floats (X at x0) into O at o0; the first one on ties,
+ *  NaN counts as largest. Plain arrays and offsets, so the wasm backend runs it on its memory. */
+export function argmaxRows(O: Int32Array, o0: number, X: Float32Array, x0: number, rows: number, n: number): void {
+  for (let r = 0; r < rows; r++) {
     let best = 0;
     let bestV = -Infinity;
+    const base = x0 + r * n;
     for (let i = 0; i < n; i++) {
-      const v = X[r * n + i]!;
+      const v = X[base + i]!;
       if (Number.isNaN(v)) {
         best = i;
         break;
@@ -37,8 +37,14 @@ export function argmax(out: Tensor, [x]: [Tensor]): void {
         best = i;
       }
     }
-    O[r] = best;
+    O[o0 + r] = best;
   }
+}
+
+export function argmax(out: Tensor, [x]: [Tensor]): void {
+  const O = out.storage as Int32Array;
+  const X = x.dtype === 'f32' ? (x.storage as Float32Array) : widenToF32(x.storage as Uint16Array, x.dtype as 'f16' | 'bf16');
+  argmaxRows(O, 0, X, 0, O.length, x.shape[x.rank - 1]!);
 }
 
 export function cast(out: Tensor, [x]: [Tensor]): void {

@@ -8,7 +8,7 @@ import {
   type KernelAttrs,
   type KernelInputs,
   type OpName,
-  OP_NAMES,
+  isOpName,
   SUPPORTED,
   type Support,
   unsupported,
@@ -25,6 +25,12 @@ import { layerNorm, modulatedNorm, rmsNorm } from './norm.js';
 import { rope } from './rope.js';
 import { softmax } from './softmax.js';
 import { patchEmbed, resizeGrid } from './vision.js';
+
+// The reference's array-level functions, for backends whose tensors are views of one memory (the wasm backend's
+// layout ops, argmax and resizeGrid run these) and for outside backends that want the reference behaviour.
+export { argmaxRows } from './gather.js';
+export { type ConcatPart, concatElements, copyRun, type Elements, sliceElements, splitAxis, transposeElements, writeSliceElements } from './layout.js';
+export { resizeGridElements } from './vision.js';
 
 export interface CpuBackendOptions {
   /** Largest single allocation in bytes (default 4 GiB); bigger requests fail with a clear error. */
@@ -94,7 +100,7 @@ export class CpuBackend implements Backend {
 
   supports<K extends OpName>(op: K, _out: Tensor, _inputs: KernelInputs<K>, _attrs: KernelAttrs<K>): Support {
     // The reference runs every op the op layer accepts; it is the definition the others are measured against.
-    return KERNELS.has(op) ? SUPPORTED : unsupported(`no CPU kernel for '${op}'`);
+    return isOpName(op) ? SUPPORTED : unsupported(`no CPU kernel for '${op}'`);
   }
 
   matmul = matmul;
@@ -120,4 +126,3 @@ export class CpuBackend implements Backend {
   copy = copy;
 }
 
-const KERNELS = new Set<string>(OP_NAMES);

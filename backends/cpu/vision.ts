@@ -37,18 +37,18 @@ function source(i: number, inSize: number, outSize: number): [number, number, nu
   return [i0, i1, x - i0];
 }
 
-export function resizeGrid(out: Tensor, [x]: [Tensor], { inH, inW, outH, outW }: ResizeGridAttrs): void {
-  const X = x.storage as Float32Array, O = out.storage as Float32Array;
-  const [B, , D] = x.shape as [number, number, number];
+/** Bilinear resize of B token grids of D channels, x at X[x0] → out at O[o0] (plain arrays and offsets, so the
+ *  wasm backend runs it on its memory). */
+export function resizeGridElements(O: Float32Array, o0: number, X: Float32Array, x0: number, B: number, D: number, { inH, inW, outH, outW }: ResizeGridAttrs): void {
   for (let b = 0; b < B; b++) {
     for (let oy = 0; oy < outH; oy++) {
       const [y0, y1, fy] = source(oy, inH, outH);
       for (let ox = 0; ox < outW; ox++) {
-        const [x0, x1, fx] = source(ox, inW, outW);
+        const [xa, xb, fx] = source(ox, inW, outW);
         const base = b * inH * inW;
-        const p00 = (base + y0 * inW + x0) * D, p01 = (base + y0 * inW + x1) * D;
-        const p10 = (base + y1 * inW + x0) * D, p11 = (base + y1 * inW + x1) * D;
-        const oOff = ((b * outH + oy) * outW + ox) * D;
+        const p00 = x0 + (base + y0 * inW + xa) * D, p01 = x0 + (base + y0 * inW + xb) * D;
+        const p10 = x0 + (base + y1 * inW + xa) * D, p11 = x0 + (base + y1 * inW + xb) * D;
+        const oOff = o0 + ((b * outH + oy) * outW + ox) * D;
         for (let d = 0; d < D; d++) {
           const top = X[p00 + d]! * (1 - fx) + X[p01 + d]! * fx;
           const bot = X[p10 + d]! * (1 - fx) + X[p11 + d]! * fx;
@@ -57,4 +57,9 @@ export function resizeGrid(out: Tensor, [x]: [Tensor], { inH, inW, outH, outW }:
       }
     }
   }
+}
+
+export function resizeGrid(out: Tensor, [x]: [Tensor], attrs: ResizeGridAttrs): void {
+  const [B, , D] = x.shape as [number, number, number];
+  resizeGridElements(out.storage as Float32Array, 0, x.storage as Float32Array, 0, B, D, attrs);
 }

@@ -4,7 +4,7 @@
 // headlessgl (GLSL through the optional native `gl` package). See README.md in this folder.
 //
 //   const b = await createGpuJsBackend({ mode: 'webasm' });        // throws if the mode is unavailable
-//   registerGpuJsBackends();                                         // gpujs-webgpu, gpujs-webasm, gpujs-cpu, …
+//   const b2 = await getBackend('gpujs-webasm');                     // registered by backends/index.ts (registrations.ts)
 //
 // The requested mode is the mode that runs, or creation fails with the reason: gpu.js's own fallbacks (to its CPU
 // backend) are detected per kernel call and reported as errors, never taken silently.
@@ -14,21 +14,21 @@ import {
   type BackendInfo,
   type KernelAttrs,
   type KernelInputs,
+  isOpName,
   type OpName,
   SUPPORTED,
   type Support,
   unsupported,
 } from '../../core/backend.js';
 import { checkHostArray, DTYPES, type DType, type HostArray } from '../../core/dtype.js';
-import { hasBackend, registerBackend } from '../../core/registry.js';
 import type { Tensor } from '../../core/tensor.js';
 import { MAX_ELEMENTS } from './codegen.js';
 import type { Env } from './env.js';
 import { attention, rope } from './ops-attention.js';
 import { binary, cast, copy, scale, swiglu, unary } from './ops-elementwise.js';
-import { CONCAT_GROUP, concat, embedding, resizeGrid, slice, transpose, writeSlice } from './ops-layout.js';
+import { concat, embedding, resizeGrid, slice, transpose, writeSlice } from './ops-layout.js';
 import { matmul, patchEmbed } from './ops-matmul.js';
-import { argmax, layerNorm, modulatedNorm, rmsNorm, softmax } from './ops-reduce.js';
+import { argmax, layerNorm, modulatedNorm, rmsNorm, softmax } from './ops-norm.js';
 import { type GBuf, type GpuJsMode, GpuJsRuntime, gpujsVersion } from './runtime.js';
 
 export { type GpuJsMode, GPUJS_MODES } from './runtime.js';
@@ -47,18 +47,6 @@ export interface GpuJsBackendOptions {
   maxKernels?: number;
 }
 
-/** Ops this backend expresses as a sequence of several gpu.js kernels (documented in README.md). */
-export const COMPOSED_OPS: Readonly<Record<string, string>> = {
-  matmul:
-    'blocked 2×2 kernel + relayout kernel (webasm, webgpu, M ≥ 2); packed f16/bf16 b: widen kernel first; ' +
-    'webgpu, transposed b with K % 1024 = 0 and ≥ 64 rows: transpose-b kernel first',
-  softmax: 'row max → row Σexp → normalise',
-  layerNorm: 'row mean → row 1/σ → scale-and-shift',
-  rmsNorm: 'row 1/rms → scale',
-  modulatedNorm: '(row mean →) row 1/σ → (γ+Δγ)·n + (β+Δβ)',
-  attention: 'scores (q·kᵀ·scale + mask) → row max → row Σexp → probabilities → P·V',
-  concat: `one kernel per ${CONCAT_GROUP} inputs, each later one reading the output so far`,
-};
 
 export class GpuJsBackend implements Backend {
   readonly name: string;
@@ -140,7 +128,7 @@ export class GpuJsBackend implements Backend {
   // ---- capability ----
 
   supports<K extends OpName>(op: K, out: Tensor, inputs: KernelInputs<K>, _attrs: KernelAttrs<K>): Support {
-    if (!(op in KERNELS)) return unsupported(`no gpu.js kernel for '${op}'`);
+    if (!isOpName(op)) return unsupported(`no gpu.js kernel for '${op}'`);
     const tensors = [out, ...(inputs as readonly (Tensor | null)[])].filter((t): t is Tensor => t !== null);
     for (const t of tensors) {
       if (t.size > MAX_ELEMENTS) {
@@ -183,29 +171,10 @@ export class GpuJsBackend implements Backend {
   copy = (out: Tensor, ins: KernelInputs<'copy'>) => copy(this.env, out, ins);
 }
 
-const KERNELS: Record<OpName, true> = {
-  matmul: true, binary: true, unary: true, scale: true, swiglu: true, softmax: true, layerNorm: true, rmsNorm: true,
-  modulatedNorm: true, rope: true, attention: true, embedding: true, transpose: true, slice: true, concat: true,
-  writeSlice: true, patchEmbed: true, resizeGrid: true, argmax: true, cast: true, copy: true,
-};
 
 /** A gpu.js backend in exactly `opts.mode`; rejects (BackendError with the reason) when that mode is unavailable. */
 export function createGpuJsBackend(opts: GpuJsBackendOptions): Promise<GpuJsBackend> {
   return GpuJsBackend.create(opts);
 }
 
-/** Registers gpujs-webgpu, gpujs-webasm, gpujs-webasm-threads, gpujs-cpu and gpujs-headlessgl (priority 5,
- *  created lazily; a mode that is unavailable here fails at creation with its reason). Idempotent. */
-export function registerGpuJsBackends(): void {
-  const regs: [string, GpuJsBackendOptions, string][] = [
-    ['gpujs-webgpu', { mode: 'webgpu' }, 'gpu.js webgpu mode (WGSL compute shaders on Dawn)'],
-    ['gpujs-webasm', { mode: 'webasm' }, 'gpu.js webasm mode (WebAssembly + SIMD, one thread)'],
-    ['gpujs-webasm-threads', { mode: 'webasm', threads: true }, 'gpu.js webasm mode, worker threads under the async contract'],
-    ['gpujs-cpu', { mode: 'cpu' }, 'gpu.js cpu mode (kernels transpiled to JavaScript)'],
-    ['gpujs-headlessgl', { mode: 'headlessgl' }, 'gpu.js headlessgl mode (needs the optional native gl package and a display)'],
-  ];
-  for (const [name, o, description] of regs) {
-    if (!hasBackend(name)) registerBackend(name, () => createGpuJsBackend({ ...o, name }), { priority: 5, description });
-  }
-}
 

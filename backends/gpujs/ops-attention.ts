@@ -14,7 +14,7 @@ import { broadcastStrides } from '../../core/shape.js';
 import type { Tensor } from '../../core/tensor.js';
 import { decompose, divmod, dot, lit, Src } from './codegen.js';
 import { buf, type Env, release, tmp } from './env.js';
-import { NEG_MAX } from './ops-reduce.js';
+import { NEG_MAX } from './ops-norm.js';
 
 export function attention(env: Env, out: Tensor, [q, k, v, mask]: [Tensor, Tensor, Tensor, Tensor | null], attrs: AttentionAttrs): void {
   if (out.size === 0) return;

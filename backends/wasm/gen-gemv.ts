@@ -52,7 +52,7 @@ export function hsum(a: Expr): Expr {
  * the x loads did not help when the two rows were adjacent). So rows are read whole and in address order, with four
  * accumulators (16 k per step); a row's result does not depend on how rows are split among threads or paired.
  * The default (far = true, R = 2) pairs row i with row i + rows/2 of the job: two long streams far apart, each x
- * vector loaded once for both, 1.13–1.30× faster than one row per pass (README, "Two far rows, exact"). x itself is read from a
+ * vector loaded once for both, 1.13–1.30× faster than one row per pass (docs/perf-log.md, "Two far rows, exact"). x itself is read from a
  * copy whose 64-byte blocks are reordered so that consecutive k read every other block of the copy: a plain
  * sequential x beside the weight stream measured 13.5 GB/s from DRAM, this pattern 17.8 (the hardware stream
  * detection seems to get in the way when two sequential streams run together).
@@ -301,72 +301,6 @@ export function genGemvN(m: ModuleBuilder, dt: StoreDType, fma = false, name = `
 }
 
 /**
- * gemv_t_bf16_p2f (same arguments as gemv_t; benchmarking variant): bf16 [N, K] GEMV over two weight rows per pass,
- * row i with row i + ⌊rows/2⌋ (two streams far apart), eight k per step, each x vector loaded once for both rows,
- * two accumulators per row (even and odd elements); a leftover row alone. Why: one-row passes load two 64-byte
- * lines of x (16 KiB at K = 4096, which the weight stream evicts from L1) per line of weights; a diagnostic kernel
- * whose x reads stayed within 4 KiB streamed 24 GB/s on one core against 14–17 (see README). Two rows per pass
- * halve the x lines per weight line. A row's sum does not depend on its partner (or on having one).
- * Measured slower: adjacent rows (n, n + 1), four far rows, k-chunks of 512–2048 over all rows, odd rows run
- * downwards (see README).
- */
-export function genGemvTPairs(m: ModuleBuilder, fma: boolean, name: string): string {
-  const R = 2;
-  const madd = (a: Expr, b: Expr, acc: Expr) => (fma ? f32x4.relaxed_madd(a, b, acc) : f32x4.add(acc, f32x4.mul(a, b)));
-  m.func(name, ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (f, x, ldx, xd, w, bias, y, ldy, rows, K, M) => {
-    const n = f.local('i32'), mm = f.local('i32'), k = f.local('i32'), i = f.local('i32');
-    const xp = f.local('i32'), xdp = f.local('i32');
-    const wps = Array.from({ length: R }, () => f.local('i32'));
-    const rowIx = Array.from({ length: R }, () => f.local('i32'));
-    const acc = Array.from({ length: R }, () => [f.local('v128'), f.local('v128')]);
-    const xe = f.local('v128'), xo = f.local('v128');
-    const s = f.local('f32');
-    const rowBytes = f.local('i32', i32.shl(K, 1));
-    const ldxb = f.local('i32', i32.shl(ldx, 2)), ldyb = f.local('i32', i32.shl(ldy, 2));
-    const k16 = f.local('i32', i32.and(K, -16)), k4 = f.local('i32', i32.and(K, -4));
-    const half = f.local('i32', i32.shr_u(rows, 1)); // number of pairs
-    const mask = v128.constI32(-65536, -65536, -65536, -65536);
-    const pass = (count: number) => {
-      for (let r = 0; r < count; r++) f.set(wps[r]!, i32.add(w, i32.mul(rowIx[r]!, rowBytes)));
-      f.for(mm, 0, M, 1, () => {
-        f.set(xp, i32.add(x, i32.mul(mm, ldxb)));
-        f.set(xdp, i32.add(xd, i32.mul(mm, ldxb)));
-        for (let r = 0; r < count; r++) for (const a of acc[r]!) f.set(a, v128.zero());
-        f.for(k, 0, k16, 8, () => {
-          const xa = i32.add(xdp, i32.shl(k, 2));
-          f.set(xe, v128.load(xa, 0, 0));
-          f.set(xo, v128.load(xa, 16, 0));
-          for (let r = 0; r < count; r++) {
-            const raw = f.local('v128', v128.load(i32.add(wps[r]!, i32.shl(k, 1)), 0, 0));
-            f.set(acc[r]![0]!, madd(i32x4.shl(raw, 16), xe, acc[r]![0]!));
-            f.set(acc[r]![1]!, madd(v128.and(raw, mask), xo, acc[r]![1]!));
-          }
-        });
-        for (let r = 0; r < count; r++) {
-          const a0 = acc[r]![0]!, wp = wps[r]!;
-          f.set(a0, f32x4.add(a0, acc[r]![1]!));
-          f.for(k, k16, k4, 4, () => f.set(a0, madd(load4(f, i32.add(wp, i32.shl(k, 1)), 'bf16'), v128.load(i32.add(xp, i32.shl(k, 2)), 0, 0), a0)));
-          f.set(s, hsum(a0));
-          f.for(k, k4, K, 1, () => f.set(s, f32.add(s, f32.mul(f32.load(i32.add(xp, i32.shl(k, 2))), load1(f, i32.add(wp, i32.shl(k, 1)), 'bf16')))));
-          f.if(i32.ne(bias, 0), () => f.set(s, f32.add(s, f32.load(i32.add(bias, i32.shl(rowIx[r]!, 2))))));
-          f.f32_store(i32.add(y, i32.add(i32.mul(mm, ldyb), i32.shl(rowIx[r]!, 2))), s);
-        }
-      });
-    };
-    f.for(i, 0, half, 1, () => {
-      f.set(rowIx[0]!, i);
-      f.set(rowIx[1]!, i32.add(i, half));
-      pass(R);
-    });
-    f.for(i, i32.mul(half, R), rows, 1, () => {
-      f.set(rowIx[0]!, i);
-      pass(1);
-    });
-  });
-  return name;
-}
-
-/**
  * round_bf16(src, dst, n, packed): the f32 values src[0..n) rounded to bf16, round-to-nearest-even, NaN kept as a
  * quiet NaN (bit for bit what core/dtype f32ToBf16 gives). packed = 1: dst receives the n 16-bit patterns;
  * packed = 0: dst receives n f32 whose low 16 bits are zero (the same values, widened). Used by the backend's
@@ -424,13 +358,13 @@ export function genRoundBf16(m: ModuleBuilder): string {
  * rounded to bf16 by round_bf16 (packed, row m of x at xd + m·ldx·2; `x` itself is not read). Both operands are
  * widened in registers the same way (even element = lane << 16, odd = lane & ~0xffff) and accumulated in f32 — the
  * semantics of ggml's bf16 dot product and of a bf16 PyTorch model. Why: x is 8 KiB at K = 4096 instead of 16 KiB,
- * one x line per weight line instead of two (the f32 x is what holds the bf16 stream back, see README). A
+ * one x line per weight line instead of two (the f32 x is what holds the bf16 stream back, see docs/perf-log.md). A
  * bf16·bf16 product is exact in f32 (8 + 8 significant bits), so fused and unfused multiply-add give the same sums.
  * far = true (the option's kernel): row i with row i + ⌊rows/2⌋ per pass (two streams far apart), x loaded and
  * widened once for both rows, two accumulators per row (8 k per step); a leftover row alone, in the same order.
  * far = false (benchmarking variant `_r1`): the one-row f32-x kernel's structure (variant `_r1` there too), four
  * accumulators (16 k per step). Either way a row's sum does not depend on the split among threads or on its
- * partner. Measured under the bench lock (README): pairs cost ~25% less CPU per call than one row, on 1 thread
+ * partner. Measured under the bench lock (docs/perf-log.md): pairs cost ~25% less CPU per call than one row, on 1 thread
  * 2.0–2.2× the calls per CPU-second of the f32 GEMV, against 1.5–1.8 for one row.
  */
 export function genGemvTBf16x(m: ModuleBuilder, fma: boolean, far = true, name = `gemv_t_bf16_xb${far ? '' : '_r1'}`): string {

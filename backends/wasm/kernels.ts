@@ -5,7 +5,7 @@ import { f32x4, ModuleBuilder, v128 } from './emitter.js';
 import { genAttention } from './gen-attention.js';
 import { genElementwise } from './gen-elementwise.js';
 import { type GemmBlocking, gemmScratchBytes, genGemmDriver, genGemmMacro, genPackCols, genPackRows, type StoreDType } from './gen-gemm.js';
-import { genGemvN, genGemvT, genGemvTBf16x, genGemvTPairs, genPrepareX, genRoundBf16, genSumPartials } from './gen-gemv.js';
+import { genGemvN, genGemvT, genGemvTBf16x, genPrepareX, genRoundBf16, genSumPartials } from './gen-gemv.js';
 import { genNorms } from './gen-norm.js';
 import { WA, type WasmModule } from './wasm-api.js';
 import { nodeBuiltin } from '../../core/platform.js';
@@ -19,17 +19,28 @@ import { nodeBuiltin } from '../../core/platform.js';
  */
 export const BLOCKING: GemmBlocking = { MR: 4, NR: 8, MC: 128, KC: 256, NC: 512 };
 
-/** Alternative [N, K] GEMV blockings (rows per pass, accumulators per row), selectable for benchmarking. */
-export const GEMV_T_VARIANTS: [number, number][] = [[2, 4], [4, 2], [2, 2], [4, 1]];
+/**
+ * Per-thread GEMM scratch (also where the [N, K] GEMV puts its prepared x when it fits). Sized, as when the
+ * benchmark-only GEMM blockings were built into this module, for the largest of them (MC 64, KC 256, NC 1024:
+ * 1088 KiB), so that moving them out (test/bench/dev/wasm-variants.ts) changed no buffer placement.
+ */
+export const GEMM_SCRATCH_BYTES = Math.max(gemmScratchBytes(BLOCKING), gemmScratchBytes({ ...BLOCKING, MC: 64, KC: 256, NC: 1024 }));
 
-/** Alternative GEMM cache blockings (same micro-kernel), selectable for benchmarking. */
-export const GEMM_VARIANTS: Record<string, { MC: number; KC: number; NC: number }> = {
-  _k512: { MC: 128, KC: 512, NC: 256 },
-  _k384: { MC: 96, KC: 384, NC: 384 },
-  _m64: { MC: 64, KC: 256, NC: 1024 },
-};
-/** Per-thread GEMM scratch: enough for the default blocking and every variant. */
-export const GEMM_SCRATCH_BYTES = Math.max(...[BLOCKING, ...Object.values(GEMM_VARIANTS)].map((b) => gemmScratchBytes({ MR: BLOCKING.MR, NR: BLOCKING.NR, ...b })));
+/** What a module extension (benchmark-only kernel variants) can build on: the default kernels' helpers. */
+export interface ModuleParts {
+  m: ModuleBuilder;
+  fma: boolean;
+  dts: StoreDType[];
+  macro: string;
+  packA: string;
+  packB: { n: Record<StoreDType, string>; t: Record<StoreDType, string> };
+}
+
+/** Extra kernels compiled into the module (benchmarks only: test/bench/dev/wasm-variants.ts); `key` names the set. */
+export interface KernelExtension {
+  key: string;
+  add(parts: ModuleParts): void;
+}
 
 export const MEMORY_MODULE = 'env';
 export const MEMORY_NAME = 'memory';
@@ -44,7 +55,7 @@ export interface KernelModule {
   fma: boolean;
 }
 
-const cached = new Map<boolean, KernelModule>();
+const cached = new Map<string, KernelModule>();
 
 /**
  * Is relaxed SIMD (f32x4.relaxed_madd → one FMA instruction on x64) available? Node ≥ 22 ships it; Node 20's V8 has
@@ -66,7 +77,7 @@ export function relaxedSimdAvailable(enable: boolean): boolean {
   return WA.validate(bytes);
 }
 
-export function buildKernelBytes(fma = false): { bytes: Uint8Array; names: string[] } {
+export function buildKernelBytes(fma = false, ext?: KernelExtension): { bytes: Uint8Array; names: string[] } {
   const m = new ModuleBuilder({ module: MEMORY_MODULE, name: MEMORY_NAME, minPages: 1, maxPages: MODULE_MAX_PAGES, shared: true });
   const { MR, NR, MC, KC, NC } = BLOCKING;
   const dts: StoreDType[] = ['f32', 'bf16', 'f16'];
@@ -78,40 +89,34 @@ export function buildKernelBytes(fma = false): { bytes: Uint8Array; names: strin
   }
   const macro = genGemmMacro(m, MR, NR, 1, fma);
   genGemmDriver(m, { MR, NR, MC, KC, NC }, macro, packA, packB);
-  for (const [suffix, b] of Object.entries(GEMM_VARIANTS)) genGemmDriver(m, { MR, NR, ...b }, macro, packA, packB, `gemm${suffix}`);
-  // Same blocking, k loop ended by B's pointer instead of a counter.
-  genGemmDriver(m, { MR, NR, MC, KC, NC }, genGemmMacro(m, MR, NR, 1, fma, true), packA, packB, 'gemm_p');
   genPrepareX(m);
   genSumPartials(m);
   // The `bf16Activations` option: x rounded to bf16 once per call, then a bf16 × bf16 GEMV (f32 accumulation).
   genRoundBf16(m);
   genGemvTBf16x(m, fma); // two far rows per pass
-  genGemvTBf16x(m, fma, false); // benchmarking variant '_r1' under the option: one row per pass
   for (const dt of dts) {
     // The default: two far rows per pass (row i with row i + rows/2 of the job), four accumulators per row, x
     // loaded once for both rows. Its sums are the one-row kernel's bit for bit; it was 1.13–1.30× faster in every
-    // locked A/B run (README, "Two far rows, exact"). The one-row kernel stays as variant '_r1'.
+    // locked A/B run (docs/perf-log.md, "Two far rows, exact").
     genGemvT(m, dt, fma, 2, 4, `gemv_t_${dt}`, true);
-    genGemvT(m, dt, fma, 1, 4, `gemv_t_${dt}_r1`);
     if (dt !== 'bf16') genGemvT(m, dt, fma, 2, 4, `gemv_t_${dt}_d`, true, true);
-    for (const [R, ACC] of GEMV_T_VARIANTS) genGemvT(m, dt, fma, R, ACC, `gemv_t_${dt}_r${R}a${ACC}`);
     genGemvN(m, dt);
-    if (dt === 'bf16') genGemvTPairs(m, fma, `gemv_t_${dt}_p2f`); // bf16 only: other dtypes keep their default
-    if (fma) genGemvN(m, dt, true, `gemv_n_${dt}_fma`);
   }
   genElementwise(m);
   genNorms(m);
   genAttention(m);
+  ext?.add({ m, fma, dts, macro, packA, packB });
   const bytes = m.build();
   return { bytes, names: m.exportNames() };
 }
 
-export function kernelModule(fma = false): KernelModule {
-  let k = cached.get(fma);
+export function kernelModule(fma = false, ext?: KernelExtension): KernelModule {
+  const key = `${fma}:${ext?.key ?? ''}`;
+  let k = cached.get(key);
   if (!k) {
-    const { bytes, names } = buildKernelBytes(fma);
+    const { bytes, names } = buildKernelBytes(fma, ext);
     k = { module: new WA.Module(bytes), names, bytes: bytes.length, fma };
-    cached.set(fma, k);
+    cached.set(key, k);
   }
   return k;
 }

@@ -1,6 +1,6 @@
 // Op traces: record every kernel call of a model request (op, attrs, inputs, output; for the in-place
 // writeSlice the destination before and after) into a file, and replay it op by op on another backend,
-// comparing each output with the recorded one under per-op tolerances (the conformance harness's thresholds).
+// comparing each output with the recorded one under the op table's per-op tolerances (core/op-table.ts).
 //
 // File format: a sequence of frames as in the stdio protocol (4-byte big-endian length + msgpack map):
 //   {kind:'lavi-trace', version:1, model, backend, request, createdAt}
@@ -14,11 +14,11 @@
 
 import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
 import type { Backend, OpName } from '../../core/backend.js';
-import { OP_NAMES } from '../../core/backend.js';
+import { isOpName, opTolerance, type Tolerance } from '../../core/op-table.js';
 import type { DType, HostArray } from '../../core/dtype.js';
 import { ValueError } from '../../core/errors.js';
 import { Tensor } from '../../core/tensor.js';
-import { compare, type Comparison, type Tolerance } from '../../backends/conformance/compare.js';
+import { compare, type Comparison } from '../../backends/conformance/compare.js';
 import { encodeFrame, FrameDecoder } from './serve.js';
 
 export const TRACE_VERSION = 1;
@@ -75,12 +75,11 @@ function snapshot(inner: Backend, t: Tensor): TensorRecord {
 
 /** A backend that forwards to `inner` and calls `sink` with a record of every kernel call. */
 export function recordingBackend(inner: Backend, sink: (r: OpRecord) => void): Backend {
-  const ops = new Set<string>(OP_NAMES);
   let index = 0;
   return new Proxy(inner, {
     get(target, prop, receiver) {
       const v = Reflect.get(target, prop, receiver);
-      if (typeof prop === 'string' && ops.has(prop) && typeof v === 'function') {
+      if (typeof prop === 'string' && isOpName(prop) && typeof v === 'function') {
         return (out: Tensor, inputs: (Tensor | null)[], attrs: Record<string, unknown>) => {
           const before = prop === 'writeSlice' ? snapshot(inner, out) : undefined;
           const ins = inputs.map((t) => (t ? snapshot(inner, t) : null));
@@ -132,26 +131,6 @@ export function readTrace(path: string): Trace {
   return { header, ops };
 }
 
-// Per-op tolerances, after backends/conformance/cases.ts.
-const T_EXACT: Tolerance = { nmse: 0 };
-const T_ELEM: Tolerance = { nmse: 1e-10 };
-const T_TRANSC: Tolerance = { nmse: 1e-9 };
-const T_SOFTMAX: Tolerance = { nmse: 1e-6 };
-const T_NORM: Tolerance = { nmse: 1e-7 };
-const T_GEMM: Tolerance = { nmse: 5e-4 };
-
-export function opTolerance(r: Pick<OpRecord, 'op' | 'attrs'>): Tolerance {
-  switch (r.op) {
-    case 'matmul': case 'attention': case 'patchEmbed': return T_GEMM;
-    case 'softmax': return T_SOFTMAX;
-    case 'layerNorm': case 'rmsNorm': case 'modulatedNorm': case 'resizeGrid': return T_NORM;
-    case 'unary': return r.attrs.op === 'relu' || r.attrs.op === 'neg' ? T_EXACT : T_TRANSC;
-    case 'swiglu': case 'rope': return T_TRANSC;
-    case 'binary': case 'scale': return T_ELEM;
-    default: return T_EXACT; // data movement, embedding, argmax, cast, copy
-  }
-}
-
 export interface ReplayDivergence {
   index: number;
   op: OpName;
@@ -177,7 +156,7 @@ export interface ReplayResult {
 export async function replayTrace(trace: Trace, backend: Backend, onOp?: (r: OpRecord, c: Comparison) => void): Promise<ReplayResult> {
   const res: ReplayResult = { backend: backend.name, ops: trace.ops.length, passed: 0, worst: {}, firstDivergence: null };
   for (const r of trace.ops) {
-    const tol = opTolerance(r);
+    const tol = opTolerance(r.op, r.attrs as never); // the op table's tolerance (core/op-table.ts)
     const diverge = (comparison: Comparison | null, reason: string): ReplayResult => {
       res.firstDivergence = { index: r.index, op: r.op, attrs: r.attrs, shapes: { inputs: r.inputs.map((t) => (t ? t.shape : null)), out: r.out.shape }, tolerance: tol, comparison, reason };
       return res;

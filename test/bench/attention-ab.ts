@@ -14,7 +14,7 @@ import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { WebGPUBackend, WebGPUBackendOptions } from '../../backends/webgpu/index.js';
 import type { Tensor } from '../../core/tensor.js';
-import { random } from './random.js';
+import { randomFloats as random } from '../../core/rng.js';
 import { unfusedAttentionFreshKV } from './attention-unfused.js';
 
 type Ops = typeof import('../../ops/index.js');

@@ -17,7 +17,7 @@ import { cpus } from 'node:os';
 import { createGpuJsBackend, type GpuJsBackend, type GpuJsBackendOptions } from '../../backends/gpujs/index.js';
 import type { Tensor } from '../../core/tensor.js';
 import * as ops from '../../ops/index.js';
-import { random } from './random.js';
+import { randomFloats as random } from '../../core/rng.js';
 
 interface Row {
   mode: string;

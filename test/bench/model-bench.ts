@@ -15,11 +15,12 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import '../../backends/index.js';
 import type { Backend } from '../../core/backend.js';
 import { getBackend, listBackends, releaseAllBackends } from '../../core/registry.js';
-import { asConcat, tinyConfig, type ModelConfig } from '../../models/lavi/config.js';
+import { asConcat, type ModelConfig } from '../../models/lavi/config.js';
 import { generate } from '../../models/app/generate.js';
 import { LaviModel } from '../../models/lavi/model.js';
 import { createRng } from '../../core/rng.js';
 import { countParameters, randomWeights } from '../../models/lavi/weights.js';
+import { benchConfig } from './bench-config.js';
 
 function arg(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -27,18 +28,6 @@ function arg(name: string, dflt: string): string {
 }
 const flag = (name: string) => process.argv.includes(`--${name}`);
 
-/** ~20M parameters: a 4-layer 192-wide ViT on 112-px images (64 tokens), an 8-layer 384-wide Qwen2-style LLM. */
-export function benchConfig(): ModelConfig {
-  return tinyConfig({
-    vision_config: { image_size: 112, patch_size: 14, hidden_size: 192, num_hidden_layers: 4, num_attention_heads: 3, intermediate_size: 768 },
-    text_config: {
-      vocab_size: 8192, hidden_size: 384, intermediate_size: 1024, num_hidden_layers: 8, num_attention_heads: 6, num_key_value_heads: 2,
-      max_position_embeddings: 2048, tie_word_embeddings: true, rope_theta: 1e6,
-    },
-    lavi_config: { conditioner_width: 128, conditioner_heads: 4 },
-    eos_token_ids: [],
-  });
-}
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);

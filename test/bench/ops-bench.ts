@@ -13,7 +13,7 @@ import { getBackend, listBackends, releaseAllBackends } from '../../core/registr
 import { tidy } from '../../core/scope.js';
 import type { Tensor } from '../../core/tensor.js';
 import * as ops from '../../ops/index.js';
-import { random } from './random.js';
+import { randomFloats as random } from '../../core/rng.js';
 
 interface Shape {
   name: string;

@@ -23,15 +23,16 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
 import { CpuBackend } from '../../backends/cpu/index.js';
 import { createWasmBackend } from '../../backends/wasm/index.js';
+import { WASM_VARIANT_KERNELS } from './dev/wasm-variants.js';
 import type { Backend } from '../../core/backend.js';
 import { narrowFromF32 } from '../../core/dtype.js';
 import type { Tensor } from '../../core/tensor.js';
-import { tinyConfig, type ModelConfig } from '../../models/lavi/config.js';
 import { generate } from '../../models/app/generate.js';
 import { LaviModel } from '../../models/lavi/model.js';
 import { countParameters, randomWeights } from '../../models/lavi/weights.js';
 import * as ops from '../../ops/index.js';
-import { random } from './random.js';
+import { randomFloats as random } from '../../core/rng.js';
+import { benchConfig } from './bench-config.js';
 
 const argv = process.argv.slice(2);
 const flag = (n: string) => argv.includes(`--${n}`);
@@ -310,18 +311,6 @@ function printCase(c: Case, rows: Row[]): void {
 
 // ---- the LaVi decode measurement ----
 
-/** ~20M parameters, the same shape as the model benchmark's: 4-layer 192-wide ViT, 8-layer 384-wide LLM. */
-function laviConfig(): ModelConfig {
-  return tinyConfig({
-    vision_config: { image_size: 112, patch_size: 14, hidden_size: 192, num_hidden_layers: 4, num_attention_heads: 3, intermediate_size: 768 },
-    text_config: {
-      vocab_size: 8192, hidden_size: 384, intermediate_size: 1024, num_hidden_layers: 8, num_attention_heads: 6, num_key_value_heads: 2,
-      max_position_embeddings: 2048, tie_word_embeddings: true, rope_theta: 1e6,
-    },
-    lavi_config: { conditioner_width: 128, conditioner_heads: 4 },
-    eos_token_ids: [],
-  });
-}
 
 interface DecodeRow {
   backend: string;
@@ -331,7 +320,7 @@ interface DecodeRow {
 }
 
 async function benchDecode(backends: [string, Backend][], newTokens: number, prompt: number): Promise<DecodeRow[]> {
-  const cfg = laviConfig();
+  const cfg = benchConfig();
   const p = countParameters(cfg);
   console.log(`\nLaVi decode: random ${(p.total / 1e6).toFixed(1)}M-parameter model (LLM ${(p.llm / 1e6).toFixed(1)}M), text prompt ${prompt} tokens, ${newTokens} generated, greedy; median of ${ROUNDS} interleaved runs`);
   const ids = Array.from({ length: prompt }, (_, i) => (i * 7919 + 13) % cfg.text_config.vocab_size);
@@ -383,8 +372,8 @@ async function main(): Promise<void> {
   for (const [i, v] of VARIANTS.entries()) {
     console.log(`var${i}: ${JSON.stringify(v)}`);
     // A 1-thread twin too (unless --no-1t), so that an option is seen on one core as well as on all of them.
-    if (!flag('no-1t') && THREADS > 1) extra.push([`var${i}-1t`, await createWasmBackend({ threads: 1, ...v })]);
-    extra.push([`var${i}-${THREADS}t`, await createWasmBackend({ threads: THREADS, ...v })]);
+    if (!flag('no-1t') && THREADS > 1) extra.push([`var${i}-1t`, await createWasmBackend({ threads: 1, kernels: WASM_VARIANT_KERNELS, ...v })]);
+    extra.push([`var${i}-${THREADS}t`, await createWasmBackend({ threads: THREADS, kernels: WASM_VARIANT_KERNELS, ...v })]);
   }
   /** The default backend with the same thread count as an extra engine (its f32 rows are the yardstick). */
   const peerOf = (name: string) => (name.endsWith('-1t') ? 'wasm-1t' : `wasm-${THREADS}t`);

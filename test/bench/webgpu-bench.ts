@@ -16,7 +16,7 @@ import { createWebGPUBackend, type WebGPUBackend, type WebGPUBackendOptions } fr
 import type { Backend } from '../../core/backend.js';
 import type { Tensor } from '../../core/tensor.js';
 import * as ops from '../../ops/index.js';
-import { random } from './random.js';
+import { randomFloats as random } from '../../core/rng.js';
 import { unfusedAttentionFreshKV } from './attention-unfused.js';
 
 interface Row {

@@ -43,11 +43,6 @@ export function unpack2(dtype: 'f16' | 'bf16', w: string): string {
   return dtype === 'bf16' ? `unpackBf16(${w})` : `unpackF16(${w})`;
 }
 
-/** Reads element `i` (a u32 expression, in halves) of a packed 16-bit array `arr` (array<u32>) as f32. */
-export function halfAt(dtype: 'f16' | 'bf16', arr: string, i: string): string {
-  return `pickHalf(${unpack2(dtype, `${arr}[(${i}) >> 1u]`)}, ${i})`;
-}
-export const WGSL_PICK = /* wgsl */ `fn pickHalf(v: vec2f, i: u32) -> f32 { return select(v.x, v.y, (i & 1u) == 1u); }`;
 
 /**
  * Row reductions over a workgroup. With subgroups (workgroup = one subgroup) they are subgroupAdd/Max; without,
@@ -137,21 +132,6 @@ export function vec8(xs: readonly number[], fill = 0): [number[], number[]] {
 /** WGSL helper reading entry i of an 8-entry list stored as two vec4<u32> uniforms. */
 export const WGSL_AT8 = /* wgsl */ `fn at8(a: vec4u, b: vec4u, i: u32) -> u32 { if (i < 4u) { return a[i]; } return b[i - 4u]; }`;
 
-/** Element offset of flat index `e` of a tensor of `shape` (rank ≤ 8) read with `strides` — WGSL function text. */
-export function wgslOffsetFn(name: string, rankExpr: string, shapeA: string, shapeB: string, strA: string, strB: string): string {
-  return /* wgsl */ `
-fn ${name}(e0: u32) -> u32 {
-  var e = e0;
-  var off = 0u;
-  for (var d = i32(${rankExpr}) - 1; d >= 0; d--) {
-    let n = at8(${shapeA}, ${shapeB}, u32(d));
-    let c = e % n;
-    e = e / n;
-    off += c * at8(${strA}, ${strB}, u32(d));
-  }
-  return off;
-}`;
-}
 
 /** Numerically careful scalar functions (WGSL has no erf and its tanh may lose accuracy near 0 or overflow). */
 export const WGSL_MATH = /* wgsl */ `

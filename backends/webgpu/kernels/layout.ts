@@ -11,7 +11,7 @@
 //    than 4 elements, odd and even runs go in separate dispatches so neighbouring runs never share a group.
 
 import type { ConcatAttrs, SliceAttrs, TransposeAttrs, WriteSliceAttrs } from '../../../core/backend.js';
-import { bytesPerElement, type DType } from '../../../core/dtype.js';
+import { bytesPerElement } from '../../../core/dtype.js';
 import { stridesOf } from '../../../core/shape.js';
 import type { Tensor } from '../../../core/tensor.js';
 import { ParamLayout } from '../params.js';
@@ -258,8 +258,4 @@ export function copy(env: KernelEnv, out: Tensor, [x]: [Tensor]): void {
   const bytes = sto(x).bytes;
   if (bytes === 0) return;
   env.rt.copy(sto(x), 0, sto(out), 0, bytes);
-}
-
-export function dtypeIsHalf(d: DType): boolean {
-  return bytesPerElement(d) === 2;
 }

@@ -14,7 +14,7 @@ import type { NormKind, RopeAttrs } from '../../../core/backend.js';
 import { broadcastStrides } from '../../../core/shape.js';
 import type { Tensor } from '../../../core/tensor.js';
 import { ParamLayout } from '../params.js';
-import type { GpuRuntime, GpuStorage, View } from '../runtime.js';
+import type { GpuRuntime, GpuStorage } from '../runtime.js';
 import { grid, type KernelEnv, reductions, sto, vec8, WGSL_AT8, WGSL_NEGINF, WGSL_WID } from './common.js';
 
 const normParams = new ParamLayout([

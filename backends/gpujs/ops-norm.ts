@@ -1,4 +1,5 @@
-// Row reductions: softmax, LayerNorm / RMSNorm / modulated norm, argmax.
+// Norms and the other row reductions: LayerNorm / RMSNorm / modulated norm, softmax, argmax (every backend keeps
+// its norms in a file named norm: cpu/norm.ts, webgpu/kernels/norm.ts, wasm/gen-norm.ts, this one).
 //
 // gpu.js has no workgroup memory or multi-output kernels, so a row statistic is its own kernel with one thread
 // per row looping over the row, and the elementwise pass reads it. Softmax = row max → row Σexp → normalise

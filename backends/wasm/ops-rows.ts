@@ -1,0 +1,294 @@
+// The row-wise and elementwise ops of the wasm backend: unary, scale, SwiGLU, broadcasting binary ops, norms,
+// softmax, attention and rope. Each is one generated SIMD kernel (gen-elementwise.ts, gen-norm.ts,
+// gen-attention.ts) over rows or runs of elements; calls above the size threshold are split into jobs by rows
+// (or, for attention, whole heads or kv groups), so threads never change results.
+
+import type { AttentionAttrs, BinaryAttrs, BinaryOp, ModulatedNormAttrs, NormAttrs, RopeAttrs, ScaleAttrs, UnaryAttrs, UnaryOp } from '../../core/backend.js';
+import { broadcastStrides } from '../../core/shape.js';
+import type { Tensor } from '../../core/tensor.js';
+import { type KernelContext, PAR_BYTES, PAR_FLOPS, ptr, split } from './jobs.js';
+
+/** Attention runs as per-head GEMMs from this many queries and keys (causal: 128, where it measured ahead). */
+const ATTN_GEMM_MIN_TQ = 32;
+/** Decode attention with ≥ 2 query heads per kv head runs per group as GEMMs from this many keys (1.35–1.5× at 1–4K keys, even at 256). */
+const ATTN_GROUP_MIN_KEYS = 128;
+
+type RopeTable = { cos: number; sin: number; positions: number; half: number; bytes: number };
+
+// Kernel names chosen by an attribute, as strings made once: a name built per call (`norm_${kind}`) costs a
+// string build and hash on every kernel call, and a decode step makes over a hundred.
+const NORM_FN = { layer: 'norm_layer', rms: 'norm_rms' } as const;
+const BINARY_FN: Record<BinaryOp, string> = { add: 'binary_add', sub: 'binary_sub', mul: 'binary_mul', div: 'binary_div' };
+const UNARY_FN: Record<UnaryOp, string> = {
+  gelu_tanh: 'unary_gelu_tanh', gelu_erf: 'unary_gelu_erf', silu: 'unary_silu', relu: 'unary_relu', tanh: 'unary_tanh',
+  exp: 'unary_exp', neg: 'unary_neg', sqrt: 'unary_sqrt', rsqrt: 'unary_rsqrt',
+};
+/** Attention's mask strides when there is no mask. */
+const NO_MASK_STRIDES: readonly number[] = [0, 0, 0, 0];
+
+export class RowOps {
+  private readonly ropeTables = new Map<string, RopeTable>();
+  private lastRope: { theta: number; rotaryDim: number; tab: RopeTable } | null = null;
+
+  constructor(private readonly cx: KernelContext) {}
+
+  /** out[i] = fn(ins[i]...) over n floats, split across threads for large n. */
+  private map(name: string, out: number, ins: number[], n: number, params: number[] = []): void {
+    const cx = this.cx;
+    if (n === 0) return;
+    const fn = cx.fn(name);
+    const nt = cx.threadsFor(n * 4 * (ins.length + 1), PAR_BYTES);
+    if (nt === 1) {
+      const f = cx.fns[fn]!;
+      if (ins.length === 1 && params.length === 0) f(out, ins[0]!, n);
+      else if (ins.length === 2 && params.length === 0) f(out, ins[0]!, ins[1]!, n);
+      else f(out, ...ins, n, ...params);
+      return;
+    }
+    const jobs = split(n, nt, 16).map(([s, e]) => ({ fn, args: [out + s * 4, ...ins.map((p) => p + s * 4), e - s, ...params] }));
+    cx.runJobs(jobs);
+  }
+
+  unary = (out: Tensor, [x]: [Tensor], { op }: UnaryAttrs): void => this.map(UNARY_FN[op], ptr(out), [ptr(x)], x.size);
+
+  scale = (out: Tensor, [x]: [Tensor], { scale, shift }: ScaleAttrs): void => this.map('scale', ptr(out), [ptr(x)], x.size, [scale, shift]);
+
+  swiglu = (out: Tensor, [g, u]: [Tensor, Tensor]): void => this.map('swiglu', ptr(out), [ptr(g), ptr(u)], g.size);
+
+  binary = (out: Tensor, [a, b]: [Tensor, Tensor], { op }: BinaryAttrs): void => {
+    const cx = this.cx;
+    const n = out.size;
+    if (n === 0) return;
+    const fn = cx.fn(BINARY_FN[op]);
+    const A = ptr(a), B = ptr(b), O = ptr(out);
+    if (a.size === n && b.size === n) {
+      // Same shape (residual adds): one contiguous run, split by elements; the one-row table is a constant.
+      const tbl = cx.constsFor(0).binaryRow;
+      const nt = cx.threadsFor(n * 12, PAR_BYTES);
+      if (nt === 1) return cx.callHere(fn, [O, A, B, n, 1, tbl]);
+      return cx.runJobs(split(n, nt, 16).map(([s, e]) => ({ fn, args: [O + s * 4, A + s * 4, B + s * 4, e - s, 1, tbl] })));
+    }
+    const shape = out.shape;
+    const rank = shape.length;
+    let sa = broadcastStrides(a.shape, shape);
+    let sb = broadcastStrides(b.shape, shape);
+    // Merge trailing dims while both inputs stay contiguous (or both broadcast) across them.
+    let inner = rank ? shape[rank - 1]! : 1;
+    let d = rank - 1;
+    const innerA = rank ? sa[rank - 1]! : 1, innerB = rank ? sb[rank - 1]! : 1;
+    while (d > 0) {
+      const okA = innerA === 1 ? sa[d - 1] === inner : sa[d - 1] === 0;
+      const okB = innerB === 1 ? sb[d - 1] === inner : sb[d - 1] === 0;
+      if (!okA || !okB || shape[d - 1] === 1) break;
+      inner *= shape[d - 1]!;
+      d--;
+    }
+    const outerShape = shape.slice(0, Math.max(d, 0));
+    sa = sa.slice(0, outerShape.length);
+    sb = sb.slice(0, outerShape.length);
+    const rows = n / Math.max(inner, 1);
+    const flags = (innerA ? 1 : 0) | (innerB ? 2 : 0);
+    const tbl = cx.tableFor(rows * 3);
+    const T = cx.i32;
+    let t = tbl >>> 2;
+    const idx = new Array<number>(outerShape.length).fill(0);
+    let ia = 0, ib = 0;
+    for (let r = 0; r < rows; r++) {
+      T[t++] = ia;
+      T[t++] = ib;
+      T[t++] = flags;
+      for (let k = outerShape.length - 1; k >= 0; k--) {
+        idx[k]!++;
+        ia += sa[k]!;
+        ib += sb[k]!;
+        if (idx[k]! < outerShape[k]!) break;
+        ia -= sa[k]! * outerShape[k]!;
+        ib -= sb[k]! * outerShape[k]!;
+        idx[k] = 0;
+      }
+    }
+    const nt = cx.threadsFor(n * 12, PAR_BYTES);
+    cx.runJobs(split(rows, nt, 1).map(([s, e]) => ({ fn, args: [O + s * inner * 4, A, B, inner, e - s, tbl + s * 12] })));
+  };
+
+  private norm(out: Tensor, x: Tensor, kind: 'layer' | 'rms', eps: number, gamma: Tensor | null, beta: Tensor | null, dGamma: Tensor | null, dBeta: Tensor | null): void {
+    const cx = this.cx;
+    const d = x.shape[x.rank - 1]!;
+    if (x.size === 0 || d === 0) return;
+    const rows = x.size / d;
+    const c = cx.constsFor(d);
+    const fn = cx.fn(NORM_FN[kind]);
+    const g = gamma ? ptr(gamma) : c.ones, b = beta ? ptr(beta) : c.zeros;
+    const dg = dGamma ? ptr(dGamma) : c.zeros, dgs = dGamma ? d : 0;
+    const db = dBeta ? ptr(dBeta) : c.zeros, dbs = dBeta ? d : 0;
+    const X = ptr(x), O = ptr(out);
+    const nt = cx.threadsFor(x.size * 4 * (2 + (dGamma ? 1 : 0) + (dBeta ? 1 : 0)), PAR_BYTES);
+    if (nt === 1) return cx.callHere(fn, [X, O, d, rows, eps, g, b, dg, dgs, db, dbs]);
+    cx.runJobs(
+      split(rows, nt, 1).map(([s, e]) => ({
+        fn,
+        args: [X + s * d * 4, O + s * d * 4, d, e - s, eps, g, b, dg + s * dgs * 4, dgs, db + s * dbs * 4, dbs],
+      })),
+    );
+  }
+
+  layerNorm = (out: Tensor, [x, gamma, beta]: [Tensor, Tensor | null, Tensor | null], { eps }: NormAttrs): void => this.norm(out, x, 'layer', eps, gamma, beta, null, null);
+
+  rmsNorm = (out: Tensor, [x, gamma]: [Tensor, Tensor | null], { eps }: NormAttrs): void => this.norm(out, x, 'rms', eps, gamma, null, null, null);
+
+  modulatedNorm = (
+    out: Tensor,
+    [x, gamma, beta, dGamma, dBeta]: [Tensor, Tensor, Tensor | null, Tensor | null, Tensor | null],
+    { kind, eps }: ModulatedNormAttrs,
+  ): void => this.norm(out, x, kind, eps, gamma, beta, dGamma, dBeta);
+
+  softmax = (out: Tensor, [x, mask]: [Tensor, Tensor | null]): void => {
+    const cx = this.cx;
+    const n = x.shape[x.rank - 1]!;
+    if (x.size === 0 || n === 0) return;
+    const rows = x.size / n;
+    const fn = cx.fn('softmax_rows');
+    let tbl = 0, mStride = 0;
+    if (mask) {
+      const ms = broadcastStrides(mask.shape, x.shape);
+      mStride = ms[x.rank - 1]!;
+      const rowShape = x.shape.slice(0, -1);
+      tbl = cx.tableFor(rows);
+      const T = cx.i32;
+      const idx = new Array<number>(rowShape.length).fill(0);
+      let off = 0;
+      for (let r = 0; r < rows; r++) {
+        T[(tbl >>> 2) + r] = off;
+        for (let k = rowShape.length - 1; k >= 0; k--) {
+          idx[k]!++;
+          off += ms[k]!;
+          if (idx[k]! < rowShape[k]!) break;
+          off -= ms[k]! * rowShape[k]!;
+          idx[k] = 0;
+        }
+      }
+    }
+    const X = ptr(x), O = ptr(out), Mk = mask ? ptr(mask) : 0;
+    const nt = cx.threadsFor(x.size * 32, PAR_BYTES);
+    cx.runJobs(split(rows, nt, 1).map(([s, e]) => ({ fn, args: [X + s * n * 4, O + s * n * 4, n, e - s, Mk, tbl + s * 4, mStride] })));
+  };
+
+  attention = (out: Tensor, [q, k, v, mask]: [Tensor, Tensor, Tensor, Tensor | null], attrs: AttentionAttrs): void => {
+    const cx = this.cx;
+    const { causal, queryOffset, keyLength, scale } = attrs;
+    const [B, Tq, Hq, D] = q.shape as [number, number, number, number];
+    const [, S, Hkv] = k.shape as [number, number, number];
+    const Dv = v.shape[3]!;
+    const rows = B * Tq * Hq;
+    if (rows === 0 || Dv === 0) return;
+    const ms = mask ? broadcastStrides(mask.shape, [B, Hq, Tq, keyLength]) : NO_MASK_STRIDES;
+    if (Tq >= (causal ? 4 : 1) * ATTN_GEMM_MIN_TQ && keyLength >= ATTN_GEMM_MIN_TQ) {
+      // Prefill: per (batch, head), Q·Kᵀ and P·V as packed GEMMs over tiles of queries (the scores of one tile at
+      // a time, at most ~4 MB), softmax in between. Jobs are whole heads, so threads do not change results.
+      const units = B * Hq;
+      // Causal: 64-query tiles, so each computes little of the masked triangle; else as tall as ~4 MB of scores.
+      const tile = Math.min(Tq, causal ? 64 : Math.max(16, Math.floor((1 << 20) / keyLength)));
+      const per = Math.ceil((tile * keyLength) / 16) * 16 * 4;
+      const nt = Math.min(units, cx.threadsFor(2 * units * Tq * keyLength * (D + Dv), PAR_FLOPS, 2));
+      const scores = cx.heap.alloc(per * nt);
+      try {
+        const fn = cx.fn('attention_heads');
+        cx.runJobs(
+          split(units, nt, 1).map(([s, e], t) => ({
+            fn,
+            args: [ptr(q), ptr(k), ptr(v), ptr(out), mask ? ptr(mask) : 0, scores + t * per, 0, B, Tq, S, Hq, Hkv, D, Dv, keyLength, queryOffset, causal ? 1 : 0, scale, ms[0]!, ms[1]!, ms[2]!, ms[3]!, s, e, tile],
+            scratchArg: 6,
+          })),
+        );
+      } finally {
+        cx.heap.free(scores, per * nt);
+      }
+      return;
+    }
+    const group = Hq / Hkv;
+    if (group >= 2 && keyLength >= ATTN_GROUP_MIN_KEYS) {
+      // Decode with grouped-query heads: per (query, kv head), the group's heads as two small GEMMs, so each key
+      // and value row is read once per group. Jobs are whole groups: threads do not change results.
+      const units = B * Tq * Hkv;
+      const per = Math.ceil((group * keyLength) / 16) * 16 * 4;
+      const nt = Math.min(units, cx.threadsFor(4 * units * group * keyLength * (D + Dv), PAR_FLOPS, 2));
+      const scores = cx.heap.alloc(per * nt);
+      try {
+        const fn = cx.fn('attention_groups');
+        cx.runJobs(
+          split(units, nt, 1).map(([s, e], t) => ({
+            fn,
+            args: [ptr(q), ptr(k), ptr(v), ptr(out), mask ? ptr(mask) : 0, scores + t * per, 0, B, Tq, S, Hq, Hkv, D, Dv, keyLength, queryOffset, causal ? 1 : 0, scale, ms[0]!, ms[1]!, ms[2]!, ms[3]!, s, e],
+            scratchArg: 6,
+          })),
+        );
+      } finally {
+        cx.heap.free(scores, per * nt);
+      }
+      return;
+    }
+    const nt = cx.threadsFor(rows * Math.max(keyLength, 1) * (D + Dv) * 2, PAR_FLOPS / 4);
+    const per = (Math.ceil(keyLength / 16) * 16 + 16) * 4;
+    const scratch = cx.heap.alloc(per * nt);
+    try {
+      const fn = cx.fn('attention_rows');
+      if (nt === 1) {
+        // Decode-sized: one call here (the decoder's and every conditioner's attention, per token).
+        const args = [ptr(q), ptr(k), ptr(v), ptr(out), mask ? ptr(mask) : 0, scratch, B, Tq, S, Hq, Hkv, D, Dv, keyLength, queryOffset, causal ? 1 : 0, scale, ms[0]!, ms[1]!, ms[2]!, ms[3]!, 0, rows];
+        return cx.callHere(fn, args);
+      }
+      const base = [ptr(q), ptr(k), ptr(v), ptr(out), mask ? ptr(mask) : 0];
+      cx.runJobs(
+        split(rows, nt, 1).map(([s, e], t) => ({
+          fn,
+          args: [...base, scratch + t * per, B, Tq, S, Hq, Hkv, D, Dv, keyLength, queryOffset, causal ? 1 : 0, scale, ms[0]!, ms[1]!, ms[2]!, ms[3]!, s, e],
+        })),
+      );
+    } finally {
+      cx.heap.free(scratch, per * nt);
+    }
+  };
+
+  rope = (out: Tensor, [x]: [Tensor], { theta, offset, rotaryDim }: RopeAttrs): void => {
+    const cx = this.cx;
+    const [B, T, H, D] = x.shape as [number, number, number, number];
+    if (x.size === 0) return;
+    const half = rotaryDim / 2;
+    const tab = this.ropeTable(theta, rotaryDim, offset + T);
+    const X = ptr(x), O = ptr(out);
+    cx.fns[cx.fn('rope')]!(X, O, tab.cos + offset * half * 4, tab.sin + offset * half * 4, B * T, T, H, D, half, rotaryDim);
+  };
+
+  /** cos/sin of pos·θ^(−2i/rotaryDim) for positions [0, positions), computed in float64, cached per (θ, dim). */
+  private ropeTable(theta: number, rotaryDim: number, positions: number) {
+    const cx = this.cx;
+    // A model uses one (θ, dim): the last table is checked first, before building the map key.
+    const last = this.lastRope;
+    if (last && last.theta === theta && last.rotaryDim === rotaryDim && last.tab.positions >= positions) return last.tab;
+    const key = `${theta}:${rotaryDim}`;
+    const half = rotaryDim / 2;
+    let tab = this.ropeTables.get(key);
+    if (!tab || tab.positions < positions) {
+      const n = Math.max(positions, 256, (tab?.positions ?? 0) * 2);
+      if (tab) {
+        cx.heap.free(tab.cos, tab.bytes);
+        cx.heap.free(tab.sin, tab.bytes);
+      }
+      const bytes = Math.max(4, n * half * 4);
+      const cos = cx.heap.alloc(bytes), sin = cx.heap.alloc(bytes);
+      const inv = Array.from({ length: half }, (_, i) => Math.pow(theta, (-2 * i) / rotaryDim));
+      const F = cx.f32;
+      for (let p = 0; p < n; p++) {
+        for (let i = 0; i < half; i++) {
+          const ang = p * inv[i]!;
+          F[(cos >>> 2) + p * half + i] = Math.cos(ang);
+          F[(sin >>> 2) + p * half + i] = Math.sin(ang);
+        }
+      }
+      tab = { cos, sin, positions: n, half, bytes };
+      this.ropeTables.set(key, tab);
+    }
+    this.lastRope = { theta, rotaryDim, tab };
+    return tab;
+  }
+}
