@@ -107,6 +107,7 @@ export async function openAsk(page: Page, base: string, backend: string, model?:
 
 /** Asks through the page's own controls: file picker, question box, Ask; waits for the streamed answer. */
 export async function askInPage(page: Page, imagePath: string, question: string): Promise<PageAsk> {
+  await page.evaluate('document.body.removeAttribute("data-image")'); // so that the wait below sees this file's result
   await page.setInputFiles('#file', imagePath);
   const img = await waitState(page, 'image', ['ok', 'bad']);
   if (img !== 'ok') throw new Error(`image refused: ${await page.textContent('#error')}`);

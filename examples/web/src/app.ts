@@ -146,6 +146,7 @@ if (location.protocol !== 'file:') {
   backendSel.onchange = () => void load();
   fileInput.onchange = () => {
     const f = fileInput.files?.[0];
+    fileInput.value = ''; // choosing the same file again fires change again
     if (f) void fromFile(f);
   };
   drop.ondragover = (e) => {
