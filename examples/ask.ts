@@ -6,8 +6,8 @@
 // Defaults: examples/images/shapes3.png and "What color is the triangle?".
 
 import { fileURLToPath } from 'node:url';
-import { releaseAllBackends } from '../core/registry.js';
-import { LaviRuntime } from '../models/app/runtime.js';
+// The package's public entry point (self-reference through package.json "exports"), as an application would.
+import { LaviRuntime, releaseAllBackends } from 'lavi-ts';
 
 // Paths relative to the package, so the example runs from any working directory.
 const image = process.argv[2] ?? fileURLToPath(new URL('../../examples/images/shapes3.png', import.meta.url));
