@@ -51,7 +51,7 @@ for (const [label, opts] of MODES) {
       b = await createGpuJsBackend(opts);
     } catch (e) {
       if (CI) throw e;
-      console.log(`\nNOTE: gpujs ${label}: unavailable, model test skipped (${(e as Error).message})`);
+      console.log(`\nNOTE: gpujs ${label}: unavailable, model test not run (${(e as Error).message})`);
       return;
     }
     try {

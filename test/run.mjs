@@ -1,6 +1,8 @@
 // Runs every compiled test file (dist/test/**/*.test.js) with uvu, one file per Node process so that a
 // backend that holds native resources (Dawn) cannot leak into another file, then prints the plain closing line
-// "N passed, N failed, N skipped" that CI reads.
+// "N passed, N failed[, N skipped][, N not run]" that CI reads. "not run" counts the NOTE lines in which a test
+// says it did not run its checks (a backend, a package or a fixture missing here), so that a machine without
+// WebGPU cannot pass fewer checks silently; they are listed again under the closing line.
 //
 // Usage: node test/run.mjs [substring filter]
 import { spawnSync } from 'node:child_process';
@@ -8,7 +10,8 @@ import { readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 
 const root = new URL('..', import.meta.url).pathname;
-const testDir = join(root, 'dist', 'test');
+// LAVI_TEST_DIR: another folder of compiled tests (test/test-runner.test.ts runs the runner on fake files).
+const testDir = process.env.LAVI_TEST_DIR ?? join(root, 'dist', 'test');
 const filter = process.argv[2] ?? '';
 
 function walk(dir) {
@@ -23,6 +26,8 @@ function walk(dir) {
 
 const files = walk(testDir).filter((f) => relative(testDir, f).includes(filter));
 let passed = 0, failed = 0, skipped = 0, crashed = [];
+const notRun = [];
+const NOT_RUN = /\b(not run|skipped|not checked|not present)\b/i;
 for (const file of files) {
   const rel = relative(root, file);
   const t0 = Date.now();
@@ -47,8 +52,13 @@ for (const file of files) {
   process.stdout.write(`${mark} ${rel}: ${ok}/${total} passed${skip ? `, ${skip} skipped` : ''} (${secs}s)\n`);
   if (mark === '✘') process.stdout.write(out + '\n');
   // Visible notes a test file wants the reader to see (e.g. "WebGPU: no adapter, skipped").
-  for (const line of out.split('\n')) if (line.startsWith('NOTE:')) process.stdout.write(`  ${line}\n`);
+  for (const line of out.split('\n')) {
+    if (!line.startsWith('NOTE:')) continue;
+    process.stdout.write(`  ${line}\n`);
+    if (NOT_RUN.test(line)) notRun.push(`${rel}: ${line.slice(5).trim()}`);
+  }
 }
 if (files.length === 0) { process.stdout.write('no test files found\n'); process.exit(1); }
-process.stdout.write(`\n${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}\n`);
+process.stdout.write(`\n${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}${notRun.length ? `, ${notRun.length} not run` : ''}\n`);
+if (notRun.length) process.stdout.write(`not run here:\n${notRun.map((l) => `  ${l}`).join('\n')}\n`);
 process.exit(failed > 0 ? 1 : 0);
