@@ -122,7 +122,7 @@ test('a too-long question: exit 1, says how many tokens fit', () => {
 });
 
 test('a bad backend name: usage error, exit 2, lists the backends', () => {
-  failsWith(lavi(png, Q, '--model', modelDir, '--backend', 'tpu9000'), 2, /unknown backend 'tpu9000' \(available: .*cpu/);
+  failsWith(lavi(png, Q, '--model', modelDir, '--backend', 'tpu9000'), 2, /unknown backend 'tpu9000' \(known: .*cpu/);
 });
 
 test("the package's bin (dist/models/app/cli.js) runs as an executable, as `npx lavi` runs it", () => {

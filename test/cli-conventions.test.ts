@@ -12,6 +12,7 @@ import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync, copyFileS
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { tempDir } from './runtime-helpers.js';
+import { Progress } from '../models/app/progress.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const CLI = join(ROOT, 'dist', 'models', 'app', 'cli.js');
@@ -167,6 +168,23 @@ test('lavi eval writes its JSON table only where --out says', () => {
   assert.is(w.status, 0, w.stderr);
   assert.ok(existsSync(out));
   JSON.parse(readFileSync(out, 'utf8'));
+});
+
+test('progress on stderr: nothing when the work is fast, a line when a first compile is slow', async () => {
+  const lines: string[] = [];
+  const out = { isTTY: false, columns: 100, write: (t: string) => (lines.push(t), true) } as unknown as NodeJS.WriteStream;
+  const fast = new Progress('lavi ask', 300, out);
+  fast.start('answering');
+  await new Promise((r) => setTimeout(r, 50));
+  fast.stop();
+  assert.is(lines.length, 0);
+  const slow = new Progress('lavi verify: gpujs-webgpu', 100, out);
+  slow.start('creating the backend');
+  slow.step('matmul 17x3 done');
+  await new Promise((r) => setTimeout(r, 800));
+  slow.stop();
+  assert.ok(lines.length >= 1, 'no progress line');
+  assert.match(lines[0]!, /^lavi verify: gpujs-webgpu: matmul 17x3 done \(1 done\), \d+ s — the first use of a GPU backend compiles its kernels\n$/);
 });
 
 test.after(() => tmp.cleanup());

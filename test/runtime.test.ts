@@ -341,7 +341,7 @@ test('errors: a model dir without config, tokenizer or weights; a corrupt config
   await makeTinyModel(d4);
   writeFileSync(join(d4, 'model.safetensors'), new Uint8Array(16));
   await rejects(LaviRuntime.create({ modelDir: d4, backend: 'cpu', tokenizer }), Error, /model\.safetensors/);
-  await rejects(LaviRuntime.create({ modelDir: laviDir, backend: 'no-such-backend', tokenizer }), Error, /unknown backend 'no-such-backend' \(available: .*cpu/);
+  await rejects(LaviRuntime.create({ modelDir: laviDir, backend: 'no-such-backend', tokenizer }), Error, /unknown backend 'no-such-backend' \(known: .*cpu/);
 });
 
 test('a backend instance can be passed directly', async () => {
