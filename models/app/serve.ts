@@ -14,7 +14,15 @@ import { Packr } from 'msgpackr';
 import '../../backends/index.js';
 import { getBackend } from '../../core/registry.js';
 import { verifyBackend, summarize } from '../../backends/conformance/index.js';
-import { LaviRuntime, type AskResult, type ImageSource, type RequestOptions } from './runtime.js';
+import { LaviRuntime, type AskResult, type ImageSource, type RequestOptions, type RuntimeInfo } from './runtime.js';
+import { WorkerRuntime } from './worker.js';
+
+/** The loaded model: in a worker thread (the CLI: tokenising and every kernel stay off the event loop that reads
+ *  frames, so stats and cancel are answered during a long prefill) or in-process. */
+interface Loaded {
+  rt: LaviRuntime | WorkerRuntime;
+  info: RuntimeInfo;
+}
 
 export const DEFAULT_MAX_FRAME = 32 * 1024 * 1024;
 
@@ -182,6 +190,8 @@ export interface ServeOptions {
   log?: (line: string) => void;
   /** With modelDir/backend: end (exit code 1) when the start-up load fails, instead of serving without a model. */
   exitOnLoadError?: boolean;
+  /** Run the model in a worker thread (default true). */
+  worker?: boolean;
 }
 
 class RequestError extends Error {
@@ -248,7 +258,8 @@ export function serveStdio(o: ServeOptions): Promise<number> {
   const dec = new FrameDecoder(o.maxFrameBytes ?? DEFAULT_MAX_FRAME);
   const t0 = Date.now();
   const counts = { requests: 0, errors: 0, tokens: 0, frameErrors: 0 };
-  let rt: LaviRuntime | null = null;
+  let rt: Loaded | null = null;
+  let lastLoad: { modelDir?: string; backend?: string } | null = null;
   let loading: Promise<unknown> | null = null;
   let active: { id: unknown; ac: AbortController } | null = null;
   let closed = false;
@@ -273,26 +284,35 @@ export function serveStdio(o: ServeOptions): Promise<number> {
     o.input.off('data', onData);
     o.input.off('end', onEnd);
     await loading?.catch(() => undefined);
-    rt?.dispose();
+    await rt?.rt.dispose();
     rt = null;
     resolveDone(code);
   };
 
   let loadError: string | null = null;
   /** The loaded runtime, once a load in progress (the start-up one) has finished. */
-  const ready = async (): Promise<LaviRuntime> => {
+  const ready = async (): Promise<Loaded> => {
     if (loading) await loading.catch(() => undefined);
     if (!rt) throw new RequestError('not-loaded', loadError ? `no model loaded (${loadError}); send {type:'load'}` : "no model loaded: send {type:'load'} first");
     return rt;
   };
 
-  const load = async (modelDir: string | undefined, backend: string | undefined): Promise<LaviRuntime> => {
-    const p = LaviRuntime.create({ modelDir, backend });
+  const load = async (modelDir: string | undefined, backend: string | undefined): Promise<Loaded> => {
+    lastLoad = { modelDir, backend };
+    const p = (async (): Promise<Loaded> => {
+      if (o.worker ?? true) {
+        const w = await WorkerRuntime.create({ modelDir, backend });
+        return { rt: w, info: await w.info() };
+      }
+      const r = await LaviRuntime.create({ modelDir, backend });
+      return { rt: r, info: r.info() };
+    })();
     loading = p;
     try {
       const next = await p;
-      rt?.dispose();
+      const old = rt;
       rt = next;
+      await old?.rt.dispose();
       loadError = null;
       return next;
     } catch (e) {
@@ -310,13 +330,15 @@ export function serveStdio(o: ServeOptions): Promise<number> {
     id: unknown,
     promptText: string | null,
     maxNew: number | undefined,
-    run: (rt: LaviRuntime, signal: AbortSignal, onToken: (text: string, token: number) => void) => Promise<AskResult>,
+    run: (rt: LaviRuntime | WorkerRuntime, signal: AbortSignal, onToken: (text: string, token: number) => void) => Promise<AskResult>,
   ) => {
     const ac = new AbortController();
     active = { id, ac };
     try {
-      const runtime = await ready();
-      if (promptText !== null) runtime.checkPromptLength(promptText, maxNew ?? 64);
+      const loaded = await ready();
+      const runtime = loaded.rt;
+      // In-process: refuse a prompt that cannot fit before tokenising it (the worker's runtime does the same).
+      if (promptText !== null && runtime instanceof LaviRuntime) runtime.checkPromptLength(promptText, maxNew ?? 64);
       let r: AskResult;
       try {
         r = await run(runtime, ac.signal, (text, token) => {
@@ -324,6 +346,12 @@ export function serveStdio(o: ServeOptions): Promise<number> {
           send({ id, type: 'token', text, token });
         });
       } catch (e) {
+        if (/LaVi worker exited/.test((e as Error)?.message ?? '') && rt === loaded && lastLoad) {
+          // The model's worker died (out of memory, a native crash): reload it for the next request.
+          rt = null;
+          log(`the model's worker exited; reloading`);
+          load(lastLoad.modelDir, lastLoad.backend).catch((err: unknown) => log(`reload failed: ${(err as Error)?.message ?? String(err)}`));
+        }
         if (!(ac.signal.aborted && (e as { code?: unknown })?.code === 'aborted')) throw e;
         const zero = { imageMs: 0, encodeMs: 0, prefillMs: 0, ttftMs: 0, decodeMs: 0, totalMs: 0, tokensPerSecond: 0 };
         r = { answer: '', tokens: [], stopReason: 'aborted', promptTokens: 0, visualTokens: 0, contextTokens: 0, timings: zero };
@@ -345,7 +373,7 @@ export function serveStdio(o: ServeOptions): Promise<number> {
         if (backend !== undefined && typeof backend !== 'string') throw new RequestError('bad-argument', "'backend' must be a string");
         if (loading) await loading.catch(() => undefined);
         const next = await load(modelDir as string | undefined, backend as string | undefined);
-        const info = next.info();
+        const info = next.info;
         send({ id, type: 'loaded', backend: info.backend.name, modelDir: info.modelDir, mode: info.mode, parameters: info.parameters.total, config: info.config });
         return;
       }
@@ -373,12 +401,12 @@ export function serveStdio(o: ServeOptions): Promise<number> {
       }
       case 'info': {
         const r = await ready();
-        send({ id, type: 'info', info: JSON.parse(JSON.stringify(r.info())) });
+        send({ id, type: 'info', info: JSON.parse(JSON.stringify(r.rt instanceof LaviRuntime ? r.rt.info() : await r.rt.info())) });
         return;
       }
       case 'verify': {
         if (active) throw new RequestError('busy', 'a generation is running');
-        const name = req.backend ?? (rt ? rt.backend.name : 'cpu');
+        const name = req.backend ?? (rt ? rt.info.backend.name : 'cpu');
         if (typeof name !== 'string') throw new RequestError('bad-argument', "'backend' must be a string");
         if (req.op !== undefined && typeof req.op !== 'string') throw new RequestError('bad-argument', "'op' must be a string (comma-separated op names)");
         const ac = new AbortController();
@@ -399,8 +427,8 @@ export function serveStdio(o: ServeOptions): Promise<number> {
         send({
           id,
           type: 'stats',
-          backend: rt ? rt.backend.name : null,
-          modelDir: rt ? rt.modelDir : null,
+          backend: rt ? rt.info.backend.name : null,
+          modelDir: rt ? rt.info.modelDir : null,
           memory: { rss: m.rss, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers },
           uptimeS: (Date.now() - t0) / 1000,
           requests: counts.requests,
@@ -470,7 +498,7 @@ export function serveStdio(o: ServeOptions): Promise<number> {
     log(`loading ${o.modelDir ?? 'the bundled model'} on ${o.backend ?? 'the best backend'}…`);
     load(o.modelDir, o.backend).then(
       (r) => {
-        const i = r.info();
+        const i = r.info;
         log(`loaded ${i.modelDir} (${i.family}, ${i.mode}, ${i.parameters.total} parameters) on ${i.backend.name}`);
       },
       (e: unknown) => {
