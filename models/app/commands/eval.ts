@@ -571,7 +571,7 @@ export async function run(args: string[]): Promise<number> {
     if (a.json) console.log(JSON.stringify(tableJson, null, 1));
     else {
       console.log(formatEval(tableJson));
-      console.log(a.out ? `\nwritten to ${shortPath(a.out)}` : '\n(--limit run: not written; pass --out FILE to keep it)');
+      console.log(a.out ? `\nwritten to ${shortPath(a.out)}` : '\n(the JSON table is written only with --out FILE)');
     }
     return 0;
   } catch (e) {
