@@ -3,7 +3,7 @@
 import { broadcastShapes, sameShape } from '../core/shape.js';
 import { ShapeError, ValueError, fmtShape } from '../core/errors.js';
 import type { Tensor } from '../core/tensor.js';
-import { F32, requireDType, requireFinite, requireInt, requireRank } from './check.js';
+import { F32, FLOAT_STORAGE, requireDType, requireFinite, requireInt, requireRank } from './check.js';
 import { runKernel, tensorBytes } from './dispatch.js';
 
 export interface AttentionOptions {
@@ -18,13 +18,15 @@ export interface AttentionOptions {
   mask?: Tensor | null;
 }
 
-/** q [B, Tq, Hq, D], k [B, S, Hkv, D], v [B, S, Hkv, Dv] → [B, Tq, Hq, Dv]. */
+/** q [B, Tq, Hq, D], k [B, S, Hkv, D], v [B, S, Hkv, Dv] → [B, Tq, Hq, Dv]. k and v may be stored f16/bf16 (both the
+ *  same dtype; read as their f32 values, e.g. LaVi's packed K/U); q, mask and the output are f32. */
 export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): Tensor {
   const op = 'attention';
   // Unrolled (no per-call array of pairs): attention runs three times per decoder layer and token.
   requireDType(op, 'q', q, F32), requireRank(op, 'q', q, 4);
-  requireDType(op, 'k', k, F32), requireRank(op, 'k', k, 4);
-  requireDType(op, 'v', v, F32), requireRank(op, 'v', v, 4);
+  requireDType(op, 'k', k, FLOAT_STORAGE), requireRank(op, 'k', k, 4);
+  requireDType(op, 'v', v, FLOAT_STORAGE), requireRank(op, 'v', v, 4);
+  if (k.dtype !== v.dtype) throw new ValueError(`${op}: k is ${k.dtype} but v is ${v.dtype}: keys and values must share a dtype`);
   const qs = q.shape, ks = k.shape, vs = v.shape;
   const B = qs[0]!, Tq = qs[1]!, Hq = qs[2]!, D = qs[3]!;
   const Bk = ks[0]!, S = ks[1]!, Hkv = ks[2]!, Dk = ks[3]!;

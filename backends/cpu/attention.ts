@@ -5,11 +5,14 @@
 import type { AttentionAttrs } from '../../core/backend.js';
 import { broadcastStrides } from '../../core/shape.js';
 import type { Tensor } from '../../core/tensor.js';
+import { widenToF32 } from '../../core/dtype.js';
 import { softmaxRow } from './softmax.js';
 
 export function attention(out: Tensor, [q, k, v, mask]: [Tensor, Tensor, Tensor, Tensor | null], attrs: AttentionAttrs): void {
   const { causal, queryOffset, keyLength, scale } = attrs;
-  const Q = q.storage as Float32Array, K = k.storage as Float32Array, V = v.storage as Float32Array;
+  // k/v stored f16/bf16 are read as their f32 values.
+  const f32 = (t: Tensor) => (t.dtype === 'f32' ? (t.storage as Float32Array) : widenToF32(t.storage as Uint16Array, t.dtype as 'f16' | 'bf16'));
+  const Q = q.storage as Float32Array, K = f32(k), V = f32(v);
   const O = out.storage as Float32Array;
   const [B, Tq, Hq, D] = q.shape as [number, number, number, number];
   const [, S, Hkv] = k.shape as [number, number, number];

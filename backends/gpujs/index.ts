@@ -129,6 +129,10 @@ export class GpuJsBackend implements Backend {
 
   supports<K extends OpName>(op: K, out: Tensor, inputs: KernelInputs<K>, _attrs: KernelAttrs<K>): Support {
     if (!isOpName(op)) return unsupported(`no gpu.js kernel for '${op}'`);
+    if (op === 'attention') {
+      const [, k] = inputs as KernelInputs<'attention'>;
+      if (k.dtype !== 'f32') return unsupported(`keys/values stored ${k.dtype}: the gpu.js attention kernel reads f32 K/V only (cast them to f32 first; LaVi's conditioners do so by themselves)`);
+    }
     const tensors = [out, ...(inputs as readonly (Tensor | null)[])].filter((t): t is Tensor => t !== null);
     for (const t of tensors) {
       if (t.size > MAX_ELEMENTS) {

@@ -21,7 +21,7 @@
 // rope(x, out, cos, sin, rows, T, H, D, half, rotaryDim): rotate-half RoPE with cos/sin tables [T, half]
 //   (angles computed on the host in float64); rows = B·T.
 
-import { f32, f32x4, i32, type Expr, type Local, type ModuleBuilder, v128 } from './emitter.js';
+import { f32, f32x4, i32, i32x4, type Expr, type Local, type ModuleBuilder, v128 } from './emitter.js';
 import { hsum, hsum4 } from './gen-gemv.js';
 import { rowLoop, softmaxTail } from './gen-norm.js';
 
@@ -311,5 +311,192 @@ function genAttentionGroups(m: ModuleBuilder): void {
         () => f.for(j, 0, i32.mul(group, Dv), 1, () => f.f32_store(i32.add(oBase, i32.shl(j, 2)), 0)),
       );
     });
+  });
+}
+
+/**
+ * attention_kv1_<f32|bf16>(q, k, v, out, scratch, keyLength, D, Dv, kStride, vStride, scale, h0, h1):
+ *   the decode form for one query row over many keys with as many kv heads as query heads (LaVi's conditioners:
+ *   one token's q over an image's K/U), for heads h0 ≤ h < h1. q points at the row [H, D] (f32), out at [H, Dv];
+ *   k and v at key 0 of [keys, H, D] / [keys, H, Dv] in f32 or bf16 (kStride/vStride: bytes between keys).
+ *   Every loop walks the keys in order and reads each key's heads h0..h1 as one contiguous run, so K and U stream
+ *   like a GEMV's weight rows (the row kernel walks one head at a time, 64 bytes per 2 KiB stride, ~10 GB/s).
+ *   bf16 is widened in registers as the bf16 GEMV does: shl 16 gives the even elements, and 0xffff0000 the odd,
+ *   so q is split even/odd once (into scratch), P·V accumulates even/odd in `out` and is interleaved at the end.
+ *   1. scores over four keys at a time (scratch[(h − h0)·kl + j], kl = keyLength rounded up to 4), scaled;
+ *   2. softmax per head; 3. out = Σ_j p_j v_j, four keys per pass, accumulated in `out` (L1).
+ *   D and Dv must be multiples of 8. `scratch` holds (h1 − h0)·(kl + D) floats.
+ */
+export function genAttentionKV1(m: ModuleBuilder, dt: 'f32' | 'bf16', fma: boolean): void {
+  const madd = (a: Expr, b: Expr, acc: Expr) => (fma ? f32x4.relaxed_madd(a, b, acc) : f32x4.add(acc, f32x4.mul(a, b)));
+  const eb = dt === 'bf16' ? 2 : 4;
+  const params = ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'f32', 'i32', 'i32'] as ('i32' | 'f32')[];
+  m.func(`attention_kv1_${dt}`, params, [], (f, q, k, v, out, scratch, keyLength, D, Dv, kStride, vStride, scale, h0, h1) => {
+    const h = f.local('i32'), j = f.local('i32'), d = f.local('i32'), i = f.local('i32'), n4 = f.local('i32');
+    const kl = f.local('i32', i32.and(i32.add(keyLength, 3), -4));
+    const kl4 = f.local('i32', i32.and(keyLength, -4));
+    const nh = f.local('i32', i32.sub(h1, h0));
+    const qs = f.local('i32', i32.add(scratch, i32.shl(i32.mul(nh, kl), 2))); // q (even/odd split for bf16)
+    const kp = f.local('i32'), vp = f.local('i32'), sp = f.local('i32'), qp = f.local('i32'), op = f.local('i32'), kh = f.local('i32');
+    const a0 = f.local('v128'), a1 = f.local('v128'), a2 = f.local('v128'), a3 = f.local('v128');
+    const t0 = f.local('v128'), t1 = f.local('v128'), qe = f.local('v128'), qo = f.local('v128');
+    const r0 = f.local('v128'), r1 = f.local('v128'), p0 = f.local('v128'), p1 = f.local('v128');
+    const ms = f.local('f32'), ss = f.local('f32'), sum = f.local('v128'), mx = f.local('v128');
+    const scaleV = f.local('v128', f32x4.splat(scale));
+    const HI = v128.constI32(-65536, -65536, -65536, -65536);
+    const accs = [a0, a1, a2, a3];
+    // Second accumulators (odd / upper halves), so the score loop keeps eight independent FMA chains in flight.
+    const b0 = f.local('v128'), b1 = f.local('v128'), b2 = f.local('v128'), b3 = f.local('v128');
+    const accs2 = [b0, b1, b2, b3];
+    // Widened 8 values at `addr`: [even, odd] for bf16, [first 4, last 4] for f32.
+    const lo = (raw: Expr) => (dt === 'bf16' ? i32x4.shl(raw, 16) : raw);
+    const hi = (raw: Expr) => (dt === 'bf16' ? v128.and(raw, HI) : raw);
+
+    // 0. q rows h0..h1 into scratch (bf16: per 8 values, the 4 even then the 4 odd).
+    f.for(h, 0, nh, 1, () => {
+      f.for(d, 0, D, 8, () => {
+        const src = i32.add(q, i32.shl(i32.add(i32.mul(i32.add(h0, h), D), d), 2));
+        const dst = i32.add(qs, i32.shl(i32.add(i32.mul(h, D), d), 2));
+        f.set(r0, v128.load(src, 0, 0));
+        f.set(r1, v128.load(src, 16, 0));
+        if (dt === 'bf16') {
+          f.v128_store(dst, v128.shuffle32(r0, r1, [0, 2, 4, 6]), 0, 0);
+          f.v128_store(dst, v128.shuffle32(r0, r1, [1, 3, 5, 7]), 16, 0);
+        } else {
+          f.v128_store(dst, r0, 0, 0);
+          f.v128_store(dst, r1, 16, 0);
+        }
+      });
+    });
+
+    // 1. Scores, four keys at a time: each key's heads h0..h1 are one contiguous run.
+    const kHead = (hh: Expr) => i32.mul(i32.add(h0, hh), i32.mul(D, eb)); // byte offset of head hh in a key row
+    const kS2 = f.local('i32', i32.shl(kStride, 1)), kS3 = f.local('i32', i32.mul(kStride, 3));
+    const kOff = [null, kStride, kS2, kS3];
+    const kd = f.local('i32'), qd = f.local('i32'), qEnd = f.local('i32');
+    const score1 = (nk: number) => {
+      f.set(sp, i32.add(scratch, i32.shl(j, 2)));
+      f.set(kh, i32.add(kp, i32.mul(h0, i32.mul(D, eb))));
+      f.set(qd, qs);
+      f.for(h, 0, nh, 1, () => {
+        for (let u = 0; u < nk; u++) f.set(accs[u]!, v128.zero()), f.set(accs2[u]!, v128.zero());
+        f.set(kd, kh);
+        f.set(qEnd, i32.add(qd, i32.shl(D, 2)));
+        f.loop(() => {
+          f.set(qe, v128.load(qd, 0, 0));
+          f.set(qo, v128.load(qd, 16, 0));
+          for (let u = 0; u < nk; u++) {
+            const addr = u === 0 ? kd : i32.add(kd, kOff[u]!);
+            if (dt === 'bf16') {
+              f.set(r0, v128.load(addr, 0, 0));
+              f.set(accs[u]!, madd(lo(r0), qe, accs[u]!));
+              f.set(accs2[u]!, madd(hi(r0), qo, accs2[u]!));
+            } else {
+              f.set(accs[u]!, madd(v128.load(addr, 0, 0), qe, accs[u]!));
+              f.set(accs2[u]!, madd(v128.load(addr, 16, 0), qo, accs2[u]!));
+            }
+          }
+          f.inc(kd, 8 * eb);
+          f.inc(qd, 32);
+          f.brIf(0, i32.lt_u(qd, qEnd));
+        });
+        f.set(kh, kd);
+        for (let u = 0; u < nk; u++) f.set(accs[u]!, f32x4.add(accs[u]!, accs2[u]!));
+        if (nk === 4) f.v128_store(sp, f32x4.mul(hsum4(a0, a1, a2, a3, [t0, t1])(f), scaleV), 0, 0);
+        else f.f32_store(sp, f32.mul(hsum(a0), scale));
+        f.inc(sp, i32.shl(kl, 2));
+      });
+    };
+    f.set(kp, k);
+    f.for(j, 0, kl4, 4, () => {
+      score1(4);
+      f.inc(kp, i32.shl(kStride, 2));
+    });
+    f.for(j, kl4, keyLength, 1, () => {
+      score1(1);
+      f.inc(kp, kStride);
+    });
+
+    // 2. Softmax of each head's scores.
+    f.set(n4, kl4);
+    f.for(h, 0, nh, 1, () => {
+      f.set(sp, i32.add(scratch, i32.shl(i32.mul(h, kl), 2)));
+      f.set(mx, v128.constF32(-Infinity, -Infinity, -Infinity, -Infinity));
+      rowLoop(f, i, keyLength, n4, (off, vec) => {
+        const x = vec ? v128.load(i32.add(sp, off), 0, 0) : f32x4.splat(f32.load(i32.add(sp, off)));
+        f.set(mx, f32x4.max(mx, x));
+      });
+      f.set(t0, f32x4.max(mx, v128.shuffle32(mx, mx, [2, 3, 0, 1])));
+      f.set(ms, f32.max(f32x4.extract_lane(t0, 0), f32x4.extract_lane(t0, 1)));
+      softmaxTail(f, sp, keyLength, n4, i, ms, sum, ss);
+    });
+
+    // 3. out = Σ_j p_j v_j, four keys per pass, accumulated in out (even/odd for bf16).
+    f.for(h, 0, nh, 1, () => {
+      f.set(op, i32.add(out, i32.shl(i32.mul(i32.add(h0, h), Dv), 2)));
+      f.for(d, 0, Dv, 4, () => f.v128_store(i32.add(op, i32.shl(d, 2)), v128.zero(), 0, 0));
+    });
+    const vd = f.local('i32'), vEnd = f.local('i32');
+    const p2 = f.local('v128'), p3 = f.local('v128'), r2 = f.local('v128'), r3 = f.local('v128');
+    const vS2 = f.local('i32', i32.shl(vStride, 1)), vS3 = f.local('i32', i32.mul(vStride, 3));
+    const ps = [p0, p1, p2, p3], rs = [r0, r1, r2, r3], vOff = [null, vStride, vS2, vS3];
+    const pv = (nk: number) => {
+      f.set(sp, i32.add(scratch, i32.shl(j, 2)));
+      f.set(kh, i32.add(vp, i32.mul(h0, i32.mul(Dv, eb))));
+      f.set(op, i32.add(out, i32.shl(i32.mul(h0, Dv), 2)));
+      f.for(h, 0, nh, 1, () => {
+        for (let u = 0; u < nk; u++) f.set(ps[u]!, v128.load32_splat(sp, 4 * u, 0));
+        f.set(vd, kh);
+        f.set(vEnd, i32.add(op, i32.shl(Dv, 2)));
+        f.loop(() => {
+          const o = op;
+          const at = (u: number) => (u === 0 ? vd : i32.add(vd, vOff[u]!));
+          if (dt === 'bf16') {
+            for (let u = 0; u < nk; u++) f.set(rs[u]!, v128.load(at(u), 0, 0));
+            let e = v128.load(o, 0, 0);
+            for (let u = 0; u < nk; u++) e = madd(lo(rs[u]!), ps[u]!, e);
+            f.v128_store(o, e, 0, 0);
+            let od = v128.load(o, 16, 0);
+            for (let u = 0; u < nk; u++) od = madd(hi(rs[u]!), ps[u]!, od);
+            f.v128_store(o, od, 16, 0);
+          } else {
+            let e = v128.load(o, 0, 0);
+            for (let u = 0; u < nk; u++) e = madd(v128.load(at(u), 0, 0), ps[u]!, e);
+            f.v128_store(o, e, 0, 0);
+            let od = v128.load(o, 16, 0);
+            for (let u = 0; u < nk; u++) od = madd(v128.load(at(u), 16, 0), ps[u]!, od);
+            f.v128_store(o, od, 16, 0);
+          }
+          f.inc(vd, 8 * eb);
+          f.inc(op, 32);
+          f.brIf(0, i32.lt_u(op, vEnd));
+        });
+        f.set(kh, vd);
+        f.inc(sp, i32.shl(kl, 2));
+      });
+    };
+    f.set(vp, v);
+    f.for(j, 0, kl4, 4, () => {
+      pv(4);
+      f.inc(vp, i32.shl(vStride, 2));
+    });
+    f.for(j, kl4, keyLength, 1, () => {
+      pv(1);
+      f.inc(vp, vStride);
+    });
+
+    // bf16: interleave the even/odd halves of every 8 outputs back into order.
+    if (dt === 'bf16') {
+      f.for(h, 0, nh, 1, () => {
+        f.set(op, i32.add(out, i32.shl(i32.mul(i32.add(h0, h), Dv), 2)));
+        f.for(d, 0, Dv, 8, () => {
+          const o = i32.add(op, i32.shl(d, 2));
+          f.set(r0, v128.load(o, 0, 0));
+          f.set(r1, v128.load(o, 16, 0));
+          f.v128_store(o, v128.shuffle32(r0, r1, [0, 4, 1, 5]), 0, 0);
+          f.v128_store(o, v128.shuffle32(r0, r1, [2, 6, 3, 7]), 16, 0);
+        });
+      });
+    }
   });
 }

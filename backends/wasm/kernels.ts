@@ -2,7 +2,7 @@
 // Built once per process (a few milliseconds) and compiled once; workers receive the compiled module.
 
 import { f32x4, ModuleBuilder, v128 } from './emitter.js';
-import { genAttention } from './gen-attention.js';
+import { genAttention, genAttentionKV1 } from './gen-attention.js';
 import { genElementwise } from './gen-elementwise.js';
 import { type GemmBlocking, gemmScratchBytes, genGemmDriver, genGemmMacro, genPackCols, genPackRows, type StoreDType } from './gen-gemm.js';
 import { genGemvN, genGemvT, genGemvTBf16x, genPrepareX, genRoundBf16, genSumPartials } from './gen-gemv.js';
@@ -105,6 +105,8 @@ export function buildKernelBytes(fma = false, ext?: KernelExtension): { bytes: U
   genElementwise(m);
   genNorms(m);
   genAttention(m);
+  genAttentionKV1(m, 'f32', fma);
+  genAttentionKV1(m, 'bf16', fma);
   ext?.add({ m, fma, dts, macro, packA, packB });
   const bytes = m.build();
   return { bytes, names: m.exportNames() };

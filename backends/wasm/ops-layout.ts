@@ -70,7 +70,8 @@ export class LayoutOps {
     cx.u8.set(new Uint8Array(conv.buffer, conv.byteOffset, conv.byteLength), ptr(out));
   };
 
-  private widenInto(x: Tensor, dst: number): void {
+  /** Widens an f16/bf16 tensor's elements into f32 at dst (heap address). */
+  widenInto(x: Tensor, dst: number): void {
     const cx = this.cx;
     const fn = cx.fn(WIDEN_FN[x.dtype]!);
     const n = x.size;

@@ -6,7 +6,8 @@
 import type { AttentionAttrs, BinaryAttrs, BinaryOp, ModulatedNormAttrs, NormAttrs, RopeAttrs, ScaleAttrs, UnaryAttrs, UnaryOp } from '../../core/backend.js';
 import { broadcastStrides } from '../../core/shape.js';
 import type { Tensor } from '../../core/tensor.js';
-import { type KernelContext, PAR_BYTES, PAR_FLOPS, ptr, split } from './jobs.js';
+import { bytesPerElement } from '../../core/dtype.js';
+import { type KernelContext, PAR_BYTES, PAR_FLOPS, ptr, split, WasmStorage } from './jobs.js';
 
 /** Attention runs as per-head GEMMs from this many queries and keys (causal: 128, where it measured ahead). */
 const ATTN_GEMM_MIN_TQ = 32;
@@ -30,7 +31,11 @@ export class RowOps {
   private readonly ropeTables = new Map<string, RopeTable>();
   private lastRope: { theta: number; rotaryDim: number; tab: RopeTable } | null = null;
 
-  constructor(private readonly cx: KernelContext) {}
+  constructor(
+    private readonly cx: KernelContext,
+    /** Widens an f16/bf16 tensor into f32 at a heap address (the layout ops' cast). */
+    private readonly widenInto: (x: Tensor, dst: number) => void,
+  ) {}
 
   /** out[i] = fn(ins[i]...) over n floats, split across threads for large n. */
   private map(name: string, out: number, ins: number[], n: number, params: number[] = []): void {
@@ -181,6 +186,12 @@ export class RowOps {
     const Dv = v.shape[3]!;
     const rows = B * Tq * Hq;
     if (rows === 0 || Dv === 0) return;
+    // One query row over many keys with one kv head per query head (LaVi's conditioners in decode), f32 or packed
+    // bf16 K/V: attention_kv1 streams the keys in order (gen-attention.ts). Other f16/bf16 K/V: widened copies.
+    if (B * Tq === 1 && Hq === Hkv && !mask && (!causal || queryOffset + 1 >= keyLength) && D % 8 === 0 && Dv % 8 === 0 && keyLength >= 16 && k.dtype !== 'f16') {
+      return this.attentionKV1(out, q, k, v, keyLength, scale);
+    }
+    if (k.dtype !== 'f32') return this.attentionWidened(out, [q, k, v, mask], attrs);
     const ms = mask ? broadcastStrides(mask.shape, [B, Hq, Tq, keyLength]) : NO_MASK_STRIDES;
     if (Tq >= (causal ? 4 : 1) * ATTN_GEMM_MIN_TQ && keyLength >= ATTN_GEMM_MIN_TQ) {
       // Prefill: per (batch, head), Q·Kᵀ and P·V as packed GEMMs over tiles of queries (the scores of one tile at
@@ -248,6 +259,43 @@ export class RowOps {
       cx.heap.free(scratch, per * nt);
     }
   };
+
+  /** attention_kv1_<f32|bf16>: heads split across threads, each job reading its heads' run of every key. */
+  private attentionKV1(out: Tensor, q: Tensor, k: Tensor, v: Tensor, keyLength: number, scale: number): void {
+    const cx = this.cx;
+    const [, , H, D] = q.shape as [number, number, number, number];
+    const Dv = v.shape[3]!;
+    const eb = bytesPerElement(k.dtype);
+    // Jobs of whole heads, two per thread once there is 256 KiB to read (each job's run per key stays ≥ 2 heads).
+    const nt = cx.threads === 1 || H * keyLength * (D + Dv) * eb < PAR_BYTES / 4 ? 1 : Math.min(Math.max(1, H >> 1), 2 * cx.threads);
+    const jobs = split(H, nt, 1);
+    const per = Math.max(...jobs.map(([s, e]) => e - s)) * (Math.ceil(keyLength / 4) * 4 + D) * 4;
+    const scratch = cx.heap.alloc(per * jobs.length);
+    try {
+      const fn = cx.fn(`attention_kv1_${k.dtype}`);
+      cx.runJobs(jobs.map(([s, e], t) => ({ fn, args: [ptr(q), ptr(k), ptr(v), ptr(out), scratch + t * per, keyLength, D, Dv, H * D * eb, H * Dv * eb, scale, s, e] })));
+    } finally {
+      cx.heap.free(scratch, per * jobs.length);
+    }
+  }
+
+  /** Attention with f16/bf16 K/V on the paths that read f32: over widened copies. */
+  private attentionWidened(out: Tensor, [q, k, v, mask]: [Tensor, Tensor, Tensor, Tensor | null], attrs: AttentionAttrs): void {
+    const cx = this.cx;
+    const copies: WasmStorage[] = [];
+    const wide = (t: Tensor): Tensor => {
+      const storage = new WasmStorage(cx.heap.alloc(t.size * 4), t.size * 4);
+      copies.push(storage);
+      const w = Object.create(t, { storage: { value: storage }, dtype: { value: 'f32' } }) as Tensor;
+      this.widenInto(t, storage.ptr);
+      return w;
+    };
+    try {
+      this.attention(out, [q, wide(k), wide(v), mask], attrs);
+    } finally {
+      for (const c of copies) cx.heap.free(c.ptr, c.bytes);
+    }
+  }
 
   rope = (out: Tensor, [x]: [Tensor], { theta, offset, rotaryDim }: RopeAttrs): void => {
     const cx = this.cx;

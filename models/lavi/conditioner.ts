@@ -6,7 +6,7 @@
 // Cost sections (nested under the caller's 'llm'): 'viln-kv' for the per-image K/U projections, 'viln' for the
 // per-token work (x̂, q projection, attention over the visual tokens, o_proj).
 
-import { ShapeError, ValueError, fmtShape } from '../../core/errors.js';
+import { ShapeError, UnsupportedError, ValueError, fmtShape } from '../../core/errors.js';
 import { costSection } from '../../core/cost.js';
 import { keep, tidy } from '../../core/scope.js';
 import type { Tensor } from '../../core/tensor.js';
@@ -97,10 +97,21 @@ function projectVisualKV(cfg: ModelConfig, w: ModelWeights, t: SharedKVWeights, 
   });
 }
 
-/** Attention of q over a site's K/U. K/U stored in f16/bf16 are widened to f32 for the call (ops.attention reads
- *  f32 keys and values). */
+/** Backends that refused packed (f16/bf16) K/U in attention: their conditioners widen K/U per call. */
+const widenOn = new WeakSet<object>();
+
+/** Attention of q over a site's K/U. K/U stored f16/bf16 go to ops.attention as they are (wasm and the CPU read
+ *  them packed); a backend that refuses them (supports() with a reason) gets them widened to f32 per call. */
 function attentionOverKV(q: Tensor, kv: ConditionerKV, scale: number): Tensor {
   if (kv.k.dtype === 'f32') return attention(q, kv.k, kv.u, { causal: false, scale });
+  if (!widenOn.has(q.backend)) {
+    try {
+      return attention(q, kv.k, kv.u, { causal: false, scale });
+    } catch (e) {
+      if (!(e instanceof UnsupportedError)) throw e;
+      widenOn.add(q.backend);
+    }
+  }
   return tidy(() => attention(q, cast(kv.k, 'f32'), cast(kv.u, 'f32'), { causal: false, scale }));
 }
 

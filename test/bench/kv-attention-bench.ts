@@ -1,0 +1,95 @@
+// LaVi's conditioner attention over K/U in decode vs the GEMV, as streaming bandwidth on the wasm backend (issue 17:
+// "the conditioner attention over K/U streams at ≥ 80% of the GEMV's bandwidth in the same run").
+//
+//   npx tsc -p tsconfig.json && flock /tmp/lavi-bench.lock node dist/test/bench/kv-attention-bench.js [--keys 729,2916] [--threads 2]
+//
+// Shapes of lavi-0.5b: one token's q [1, 1, 8, 64] over K/U [1, N, 8, 64] per site. Every variant rotates over enough
+// distinct tensors (≥ 128 MiB) that each call reads from DRAM, as a decode step does (48 sites' K/U, 24 layers'
+// weights). GEMV: x [1, 896] · W [4864, 896]ᵀ bf16 (the MLP's up/gate projection). Attention variants:
+//   rows f32      the row kernel (attention_rows; forced here by a zero mask): one head at a time, before this issue
+//   kv1 f32       attention_kv1_f32: keys in order, each key's heads as one run
+//   kv1 bf16      attention_kv1_bf16: the same over packed bf16 K/U (half the bytes)
+// Bandwidth = bytes of K and U read / time (GEMV: weight bytes / time). Interleaved rounds, medians.
+
+import { WasmBackend } from '../../backends/wasm/index.js';
+import type { Tensor } from '../../core/tensor.js';
+import { attention, cast, linear, tensor } from '../../ops/index.js';
+import { randomFloats as random } from '../../core/rng.js';
+
+function arg(name: string, dflt: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1]! : dflt;
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+
+async function main(): Promise<void> {
+  const threads = Number(arg('threads', '2'));
+  const keys = arg('keys', '729,2916').split(',').map(Number);
+  const rounds = Number(arg('rounds', '5'));
+  const be = await WasmBackend.create({ threads });
+  const H = 8, D = 64;
+  const MiB = 2 ** 20;
+  const sync = async (t: Tensor) => {
+    await t.read();
+    t.dispose();
+  };
+  // GEMV weights: 16 × 8.3 MiB.
+  const Ws: Tensor[] = [];
+  for (let i = 0; i < 16; i++) {
+    const w = tensor(be, random(4864 * 896, 100 + i), [4864, 896]);
+    Ws.push(cast(w, 'bf16'));
+    w.dispose();
+  }
+  const x = tensor(be, random(896, 7), [1, 896]);
+  const q = tensor(be, random(H * D, 8), [1, 1, H, D]);
+  console.log(`kv-attention-bench: wasm ${threads} threads (${be.info().description}); load ${(await import('node:os')).loadavg()[0]!.toFixed(2)}`);
+  for (const N of keys) {
+    const bytesF32 = 2 * N * H * D * 4;
+    const sets = Math.max(2, Math.ceil((128 * MiB) / bytesF32));
+    const kf: Tensor[] = [], uf: Tensor[] = [], kb: Tensor[] = [], ub: Tensor[] = [];
+    for (let s = 0; s < sets; s++) {
+      kf.push(tensor(be, random(N * H * D, 1000 + s), [1, N, H, D]));
+      uf.push(tensor(be, random(N * H * D, 2000 + s), [1, N, H, D]));
+      kb.push(cast(kf[s]!, 'bf16'));
+      ub.push(cast(uf[s]!, 'bf16'));
+    }
+    const mask = tensor(be, new Float32Array(N), [1, N]);
+    const reps = sets * 2;
+    const time = async (fn: (i: number) => Tensor) => {
+      await sync(fn(0));
+      const t0 = performance.now();
+      let last: Tensor | null = null;
+      for (let i = 0; i < reps; i++) {
+        last?.dispose();
+        last = fn(i);
+      }
+      await sync(last!);
+      return (performance.now() - t0) / reps;
+    };
+    const variants: [string, number, (i: number) => Tensor][] = [
+      ['GEMV bf16 [4864, 896]', 4864 * 896 * 2, (i) => linear(x, Ws[i % Ws.length]!)],
+      ['attention rows f32', bytesF32, (i) => attention(q, kf[i % sets]!, uf[i % sets]!, { mask })],
+      ['attention kv1 f32', bytesF32, (i) => attention(q, kf[i % sets]!, uf[i % sets]!)],
+      ['attention kv1 bf16', bytesF32 / 2, (i) => attention(q, kb[i % sets]!, ub[i % sets]!)],
+    ];
+    const ms = new Map<string, number[]>();
+    for (let r = 0; r < rounds; r++) {
+      for (const [name, , fn] of r % 2 ? [...variants].reverse() : variants) {
+        const t = await time(fn);
+        ms.set(name, [...(ms.get(name) ?? []), t]);
+      }
+    }
+    const gemv = variants[0]![1] / median(ms.get(variants[0]![0])!) / 1e6;
+    console.log(`\nN = ${N} keys, K/U ${((bytesF32 / MiB) * 1).toFixed(2)} MiB f32 per site, ${sets} sets rotated`);
+    for (const [name, bytes] of variants) {
+      const t = median(ms.get(name)!);
+      const gbs = bytes / t / 1e6;
+      console.log(`  ${name.padEnd(24)} ${t.toFixed(3).padStart(7)} ms  ${gbs.toFixed(1).padStart(5)} GB/s  ${(gbs / gemv * 100).toFixed(0).padStart(4)}% of GEMV`);
+    }
+    for (const t of [...kf, ...uf, ...kb, ...ub, mask]) t.dispose();
+  }
+  await be.destroy();
+}
+
+void main();
