@@ -120,11 +120,12 @@ export async function run(args: string[]): Promise<number> {
   const onSigint = () => ac.abort(new Error('interrupted'));
   let rt: LaviRuntime | null = null;
   // A GPU backend's first use compiles its kernels (webgpu on lavapipe: ~20 s): progress on stderr when slow.
-  const progress = new Progress('lavi ask', a.backend !== undefined && /webgpu|gpujs/.test(a.backend) ? 3000 : Infinity);
+  const gpu = (name: string) => /webgpu|gpujs/.test(name);
+  const progress = new Progress('lavi ask', 3000);
   try {
-    progress.start(`loading the model on ${a.backend ?? 'the best backend'}`);
+    if (a.backend !== undefined && gpu(a.backend)) progress.start(`loading the model on ${a.backend}`);
     rt = await LaviRuntime.create({ modelDir: a.model, backend: a.backend });
-    progress.start(`compiling kernels and answering on ${rt.backend.name}`);
+    if (gpu(rt.backend.name)) progress.start(`compiling kernels and answering on ${rt.backend.name}`);
     const info = rt.info();
     if (a.verbose && !a.json) console.error(backendLines(info).join('\n'));
     let streamed = '';
