@@ -22,6 +22,9 @@ import { expectedWeights } from '../models/lavi/weights.js';
 import { inspectModelDir, loadQwen2, readLaviFolder } from '../models/loader.js';
 import { randomSpecs } from '../models/loading/weights.js';
 import { SiglipVisionModel } from '../models/siglip/model.js';
+import { createWasmBackend } from '../backends/wasm/index.js';
+import { parseQwen2Config } from '../models/qwen2/config.js';
+import { declareQwen2, qwen2Specs } from '../models/qwen2/weights.js';
 import { tempDir } from './runtime-helpers.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -296,6 +299,23 @@ test('bad requests: a prompt longer than the context, ids outside the vocabulary
   const siglip = spawnSync(process.execPath, [CLI, 'generate', '--model', join(HF, 'siglip-tiny'), '--ids', '1,2'], { encoding: 'utf8' });
   assert.is(siglip.status, 1);
   assert.match(siglip.stderr, /SiglipVisionModel computes image features and does not generate text/);
+});
+
+test('a checkpoint too big for the backend: refused before upload, naming the bytes needed and what would fit', async () => {
+  const { dir, cleanup } = tempDir('lavi-hf-big-');
+  const wasm = await createWasmBackend({ threads: 1, maxMemoryBytes: 16 * 2 ** 20, name: 'wasm-16mib' });
+  try {
+    const cfg = { ...JSON.parse(readFileSync(join(HF, 'qwen2-gqa-bf16', 'config.json'), 'utf8')), vocab_size: 60000, torch_dtype: 'float32' };
+    writeFileSync(join(dir, 'config.json'), JSON.stringify(cfg));
+    await writeSafetensors(join(dir, 'model.safetensors'), randomSpecs(qwen2Specs(declareQwen2(parseQwen2Config(cfg, 'config.json'))), { seed: 1 }));
+    const before = wasm.memoryStats().liveBytes;
+    const msg = await refusal(dir, { backend: wasm });
+    assert.match(msg, /the weights need 29\.\d MiB on backend 'wasm-16mib', which holds at most 16\.0 MiB; stored as bf16 \(packed\) they would take 1\d\.\d MiB and fit/);
+    assert.is(wasm.memoryStats().liveBytes, before, 'nothing was uploaded');
+  } finally {
+    cleanup();
+    await wasm.destroy();
+  }
 });
 
 test.after(async () => {

@@ -130,6 +130,7 @@ export class WasmBackend implements Backend {
       software: false,
       description: `WebAssembly SIMD128${this.fma ? ' + relaxed-SIMD FMA' : ''} (generated kernels), ${this.threads} thread${this.threads === 1 ? '' : 's'}${this.threads === 1 && threadSupport().reason ? ` (${threadSupport().reason})` : ''}${this.bf16Activations ? ', bf16 activations for bf16 weights' : ''}`,
       dtypes: DTYPES,
+      memoryBytes: this.heap.stats().maxBytes,
     };
   }
 

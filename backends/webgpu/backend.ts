@@ -84,6 +84,7 @@ export class WebGPUBackend implements Backend {
       software: this.ctx.isSoftware,
       description: `WebGPU (Dawn) on ${i.description || i.device || 'unknown adapter'} [${i.vendor || '?'}/${i.architecture || '?'}; ${sg}; maxStorageBufferBindingSize ${this.rt.caps.maxBindingBytes}]`,
       dtypes: DTYPES,
+      maxBufferBytes: this.rt.caps.maxBufferSize,
     };
   }
 
