@@ -66,6 +66,7 @@ function fromEngineError(e: unknown): HttpError {
   const err = e as Error & { code?: unknown };
   const code = typeof err?.code === 'string' ? err.code : null;
   const msg = err?.message ?? String(e);
+  if (code === 'aborted') return new HttpError(499, msg); // the client left (or shutdown): nobody to answer
   if (code === 'prompt-too-long') return new HttpError(400, msg, 'invalid_request_error', 'messages', 'context_length_exceeded');
   if (code === 'value' || code === 'image' || code === 'chat-template' || code === 'model-dir') return new HttpError(400, msg, 'invalid_request_error', null, code);
   return new HttpError(500, msg, 'server_error', null, code);
