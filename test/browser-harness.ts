@@ -99,8 +99,8 @@ export interface PageAsk {
 }
 
 /** Loads the ask page on `backend` and waits for the model (or the failure). */
-export async function openAsk(page: Page, base: string, backend: string, model?: string): Promise<{ state: string; loadMs: number }> {
-  await page.goto(`${base}?backend=${backend}${model ? `&model=${encodeURIComponent(model)}` : ''}`);
+export async function openAsk(page: Page, base: string, backend: string, model?: string, extra = ''): Promise<{ state: string; loadMs: number }> {
+  await page.goto(`${base}?backend=${backend}${model ? `&model=${encodeURIComponent(model)}` : ''}${extra}`);
   const s = await waitState(page, 'load', ['loaded', 'failed']);
   return { state: s, loadMs: Number(await state(page, 'loadMs')) };
 }

@@ -94,6 +94,10 @@ export interface FetchSourceOptions {
   onProgress?: (p: SourceProgress) => void;
   /** Largest single range request, in bytes (default 8 MiB; larger reads are split). */
   chunkBytes?: number;
+  /** A file at most this large is fetched in one streamed request on its first read and served from memory
+   *  (default 32 MiB): a small checkpoint's hundreds of tiny tensors then cost one round trip, not one each.
+   *  Larger files are read range by range and never held whole. */
+  wholeFileBytes?: number;
   /** Passed to every request (e.g. to cancel a load). */
   signal?: AbortSignal;
 }
@@ -104,8 +108,9 @@ function httpWhy(res: Response, url: string): string {
 
 /**
  * The files under a base URL (a folder: a trailing '/' is added). Small files are fetched whole; files opened for
- * range reads are sized with HEAD and read with `Range: bytes=a-b` requests, each answer checked (206, the range
- * asked for, the length asked for): a server that ignores Range is refused rather than downloaded whole.
+ * range reads are sized with HEAD; up to wholeFileBytes they are then fetched in one streamed request, larger ones
+ * are read with `Range: bytes=a-b` requests, each answer checked (206, the range asked for, the length asked for):
+ * a server that ignores Range is refused rather than downloaded whole.
  */
 export function fetchModelSource(base: string | URL, opts: FetchSourceOptions = {}): ModelSource {
   const f = opts.fetch ?? globalThis.fetch?.bind(globalThis);
@@ -118,6 +123,7 @@ export function fetchModelSource(base: string | URL, opts: FetchSourceOptions = 
     throw new ValueError(`fetchModelSource: ${JSON.stringify(String(base))} is not a URL`);
   }
   const chunk = opts.chunkBytes ?? 8 << 20;
+  const wholeMax = opts.wholeFileBytes ?? 32 << 20;
   let loaded = 0;
   let total = 0;
   const url = (name: string) => {
@@ -170,12 +176,47 @@ export function fetchModelSource(base: string | URL, opts: FetchSourceOptions = 
         if (out.length !== length) throw new FormatError(`${u}: ${what}: got ${out.length} bytes for a range of ${length} (the file changed or the transfer was cut)`);
         return out;
       };
+      // A small file: one streamed GET on first use (progress per chunk), then reads from memory.
+      let whole: Promise<Uint8Array> | null = null;
+      const fetchWhole = async (): Promise<Uint8Array> => {
+        const res = await get(u);
+        if (!res.ok) throw new FormatError(httpWhy(res, u));
+        const out = new Uint8Array(size);
+        let got = 0;
+        const reader = res.body?.getReader();
+        if (!reader) {
+          const all = new Uint8Array(await res.arrayBuffer());
+          if (all.length !== size) throw new FormatError(`${u}: got ${all.length} bytes, HEAD said ${size} (the file changed or the transfer was cut)`);
+          loaded += size;
+          opts.onProgress?.({ file: name, loaded, total });
+          return all;
+        }
+        for (;;) {
+          const { done, value } = await reader.read();
+          if (done) break;
+          if (got + value.length > size) {
+            await reader.cancel().catch(() => {});
+            throw new FormatError(`${u}: more than the ${size} bytes HEAD said (the file changed during the load)`);
+          }
+          out.set(value, got);
+          got += value.length;
+          loaded += value.length;
+          opts.onProgress?.({ file: name, loaded, total });
+        }
+        if (got !== size) throw new FormatError(`${u}: got ${got} bytes, HEAD said ${size} (the file changed or the transfer was cut)`);
+        return out;
+      };
       return {
         size,
         async read(offset, length, what) {
           if (closed) throw new ValueError(`${u}: read after close`);
           if (offset + length > size) throw new FormatError(`${u}: ${what}: [${offset}, ${offset + length}) lies past the end of the file (${size} bytes)`);
           if (length === 0) return new Uint8Array(0);
+          if (size <= wholeMax) {
+            whole ??= fetchWhole();
+            whole.catch(() => {});
+            return (await whole).slice(offset, offset + length);
+          }
           if (length <= chunk) {
             const out = await readRange(offset, length, what);
             loaded += length;
@@ -194,6 +235,7 @@ export function fetchModelSource(base: string | URL, opts: FetchSourceOptions = 
         },
         async close() {
           closed = true;
+          whole = null;
         },
       };
     },

@@ -34,6 +34,9 @@ export interface WebRuntimeOptions {
   onProgress?: (p: SourceProgress) => void;
   /** Cancels the download. */
   signal?: AbortSignal;
+  /** fetchModelSource's wholeFileBytes: a checkpoint up to this size is fetched in one streamed request (default
+   *  32 MiB); 0 reads every tensor by its own range requests. */
+  wholeFileBytes?: number;
   model?: ModelOptions;
 }
 
@@ -115,6 +118,7 @@ export class WebRuntime {
       typeof source === 'string' || source instanceof URL
         ? fetchModelSource(source, {
             signal: opts.signal,
+            wholeFileBytes: opts.wholeFileBytes,
             onProgress: (p) => {
               bytesRead = p.loaded;
               opts.onProgress?.(p);

@@ -60,7 +60,9 @@ async function load(): Promise<void> {
   setState('load', 'loading');
   const t0 = performance.now();
   try {
-    loaded = await client.request<LoadedInfo>({ type: 'load', modelUrl: new URL(modelUrl.value, location.href).href, backend: backendSel.value }, (r) => {
+    // ?ranges=1: read the checkpoint tensor by tensor with range requests, as a large one always is.
+    const wholeFileBytes = params.get('ranges') === '1' ? 0 : undefined;
+    loaded = await client.request<LoadedInfo>({ type: 'load', modelUrl: new URL(modelUrl.value, location.href).href, backend: backendSel.value, wholeFileBytes }, (r) => {
       if (r.type === 'progress' && r.total > 0) {
         progress.max = r.total;
         progress.value = r.loaded;
@@ -70,7 +72,7 @@ async function load(): Promise<void> {
     progress.max = 1;
     progress.value = 1;
     const ms = performance.now() - t0;
-    loadStatus.textContent = `loaded in ${ms.toFixed(0)} ms (${(loaded.bytesRead / 1048576).toFixed(1)} MB read by range requests)`;
+    loadStatus.textContent = `loaded in ${ms.toFixed(0)} ms (${(loaded.bytesRead / 1048576).toFixed(1)} MB read${wholeFileBytes === 0 ? ' by range requests' : ''})`;
     backendInfo.textContent = `${loaded.backend}: ${loaded.description} · cross-origin isolated: ${loaded.crossOriginIsolated ? 'yes' : 'no'}`;
     setState('load', 'loaded');
     setState('backend', loaded.backend);

@@ -35,6 +35,7 @@ async function handle(req: Request): Promise<unknown> {
       const backend = await backendFor(req.backend);
       const rt = await WebRuntime.load(req.modelUrl, {
         backend,
+        wholeFileBytes: req.wholeFileBytes,
         onProgress: (p) => post({ id: req.id, type: 'progress', loaded: p.loaded, total: p.total }),
       });
       runtime = rt;

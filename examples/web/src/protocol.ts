@@ -3,7 +3,7 @@
 // and a long matmul would freeze the page.
 
 export type Request =
-  | { id: number; type: 'load'; modelUrl: string; backend: string }
+  | { id: number; type: 'load'; modelUrl: string; backend: string; wholeFileBytes?: number }
   | { id: number; type: 'decode'; bytes: Uint8Array; name: string }
   | { id: number; type: 'ask'; bytes: Uint8Array; name: string; question: string; maxNewTokens?: number }
   | { id: number; type: 'askMany'; items: { bytes: Uint8Array; question: string }[] }
