@@ -7,7 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { deflateSync } from 'node:zlib';
 import { tinyConfig, type ModelConfig } from '../models/lavi/config.js';
-import type { RGB8Image, TextTokenizer } from '../models/app/runtime.js';
+import type { TextTokenizer } from '../models/app/runtime.js';
+import type { RGBImage } from '../models/image/preprocess.js';
 import { randomWeights, saveCheckpoint } from '../models/lavi/weights.js';
 import { crc32 } from '../core/crc32.js';
 
@@ -116,7 +117,7 @@ export function tempDir(prefix = 'lavi-rt-'): { dir: string; cleanup: () => void
 }
 
 /** A smooth RGB test picture; `variant` changes it. */
-export function testImage(width = 40, height = 30, variant = 0): RGB8Image {
+export function testImage(width = 40, height = 30, variant = 0): RGBImage {
   const data = new Uint8Array(width * height * 3);
   for (let y = 0; y < height; y++) {
     for (let x = 0; x < width; x++) {
@@ -141,7 +142,7 @@ function chunk(type: string, data: Uint8Array): Uint8Array {
   return out;
 }
 
-export function encodePng(img: RGB8Image): Uint8Array {
+export function encodePng(img: RGBImage): Uint8Array {
   const { width, height, data } = img;
   const raw = new Uint8Array(height * (1 + width * 3));
   for (let y = 0; y < height; y++) raw.set(data.subarray(y * width * 3, (y + 1) * width * 3), y * (1 + width * 3) + 1);
