@@ -14,7 +14,7 @@ import { PNG } from 'pngjs';
 import { FormatError, LaviError, UnsupportedError, ValueError } from '../core/errors.js';
 import { tinyConfig } from '../models/lavi/config.js';
 import { preprocessImage, type RGBImage } from '../models/image/preprocess.js';
-import { decodeImage, detectImageFormat, loadImage, type DecodedImage } from '../models/image/decode.js';
+import { decodeImage, detectImageFormat, decodeImageFile, type DecodedImage } from '../models/image/decode.js';
 import { crc32 } from '../core/crc32.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'lavi-image-io-'));
@@ -162,7 +162,7 @@ function throwsLavi(fn: () => unknown, cls: new (...a: never[]) => LaviError, ..
 test('PNG RGB: exact pixels, RGB8 output typed for preprocessImage', () => {
   const W = 7, H = 5;
   const src = opaque(pattern(W, H));
-  const img = loadImage(tmpFile(pngjsWrite(W, H, src, 2), 'rgb.png'));
+  const img = decodeImageFile(tmpFile(pngjsWrite(W, H, src, 2), 'rgb.png'));
   assert.is(img.width, W);
   assert.is(img.height, H);
   assert.is(img.channels, 3);
@@ -296,7 +296,7 @@ function jpegBytes(quality = 95): Uint8Array {
 }
 
 test('JPEG baseline (jpeg-js encoder): pixels within tolerance', () => {
-  assertQuads(loadImage(tmpFile(jpegBytes(), 'base.jpg')), QUADS, 6, 'baseline');
+  assertQuads(decodeImageFile(tmpFile(jpegBytes(), 'base.jpg')), QUADS, 6, 'baseline');
 });
 
 test('JPEG progressive (SOF2) and grayscale (one component → R = G = B)', () => {
@@ -312,10 +312,10 @@ test('format comes from the magic bytes, not the file name', () => {
   const W = 3, H = 2;
   const src = pattern(W, H);
   for (let p = 0; p < W * H; p++) src[p * 4 + 3] = 255;
-  const pngAsJpg = loadImage(tmpFile(pngjsWrite(W, H, src, 2), 'really-a-png.jpg'));
+  const pngAsJpg = decodeImageFile(tmpFile(pngjsWrite(W, H, src, 2), 'really-a-png.jpg'));
   assert.equal(rgbOf(pngAsJpg, 2, 1), Array.from(src.subarray(5 * 4, 5 * 4 + 3)));
-  assertQuads(loadImage(tmpFile(jpegBytes(), 'really-a-jpeg.png')), QUADS, 6, 'jpeg named .png');
-  assert.is(loadImage(tmpFile(jpegBytes(), 'no-extension')).width, 16);
+  assertQuads(decodeImageFile(tmpFile(jpegBytes(), 'really-a-jpeg.png')), QUADS, 6, 'jpeg named .png');
+  assert.is(decodeImageFile(tmpFile(jpegBytes(), 'no-extension')).width, 16);
   assert.is(detectImageFormat(pngjsWrite(W, H, src, 2)), 'png');
   assert.is(detectImageFormat(jpegBytes()), 'jpeg');
   assert.is(detectImageFormat(new TextEncoder().encode('GIF89a....')), 'GIF');
@@ -326,12 +326,12 @@ test('format comes from the magic bytes, not the file name', () => {
 
 test('missing file, directory, empty file', () => {
   const missing = join(dir, 'nope.png');
-  throwsLavi(() => loadImage(missing), ValueError, missing, 'no such file');
+  throwsLavi(() => decodeImageFile(missing), ValueError, missing, 'no such file');
   const sub = join(dir, 'a-directory.png');
   mkdirSync(sub);
-  throwsLavi(() => loadImage(sub), ValueError, sub);
+  throwsLavi(() => decodeImageFile(sub), ValueError, sub);
   const empty = tmpFile(new Uint8Array(0), 'empty.png');
-  throwsLavi(() => loadImage(empty), FormatError, empty, 'empty');
+  throwsLavi(() => decodeImageFile(empty), FormatError, empty, 'empty');
 });
 
 test('unsupported formats are named (GIF, BMP, WebP, TIFF), unknown data is not a PNG or JPEG', () => {
@@ -344,24 +344,24 @@ test('unsupported formats are named (GIF, BMP, WebP, TIFF), unknown data is not 
   ];
   for (const [name, bytes] of cases) {
     const p = tmpFile(bytes, `pic-${name}.png`);
-    throwsLavi(() => loadImage(p), UnsupportedError, p, `unsupported image format ${name}`);
+    throwsLavi(() => decodeImageFile(p), UnsupportedError, p, `unsupported image format ${name}`);
   }
   const text = tmpFile(enc('just some text, not an image'), 'text.jpg');
-  throwsLavi(() => loadImage(text), FormatError, text, 'not a PNG or JPEG');
+  throwsLavi(() => decodeImageFile(text), FormatError, text, 'not a PNG or JPEG');
 });
 
 test('truncated and corrupt PNGs: FormatError naming the file', () => {
   const full = pngjsWrite(8, 8, pattern(8, 8), 6);
   const half = tmpFile(full.subarray(0, Math.floor(full.length / 2)), 'half.png');
-  throwsLavi(() => loadImage(half), FormatError, half, 'PNG');
+  throwsLavi(() => decodeImageFile(half), FormatError, half, 'PNG');
   const sigOnly = tmpFile(full.subarray(0, 12), 'sig-only.png');
-  throwsLavi(() => loadImage(sigOnly), FormatError, sigOnly, 'IHDR');
+  throwsLavi(() => decodeImageFile(sigOnly), FormatError, sigOnly, 'IHDR');
   // One flipped byte inside IDAT: the chunk CRC no longer matches.
   const flipped = new Uint8Array(full);
   const idat = Buffer.from(flipped).indexOf('IDAT');
   flipped[idat + 10] ^= 0xff;
   const bad = tmpFile(flipped, 'flipped.png');
-  throwsLavi(() => loadImage(bad), FormatError, bad, 'CRC mismatch in the IDAT chunk');
+  throwsLavi(() => decodeImageFile(bad), FormatError, bad, 'CRC mismatch in the IDAT chunk');
   // A valid header but an IDAT that is not zlib data (CRC made to match).
   const junk = concat([full.subarray(0, 33), chunk('IDAT', Uint8Array.from([1, 2, 3, 4, 5, 6])), chunk('IEND', new Uint8Array(0))]);
   throwsLavi(() => decodeImage(junk, { source: 'junk-idat' }), FormatError, 'junk-idat', 'PNG');
@@ -382,9 +382,9 @@ test('truncated and corrupt PNGs: FormatError naming the file', () => {
 test('truncated and corrupt JPEGs: FormatError naming the file', () => {
   const full = jpegBytes();
   const cut = tmpFile(full.subarray(0, full.length - 40), 'cut.jpg');
-  throwsLavi(() => loadImage(cut), FormatError, cut, 'truncated JPEG');
+  throwsLavi(() => decodeImageFile(cut), FormatError, cut, 'truncated JPEG');
   const headOnly = tmpFile(full.subarray(0, 30), 'head-only.jpg');
-  throwsLavi(() => loadImage(headOnly), FormatError, headOnly, 'JPEG');
+  throwsLavi(() => decodeImageFile(headOnly), FormatError, headOnly, 'JPEG');
   // Garbage where the marker after APP0 should be; a segment length running past the end.
   const app0Len = (full[4]! << 8) | full[5]!;
   const garbage = new Uint8Array(full);
@@ -405,7 +405,7 @@ test('absurd dimensions are refused from the header, before decoding', () => {
   // A PNG whose IHDR claims 100000 × 100000 and which has no pixel data at all.
   const huge = concat([Uint8Array.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), ihdr(100000, 100000, 8, 2), chunk('IEND', new Uint8Array(0))]);
   const p = tmpFile(huge, 'huge.png');
-  throwsLavi(() => loadImage(p), ValueError, p, '100000×100000', 'too large');
+  throwsLavi(() => decodeImageFile(p), ValueError, p, '100000×100000', 'too large');
   // 9000 × 9000 is over 8192² pixels; 40000 × 10 is over the side limit.
   throwsLavi(() => decodeImage(concat([huge.subarray(0, 8), ihdr(9000, 9000, 8, 2)])), ValueError, 'too large');
   throwsLavi(() => decodeImage(concat([huge.subarray(0, 8), ihdr(40000, 10, 8, 2)])), ValueError, 'too large');

@@ -16,7 +16,7 @@ import type { Backend } from '../core/backend.js';
 import { getBackend, releaseAllBackends } from '../core/registry.js';
 import { SafetensorsFile } from '../core/safetensors/index.js';
 import { tensor } from '../ops/index.js';
-import { loadImage } from '../models/image/decode.js';
+import { decodeImageFile } from '../models/image/decode.js';
 import { randomSpecs, uploadSpecs } from '../models/loading/weights.js';
 import { LLAVA_HF_NAMES, LlavaOnevisionModel, TRANSFORMERS_NAMES, declareLlavaOnevision, llavaOnevisionSpecs, namesFor, parseLlavaOnevisionConfig } from '../models/llava-onevision/model.js';
 import { packImageFeatures, packOnBackend } from '../models/llava-onevision/pack.js';
@@ -187,7 +187,7 @@ for (const [bname, ck] of ['cpu', 'wasm', 'webgpu'].flatMap((b) => ['llava-ov-ti
     try {
       for (const g of meta.images) {
         const file = procMeta.images.find((i) => i.name === g.name)!.image;
-        const inputs = model.processImage(await loadImage(join(hf, file)));
+        const inputs = model.processImage(await decodeImageFile(join(hf, file)));
         assert.is(inputs.numImageTokens, g.num_image_tokens, `${g.name} tokens`);
         const image = model.encodeImage(inputs);
         const feats = (await image.features.read()) as Float32Array;

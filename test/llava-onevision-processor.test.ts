@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ShapeError, UnsupportedError, ValueError } from '../core/errors.js';
 import { SafetensorsFile } from '../core/safetensors/index.js';
-import { loadImage } from '../models/image/decode.js';
+import { decodeImageFile } from '../models/image/decode.js';
 import { packImageFeatures } from '../models/llava-onevision/pack.js';
 import {
   loadPreprocessorConfig,
@@ -100,7 +100,7 @@ test('processor: every oracle image (pixels exact in 8 bits, 1e-6 normalised, si
   try {
     assert.ok(meta.images.length >= 6, `only ${meta.images.length} images`);
     for (const g of meta.images) {
-      const img = await loadImage(join(hfFixtures, g.image));
+      const img = await decodeImageFile(join(hfFixtures, g.image));
       assert.is(img.width, g.width);
       assert.is(img.height, g.height);
       const r = processImage(img, pre, model);

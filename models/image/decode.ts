@@ -40,7 +40,7 @@ export interface DecodedImage extends RGBImage {
 export type ImageFormat = 'png' | 'jpeg';
 
 export interface DecodeImageOptions {
-  /** Names the data in error messages (decodeImage); loadImage uses the path. */
+  /** Names the data in error messages (decodeImage); decodeImageFile uses the path. */
   source?: string;
   /** Most pixels (width·height) accepted; default 8192·8192. */
   maxPixels?: number;
@@ -433,10 +433,10 @@ export function decodeImage(bytes: Uint8Array, opts: DecodeImageOptions = {}): D
 }
 
 /** Reads and decodes a PNG or JPEG file to 8-bit RGB. */
-export function loadImage(path: string, opts: Omit<DecodeImageOptions, 'source'> = {}): DecodedImage {
+export function decodeImageFile(path: string, opts: Omit<DecodeImageOptions, 'source'> = {}): DecodedImage {
   let bytes: Uint8Array;
   try {
-    bytes = nodeFs('loadImage(path)').readFileSync(path);
+    bytes = nodeFs('decodeImageFile(path)').readFileSync(path);
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
     const reason = err.code === 'ENOENT' ? 'no such file' : err.code === 'EISDIR' ? 'is a directory' : err.code === 'EACCES' ? 'permission denied' : err.message;
