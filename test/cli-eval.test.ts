@@ -1,14 +1,16 @@
 // `lavi eval` end to end on tiny random checkpoints and a hand-made split: accuracy per type with the matching
 // rule (trim, lowercase, drop a final period), agreement with a PyTorch results file in eval-pytorch.json's
-// format, the JSON table written with --out, --limit, --jpeg-less splits and error exits.
+// format, the JSON table written with --out, --limit, --jpeg-less splits and error exits; the held-out sets
+// (--sets, --sets-dir, --pytorch-dir): one table per set, a summary, the report written only where --out says;
+// the task-vocabulary check.
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { normalizeAnswer, type EvalTable } from '../models/app/commands/eval.js';
+import { inTaskVocabulary, normalizeAnswer, OUT_OF_TASK_ANSWER, type EvalReport, type EvalTable } from '../models/app/commands/eval.js';
 import { LaviRuntime } from '../models/app/runtime.js';
 import { encodePng, makeTinyModel, tempDir, testImage } from './runtime-helpers.js';
 
@@ -123,6 +125,55 @@ test('--limit and --json: the first N questions, printed as JSON, not written wi
   assert.is(t.models[0]!.pytorch!.answersDiffering, 0);
 });
 
+test('inTaskVocabulary: the task\'s answer forms and the out-of-task sentence; nothing else', () => {
+  for (const a of ['red', 'Circle', '3', 'yes', 'no.', 'top left', 'center', OUT_OF_TASK_ANSWER, OUT_OF_TASK_ANSWER.toLowerCase(),
+    'a large red circle in the top left.', 'a small blue square in the center and an large green cross in the bottom right',
+    'a large red circle in the top left, a small blue square in the center and a large yellow triangle in the bottom right.']) {
+    assert.ok(inTaskVocabulary(a), a);
+  }
+  for (const a of ['', 'topyes left', '4,,, left', 'a large4yes44', 'a cat', 'left', 'red circle',
+    'a large red circle in the top left,', 'a large red circle in the top left and', 'I can only answer questions']) {
+    assert.not.ok(inTaskVocabulary(a), a);
+  }
+});
+
+test('the sets: one table per set and a summary; the report only where --out says; missing PyTorch files skipped', () => {
+  const sets = join(tmp.dir, 'sets');
+  const ptDir = join(tmp.dir, 'pt');
+  mkdirSync(join(sets, 'test'), { recursive: true });
+  mkdirSync(join(sets, 'oot'), { recursive: true });
+  mkdirSync(ptDir);
+  for (const f of readdirSync(split)) copyFileSync(join(split, f), join(sets, 'test', f));
+  // out-of-task questions on the test set's pictures, by relative path, as examples/vqa/oot does
+  const oot = [0, 1].map((i) => JSON.stringify({ image: `../test/img_${i}.png`, question: `Is this a cat ${i}?`, answer: OUT_OF_TASK_ANSWER, type: 'animals' }));
+  writeFileSync(join(sets, 'oot', 'questions.jsonl'), oot.join('\n') + '\n');
+  copyFileSync(join(tmp.dir, 'eval-pytorch.json'), join(ptDir, 'eval-pytorch.json'));
+  const args = ['--sets', 'test,oot', '--sets-dir', sets, '--pytorch-dir', ptDir, '--lavi', laviDir, '--concat', concatDir, '--backend', 'cpu', '--max-tokens', String(MAX)];
+  const before = readdirSync(tmp.dir, { recursive: true }).sort();
+  const r = lavi(...args);
+  assert.is(r.code, 0, r.stderr);
+  assert.match(r.stdout, /lavi eval, test: 6 questions/);
+  assert.match(r.stdout, /lavi eval, oot: 2 questions/);
+  assert.match(r.stdout, /accuracy \(%\)\s+animals\s+overall\s+outside vocabulary/);
+  assert.match(r.stdout, /overall accuracy \(%\)\s+test \(6\)\s+oot \(2\)\s+outside the task vocabulary/);
+  assert.match(r.stdout, /not written/);
+  assert.equal(readdirSync(tmp.dir, { recursive: true }).sort(), before, 'nothing written without --out');
+  const out = join(tmp.dir, 'report', 'eval.json');
+  const j = lavi(...args, '--json', '--out', out);
+  assert.is(j.code, 0, j.stderr);
+  const rep = JSON.parse(j.stdout) as EvalReport;
+  assert.equal(JSON.parse(readFileSync(out, 'utf8')), rep);
+  assert.is(rep.format, 'lavi-eval/2');
+  assert.equal(rep.sets.map((t) => [t.set, t.questions]), [['test', N], ['oot', 2]]);
+  const [t, o] = rep.sets as [EvalTable, EvalTable];
+  assert.equal(t.models[0]!.predictions.map((p) => p.prediction), engineLavi);
+  assert.is(t.models[0]!.pytorch!.compared, N);
+  assert.is(t.models[0]!.pytorch!.answersDiffering, 1);
+  assert.is(o.models[0]!.pytorch, null);
+  assert.equal(o.models[0]!.counts, { animals: 2, overall: 2 });
+  for (const m of [...t.models, ...o.models]) assert.is(m.outOfVocabulary, m.predictions.filter((p) => !inTaskVocabulary(p.prediction)).length);
+});
+
 test('errors: a missing split or model (exit 1), bad options (exit 2)', () => {
   const miss = lavi('--split', join(tmp.dir, 'nope'), '--lavi', laviDir, '--concat', concatDir, '--backend', 'cpu');
   assert.is(miss.code, 1);
@@ -135,6 +186,9 @@ test('errors: a missing split or model (exit 1), bad options (exit 2)', () => {
   assert.match(bad.stderr, /--limit must be an integer ≥ 1, got 'x'/);
   assert.is(lavi('--backend', 'nope').code, 2);
   assert.is(lavi('extra').code, 2);
+  assert.match(lavi('--sets', 'nope').stderr, /unknown set 'nope'/);
+  assert.match(lavi('--split', split, '--sets', 'test').stderr, /--sets and --split exclude each other/);
+  assert.match(lavi('--pytorch', 'x.json').stderr, /--pytorch goes with --split/);
   assert.ok(!existsSync(join(tmp.dir, 'split', 'eval-engine.json')));
 });
 

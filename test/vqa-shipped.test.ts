@@ -1,17 +1,23 @@
-// The shipped LaVi VQA checkpoint (models/weights/lavi-vqa) through the library API:
+// The shipped VQA checkpoints (models/weights/lavi-vqa, concat-vqa) through the library API:
 //   1. the PyTorch golden (test/fixtures/vqa/logits-golden.safetensors, written by models/reference/eval_vqa.py
-//      golden: float64 PyTorch on the shipped float16 weights) — the prompt ids our tokenizer and chat template
-//      make, the decoded PNG, the pixel values, the logits at every prompt position (NMSE ≤ 1e-6) and the greedy
-//      answer ids (exact, stop token included);
-//   2. held-out questions (PNG) from examples/vqa/test: the engine's answers equal PyTorch's predictions in
-//      models/weights/eval-pytorch.json and match the reference answers (most of them — the model is small).
+//      golden: float64 PyTorch on the shipped float16 LaVi weights) — for questions of the original split, of
+//      the shifted split (a picture that is not 48 x 48, so the engine's resize is checked too) and of the
+//      out-of-task set: the prompt ids our tokenizer and chat template make, the decoded PNG, the pixel values,
+//      the logits at every prompt position (NMSE ≤ 1e-6) and the greedy answer ids (exact, stop token included);
+//   2. the README's example pictures (examples/images) answered as examples/images/questions.json says;
+//   3. a sample of each held-out set (examples/vqa/test, shifted, oot; PNG): the engine's answers equal
+//      PyTorch's (models/weights/eval-pytorch.json, eval-pytorch-shifted.json, eval-pytorch-oot.json) token for
+//      token for both checkpoints (LaVi every 5th question, concat every 7th), LaVi's accuracy on the sample
+//      stays near what PyTorch measured on the whole set, and on the original split no answer has text outside
+//      the task's vocabulary.
 //
 // Backend, chosen by name on purpose: 'wasm' (WebAssembly SIMD, the fastest CPU backend: about 5× the CPU
 // reference on this model) when this build registers it, else 'cpu' (the plain-JS reference). A NOTE line says
 // which ran and how long it took; the file is meant to finish well within 60 s.
 //
 // Without the checkpoint or the fixtures in the tree, no test is registered and a NOTE says so. The paths can be
-// pointed elsewhere (another export of the same recipe) with LAVI_VQA_MODEL, LAVI_VQA_GOLDEN, LAVI_VQA_EVAL.
+// pointed elsewhere (another export of the same recipe) with LAVI_VQA_MODEL, LAVI_VQA_CONCAT, LAVI_VQA_GOLDEN and
+// LAVI_VQA_EVAL_DIR (the directory of the eval-pytorch*.json files).
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -22,14 +28,30 @@ import { hasBackend, releaseAllBackends } from '../core/registry.js';
 import { SafetensorsFile } from '../core/safetensors/reader.js';
 import { preprocessImage } from '../models/image/preprocess.js';
 import { LaviRuntime, loadImage, packageRoot } from '../models/app/runtime.js';
+import { inTaskVocabulary } from '../models/app/commands/eval.js';
 
 const BACKEND = hasBackend('wasm') ? 'wasm' : 'cpu';
+const LAVI_STRIDE = BACKEND === 'wasm' ? 5 : 25;
+const CONCAT_STRIDE = BACKEND === 'wasm' ? 7 : 31;
+// README example pictures the shipped LaVi answers wrongly (the README says so): a count (counting is its weakest
+// type) and a dark background (it was trained on light ones only).
+const README_MISSES: string[] = ['shapes2.png', 'dark200x150.png'];
 const root = packageRoot();
 const modelDir = process.env.LAVI_VQA_MODEL ?? join(root, 'models', 'weights', 'lavi-vqa');
 const goldenPath = process.env.LAVI_VQA_GOLDEN ?? join(root, 'test', 'fixtures', 'vqa', 'logits-golden.safetensors');
-const split = join(root, 'examples', 'vqa', 'test');
-const evalPytorchPath = process.env.LAVI_VQA_EVAL ?? join(root, 'models', 'weights', 'eval-pytorch.json');
-const missing = [join(modelDir, 'model.safetensors'), goldenPath, join(split, 'questions.jsonl'), evalPytorchPath].filter((p) => !existsSync(p));
+const concatDir = process.env.LAVI_VQA_CONCAT ?? join(root, 'models', 'weights', 'concat-vqa');
+const evalDir = process.env.LAVI_VQA_EVAL_DIR ?? join(root, 'models', 'weights');
+// set -> PyTorch results over the whole set; the least accuracy LaVi must reach on the engine's sample (a little
+// under what PyTorch measured on the whole set, models/weights/eval-pytorch*.json: test 98.4%, shifted 19.8%,
+// oot 0% — the shipped checkpoint was trained on the original task only); whether every answer must use the
+// task's vocabulary (on shifted and oot it often does not).
+const SETS: Record<string, { file: string; min: number; vocabulary: boolean }> = {
+  test: { file: 'eval-pytorch.json', min: 0.9, vocabulary: true },
+  shifted: { file: 'eval-pytorch-shifted.json', min: 0.1, vocabulary: false },
+  oot: { file: 'eval-pytorch-oot.json', min: 0, vocabulary: false },
+};
+const missing = [join(modelDir, 'model.safetensors'), join(concatDir, 'model.safetensors'), goldenPath,
+  ...Object.entries(SETS).flatMap(([s, v]) => [join(root, 'examples', 'vqa', s, 'questions.jsonl'), join(evalDir, v.file)])].filter((p) => !existsSync(p));
 
 interface Question {
   image: string;
@@ -57,6 +79,7 @@ function nmse(got: ArrayLike<number>, want: ArrayLike<number>): { nmse: number; 
 }
 
 let rt: LaviRuntime;
+let rtConcat: LaviRuntime;
 const t0 = Date.now();
 
 if (missing.length && process.env.CI === 'true') {
@@ -69,9 +92,11 @@ if (missing.length && process.env.CI === 'true') {
 } else {
   test.before(async () => {
     rt = await LaviRuntime.create({ modelDir, backend: BACKEND });
+    rtConcat = await LaviRuntime.create({ modelDir: concatDir, backend: BACKEND });
   });
   test.after(async () => {
     rt?.dispose();
+    rtConcat?.dispose();
     await releaseAllBackends();
     console.log(`NOTE: vqa-shipped on '${BACKEND}' in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   });
@@ -79,14 +104,15 @@ if (missing.length && process.env.CI === 'true') {
   test('PyTorch golden: prompt ids, image, pixels, logits at every prompt position (NMSE ≤ 1e-6), greedy ids (exact)', async () => {
     const f = await SafetensorsFile.open(goldenPath);
     try {
-      const picked = JSON.parse(f.metadata.questions!) as (Question & { key: string; prediction: string })[];
-      assert.ok(picked.length >= 3);
+      const picked = JSON.parse(f.metadata.questions!) as (Question & { key: string; split: string; prediction: string })[];
+      assert.ok(picked.length >= 5);
+      assert.ok(picked.some((q) => q.split.endsWith('shifted')) && picked.some((q) => q.split.endsWith('oot')));
       let worst = 0;
       for (const q of picked) {
         const ids = Array.from((await f.read(`${q.key}.input_ids`)).data);
         assert.equal(rt.encodePrompt(q.question), ids, `${q.key}: prompt ids`);
         // Decoding: our PNG decoder gives PyTorch's (PIL's) pixels exactly.
-        const img = await loadImage(join(split, q.image));
+        const img = await loadImage(join(root, q.split, q.image));
         const u8 = await f.read(`${q.key}.image`);
         assert.equal(u8.shape, [img.height, img.width, 3]);
         assert.equal(Array.from(img.data), Array.from(u8.data), `${q.key}: decoded pixels`);
@@ -106,7 +132,7 @@ if (missing.length && process.env.CI === 'true') {
         rt.model.reset();
         // Greedy answer through the runtime, from the PNG file.
         const answerIds = Array.from((await f.read(`${q.key}.answer_ids`)).data);
-        const r = await rt.ask(join(split, q.image), q.question, { maxNewTokens: 64 });
+        const r = await rt.ask(join(root, q.split, q.image), q.question, { maxNewTokens: 64 });
         assert.equal(r.tokens, answerIds, `${q.key}: greedy tokens`);
         assert.is(r.answer, q.prediction.trim());
       }
@@ -116,41 +142,50 @@ if (missing.length && process.env.CI === 'true') {
     }
   });
 
-  test("the README's main command: bundled example images answered as examples/images/questions.json says", async () => {
-    // shapes2.png ("How many circles are there?" → 2) is left out: the model answers 1 (counting is its weakest
-    // type, 90% on the held-out split), as the README says.
+  test("the README's examples: the bundled example pictures answered as examples/images/questions.json says", async () => {
     const info = JSON.parse(readFileSync(join(root, 'examples', 'images', 'questions.json'), 'utf8')) as Record<string, { question: string; answer: string }>;
-    for (const name of ['shapes1.png', 'shapes3.png']) {
-      const r = await rt.ask(join(root, 'examples', 'images', name), info[name]!.question);
-      assert.is(normalize(r.answer), normalize(info[name]!.answer), name);
+    assert.ok(Object.keys(info).length >= 6);
+    for (const [name, q] of Object.entries(info)) {
+      if (README_MISSES.includes(name)) continue;
+      const r = await rt.ask(join(root, 'examples', 'images', name), q.question);
+      assert.is(normalize(r.answer), normalize(q.answer), name);
     }
   });
 
-  test('held-out split (PNG, all 252 questions): the engine answers token for token as PyTorch does, ≥ 90% right', async () => {
-    const questions = readFileSync(join(split, 'questions.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Question);
-    const pt = JSON.parse(readFileSync(evalPytorchPath, 'utf8')) as {
-      models: Record<string, { predictions: { index: number; prediction: string; token_ids: number[]; min_margin: number }[] }>;
-    };
-    const preds = pt.models[basename(modelDir)]!.predictions;
-    assert.is(preds.length, questions.length, 'eval-pytorch.json covers every question');
-    // The cpu reference is ~20x slower than wasm: there, every 6th question (all types still appear).
-    const chosen = questions.map((_, i) => i).filter((i) => BACKEND === 'wasm' || i % 6 === 0);
-    const right: Record<string, [number, number]> = {};
-    for (const i of chosen) {
-      const q = questions[i]!;
-      const r = await rt.ask(join(split, q.image), q.question, { maxNewTokens: 64 });
-      const p = preds.find((x) => x.index === i)!;
-      assert.equal(r.tokens, p.token_ids, `question ${i} (${q.question}): tokens differ from PyTorch's (min margin ${p.min_margin})`);
-      assert.is(r.answer, p.prediction.trim());
-      const t = (right[q.type] ??= [0, 0]);
-      t[1]++;
-      if (normalize(r.answer) === normalize(q.answer)) t[0]++;
-    }
-    const ok = Object.values(right).reduce((a, t) => a + t[0], 0);
-    const table = Object.entries(right).map(([k, [a, n]]) => `${k} ${a}/${n}`).join(', ');
-    console.log(`NOTE: held-out accuracy on '${BACKEND}': ${ok}/${chosen.length} (${table})`);
-    assert.ok(ok >= Math.ceil(chosen.length * 0.9), `only ${ok}/${chosen.length} answers right (${table})`);
-  });
+  for (const [set, { file, min, vocabulary }] of Object.entries(SETS)) {
+    test(`held-out set '${set}' (PNG, a sample): both checkpoints answer token for token as PyTorch does; LaVi ≥ ${(min * 100).toFixed(0)}% right${vocabulary ? ', no answer outside the task vocabulary' : ''}`, async () => {
+      const dir = join(root, 'examples', 'vqa', set);
+      const questions = readFileSync(join(dir, 'questions.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Question);
+      const pt = JSON.parse(readFileSync(join(evalDir, file), 'utf8')) as {
+        models: Record<string, { predictions: { index: number; prediction: string; token_ids: number[]; min_margin: number }[] }>;
+      };
+      const right: Record<string, [number, number]> = {};
+      let n = 0;
+      // Strides prime to 6, so that every type appears (the sets cycle through the six types, two per picture); the
+      // cpu reference is ~20x slower than wasm: there, a sparser sample.
+      for (const [name, r0, step] of [[basename(modelDir), rt, LAVI_STRIDE], [basename(concatDir), rtConcat, CONCAT_STRIDE]] as const) {
+        const preds = pt.models[name]!.predictions;
+        assert.is(preds.length, questions.length, `${file} covers every question`);
+        for (let i = 0; i < questions.length; i += step) {
+          const q = questions[i]!;
+          const r = await r0.ask(join(dir, q.image), q.question, { maxNewTokens: 64 });
+          const p = preds.find((x) => x.index === i)!;
+          assert.equal(r.tokens, p.token_ids, `${name}, ${set} question ${i} (${q.question}): tokens differ from PyTorch's (min margin ${p.min_margin})`);
+          assert.is(r.answer, p.prediction.trim());
+          if (vocabulary) assert.ok(inTaskVocabulary(r.answer), `${name}, ${set} question ${i}: answer outside the task vocabulary: ${JSON.stringify(r.answer)}`);
+          if (r0 !== rt) continue;
+          n++;
+          const t = (right[q.type] ??= [0, 0]);
+          t[1]++;
+          if (normalize(r.answer) === normalize(q.answer)) t[0]++;
+        }
+      }
+      const ok = Object.values(right).reduce((a, t) => a + t[0], 0);
+      const table = Object.entries(right).map(([k, [a, m]]) => `${k} ${a}/${m}`).join(', ');
+      console.log(`NOTE: LaVi on '${set}' ('${BACKEND}', every ${LAVI_STRIDE}th question): ${ok}/${n} (${table})`);
+      assert.ok(ok >= Math.ceil(n * min), `only ${ok}/${n} answers right (${table})`);
+    });
+  }
 }
 
 test.run();

@@ -17,6 +17,15 @@ const HELP = `usage: lavi ask <image.png|jpg> "<question>" [options]
 
 Answers a question about an image with the LaVi model.
 
+What the bundled model (models/weights/lavi-vqa) knows: it is a 3M-parameter LaVi trained from scratch on
+synthetic pictures only, 1 to 4 flat coloured shapes (circle, square, triangle, cross; red, green, blue, yellow,
+purple, orange; small or large) on a light background, one per cell of a 3x3 grid, and on six question forms:
+  "What color is the triangle?"   "What shape is the red object?"   "How many circles are there?"
+  "Is there a green square?"      "Where is the cross?"             "Describe the image."
+Pictures unlike these (dark or noisy backgrounds, tiny objects), other phrasings and other questions get
+unreliable answers (README, "The bundled model"; \`npx lavi eval\` measures the original, shifted and
+out-of-task sets).
+
 options:
   --backend NAME      run on this backend (default: the best available one; software-emulated GPUs are skipped)
   --model DIR         checkpoint directory (default: the bundled models/weights/lavi-vqa)

@@ -1,14 +1,27 @@
-// lavi eval: the held-out VQA split through the engine, for the LaVi checkpoint and the concat baseline.
+// lavi eval: the held-out VQA sets through the engine, for the LaVi checkpoint and the concat baseline.
 //
-//   lavi eval [--split examples/vqa/test] [--backend NAME] [--limit N] [--json] [--max-tokens N] [--jpeg]
-//             [--lavi DIR] [--concat DIR] [--pytorch FILE] [--out FILE] [--verbose]
+//   lavi eval [--sets test,shifted,oot] [--sets-dir examples/vqa] [--pytorch-dir models/weights]
+//             [--backend NAME] [--limit N] [--json] [--max-tokens N] [--jpeg] [--lavi DIR] [--concat DIR]
+//             [--out FILE] [--verbose]
+//   lavi eval --split DIR [--pytorch FILE] [same options]            one other split directory
 //
-// For each model: accuracy per question type and overall (exact match after trimming, lowercasing and dropping a
-// final period, the rule of models/weights/eval-pytorch.json), FLOPs per answer split into vision (tower +
-// projector) and LLM (decoder, conditioners, lm_head; prefill and decode), peak memory (the backend's memory()
-// counters when it has them, else the process RSS growth — the table says which), latency (mean time per answer,
-// time to first token, decode tokens/s), and agreement with the PyTorch predictions (accuracy difference in
-// points, answers that differ). The JSON table is written only where --out says. Models run one after the other, so one model's weights never count in the other's memory.
+// The bundled model's three held-out sets (models/reference/vqa_data.py writes them): test, the original split
+// (48 x 48 pictures drawn like the original training data); shifted, pictures of other sizes and aspects,
+// objects near the size and position limits, dark or tinted backgrounds, gradients, noise, low JPEG qualities
+// and the question phrasings the model was trained with; oot, out-of-task questions (people, animals, text,
+// weather, things, other) whose right answer is the fixed sentence, their types being these categories. Each is
+// compared with its PyTorch results (models/weights/eval-pytorch.json, eval-pytorch-shifted.json,
+// eval-pytorch-oot.json).
+//
+// For each set and model: accuracy per question type and overall (exact match after trimming, lowercasing and
+// dropping a final period, the rule of the eval-pytorch files), answers outside the task's vocabulary (anything
+// but a colour, a shape, a number, yes/no, a cell, a well-formed description or the out-of-task sentence),
+// FLOPs per answer split into vision (tower + projector) and LLM (decoder, conditioners, lm_head; prefill and
+// decode), peak memory (the backend's memory() counters when it has them, else the process RSS growth — the
+// table says which), latency (mean time per answer, time to first token, decode tokens/s), and agreement with
+// the PyTorch predictions (accuracy difference in points, answers and token sequences that differ). Nothing is
+// written unless --out FILE says where (the JSON report: one table per set, or the one table of --split).
+// Models run one after the other, so one model's weights never count in the other's memory.
 
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
@@ -22,22 +35,30 @@ import { parseArgs, type ParsedArgs } from './args.js';
 
 const HELP = `usage: lavi eval [options]
 
-Runs the held-out VQA questions through the engine for the LaVi checkpoint and the concat baseline and prints
-accuracy per question type, FLOPs per answer (vision / LLM), peak memory, latency, and agreement with the
-PyTorch predictions in models/weights/eval-pytorch.json. Writes the JSON table only where --out says.
+Runs the held-out VQA questions through the engine for the LaVi checkpoint and the concat baseline and prints,
+per set, accuracy per question type, answers outside the task's vocabulary, FLOPs per answer (vision / LLM),
+peak memory, latency, and agreement with the PyTorch predictions (models/weights/eval-pytorch*.json).
+
+The sets (examples/vqa/<set>): test, the original held-out split; shifted, pictures unlike the original ones
+(other sizes and aspects, objects near the size and position limits, dark or tinted backgrounds, gradients,
+noise, JPEG) with varied phrasings; oot, out-of-task questions, right when answered with the fixed sentence.
 
 options:
-  --split DIR       split directory holding questions.jsonl and the images (default: examples/vqa/test)
+  --sets A,B        which sets (default: test,shifted,oot)
+  --sets-dir DIR    directory holding the set folders (default: examples/vqa)
+  --pytorch-dir DIR directory holding eval-pytorch.json, eval-pytorch-shifted.json, eval-pytorch-oot.json
+                    (default: models/weights; a missing file is skipped)
+  --split DIR       one other split directory (questions.jsonl and the images) instead of the sets
+  --pytorch FILE    with --split: PyTorch results to compare with (default: none)
   --backend NAME    backend to run on (default: the best available)
-  --limit N         only the first N questions
+  --limit N         only the first N questions of each set
   --max-tokens N    answer tokens at most (default 64, as the PyTorch evaluation)
   --jpeg            read each question's JPEG image instead of the PNG
   --lavi DIR        LaVi checkpoint (default: models/weights/lavi-vqa)
   --concat DIR      concat baseline checkpoint (default: models/weights/concat-vqa)
-  --pytorch FILE    PyTorch results to compare with (default: models/weights/eval-pytorch.json; skipped if absent)
-  --out FILE        write the JSON table to FILE (default: not written; the shipped table was made with
+  --out FILE        write the JSON report to FILE (default: not written; the shipped tables were made with
                     --out models/weights/eval-engine.json)
-  --json            print the JSON table instead of the text table
+  --json            print the JSON report instead of the text tables
   --verbose         print every question, the expected answer and the model's`;
 
 class UsageError extends Error {}
@@ -48,6 +69,26 @@ export interface Question {
   question: string;
   answer: string;
   type: string;
+}
+
+/** The bundled model's task (models/reference/vqa_data.py): its answer words and its out-of-task sentence. */
+export const OUT_OF_TASK_ANSWER = 'I can only answer questions about the coloured shapes in the picture.';
+const TASK_COLORS = ['red', 'green', 'blue', 'yellow', 'purple', 'orange'];
+const TASK_SHAPES = ['circle', 'square', 'triangle', 'cross'];
+const TASK_SIZES = ['small', 'large'];
+const TASK_CELLS = ['top left', 'top center', 'top right', 'center left', 'center', 'center right', 'bottom left', 'bottom center', 'bottom right'];
+const alt = (xs: string[]) => `(?:${xs.join('|')})`;
+const TASK_OBJECT = `an? ${alt(TASK_SIZES)} ${alt(TASK_COLORS)} ${alt(TASK_SHAPES)} in the ${alt(TASK_CELLS)}`;
+const TASK_ANSWER = new RegExp(`^(?:${alt([...TASK_COLORS, ...TASK_SHAPES, ...TASK_CELLS, 'yes', 'no'])}|[0-9]+|${TASK_OBJECT}(?:(?:, ${TASK_OBJECT})* and ${TASK_OBJECT})?)$`);
+
+/**
+ * Whether an answer is one of the task's answer forms (vqa_data.in_task_vocabulary): a colour, a shape, a
+ * number, yes/no, a cell, a description ('a|an <size> <colour> <shape> in the <cell>', joined by ', ' and
+ * ' and '), or the out-of-task sentence; case and one final period aside.
+ */
+export function inTaskVocabulary(answer: string): boolean {
+  const a = normalizeAnswer(answer);
+  return a === normalizeAnswer(OUT_OF_TASK_ANSWER) || TASK_ANSWER.test(a);
 }
 
 /** The matching rule: trim, lowercase, drop one final period (and the space before it, if any). */
@@ -66,6 +107,8 @@ export interface ModelEval {
   accuracy: Record<string, number>;
   correct: Record<string, number>;
   counts: Record<string, number>;
+  /** Answers that are none of the task's answer forms (inTaskVocabulary). */
+  outOfVocabulary: number;
   flopsPerAnswer: { vision: number; llm: number; llmPrefill: number; llmDecode: number; total: number };
   visualTokensInContext: number;
   /** source: 'backend memory()', 'backend memoryStats()', 'backend memory(), live + pooled after each answer' or
@@ -92,6 +135,8 @@ export interface ModelEval {
 
 export interface EvalTable {
   date: string;
+  /** The set's name (test, shifted, oot) or, for --split, the directory's name. */
+  set: string;
   split: string;
   questions: number;
   limit: number | null;
@@ -100,6 +145,14 @@ export interface EvalTable {
   rule: string;
   backend: { name: string; description: string };
   models: ModelEval[];
+}
+
+/** What `lavi eval` prints with --json and writes with --out: one table per set. */
+export interface EvalReport {
+  format: 'lavi-eval/2';
+  date: string;
+  backend: { name: string; description: string };
+  sets: EvalTable[];
 }
 
 // ---- PyTorch results ----------------------------------------------------------------------------------------
@@ -240,15 +293,27 @@ function accuracyOf(questions: readonly Question[], pred: (i: number) => string 
   return { correct, counts, accuracy };
 }
 
+interface SplitArgs {
+  name: string;
+  dir: string;
+  /** PyTorch results file, or null for none. */
+  pytorch: string | null;
+  /** The file was named on the command line: its absence is an error. */
+  pytorchGiven: boolean;
+}
+
+/** The bundled model's held-out sets and the PyTorch results file of each. */
+export const EVAL_SETS: Record<string, string> = { test: 'eval-pytorch.json', shifted: 'eval-pytorch-shifted.json', oot: 'eval-pytorch-oot.json' };
+
 interface EvalArgs {
-  split: string;
+  splits: SplitArgs[];
+  /** --split: one directory; the JSON is its one table (EvalTable) rather than the report. */
+  singleSplit: boolean;
   backend?: string;
   limit: number | null;
   maxNewTokens: number;
   jpeg: boolean;
   models: { name: string; dir: string; pytorchNames: string[] }[];
-  pytorch: string;
-  pytorchGiven: boolean;
   out: string | null;
   json: boolean;
   verbose: boolean;
@@ -267,7 +332,7 @@ function parse(args: string[]): EvalArgs | 'help' {
   try {
     p = parseArgs(args, {
       boolean: ['json', 'jpeg', 'verbose', 'help'],
-      string: ['split', 'backend', 'limit', 'max-tokens', 'lavi', 'concat', 'pytorch', 'out'],
+      string: ['split', 'sets', 'sets-dir', 'pytorch-dir', 'backend', 'limit', 'max-tokens', 'lavi', 'concat', 'pytorch', 'out'],
     }, 'lavi eval');
   } catch (e) {
     throw new UsageError((e as Error).message.replace(/^lavi eval: /, ''));
@@ -285,8 +350,25 @@ function parse(args: string[]): EvalArgs | 'help' {
   const limit = intArg(p, 'limit', 1) ?? null;
   const str = (k: string) => p.flags.get(k) as string | undefined;
   const outFlag = str('out');
+  let splits: SplitArgs[];
+  const splitFlag = str('split');
+  if (splitFlag !== undefined) {
+    for (const k of ['sets', 'sets-dir', 'pytorch-dir']) if (p.flags.has(k)) throw new UsageError(`--${k} and --split exclude each other`);
+    const dir = resolve(splitFlag);
+    const pt = str('pytorch');
+    splits = [{ name: basename(dir), dir, pytorch: pt !== undefined ? resolve(pt) : null, pytorchGiven: pt !== undefined }];
+  } else {
+    if (p.flags.has('pytorch')) throw new UsageError('--pytorch goes with --split (the sets use --pytorch-dir)');
+    const names = (str('sets') ?? Object.keys(EVAL_SETS).join(',')).split(',').map((x) => x.trim()).filter(Boolean);
+    for (const n of names) if (!(n in EVAL_SETS)) throw new UsageError(`unknown set '${n}' (sets: ${Object.keys(EVAL_SETS).join(', ')})`);
+    if (names.length === 0) throw new UsageError('--sets names no set');
+    const setsDir = resolve(str('sets-dir') ?? join(root, 'examples', 'vqa'));
+    const ptDir = resolve(str('pytorch-dir') ?? weights);
+    splits = [...new Set(names)].map((n) => ({ name: n, dir: join(setsDir, n), pytorch: join(ptDir, EVAL_SETS[n]!), pytorchGiven: false }));
+  }
   return {
-    split: resolve(str('split') ?? join(root, 'examples', 'vqa', 'test')),
+    splits,
+    singleSplit: splitFlag !== undefined,
     backend,
     limit,
     maxNewTokens: intArg(p, 'max-tokens', 1) ?? 64,
@@ -295,8 +377,6 @@ function parse(args: string[]): EvalArgs | 'help' {
       { name: 'LaVi', dir: resolve(str('lavi') ?? join(weights, 'lavi-vqa')), pytorchNames: ['lavi-vqa', 'lavi'] },
       { name: 'concat', dir: resolve(str('concat') ?? join(weights, 'concat-vqa')), pytorchNames: ['concat-vqa', 'concat'] },
     ],
-    pytorch: resolve(str('pytorch') ?? join(weights, 'eval-pytorch.json')),
-    pytorchGiven: str('pytorch') !== undefined,
     out: outFlag !== undefined ? resolve(outFlag) : null,
     json: p.flags.has('json'),
     verbose: p.flags.has('verbose'),
@@ -341,6 +421,7 @@ async function evalModel(
   m: EvalArgs['models'][number],
   backend: Backend,
   questions: readonly Question[],
+  splitDir: string,
   a: EvalArgs,
   pytorchRoot: Json | null,
   progress: (msg: string, done?: boolean) => void,
@@ -357,7 +438,7 @@ async function evalModel(
       const file = a.jpeg ? q.jpeg : q.image;
       if (!file) throw new Error(`question ${i + 1} has no ${a.jpeg ? 'jpeg' : 'image'} file`);
       probe.beforeAnswer();
-      const r = await rt.ask(join(a.split, file), q.question, { maxNewTokens: a.maxNewTokens });
+      const r = await rt.ask(join(splitDir, file), q.question, { maxNewTokens: a.maxNewTokens });
       probe.afterAnswer();
       results.push(r);
       if (a.verbose) {
@@ -378,6 +459,7 @@ async function evalModel(
       parameters: info.parameters.total,
       questions: questions.length,
       ...acc,
+      outOfVocabulary: results.filter((r) => !inTaskVocabulary(r.answer)).length,
       flopsPerAnswer: {
         vision: mean(costs.map((c) => c.visionFlops)),
         llm: mean(costs.map((c) => c.llmFlops)),
@@ -470,15 +552,27 @@ function table(rows: string[][], rightFrom = 1): string {
   return rows.map((r) => r.map((cell, c) => (c < rightFrom ? cell.padEnd(w[c]!) : cell.padStart(w[c]!))).join('  ').trimEnd()).join('\n');
 }
 
+/** The summary over sets: overall accuracy and answers outside the task vocabulary, per model and set. */
+export function formatSummary(r: EvalReport): string {
+  const rows: string[][] = [['overall accuracy (%)', ...r.sets.map((t) => `${t.set} (${t.questions})`), 'outside the task vocabulary']];
+  const names = [...new Set(r.sets.flatMap((t) => t.models.map((m) => m.name)))];
+  for (const n of names) {
+    const ms = r.sets.map((t) => t.models.find((m) => m.name === n));
+    rows.push([`${n} (engine)`, ...ms.map((m) => pct(m?.accuracy.overall)), String(ms.reduce((s, m) => s + (m?.outOfVocabulary ?? 0), 0))]);
+    if (ms.some((m) => m?.pytorch?.compared)) rows.push([`${n} (PyTorch)`, ...ms.map((m) => (m?.pytorch?.compared ? pct(m.pytorch.accuracy.overall) : '—')), '']);
+  }
+  return table(rows);
+}
+
 export function formatEval(t: EvalTable): string {
   const types = [...new Set(t.models.flatMap((m) => Object.keys(m.accuracy)).filter((k) => k !== 'overall'))];
   const ordered = [...TYPE_ORDER.filter((x) => types.includes(x)), ...types.filter((x) => !TYPE_ORDER.includes(x))];
   const out: string[] = [];
-  out.push(`lavi eval: ${t.questions} questions from ${t.split}${t.limit !== null ? ` (--limit ${t.limit})` : ''}, ${t.imageFormat.toUpperCase()} images, on ${t.backend.name} (${t.backend.description})`);
+  out.push(`lavi eval, ${t.set}: ${t.questions} questions from ${t.split}${t.limit !== null ? ` (--limit ${t.limit})` : ''}, ${t.imageFormat.toUpperCase()} images, on ${t.backend.name} (${t.backend.description})`);
   out.push(`greedy, at most ${t.maxNewTokens} answer tokens; ${t.rule}`);
   out.push('');
-  const accRows: string[][] = [['accuracy (%)', ...ordered, 'overall']];
-  for (const m of t.models) accRows.push([`${m.name} (engine)`, ...ordered.map((x) => pct(m.accuracy[x])), pct(m.accuracy.overall)]);
+  const accRows: string[][] = [['accuracy (%)', ...ordered, 'overall', 'outside vocabulary']];
+  for (const m of t.models) accRows.push([`${m.name} (engine)`, ...ordered.map((x) => pct(m.accuracy[x])), pct(m.accuracy.overall), String(m.outOfVocabulary)]);
   for (const m of t.models) if (m.pytorch?.compared) accRows.push([`${m.name} (PyTorch)`, ...ordered.map((x) => pct(m.pytorch!.accuracy[x])), pct(m.pytorch.accuracy.overall)]);
   accRows.push(['questions', ...ordered.map((x) => String(t.models[0]?.counts[x] ?? 0)), String(t.models[0]?.counts.overall ?? 0)]);
   out.push(table(accRows));
@@ -533,45 +627,58 @@ export async function run(args: string[]): Promise<number> {
     else if (process.stderr.isTTY) process.stderr.write(`\r${msg}\x1b[K${done ? '\n' : ''}`);
   };
   try {
-    let questions = await readQuestions(a.split);
-    const total = questions.length;
-    if (a.limit !== null) questions = questions.slice(0, a.limit);
     for (const m of a.models) if (!existsSync(m.dir)) throw new Error(`model directory ${m.dir} does not exist`);
-    let pytorchRoot: Json | null = null;
-    if (existsSync(a.pytorch)) {
-      try {
-        const j = JSON.parse(await readFile(a.pytorch, 'utf8')) as unknown;
-        if (!isObj(j)) throw new Error('not a JSON object');
-        pytorchRoot = j;
-      } catch (e) {
-        throw new Error(`${a.pytorch}: ${(e as Error).message}`);
+    // Read every set (and its PyTorch file) before running anything, so a bad file fails fast.
+    const inputs: { s: SplitArgs; questions: Question[]; total: number; pytorchRoot: Json | null }[] = [];
+    for (const s of a.splits) {
+      let questions = await readQuestions(s.dir);
+      const total = questions.length;
+      if (a.limit !== null) questions = questions.slice(0, a.limit);
+      let pytorchRoot: Json | null = null;
+      if (s.pytorch && existsSync(s.pytorch)) {
+        try {
+          const j = JSON.parse(await readFile(s.pytorch, 'utf8')) as unknown;
+          if (!isObj(j)) throw new Error('not a JSON object');
+          pytorchRoot = j;
+        } catch (e) {
+          throw new Error(`${s.pytorch}: ${(e as Error).message}`);
+        }
+      } else if (s.pytorch && s.pytorchGiven) {
+        throw new Error(`${s.pytorch}: no such file`);
       }
-    } else if (a.pytorchGiven) {
-      throw new Error(`${a.pytorch}: no such file`);
+      inputs.push({ s, questions, total, pytorchRoot });
     }
-    const backend = a.backend ? await getBackend((await resolveBackendName(a.backend)).name) : (await bestBackend({ exclude: quietSkips().map((q) => q.name) })).backend;
-    const models: ModelEval[] = [];
-    for (const m of a.models) models.push(await evalModel(m, backend, questions, a, pytorchRoot, progress));
+    const backend = a.backend ? await getBackend(a.backend) : (await bestBackend()).backend;
     const info = backend.info();
-    const tableJson: EvalTable = {
-      date: new Date().toISOString(),
-      split: shortPath(a.split),
-      questions: questions.length,
-      limit: a.limit !== null && a.limit < total ? a.limit : null,
-      imageFormat: a.jpeg ? 'jpeg' : 'png',
-      maxNewTokens: a.maxNewTokens,
-      rule: 'exact match after trimming, lowercasing and dropping a final period',
-      backend: { name: info.name, description: info.description },
-      models,
-    };
+    const tables: EvalTable[] = [];
+    for (const { s, questions, total, pytorchRoot } of inputs) {
+      const models: ModelEval[] = [];
+      for (const m of a.models) models.push(await evalModel(m, backend, questions, s.dir, a, pytorchRoot, progress));
+      tables.push({
+        date: new Date().toISOString(),
+        set: s.name,
+        split: shortPath(s.dir),
+        questions: questions.length,
+        limit: a.limit !== null && a.limit < total ? a.limit : null,
+        imageFormat: a.jpeg ? 'jpeg' : 'png',
+        maxNewTokens: a.maxNewTokens,
+        rule: 'exact match after trimming, lowercasing and dropping a final period',
+        backend: { name: info.name, description: info.description },
+        models,
+      });
+    }
+    const report: EvalReport = { format: 'lavi-eval/2', date: new Date().toISOString(), backend: { name: info.name, description: info.description }, sets: tables };
+    // --split: the one table, as before; the sets: the report.
+    const json = a.singleSplit ? tables[0]! : report;
     if (a.out) {
       await mkdir(dirname(a.out), { recursive: true });
-      await writeFile(a.out, JSON.stringify(tableJson, null, 1) + '\n');
+      await writeFile(a.out, JSON.stringify(json, null, 1) + '\n');
     }
-    if (a.json) console.log(JSON.stringify(tableJson, null, 1));
+    if (a.json) console.log(JSON.stringify(json, null, 1));
     else {
-      console.log(formatEval(tableJson));
-      console.log(a.out ? `\nwritten to ${shortPath(a.out)}` : '\n(the JSON table is written only with --out FILE)');
+      console.log(tables.map(formatEval).join('\n\n'));
+      if (tables.length > 1) console.log('\n' + formatSummary(report));
+      console.log(a.out ? `\nwritten to ${shortPath(a.out)}` : '\n(not written; pass --out FILE to keep it)');
     }
     return 0;
   } catch (e) {
