@@ -123,3 +123,11 @@ export function formatFlops(x: number): string {
   for (const [u, n] of units) if (Math.abs(x) >= u) return `${(x / u).toFixed(x / u >= 100 ? 1 : x / u >= 10 ? 2 : 3)} ${n}`;
   return `${x} FLOP`;
 }
+
+/** Bytes in binary units: '0', '512 B', '1.50 KiB', '11.3 MiB', '2.00 GiB' (three significant figures). */
+export function formatBytes(x: number): string {
+  if (x === 0) return '0';
+  const units: [number, string][] = [[2 ** 30, 'GiB'], [2 ** 20, 'MiB'], [2 ** 10, 'KiB']];
+  for (const [u, n] of units) if (Math.abs(x) >= u) return `${(x / u).toFixed(x / u >= 100 ? 1 : 2)} ${n}`;
+  return `${x} B`;
+}

@@ -25,6 +25,7 @@ import { Unzlib } from 'fflate';
 import jpeg from 'jpeg-js';
 import { FormatError, LaviError, UnsupportedError, ValueError } from '../../core/errors.js';
 import { nodeFs } from '../../core/platform.js';
+import { crc32 } from '../../core/crc32.js';
 import { applyOrientation, jpegExif, pngExif, tiffOrientation } from './exif.js';
 import type { RGBImage } from './preprocess.js';
 
@@ -121,22 +122,6 @@ function pngHeader(b: Uint8Array, name: string): PngHeader {
   return { width: u32be(b, 16), height: u32be(b, 20), depth: b[24]!, colorType: b[25]!, interlace: b[28]! };
 }
 
-const CRC_TABLE = (() => {
-  const t = new Uint32Array(256);
-  for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    t[n] = c >>> 0;
-  }
-  return t;
-})();
-
-/** CRC-32 (ISO-HDLC, the PNG chunk checksum). */
-function crc32(bytes: Uint8Array): number {
-  let c = 0xffffffff;
-  for (let i = 0; i < bytes.length; i++) c = CRC_TABLE[(c ^ bytes[i]!) & 255]! ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
-}
 
 const PNG_CHANNELS: Record<number, number> = { 0: 1, 2: 3, 3: 1, 4: 2, 6: 4 };
 

@@ -194,19 +194,8 @@ export function costReport(cfg: ModelConfig, opts: CostOptions = {}): CostReport
 
 // ---- formatting ------------------------------------------------------------------------------------------
 
-export function fmtFlops(x: number): string {
-  if (x === 0) return '0';
-  const units: [number, string][] = [[1e12, 'TFLOP'], [1e9, 'GFLOP'], [1e6, 'MFLOP'], [1e3, 'kFLOP']];
-  for (const [u, n] of units) if (Math.abs(x) >= u) return `${(x / u).toFixed(x / u >= 100 ? 1 : x / u >= 10 ? 2 : 3)} ${n}`;
-  return `${x} FLOP`;
-}
-
-export function fmtBytes(x: number): string {
-  if (x === 0) return '0';
-  const units: [number, string][] = [[2 ** 30, 'GiB'], [2 ** 20, 'MiB'], [2 ** 10, 'KiB']];
-  for (const [u, n] of units) if (Math.abs(x) >= u) return `${(x / u).toFixed(x / u >= 100 ? 1 : 2)} ${n}`;
-  return `${x} B`;
-}
+export { formatFlops as fmtFlops, formatBytes as fmtBytes } from '../../core/cost.js';
+import { formatFlops as fmtFlops, formatBytes as fmtBytes } from '../../core/cost.js';
 
 function ratio(a: number, b: number): string {
   if (b === 0) return '—';

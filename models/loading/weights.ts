@@ -11,6 +11,7 @@
 import type { Backend } from '../../core/backend.js';
 import { narrowFromF32, widenToF32, type DType, type HostArray } from '../../core/dtype.js';
 import { FormatError, ValueError, fmtShape } from '../../core/errors.js';
+import { formatBytes as fmtBytes } from '../../core/cost.js';
 import { createRng, hashString } from '../../core/rng.js';
 import { keep } from '../../core/scope.js';
 import { Tensor } from '../../core/tensor.js';
@@ -272,12 +273,6 @@ function checkBackendFits(specs: readonly WeightSpec[], dtypeOf: (n: string) => 
   }
 }
 
-export function fmtBytes(n: number): string {
-  if (n >= 2 ** 30) return `${(n / 2 ** 30).toFixed(2)} GiB`;
-  if (n >= 2 ** 20) return `${(n / 2 ** 20).toFixed(1)} MiB`;
-  if (n >= 1024) return `${(n / 1024).toFixed(1)} KiB`;
-  return `${n} B`;
-}
 
 /** A weight given in memory: host data, or a tensor already on the target backend. */
 export type WeightSource = HostTensor | Tensor;
