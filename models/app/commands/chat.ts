@@ -7,7 +7,8 @@
 
 import { createInterface } from 'node:readline';
 import '../../../backends/index.js';
-import { hasBackend, listBackends, releaseAllBackends } from '../../../core/registry.js';
+import { releaseAllBackends } from '../../../core/registry.js';
+import { resolveBackendArg } from '../backends.js';
 import type { ChatMessage } from '../../text/chat-template.js';
 import { LaviRuntime, type RequestOptions } from '../runtime.js';
 import { parseUsage, samplingFlags, SAMPLING_FLAGS, SAMPLING_HELP, UsageError } from './args.js';
@@ -38,10 +39,7 @@ export async function run(args: string[]): Promise<number> {
     }
     if (p.positional.length) throw new UsageError(`unexpected argument '${p.positional[0]}' (turns come from stdin)`);
     model = p.flags.get('model') as string | undefined;
-    backend = p.flags.get('backend') as string | undefined;
-    if (backend !== undefined && !hasBackend(backend)) {
-      throw new UsageError(`unknown backend '${backend}' (available: ${listBackends().map((r) => r.name).filter((n) => n !== 'meta').join(', ')})`);
-    }
+    backend = resolveBackendArg(p.flags.get('backend') as string | undefined);
     system = p.flags.get('system') as string | undefined;
     image = (p.flags.get('image') as string | undefined) ?? null;
     request = { maxNewTokens: 256, ...samplingFlags(p), modelDefaults: !p.flags.has('greedy') };

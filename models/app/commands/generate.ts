@@ -1,13 +1,15 @@
 // lavi generate --model DIR (--prompt TEXT | --ids 1,2,3) [--image FILE] [--max-tokens N] [--json]: raw generation
 // with no chat template, for any generative family. With --ids the folder needs no tokenizer (then "text" is null),
 // which is how people test checkpoints. With --json, the last line of stdout is one JSON object:
-// {"ids": [generated ids, the stop token included as Hugging Face's generate includes it], "text": ..., ...}.
+// {"ids": [generated ids, the stop token included as Hugging Face's generate includes it], "text": ..., ...,
+// "load_ms": model folder → runtime ready, "timings": the runtime's (prefillMs, decodeMs, tokensPerSecond, ...)}.
 //
 // Exit status: 0 generated, 1 runtime error, 2 usage error, 130 interrupted.
 
 import '../../../backends/index.js';
 import { LaviError } from '../../../core/errors.js';
-import { hasBackend, listBackends, releaseAllBackends } from '../../../core/registry.js';
+import { releaseAllBackends } from '../../../core/registry.js';
+import { resolveBackendArg } from '../backends.js';
 import { LaviRuntime, type RequestOptions } from '../runtime.js';
 import { parseUsage, samplingFlags, SAMPLING_FLAGS, SAMPLING_HELP, UsageError } from './args.js';
 
@@ -59,10 +61,7 @@ function parse(args: string[]): GenerateArgs | 'help' {
   const ids = p.flags.get('ids') as string | undefined;
   if ((text === undefined) === (ids === undefined)) throw new UsageError('give exactly one of --prompt TEXT and --ids LIST');
   if (text === '') throw new UsageError('--prompt is empty');
-  const backend = p.flags.get('backend') as string | undefined;
-  if (backend !== undefined && !hasBackend(backend)) {
-    throw new UsageError(`unknown backend '${backend}' (available: ${listBackends().map((r) => r.name).filter((n) => n !== 'meta').join(', ')})`);
-  }
+  const backend = resolveBackendArg(p.flags.get('backend') as string | undefined);
   const request: RequestOptions = { maxNewTokens: 32, ...samplingFlags(p) };
   if (p.flags.has('sample')) request.modelDefaults = true;
   return {
@@ -93,7 +92,9 @@ export async function run(args: string[]): Promise<number> {
   const onSigint = () => ac.abort(new Error('interrupted'));
   let rt: LaviRuntime | null = null;
   try {
+    const t0 = performance.now();
     rt = await LaviRuntime.create({ modelDir: a.model, backend: a.backend, requireTokenizer: typeof a.prompt === 'string' });
+    const loadMs = performance.now() - t0;
     process.once('SIGINT', onSigint);
     const r = await rt.generate(a.prompt, {
       ...a.request,
@@ -104,7 +105,7 @@ export async function run(args: string[]): Promise<number> {
     const text = rt.info().hasTokenizer ? rt.tokenizer.decode(r.tokens, { skipSpecialTokens: false }) : null;
     if (a.stream) process.stdout.write('\n');
     if (a.json) {
-      console.log(JSON.stringify({ ids: r.tokens, text, stop_reason: r.stopReason, prompt_tokens: r.promptTokens, context_tokens: r.contextTokens, backend: rt.backend.name, family: rt.family }));
+      console.log(JSON.stringify({ ids: r.tokens, text, stop_reason: r.stopReason, prompt_tokens: r.promptTokens, context_tokens: r.contextTokens, backend: rt.backend.name, family: rt.family, load_ms: loadMs, timings: r.timings }));
     } else if (!a.stream) {
       console.log(text ?? r.tokens.join(','));
     }
