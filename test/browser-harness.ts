@@ -23,6 +23,7 @@ export function chromiumArgs(webgpu = true): string[] {
     '--disable-background-networking',
     '--disable-component-update',
     '--disable-sync',
+    '--disable-dev-shm-usage', // containers often have a tiny /dev/shm
     ...(webgpu ? ['--enable-unsafe-webgpu'] : []),
   ];
 }
