@@ -189,7 +189,7 @@ async function runParent(p: ParsedArgs): Promise<number> {
           const r = await spawnChild(file);
           r.round = round;
           r.load = load;
-          if (!p.flags.has('json')) process.stderr.write(`decode ${r.decodeTokS.toFixed(1)} tok/s, TTFT ${r.ttftS.toFixed(2)} s\n`);
+          if (!p.flags.has('json')) process.stderr.write(`decode ${r.decodeTokS.toFixed(1)} tok/s, TTFT ${r.ttftS.toFixed(2)} s, peak heap ${gib(r.heapPeak)}, RSS ${gib(r.rssPeak)}\n`);
           results.push(r);
         }
       }
