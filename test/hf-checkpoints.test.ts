@@ -63,8 +63,8 @@ function nmse(got: Float32Array, want: Float32Array): number {
   return num / den;
 }
 
-async function promptLogits(dir: string, backend: Backend, ids: number[]): Promise<Float32Array> {
-  const q = await loadQwen2(await inspectModelDir(dir), backend);
+async function promptLogits(dir: string, backend: Backend, ids: number[], pieceBytes?: number): Promise<Float32Array> {
+  const q = await loadQwen2(await inspectModelDir(dir), backend, { pieceBytes });
   try {
     q.lm.prefill(ids, { allLogits: true });
     return Float32Array.from((await q.lm.logits!.read()) as Float32Array);
@@ -91,6 +91,7 @@ test('Qwen2 layouts on the CPU reference: prompt logits NMSE ≤ 1e-10 against t
     const e = nmse(await promptLogits(join(HF, name), cpu, g.promptIds), g.logits);
     worst = Math.max(worst, e);
     assert.ok(e <= 1e-10, `${name}: logits NMSE ${e.toExponential(2)}`);
+    assert.equal(await promptLogits(join(HF, name), cpu, g.promptIds, 4096), await promptLogits(join(HF, name), cpu, g.promptIds), `${name}: a piecewise load (4 KiB pieces) gives the same logits`);
     const rt = await LaviRuntime.create({ modelDir: join(HF, name), backend: 'cpu', requireTokenizer: false });
     try {
       assert.is(rt.family, 'qwen2');
@@ -113,6 +114,9 @@ for (const device of DEVICES) {
       const e = nmse(await promptLogits(join(HF, name), backend, g.promptIds), g.logits);
       worst = Math.max(worst, e);
       assert.ok(e <= 1e-6, `${device} ${name}: logits NMSE ${e.toExponential(2)}`);
+      // Loaded in runs of rows through a 4 KiB host piece (as large tensors load): the same logits.
+      const pieces = await promptLogits(join(HF, name), backend, g.promptIds, 4096);
+      assert.ok(nmse(pieces, g.logits) <= 1e-6, `${device} ${name}: logits after a piecewise load`);
       const rt = await LaviRuntime.create({ modelDir: join(HF, name), backend, requireTokenizer: false });
       try {
         assert.equal((await rt.generate(g.promptIds, { maxNewTokens: g.maxNewTokens })).tokens, g.generatedIds, `${device} ${name}: greedy ids`);

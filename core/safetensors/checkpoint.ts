@@ -308,6 +308,11 @@ export class Checkpoint {
     return this.fileOf(name).read(name, opts);
   }
 
+  /** Bytes [begin, begin + length) of a tensor's stored data (see SafetensorsFile.readRange). */
+  readRange(name: string, begin: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
+    return this.fileOf(name).readRange(name, begin, length, into);
+  }
+
   /** A tensor's raw stored bytes. */
   readRaw(name: string, opts: Pick<ReadOptions, 'maxTensorBytes'> = {}): Promise<Uint8Array> {
     return this.fileOf(name).readRaw(name, opts);

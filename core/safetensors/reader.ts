@@ -60,8 +60,9 @@ const MAX_FS_READ = 2 ** 31 - 1; // Node refuses a single read longer than this
 /** Where a SafetensorsFile gets its bytes from: a file on disk, memory, or HTTP range reads (source.ts). */
 export interface ByteSource {
   readonly size: number;
-  /** Returns a fresh Uint8Array (own buffer, byteOffset 0) holding bytes [offset, offset + length). */
-  read(offset: number, length: number, what: string): Promise<Uint8Array>;
+  /** Returns a fresh Uint8Array (own buffer, byteOffset 0) holding bytes [offset, offset + length); with `into`
+   *  (at least `length` bytes), the bytes are read into it and a view of its start is returned. */
+  read(offset: number, length: number, what: string, into?: Uint8Array): Promise<Uint8Array>;
   close(): Promise<void>;
 }
 
@@ -73,8 +74,8 @@ class FileSource implements ByteSource {
     private readonly chunk: number,
   ) {}
 
-  async read(offset: number, length: number, what: string): Promise<Uint8Array> {
-    const out = new Uint8Array(length);
+  async read(offset: number, length: number, what: string, into?: Uint8Array): Promise<Uint8Array> {
+    const out = into && into.byteLength >= length ? into.subarray(0, length) : new Uint8Array(length);
     let done = 0;
     while (done < length) {
       const want = Math.min(this.chunk, length - done);
@@ -211,6 +212,19 @@ export class SafetensorsFile {
     const max = checkSizeOption(opts.maxTensorBytes, this.defaults.maxTensorBytes!, 'maxTensorBytes');
     if (e.byteLength > max) throw tooBig(e, e.byteLength, max);
     return this.source.read(e.byteOffset, e.byteLength, `tensor ${quoteName(name)}`);
+  }
+
+  /**
+   * Bytes [begin, begin + length) of one tensor's stored data (a run of rows, for loading a large tensor in pieces),
+   * read into `into` when it is large enough (the result is then a view of it).
+   */
+  async readRange(name: string, begin: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
+    const e = this.entry(name);
+    this.checkOpen(name);
+    if (!Number.isInteger(begin) || !Number.isInteger(length) || begin < 0 || length < 0 || begin + length > e.byteLength) {
+      throw new ValueError(`${where(this.path, name)}: byte range [${begin}, ${begin + length}) is outside the tensor's ${e.byteLength} bytes`);
+    }
+    return this.source.read(e.byteOffset + begin, length, `tensor ${quoteName(name)}`, into);
   }
 
   /** Reads and decodes one tensor (see the dtype table at the top of this file). */

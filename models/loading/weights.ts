@@ -17,7 +17,7 @@ import { keep } from '../../core/scope.js';
 import { Tensor } from '../../core/tensor.js';
 import { Checkpoint } from '../../core/safetensors/checkpoint.js';
 import type { HostTensor } from '../../core/safetensors/reader.js';
-import { tensor } from '../../ops/index.js';
+import { tensor, writeSlice } from '../../ops/index.js';
 
 /** matrix: a Linear weight [out, in]; embedding: the token table; vector: norm scale/shift or bias;
  *  conv: the patch-embedding kernel; table: a position/frame embedding added to activations. */
@@ -182,6 +182,8 @@ export class ModelWeights {
 export interface UploadOptions extends ValidateOptions {
   /** Keep f16/bf16 Linear weights and the embedding table packed (default true); false widens all to f32. */
   keepPacked?: boolean;
+  /** Host bytes one checkpoint read moves at most (default 32 MiB): larger tensors load in runs of rows. */
+  pieceBytes?: number;
 }
 
 export function storageDType(kind: WeightKind, stored: string, keepPacked: boolean): DType {
@@ -236,13 +238,13 @@ export async function loadSpecs(sources: readonly (string | Checkpoint)[], check
     checkBackendFits(check.specs, (n) => available.get(n)?.dtype, keepPacked, backend, source);
     const map = new Map<string, Tensor>();
     try {
+      const reader = new PieceReader(backend, opts.pieceBytes ?? PIECE_BYTES);
       for (const spec of check.specs) {
         const c = owner.get(spec.name);
         if (!c) continue;
         const e = c.entry(spec.name);
-        const packable = storageDType(spec.kind, e.dtype, keepPacked) !== 'f32';
-        const h = await c.read(spec.name, { keepPacked: packable });
-        map.set(spec.name, hostToBackend(backend, h, packable ? h.dtype : 'f32'));
+        const want = storageDType(spec.kind, e.dtype, keepPacked);
+        map.set(spec.name, await reader.load(c, spec.name, e.shape, e.dtype as 'F32' | 'F16' | 'BF16', want));
       }
     } catch (err) {
       for (const t of map.values()) t.dispose();
@@ -251,6 +253,68 @@ export async function loadSpecs(sources: readonly (string | Checkpoint)[], check
     return new ModelWeights(map, ignored);
   } finally {
     for (let i = 0; i < ckpts.length; i++) if (typeof sources[i] === 'string') await ckpts[i]!.close();
+  }
+}
+
+/** Host bytes one read moves at most: larger tensors go to the backend in runs of rows. */
+const PIECE_BYTES = 32 * 2 ** 20;
+
+/**
+ * Reads tensors onto a backend through one reused host buffer: a tensor up to PIECE_BYTES in one read, a larger one
+ * (an embedding table, an lm_head) in runs of rows written into its storage in place. Host memory stays at one
+ * piece, instead of a fresh buffer per tensor that lingers until the garbage collector runs (with 0.5B-scale bf16
+ * weights that was a quarter of the weights' size in extra peak RSS).
+ */
+class PieceReader {
+  private scratch: Uint8Array | null = null;
+
+  constructor(
+    private readonly backend: Backend,
+    private readonly pieceBytes: number,
+  ) {
+    if (!Number.isInteger(pieceBytes) || pieceBytes < 1) throw new ValueError(`pieceBytes must be a positive integer, got ${pieceBytes}`);
+  }
+
+  private buffer(n: number): Uint8Array {
+    if (!this.scratch || this.scratch.byteLength < n) this.scratch = new Uint8Array(Math.max(n, Math.min(this.pieceBytes, 2 * (this.scratch?.byteLength ?? 0))));
+    return this.scratch;
+  }
+
+  /** Stored bytes (F32, or F16/BF16 bits) → host data of the backend dtype `want` (f32, or the packed bits). */
+  private decode(bytes: Uint8Array, stored: 'F32' | 'F16' | 'BF16', want: DType): HostArray {
+    if (stored === 'F32') return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
+    const bits = new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2);
+    return want === 'f32' ? widenToF32(bits, stored === 'F16' ? 'f16' : 'bf16') : bits;
+  }
+
+  async load(c: Checkpoint, name: string, shape: readonly number[], stored: 'F32' | 'F16' | 'BF16', want: DType): Promise<Tensor> {
+    const eb = stored === 'F32' ? 4 : 2;
+    const size = shape.reduce((a, b) => a * b, 1);
+    const rows = shape[0] ?? 1;
+    const rowBytes = rows > 0 ? (size / rows) * eb : 0;
+    const P = this.pieceBytes;
+    if (size * eb <= P || shape.length < 2 || rowBytes > P) {
+      const bytes = await c.readRange(name, 0, size * eb, size * eb <= P ? this.buffer(size * eb) : undefined);
+      return tensor(this.backend, this.decode(bytes, stored, want), [...shape], want);
+    }
+    const out = Tensor.fromStorage(this.backend, shape, want, this.backend.alloc(size, want));
+    try {
+      const per = Math.max(1, Math.floor(P / rowBytes));
+      for (let r = 0; r < rows; r += per) {
+        const n = Math.min(per, rows - r);
+        const bytes = await c.readRange(name, r * rowBytes, n * rowBytes, this.buffer(n * rowBytes));
+        const piece = tensor(this.backend, this.decode(bytes, stored, want), [n, ...shape.slice(1)], want);
+        try {
+          writeSlice(out, piece, 0, r);
+        } finally {
+          piece.dispose();
+        }
+      }
+    } catch (e) {
+      out.dispose();
+      throw e;
+    }
+    return out;
   }
 }
 
