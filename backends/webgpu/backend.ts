@@ -14,7 +14,7 @@ import {
 } from '../../core/backend.js';
 import { bytesPerElement, checkHostArray, DTYPES, type DType, type HostArray } from '../../core/dtype.js';
 import { BackendError } from '../../core/errors.js';
-import type { Tensor } from '../../core/tensor.js';
+import { Tensor } from '../../core/tensor.js';
 import { acquireWebGPU, type AcquireOptions, type WebGPUContext } from './device.js';
 import { GpuRuntime, GpuStorage, type RuntimeOptions } from './runtime.js';
 import type { KernelEnv } from './kernels/common.js';
@@ -226,6 +226,23 @@ export class WebGPUBackend implements Backend {
     nrm.rope(this.env, out, inputs, attrs);
   }
   attention(out: Tensor, inputs: KernelInputs<'attention'>, attrs: KernelAttrs<'attention'>): void {
+    const [q, k, v, mask] = inputs;
+    if (k.dtype !== 'f32') {
+      // Packed K/V (LaVi's bf16/f16 K/U): widened into f32 temporaries by the cast kernel, then the f32 kernels.
+      const wide = (t: Tensor): Tensor => {
+        const w = Tensor.fromStorage(this, t.shape, 'f32', this.alloc(t.size, 'f32'));
+        this.cast(w, [t]);
+        return w;
+      };
+      const kw = wide(k), vw = wide(v);
+      try {
+        att.attention(this.env, out, [q, kw, vw, mask], attrs);
+      } finally {
+        kw.dispose();
+        vw.dispose();
+      }
+      return;
+    }
     att.attention(this.env, out, inputs, attrs);
   }
   embedding(out: Tensor, inputs: KernelInputs<'embedding'>): void {

@@ -68,10 +68,7 @@ const params = new ParamLayout([
 const MAX_SG_DIM = 256;
 const MAX_FB_DIM = 1024;
 
-export function whyNot(_env: KernelEnv, _out: Tensor, [q, k, v]: [Tensor, Tensor, Tensor, Tensor | null], _attrs: AttentionAttrs): string | null {
-  if (k.dtype !== 'f32' || v.dtype !== 'f32') {
-    return `keys/values stored ${k.dtype}: the WebGPU attention kernels read f32 K/V only (cast them to f32 first; LaVi's conditioners do so by themselves)`;
-  }
+export function whyNot(_env: KernelEnv, _out: Tensor, [q, , v]: [Tensor, Tensor, Tensor, Tensor | null], _attrs: AttentionAttrs): string | null {
   const D = q.shape[3]!;
   const Dv = v.shape[3]!;
   if (D > MAX_FB_DIM || Dv > MAX_FB_DIM) return `head dims up to ${MAX_FB_DIM} are supported, got D=${D}, Dv=${Dv}`;
