@@ -8,7 +8,7 @@ set -eu
 PY=${PY:-/usr/bin/python3}
 WORK=${WORK:-/tmp/lavi-train-wide}
 OUT=${OUT:-$WORK/export}
-STEPS=${STEPS:-750}  # of the second phase (the run in TRAINING.md: 750)
+STEPS=${STEPS:-1200}  # of the second phase (the run in TRAINING.md)
 mkdir -p "$WORK" "$OUT"
 
 # Debian's PyTorch links the reference BLAS; take OpenBLAS from the Debian package (see train_vqa.sh).
