@@ -7,7 +7,8 @@ import { existsSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import '../../backends/index.js';
 import { ValueError } from '../../core/errors.js';
-import { getBackend, hasBackend, listBackends } from '../../core/registry.js';
+import type { Backend } from '../../core/backend.js';
+import { bestBackend, getBackend, hasBackend, listBackends } from '../../core/registry.js';
 import { UsageError } from './commands/args.js';
 
 /** Family names and their members, best first (a member is only tried where it can matter). */
@@ -37,6 +38,14 @@ export function quietSkips(allowSoftwareGpu = false): { name: string; reason: st
   if (allowSoftwareGpu) return [];
   const hw = hardwareGpuPossible();
   return hw.possible ? [] : ['webgpu'].filter(hasBackend).map((name) => ({ name, reason: hw.reason }));
+}
+
+/** The best backend for answers, without probing WebGPU where no GPU device exists (it would only find a software
+ *  adapter, and Dawn prints warnings): what the runtime and `lavi eval` use when no backend is named. */
+export async function defaultBackend(allowSoftwareGpu = false): Promise<{ backend: Backend; skipped: { name: string; reason: string }[] }> {
+  const quiet = quietSkips(allowSoftwareGpu);
+  const best = await bestBackend({ allowSoftwareGpu, exclude: quiet.map((q) => q.name) });
+  return { backend: best.backend, skipped: [...quiet, ...best.skipped] };
 }
 
 /** Why a registered backend cannot work here, known without creating it (null: it has to be probed). */

@@ -20,8 +20,8 @@ import '../../backends/index.js';
 import type { Backend } from '../../core/backend.js';
 import { CostRecorder, withCost } from '../../core/cost.js';
 import { ValueError } from '../../core/errors.js';
-import { bestBackend, getBackend } from '../../core/registry.js';
-import { quietSkips, resolveBackendName } from './backends.js';
+import { getBackend } from '../../core/registry.js';
+import { defaultBackend, resolveBackendName } from './backends.js';
 import type { ModelConfig } from '../lavi/config.js';
 import { decodeLoop } from './generate.js';
 import { type PixelBatch, type RGBImage } from '../image/preprocess.js';
@@ -534,10 +534,8 @@ async function weightBytesF32(dir: string): Promise<number> {
 async function resolveBackend(opts: RuntimeOptions): Promise<{ backend: Backend; choice: BackendChoice }> {
   const b = opts.backend;
   if (b === undefined) {
-    // WebGPU is not probed where no GPU device exists (it would only find lavapipe, and Dawn prints warnings).
-    const quiet = quietSkips(opts.allowSoftwareGpu);
-    const best = await bestBackend({ allowSoftwareGpu: opts.allowSoftwareGpu, exclude: quiet.map((q) => q.name) });
-    return { backend: best.backend, choice: { name: best.backend.name, requested: false, skipped: [...quiet, ...best.skipped] } };
+    const best = await defaultBackend(opts.allowSoftwareGpu);
+    return { backend: best.backend, choice: { name: best.backend.name, requested: false, skipped: best.skipped } };
   }
   if (typeof b === 'string') {
     // Family names ('gpujs') resolve to their best member here; 'meta' (shape-only) is refused.

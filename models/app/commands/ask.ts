@@ -5,6 +5,7 @@
 // Exit status: 0 answered, 1 runtime error (image, model, backend, prompt too long), 2 usage error,
 // 130 interrupted (Ctrl-C stops generation between tokens and prints the answer so far).
 
+import { formatFlops as fmtFlops } from '../../../core/cost.js';
 import '../../../backends/index.js';
 import { LaviError } from '../../../core/errors.js';
 import { releaseAllBackends } from '../../../core/registry.js';
@@ -76,11 +77,6 @@ function parse(args: string[]): AskArgs | 'help' {
   };
 }
 
-function fmtFlops(n: number): string {
-  const units: [number, string][] = [[1e12, 'T'], [1e9, 'G'], [1e6, 'M'], [1e3, 'k']];
-  for (const [v, u] of units) if (n >= v) return `${(n / v).toFixed(n / v >= 100 ? 0 : n / v >= 10 ? 1 : 2)} ${u}FLOP`;
-  return `${n} FLOP`;
-}
 
 function fmtParams(n: number): string {
   return n >= 1e9 ? `${(n / 1e9).toFixed(2)}B` : n >= 1e6 ? `${(n / 1e6).toFixed(1)}M` : `${(n / 1e3).toFixed(1)}k`;

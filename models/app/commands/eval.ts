@@ -23,13 +23,14 @@
 // written unless --out FILE says where (the JSON report: one table per set, or the one table of --split).
 // Models run one after the other, so one model's weights never count in the other's memory.
 
+import { formatBytes as fmtBytes, formatFlops as fmtFlops } from '../../../core/cost.js';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import '../../../backends/index.js';
 import type { Backend } from '../../../core/backend.js';
-import { bestBackend, getBackend, releaseAllBackends } from '../../../core/registry.js';
-import { quietSkips, resolveBackendArg, resolveBackendName } from '../backends.js';
+import { getBackend, releaseAllBackends } from '../../../core/registry.js';
+import { defaultBackend, resolveBackendArg, resolveBackendName } from '../backends.js';
 import { LaviRuntime, packageRoot, type AskResult } from '../runtime.js';
 import { parseArgs, type ParsedArgs } from './args.js';
 
@@ -531,18 +532,7 @@ async function evalModel(
 
 // ---- formatting ---------------------------------------------------------------------------------------------
 
-function fmtFlops(n: number): string {
-  if (n >= 1e12) return `${(n / 1e12).toFixed(2)} T`;
-  if (n >= 1e9) return `${(n / 1e9).toFixed(2)} G`;
-  if (n >= 1e6) return `${(n / 1e6).toFixed(1)} M`;
-  return `${(n / 1e3).toFixed(1)} k`;
-}
 
-function fmtBytes(n: number): string {
-  if (n >= 2 ** 30) return `${(n / 2 ** 30).toFixed(2)} GiB`;
-  if (n >= 2 ** 20) return `${(n / 2 ** 20).toFixed(1)} MiB`;
-  return `${(n / 2 ** 10).toFixed(0)} KiB`;
-}
 
 const pct = (x: number | undefined) => (x === undefined || Number.isNaN(x) ? '—' : (x * 100).toFixed(1));
 const signed = (x: number) => (Number.isNaN(x) ? '—' : `${x >= 0 ? '+' : ''}${x.toFixed(1)}`);
@@ -648,7 +638,7 @@ export async function run(args: string[]): Promise<number> {
       }
       inputs.push({ s, questions, total, pytorchRoot });
     }
-    const backend = a.backend ? await getBackend(a.backend) : (await bestBackend()).backend;
+    const backend = a.backend ? await getBackend((await resolveBackendName(a.backend)).name) : (await defaultBackend()).backend;
     const info = backend.info();
     const tables: EvalTable[] = [];
     for (const { s, questions, total, pytorchRoot } of inputs) {
