@@ -23,7 +23,7 @@ import { ValueError } from '../../core/errors.js';
 import { getBackend } from '../../core/registry.js';
 import { defaultBackend, resolveBackendName } from './backends.js';
 import type { ModelConfig } from '../lavi/config.js';
-import { decodeLoop } from './generate.js';
+import { prefillAndAnswer } from './answer.js';
 import { type PixelBatch, type RGBImage } from '../image/preprocess.js';
 import { decodeImage } from '../image/decode.js';
 import { LaviModel } from '../lavi/model.js';
@@ -36,7 +36,7 @@ import { LlavaOnevisionModel } from '../llava-onevision/model.js';
 import { parseTokenIds } from '../qwen2/config.js';
 import {
   AbortError, ImageError, ModelDirError, PromptTooLongError,
-  type AskResult, type BackendChoice, type ImageSource, type RequestOptions, type RuntimeInfo, type RuntimeOptions, type StopReason, type TextTokenizer,
+  type AskResult, type BackendChoice, type ImageSource, type RequestOptions, type RuntimeInfo, type RuntimeOptions, type TextTokenizer,
 } from './runtime-types.js';
 
 export * from './runtime-types.js';
@@ -122,25 +122,6 @@ async function decodeBytes(bytes: Uint8Array, source: string): Promise<RGBImage>
   }
 }
 
-/** Safe-to-print text per token: the tokenizer's stream decoder, or re-decoding the answer so far and holding
- *  back a trailing incomplete UTF-8 character (U+FFFD). */
-function textStream(tok: TextTokenizer): (id: number) => string {
-  if (tok.createStreamDecoder) {
-    const d = tok.createStreamDecoder({ skipSpecialTokens: true });
-    return (id) => d.push(id);
-  }
-  const ids: number[] = [];
-  let emitted = 0;
-  return (id) => {
-    ids.push(id);
-    let text = tok.decode(ids, { skipSpecialTokens: true });
-    if (text.endsWith('\uFFFD')) text = text.slice(0, -1);
-    if (text.length <= emitted) return '';
-    const delta = text.slice(emitted);
-    emitted = text.length;
-    return delta;
-  };
-}
 
 function checkRequest(o: RequestOptions): number {
   const m = o.maxNewTokens ?? DEFAULT_MAX_NEW;
@@ -433,58 +414,33 @@ export class LaviRuntime {
       visualTokens = enc.numTokens;
     }
 
-    const stop = new Set(opts.stopTokens ?? gen.eosTokenIds);
-    const stream = this.tok ? textStream(this.tok) : () => '';
-    let prefillFlops = 0;
-
-    const tp = performance.now();
     try {
       checkContext(ids.length, engine.contextTokens(enc, ids), maxNew, maxPos);
-      measured(() => engine.prefill(ids, enc));
-    } finally {
-      if (enc) enc.dispose(); // consumed by prefill (disposing twice is a no-op), also when it throws
-      enc = null;
+    } catch (e) {
+      enc?.dispose();
+      throw e;
     }
-    const contextTokens = engine.lm.position;
-    if (rec) prefillFlops = rec.total('llm').flops;
-    const loop = await decodeLoop(engine.lm, ids, {
+    let prefillFlops = 0;
+    const a = await prefillAndAnswer(engine, this.tok, ids, enc, {
       ...sampling,
       maxNewTokens: maxNew,
-      stopTokens: stop,
+      stopTokens: new Set(opts.stopTokens ?? gen.eosTokenIds),
       signal,
-      yieldBetween: true,
+      onToken: opts.onToken,
       measure: rec ? measured : undefined,
-      onToken: (id) => {
-        if (!stop.has(id)) opts.onToken?.(stream(id), id);
+      afterPrefill: () => {
+        if (rec) prefillFlops = rec.total('llm').flops;
       },
-    });
-    const tokens = loop.tokens;
-    const stopReason: StopReason = loop.finishReason === 'callback' ? 'stop' : loop.finishReason;
-    const end = performance.now();
-    const tFirst = end - loop.decodeMs;
-    const prefillMs = tFirst - tp;
-    const ttftMs = tFirst - t0;
-    const decodeMs = loop.decodeMs;
-    const answerIds = stopReason === 'stop' ? tokens.slice(0, -1) : tokens;
-    const answer = this.tok ? this.tok.decode(answerIds, { skipSpecialTokens: true }).trim() : '';
-    engine.lm.reset(); // frees the cache's sequence state and the logits; weights stay
-
+    }, t0);
+    const stopReason = a.stopReason;
     const result: AskResult = {
-      answer,
-      tokens,
+      answer: a.answer,
+      tokens: a.tokens,
       stopReason,
       promptTokens: ids.length,
       visualTokens,
-      contextTokens,
-      timings: {
-        imageMs,
-        encodeMs,
-        prefillMs,
-        ttftMs,
-        decodeMs,
-        totalMs: end - t0,
-        tokensPerSecond: tokens.length > 1 && decodeMs > 0 ? ((tokens.length - 1) * 1000) / decodeMs : 0,
-      },
+      contextTokens: a.contextTokens,
+      timings: { imageMs, encodeMs, ...a.timings },
     };
     if (rec) {
       const vision = rec.total('vision').flops + rec.total('projector').flops;

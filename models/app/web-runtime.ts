@@ -25,7 +25,8 @@ import { loadSpecs } from '../loading/weights.js';
 import { Tokenizer } from '../text/tokenizer.js';
 import { parseTokenizerConfig } from '../text/tokenizer-config.js';
 import { LaviEngine } from './engine.js';
-import { decodeLoop, type SamplingOptions } from './generate.js';
+import { prefillAndAnswer } from './answer.js';
+import type { SamplingOptions } from './generate.js';
 
 export interface WebRuntimeOptions {
   /** A registered backend name ('cpu', 'wasm', 'webgpu') or a backend. Default: bestBackend(). */
@@ -97,7 +98,6 @@ async function readJson(src: ModelSource, name: string, optional: boolean): Prom
 export class WebRuntime {
   private queue: Promise<unknown> = Promise.resolve();
   private disposed = false;
-  private readonly stream: Tokenizer;
 
   private constructor(
     readonly engine: LaviEngine,
@@ -106,9 +106,7 @@ export class WebRuntime {
     private readonly label: string,
     private readonly bytesRead: number,
     private readonly loadMs: number,
-  ) {
-    this.stream = tokenizer;
-  }
+  ) {}
 
   /** Loads a LaVi folder: a URL (fetched: small files whole, the checkpoint by range reads) or a ModelSource. */
   static async load(source: string | URL | ModelSource, opts: WebRuntimeOptions = {}): Promise<WebRuntime> {
@@ -215,45 +213,13 @@ export class WebRuntime {
       enc.dispose();
       throw new ValueError(`prompt too long: ${ids.length} tokens${visual ? ` + ${visual} visual tokens` : ''} + room for ${maxNew} answer tokens exceeds the model's context of ${maxPos} tokens`);
     }
-    const tp = performance.now();
-    try {
-      engine.prefill(ids, enc);
-    } finally {
-      enc.dispose();
-    }
-    const stop = new Set(engine.generation.eosTokenIds);
-    const dec = this.stream.createStreamDecoder({ skipSpecialTokens: true });
-    const loop = await decodeLoop(engine.lm, ids, {
+    const a = await prefillAndAnswer(engine, this.tokenizer, ids, enc, {
       ...opts,
       maxNewTokens: maxNew,
-      stopTokens: stop,
+      stopTokens: new Set(engine.generation.eosTokenIds),
       signal: opts.signal,
-      yieldBetween: true,
-      onToken: (id) => {
-        if (!stop.has(id)) opts.onToken?.(dec.push(id), id);
-      },
-    });
-    const end = performance.now();
-    const stopReason = loop.finishReason === 'callback' ? 'stop' : loop.finishReason;
-    const answerIds = stopReason === 'stop' ? loop.tokens.slice(0, -1) : loop.tokens;
-    const answer = this.tokenizer.decode(answerIds, { skipSpecialTokens: true }).trim();
-    engine.lm.reset();
-    const tFirst = end - loop.decodeMs;
-    const n = loop.tokens.length;
-    return {
-      answer,
-      tokens: loop.tokens,
-      stopReason,
-      promptTokens: ids.length,
-      timings: {
-        imageMs,
-        encodeMs,
-        prefillMs: tFirst - tp,
-        ttftMs: tFirst - t0,
-        decodeMs: loop.decodeMs,
-        totalMs: end - t0,
-        tokensPerSecond: n > 1 && loop.decodeMs > 0 ? ((n - 1) * 1000) / loop.decodeMs : 0,
-      },
-    };
+      onToken: opts.onToken,
+    }, t0);
+    return { answer: a.answer, tokens: a.tokens, stopReason: a.stopReason, promptTokens: ids.length, timings: { imageMs, encodeMs, ...a.timings } };
   }
 }
