@@ -37,7 +37,7 @@ export function hardwareGpuPossible(): { possible: boolean; reason: string } {
 export function quietSkips(allowSoftwareGpu = false): { name: string; reason: string }[] {
   if (allowSoftwareGpu) return [];
   const hw = hardwareGpuPossible();
-  return hw.possible ? [] : ['webgpu'].filter(hasBackend).map((name) => ({ name, reason: hw.reason }));
+  return hw.possible ? [] : ['webgpu', 'gpujs-webgpu'].filter(hasBackend).map((name) => ({ name, reason: hw.reason }));
 }
 
 /** The best backend for answers, without probing WebGPU where no GPU device exists (it would only find a software
