@@ -54,12 +54,10 @@ export interface Engine {
   dispose(): void;
 }
 
-export class LaviEngine implements Engine {
-  readonly family = 'lavi' as const;
-  readonly acceptsImages = true;
-  readonly imageTokenId = null;
+/** What every adapter shares: the model it wraps (weights, backend, sequence) and its generation defaults. */
+abstract class ModelEngine<M extends CausalLM & { readonly backend: Backend; readonly weights: ModelWeights; dispose(): void }> {
   constructor(
-    readonly model: LaviModel,
+    readonly model: M,
     readonly generation: GenerationDefaults,
   ) {}
   get lm(): CausalLM {
@@ -71,6 +69,15 @@ export class LaviEngine implements Engine {
   get weights(): ModelWeights {
     return this.model.weights;
   }
+  dispose(): void {
+    this.model.dispose();
+  }
+}
+
+export class LaviEngine extends ModelEngine<LaviModel> implements Engine {
+  readonly family = 'lavi' as const;
+  readonly acceptsImages = true;
+  readonly imageTokenId = null;
   preprocess(img: RGBImage): PixelBatch {
     return preprocessImage(img, this.model.config.vision_config);
   }
@@ -97,28 +104,12 @@ export class LaviEngine implements Engine {
       vision: { imageSize: v.image_size, patchSize: v.patch_size, visualTokensPerImage: visualTokensPerImage(v), layers: v.num_hidden_layers, width: v.hidden_size },
     };
   }
-  dispose(): void {
-    this.model.dispose();
-  }
 }
 
-export class TextEngine implements Engine {
+export class TextEngine extends ModelEngine<Qwen2CausalLM> implements Engine {
   readonly family = 'qwen2' as const;
   readonly acceptsImages = false;
   readonly imageTokenId = null;
-  constructor(
-    readonly model: Qwen2CausalLM,
-    readonly generation: GenerationDefaults,
-  ) {}
-  get lm(): CausalLM {
-    return this.model;
-  }
-  get backend(): Backend {
-    return this.model.backend;
-  }
-  get weights(): ModelWeights {
-    return this.model.weights;
-  }
   preprocess(): PixelBatch {
     throw new ValueError('this model is text-only (Qwen2ForCausalLM): it takes no image');
   }
@@ -146,31 +137,15 @@ export class TextEngine implements Engine {
       vision: null,
     };
   }
-  dispose(): void {
-    this.model.dispose();
-  }
 }
 
 /** LLaVA-OneVision: the image's packed features take the place of its token in the prompt (the processor's
  *  expansion of one `<image>` into as many tokens as the image has features). */
-export class LlavaEngine implements Engine {
+export class LlavaEngine extends ModelEngine<LlavaOnevisionModel> implements Engine {
   readonly family = 'llava-onevision' as const;
   readonly acceptsImages = true;
-  constructor(
-    readonly model: LlavaOnevisionModel,
-    readonly generation: GenerationDefaults,
-  ) {}
   get imageTokenId(): number {
     return this.model.imageTokenId;
-  }
-  get lm(): CausalLM {
-    return this.model;
-  }
-  get backend(): Backend {
-    return this.model.backend;
-  }
-  get weights(): ModelWeights {
-    return this.model.weights;
   }
   preprocess(img: RGBImage): LlavaOnevisionImageInputs {
     return this.model.processImage(img);
@@ -205,8 +180,5 @@ export class LlavaEngine implements Engine {
       parameters: { total: n },
       vision: { imageSize: v.image_size, patchSize: v.patch_size, visualTokensPerImage: visualTokensPerImage(v), layers: v.num_hidden_layers, width: v.hidden_size },
     };
-  }
-  dispose(): void {
-    this.model.dispose();
   }
 }
