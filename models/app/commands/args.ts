@@ -85,3 +85,24 @@ export function parseUsage(args: string[], spec: { boolean?: string[]; string?: 
     throw new UsageError((e as Error).message.replace(`${command}: `, ''));
   }
 }
+
+/**
+ * A command's arguments parsed, or the exit code once the command has answered: 0 after printing its help, 2 after
+ * a usage error (on stderr, and as `{"error": …}` on stdout when --json was asked for).
+ */
+export function parseCommand<T>(command: string, args: string[], parse: (args: string[]) => T | 'help', help: string): T | number {
+  let a: T | 'help';
+  try {
+    a = parse(args);
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    if (args.includes('--json')) console.log(JSON.stringify({ error: { code: 'usage', message: e.message } }));
+    console.error(`${command}: ${e.message} (see '${command} --help')`);
+    return 2;
+  }
+  if (a === 'help') {
+    console.log(help);
+    return 0;
+  }
+  return a;
+}

@@ -12,7 +12,7 @@ import { releaseAllBackends } from '../../../core/registry.js';
 import { resolveBackendArg } from '../backends.js';
 import { Progress } from '../progress.js';
 import { LaviRuntime, type AskResult, type RequestOptions, type RuntimeInfo } from '../runtime.js';
-import { parseUsage, samplingFlags, SAMPLING_FLAGS, UsageError } from './args.js';
+import { parseCommand, parseUsage, samplingFlags, SAMPLING_FLAGS, UsageError } from './args.js';
 
 const HELP = `usage: lavi ask <image.png|jpg> "<question>" [options]
 
@@ -108,19 +108,8 @@ function verboseReport(info: RuntimeInfo, r: AskResult): string {
 }
 
 export async function run(args: string[]): Promise<number> {
-  let a: AskArgs | 'help';
-  try {
-    a = parse(args);
-  } catch (e) {
-    if (!(e instanceof UsageError)) throw e;
-    if (args.includes('--json')) console.log(JSON.stringify({ error: { code: 'usage', message: e.message } }));
-    console.error(`lavi ask: ${e.message} (see 'lavi ask --help')`);
-    return 2;
-  }
-  if (a === 'help') {
-    console.log(HELP);
-    return 0;
-  }
+  const a = parseCommand('lavi ask', args, parse, HELP);
+  if (typeof a === 'number') return a;
   const ac = new AbortController();
   const onSigint = () => ac.abort(new Error('interrupted'));
   let rt: LaviRuntime | null = null;

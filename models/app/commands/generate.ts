@@ -11,7 +11,7 @@ import { LaviError } from '../../../core/errors.js';
 import { releaseAllBackends } from '../../../core/registry.js';
 import { resolveBackendArg } from '../backends.js';
 import { LaviRuntime, type RequestOptions } from '../runtime.js';
-import { parseUsage, samplingFlags, SAMPLING_FLAGS, SAMPLING_HELP, UsageError } from './args.js';
+import { parseCommand, parseUsage, samplingFlags, SAMPLING_FLAGS, SAMPLING_HELP, UsageError } from './args.js';
 
 const HELP = `usage: lavi generate --model DIR (--prompt TEXT | --ids 1,2,3) [options]
 
@@ -76,18 +76,8 @@ function parse(args: string[]): GenerateArgs | 'help' {
 }
 
 export async function run(args: string[]): Promise<number> {
-  let a: GenerateArgs | 'help';
-  try {
-    a = parse(args);
-  } catch (e) {
-    if (!(e instanceof UsageError)) throw e;
-    console.error(`lavi generate: ${e.message} (see 'lavi generate --help')`);
-    return 2;
-  }
-  if (a === 'help') {
-    console.log(HELP);
-    return 0;
-  }
+  const a = parseCommand('lavi generate', args, parse, HELP);
+  if (typeof a === 'number') return a;
   const ac = new AbortController();
   const onSigint = () => ac.abort(new Error('interrupted'));
   let rt: LaviRuntime | null = null;
