@@ -36,7 +36,7 @@
 import { Environment, Interpreter, Template } from '@huggingface/jinja';
 import { FormatError, LaviError, ValueError } from '../../core/errors.js';
 import type { Tokenizer } from './tokenizer.js';
-import { parseTokenizerConfig, type NamedChatTemplate, type SpecialTokensMap } from './tokenizer-config.js';
+import { parseTokenizerConfig, readJsonSync, readTextSync, type NamedChatTemplate, type SpecialTokensMap } from './tokenizer-config.js';
 import { nodeFs, nodePath } from '../../core/platform.js';
 
 /** Why a chat template could not give a prompt. */
@@ -185,20 +185,11 @@ function isDir(path: string): boolean {
 }
 
 function readText(path: string): string {
-  try {
-    return nodeFs().readFileSync(path, 'utf8');
-  } catch (e) {
-    throw new ValueError(`${path}: cannot read the file (${(e as Error).message})`);
-  }
+  return readTextSync(path, '')!;
 }
 
 function readJson(path: string): unknown {
-  const text = readText(path);
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw new FormatError(`${path}: not valid JSON (${(e as Error).message})`);
-  }
+  return readJsonSync(path, '');
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -174,25 +174,35 @@ export function parseTokenizerConfig(obj: unknown, path: string): TokenizerConfi
   };
 }
 
+/** Reads a text file synchronously (the tokenizer API is synchronous); `null` when it does not exist and
+ *  `optional` is set. Errors name `label` and the path. */
+export function readTextSync(path: string, label: string, opts: { optional?: boolean } = {}): string | null {
+  try {
+    return nodeFs().readFileSync(path, 'utf8');
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    if (err.code === 'ENOENT' && opts.optional) return null;
+    const why = err.code === 'ENOENT' ? 'no such file' : err.code === 'EISDIR' ? 'is a directory' : err.message;
+    throw new ValueError(`${label}${path}: cannot read the file (${why})`);
+  }
+}
+
+/** readTextSync, then JSON.parse with an error naming the file. */
+export function readJsonSync(path: string, label: string, opts: { optional?: boolean } = {}): unknown {
+  const text = readTextSync(path, label, opts);
+  if (text === null) return null;
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new FormatError(`${label}${path}: not valid JSON (${(e as Error).message})`);
+  }
+}
+
 /** Reads tokenizer_config.json; `null` when it does not exist and `optional` is set. */
 export function readTokenizerConfig(path: string, opts: { optional: true }): TokenizerConfig | null;
 export function readTokenizerConfig(path: string, opts?: { optional?: false }): TokenizerConfig;
 export function readTokenizerConfig(path: string, opts: { optional?: boolean }): TokenizerConfig | null;
 export function readTokenizerConfig(path: string, opts: { optional?: boolean } = {}): TokenizerConfig | null {
-  let text: string;
-  try {
-    text = nodeFs().readFileSync(path, 'utf8');
-  } catch (e) {
-    const err = e as NodeJS.ErrnoException;
-    if (err.code === 'ENOENT' && opts.optional) return null;
-    const why = err.code === 'ENOENT' ? 'no such file' : err.code === 'EISDIR' ? 'is a directory' : err.message;
-    throw new ValueError(`tokenizer_config ${path}: cannot read the file (${why})`);
-  }
-  let obj: unknown;
-  try {
-    obj = JSON.parse(text);
-  } catch (e) {
-    throw new FormatError(`tokenizer_config ${path}: not valid JSON (${(e as Error).message})`);
-  }
-  return parseTokenizerConfig(obj, path);
+  const obj = readJsonSync(path, 'tokenizer_config ', opts);
+  return obj === null ? null : parseTokenizerConfig(obj, path);
 }

@@ -36,8 +36,8 @@
 // Not applied: truncation and padding settings (encode returns the whole sequence), BPE dropout (refused if > 0).
 
 import { FormatError, UnsupportedError, ValueError } from '../../core/errors.js';
-import { readTokenizerConfig, SPECIAL_TOKEN_KEYS, type SpecialTokensMap, type TokenizerConfig } from './tokenizer-config.js';
-import { nodeFs, nodePath } from '../../core/platform.js';
+import { readJsonSync, readTokenizerConfig, SPECIAL_TOKEN_KEYS, type SpecialTokensMap, type TokenizerConfig } from './tokenizer-config.js';
+import { nodePath } from '../../core/platform.js';
 import { BPEModel } from './bpe.js';
 import {
   AddedTokenMatcher, boolField, buildNormalizer, buildPostProcessor, buildPreTokenizer, isObject, parseMerges, tokenBytes, typeName,
@@ -269,20 +269,7 @@ export class Tokenizer {
   static fromFile(path: string, opts: { config?: string | null } = {}): Tokenizer {
     const configPath = opts.config === undefined ? nodePath().join(nodePath().dirname(path), 'tokenizer_config.json') : opts.config;
     const config = configPath === null ? undefined : readTokenizerConfig(configPath, { optional: opts.config === undefined }) ?? undefined;
-    let text: string;
-    try {
-      text = nodeFs().readFileSync(path, 'utf8');
-    } catch (e) {
-      const err = e as NodeJS.ErrnoException;
-      const why = err.code === 'ENOENT' ? 'no such file' : err.code === 'EISDIR' ? 'is a directory' : err.message;
-      throw new ValueError(`tokenizer ${path}: cannot read the file (${why})`);
-    }
-    let obj: unknown;
-    try {
-      obj = JSON.parse(text);
-    } catch (e) {
-      throw new FormatError(`tokenizer ${path}: not valid JSON (${(e as Error).message})`);
-    }
+    const obj = readJsonSync(path, 'tokenizer ');
     return new Tokenizer(obj, path, config);
   }
 
