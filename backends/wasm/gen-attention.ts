@@ -337,7 +337,7 @@ export function genAttentionKV1(m: ModuleBuilder, dt: 'f32' | 'bf16', fma: boole
     const kl4 = f.local('i32', i32.and(keyLength, -4));
     const nh = f.local('i32', i32.sub(h1, h0));
     const qs = f.local('i32', i32.add(scratch, i32.shl(i32.mul(nh, kl), 2))); // q (even/odd split for bf16)
-    const kp = f.local('i32'), vp = f.local('i32'), sp = f.local('i32'), qp = f.local('i32'), op = f.local('i32'), kh = f.local('i32');
+    const kp = f.local('i32'), vp = f.local('i32'), sp = f.local('i32'), op = f.local('i32'), kh = f.local('i32');
     const a0 = f.local('v128'), a1 = f.local('v128'), a2 = f.local('v128'), a3 = f.local('v128');
     const t0 = f.local('v128'), t1 = f.local('v128'), qe = f.local('v128'), qo = f.local('v128');
     const r0 = f.local('v128'), r1 = f.local('v128'), p0 = f.local('v128'), p1 = f.local('v128');
@@ -370,7 +370,6 @@ export function genAttentionKV1(m: ModuleBuilder, dt: 'f32' | 'bf16', fma: boole
     });
 
     // 1. Scores, four keys at a time: each key's heads h0..h1 are one contiguous run.
-    const kHead = (hh: Expr) => i32.mul(i32.add(h0, hh), i32.mul(D, eb)); // byte offset of head hh in a key row
     const kS2 = f.local('i32', i32.shl(kStride, 1)), kS3 = f.local('i32', i32.mul(kStride, 3));
     const kOff = [null, kStride, kS2, kS3];
     const kd = f.local('i32'), qd = f.local('i32'), qEnd = f.local('i32');

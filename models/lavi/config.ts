@@ -14,7 +14,7 @@
 
 import { ValueError } from '../../core/errors.js';
 import { bool, num, oneOf, readJsonFile, section, type Json } from '../loading/json-fields.js';
-import { parseQwen2Config, parseTokenIds, type Qwen2Config } from '../qwen2/config.js';
+import { parseQwen2Config, type Qwen2Config } from '../qwen2/config.js';
 import { parseVisionConfig, type VisionConfig } from '../siglip/config.js';
 import { nodeFs, nodePath } from '../../core/platform.js';
 

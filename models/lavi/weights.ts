@@ -20,7 +20,7 @@ import {
 } from '../loading/weights.js';
 import { declareQwen2, qwen2Specs, qwen2Tolerated, type Qwen2Weights } from '../qwen2/weights.js';
 import { declareSiglip, siglipSpecs, siglipTolerated, type SiglipWeights } from '../siglip/weights.js';
-import { modulatedLayers, visualTokensPerImage, type ModelConfig, type ViLNNorm } from './config.js';
+import { modulatedLayers, type ModelConfig, type ViLNNorm } from './config.js';
 import { nodeFs, nodePath } from '../../core/platform.js';
 
 export { ModelWeights, PACKABLE_KINDS, type UploadOptions, type ValidateOptions, type WeightKind, type WeightSet, type WeightSource, type WeightSpec } from '../loading/weights.js';
