@@ -10,16 +10,8 @@ WORK=${WORK:-/tmp/lavi-train}
 STEPS=${STEPS:-4000}
 mkdir -p "$WORK"
 
-# Debian's PyTorch links the reference BLAS (BLAS_INFO=generic, ~6 GFLOP/s). OpenBLAS is ~30x faster; take it from
-# the Debian package without installing it system-wide (set OPENBLAS_DIR= to skip).
-OPENBLAS_DIR=${OPENBLAS_DIR-$WORK/openblas/usr/lib/x86_64-linux-gnu/openblas-openmp}
-if [ -n "$OPENBLAS_DIR" ] && [ ! -e "$OPENBLAS_DIR/libblas.so.3" ]; then
-  (cd "$WORK" && apt-get download libopenblas0-openmp && dpkg-deb -x libopenblas0-openmp_*.deb "$WORK/openblas")
-fi
-if [ -n "$OPENBLAS_DIR" ]; then
-  export LD_LIBRARY_PATH="$OPENBLAS_DIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-fi
-export OMP_WAIT_POLICY=PASSIVE
+# OpenBLAS from Debian's package for PyTorch's matmuls (models/reference/openblas-env.sh; OPENBLAS_DIR= skips it).
+. models/reference/openblas-env.sh
 
 R=models/reference
 $PY $R/vqa_data.py write-test

@@ -11,15 +11,8 @@ OUT=${OUT:-$WORK/export}
 STEPS=${STEPS:-1200}  # of the second phase (the run in TRAINING.md)
 mkdir -p "$WORK" "$OUT"
 
-# Debian's PyTorch links the reference BLAS; take OpenBLAS from the Debian package (see train_vqa.sh).
-OPENBLAS_DIR=${OPENBLAS_DIR-$WORK/openblas/usr/lib/x86_64-linux-gnu/openblas-openmp}
-if [ -n "$OPENBLAS_DIR" ] && [ ! -e "$OPENBLAS_DIR/libblas.so.3" ]; then
-  (cd "$WORK" && apt-get download libopenblas0-openmp && dpkg-deb -x libopenblas0-openmp_*.deb "$WORK/openblas")
-fi
-if [ -n "$OPENBLAS_DIR" ]; then
-  export LD_LIBRARY_PATH="$OPENBLAS_DIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-fi
-export OMP_WAIT_POLICY=PASSIVE
+# OpenBLAS from Debian's package for PyTorch's matmuls (models/reference/openblas-env.sh; OPENBLAS_DIR= skips it).
+. models/reference/openblas-env.sh
 
 R=models/reference
 $PY $R/vqa_data.py write-test
