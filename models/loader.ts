@@ -63,7 +63,9 @@ export function familyOf(raw: Json, where: string): Family {
     case 'lavi':
       return 'lavi';
     default:
-      if (arch.includes('Qwen2ForCausalLM')) return 'qwen2';
+      // Only a config without model_type is recognised by its architectures; a model_type we do not know is refused
+      // even when architectures says otherwise (Hugging Face picks the config class by model_type).
+      if (mt === undefined && arch.includes('Qwen2ForCausalLM')) return 'qwen2';
       return refuse(`model_type ${JSON.stringify(mt)}${arch.length ? ` (architectures ${JSON.stringify(arch)})` : ''}`);
   }
 }

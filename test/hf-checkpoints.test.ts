@@ -305,6 +305,33 @@ test('bad requests: a prompt longer than the context, ids outside the vocabulary
   assert.match(siglip.stderr, /SiglipVisionModel computes image features and does not generate text/);
 });
 
+test('lavi info: family, parameters and backend bytes from the headers alone; bad folders and usage refused clearly', () => {
+  const run = (...args: string[]) => spawnSync(process.execPath, [CLI, 'info', ...args], { encoding: 'utf8' });
+  const ok = run('--model', join(HF, 'qwen2-gqa-bf16'), '--json');
+  assert.is(ok.status, 0, ok.stderr);
+  const i = JSON.parse(ok.stdout) as { family: string; parameters: number; storedDTypes: Record<string, number>; backendBytes: { packed: number; f32: number }; tokenizer: boolean; eosTokenIds: number[] };
+  assert.is(i.family, 'qwen2');
+  assert.equal(Object.keys(i.storedDTypes), ['BF16']);
+  assert.ok(i.backendBytes.f32 > i.backendBytes.packed, 'widening bf16 matrices to f32 takes more bytes');
+  assert.is(i.tokenizer, false);
+  assert.equal(i.eosTokenIds, JSON.parse(readFileSync(join(HF, 'qwen2-gqa-bf16', 'generation_config.json'), 'utf8')).eos_token_id);
+  const llava = run('--model', join(HF, 'llava-ov-tiny'), '--json');
+  assert.is(JSON.parse(llava.stdout).family, 'llava-onevision');
+  const t = variant('qwen2-gqa-bf16', (c) => (c.model_type = 'gpt2'));
+  try {
+    const bad = run('--model', t.dir);
+    assert.is(bad.status, 1);
+    assert.match(bad.stderr, /model_type "gpt2".*not supported; supported: Qwen2ForCausalLM/);
+  } finally {
+    t.cleanup();
+  }
+  const missing = run('--model', join(HF, 'no-such-folder'));
+  assert.is(missing.status, 1);
+  assert.match(missing.stderr, /no-such-folder\/config\.json: no such file/);
+  assert.is(run('stray').status, 2);
+  assert.is(run('--model').status, 2);
+});
+
 test('a checkpoint too big for the backend: refused before upload, naming the bytes needed and what would fit', async () => {
   const { dir, cleanup } = tempDir('lavi-hf-big-');
   const wasm = await createWasmBackend({ threads: 1, maxMemoryBytes: 16 * 2 ** 20, name: 'wasm-16mib' });
