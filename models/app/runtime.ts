@@ -30,6 +30,7 @@ import { LaviModel } from '../lavi/model.js';
 import { countParameters } from '../lavi/weights.js';
 import { ChatTemplate, type ChatMessage } from '../text/chat-template.js';
 import { Tokenizer } from '../text/tokenizer.js';
+import { readJsonFile } from '../loading/json-fields.js';
 import { firstWith, inspectModelDir, loadQwen2, readGenerationConfig, readLaviFolder, type Family } from '../loader.js';
 import { LaviEngine, LlavaEngine, TextEngine, type EncodedImage, type Engine } from './engine.js';
 import { LlavaOnevisionModel } from '../llava-onevision/model.js';
@@ -70,7 +71,8 @@ async function checkModelDir(dir: string, isDefault: boolean, needTokenizer: boo
   const hasConfig = await isFile(join(dir, 'config.json'));
   if (!hasConfig) missing.push('config.json');
   // A LaVi assembled from Hugging Face folders may take its tokenizer from its text_model folder.
-  const assembled = hasConfig && (await readFile(join(dir, 'config.json'), 'utf8').catch(() => '')).includes('"text_model"');
+  const raw = hasConfig ? await readJsonFile(join(dir, 'config.json')).catch(() => null) : null;
+  const assembled = typeof raw?.text_model === 'string';
   if (needTokenizer && !assembled && !(await isFile(join(dir, 'tokenizer.json')))) missing.push('tokenizer.json');
   if (!(await isFile(join(dir, 'model.safetensors'))) && !(await isFile(join(dir, 'model.safetensors.index.json')))) {
     missing.push('weights (model.safetensors or model.safetensors.index.json)');
