@@ -212,6 +212,22 @@ test('a bad config.json is rejected naming the file and the field', async () => 
   await LaviModel.load(d, cpu).catch((e: Error) => (msg = e.message));
   assert.match(msg, /config\.json: no such file/);
   assert.throws(() => parseConfig({ ...cfg, vision_config: { ...cfg.vision_config, patch_size: 0 } }, 'x.json'), /x\.json vision_config: field 'patch_size' must be an integer ≥ 1, got 0/);
+  // the convolutional stem (ours): a list of positive channel counts, each halving the side, dividing patch_size
+  const stem = (v: unknown) => () => parseConfig({ ...cfg, vision_config: { ...cfg.vision_config, stem_channels: v } } as never, 'x.json');
+  assert.throws(stem([4, 0]), /x\.json vision_config: stem_channels must be a list of at most 8 positive integers, got \[4,0\]/);
+  assert.throws(stem('wide'), /stem_channels must be a list .* got "wide"/);
+  assert.throws(stem([4]), /x\.json vision_config: patch_size 7 is not divisible by 2\^1 \(stem_channels \[4\]\)/);
+});
+
+test('a vision tower with a convolutional stem declares stem.{i} and a patch embedding over its channels', () => {
+  const base = tinyConfig();
+  const cfg = parseConfig({ ...base, vision_config: { ...base.vision_config, image_size: 32, patch_size: 8, stem_channels: [5, 6] } }, 'stem.json');
+  const shapes = new Map(expectedWeights(cfg).map((s) => [s.name, s.shape]));
+  assert.equal(shapes.get('vision_model.embeddings.stem.0.weight'), [5, 3, 2, 2]);
+  assert.equal(shapes.get('vision_model.embeddings.stem.1.bias'), [6]);
+  assert.equal(shapes.get('vision_model.embeddings.patch_embedding.weight'), [24, 6, 2, 2]);
+  assert.equal(shapes.get('vision_model.embeddings.position_embedding.weight'), [16, 24]);
+  assert.not.ok(expectedWeights(base).some((s) => s.name.includes('.stem.')));
 });
 
 test.run();

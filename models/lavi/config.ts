@@ -77,7 +77,7 @@ export interface ModelConfig {
 const SIGLIP_SO400M: VisionConfig = {
   image_size: 384, patch_size: 14, num_channels: 3, hidden_size: 1152, num_hidden_layers: 26, num_attention_heads: 16,
   intermediate_size: 4304, layer_norm_eps: 1e-6, hidden_act: 'gelu_pytorch_tanh', use_post_layernorm: false,
-  image_mean: [0.5, 0.5, 0.5], image_std: [0.5, 0.5, 0.5],
+  image_mean: [0.5, 0.5, 0.5], image_std: [0.5, 0.5, 0.5], stem_channels: [],
 };
 
 const DEFAULT_LAVI: LaviConfig = {
@@ -243,7 +243,7 @@ export function tinyConfig(overrides: ConfigOverrides = {}): ModelConfig {
     vision_config: {
       image_size: 28, patch_size: 7, num_channels: 3, hidden_size: 24, num_hidden_layers: 2, num_attention_heads: 2,
       intermediate_size: 48, layer_norm_eps: 1e-6, hidden_act: 'gelu_pytorch_tanh', use_post_layernorm: false,
-      image_mean: [0.5, 0.5, 0.5], image_std: [0.5, 0.5, 0.5],
+      image_mean: [0.5, 0.5, 0.5], image_std: [0.5, 0.5, 0.5], stem_channels: [],
     },
     text_config: {
       vocab_size: 97, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 3, num_attention_heads: 4,

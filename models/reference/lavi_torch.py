@@ -49,6 +49,9 @@ class VisionConfig:
     use_post_layernorm: bool = False
     image_mean: List[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
     image_std: List[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
+    # [ours, not SigLIP] a convolutional stem before the patch embedding: one 2x2 stride-2 convolution + hidden_act per
+    # entry (its output channels), so the patch embedding's kernel is patch_size / 2^len(stem_channels). Empty: none.
+    stem_channels: List[int] = field(default_factory=list)
 
     @property
     def grid(self) -> int:
@@ -134,7 +137,8 @@ class ModelConfig:
     def to_dict(self) -> dict:
         d = {
             'model_type': 'lavi',
-            'vision_config': asdict(self.vision_config),
+            'vision_config': {k: v for k, v in asdict(self.vision_config).items()
+                              if k != 'stem_channels' or v},  # no stem: the SigLIP fields only
             'text_config': asdict(self.text_config),
             'lavi_config': asdict(self.lavi_config),
             'video_config': asdict(self.video_config),
@@ -157,11 +161,14 @@ class ModelConfig:
             layer_norm_eps=float(vj['layer_norm_eps']), hidden_act=vj['hidden_act'],
             use_post_layernorm=bool(vj.get('use_post_layernorm', False)),
             image_mean=list(vj.get('image_mean', [0.5, 0.5, 0.5])), image_std=list(vj.get('image_std', [0.5, 0.5, 0.5])),
+            stem_channels=[int(c) for c in vj.get('stem_channels', [])],
         )
         if vision.hidden_act not in ('gelu_pytorch_tanh', 'gelu'):
             raise ValueError(f'vision_config.hidden_act {vision.hidden_act!r} not supported')
         if vision.image_size % vision.patch_size:
             raise ValueError('image_size must be a multiple of patch_size')
+        if vision.patch_size % (1 << len(vision.stem_channels)):
+            raise ValueError('patch_size must be a multiple of 2^len(stem_channels)')
         tj = dict(j['text_config'])
         text = TextConfig(
             vocab_size=int(tj['vocab_size']), hidden_size=int(tj['hidden_size']),
@@ -246,11 +253,19 @@ def _vision_act(name: str):
 class VisionEmbeddings(nn.Module):
     def __init__(self, c: VisionConfig):
         super().__init__()
-        self.patch_embedding = nn.Conv2d(c.num_channels, c.hidden_size, c.patch_size, stride=c.patch_size)
+        chans = [c.num_channels] + list(c.stem_channels)
+        # stem.{i}: 2x2 stride-2 convolutions, each followed by the tower's activation (absent without stem_channels)
+        self.stem = nn.ModuleList([nn.Conv2d(chans[i], chans[i + 1], 2, stride=2) for i in range(len(c.stem_channels))])
+        self.stem_act = _vision_act(c.hidden_act)
+        p = c.patch_size >> len(c.stem_channels)
+        self.patch_embedding = nn.Conv2d(chans[-1], c.hidden_size, p, stride=p)
         self.position_embedding = nn.Embedding(c.num_patches, c.hidden_size)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        x = self.patch_embedding(pixel_values.to(self.patch_embedding.weight.dtype))  # [B, Dv, g, g]
+        x = pixel_values.to(self.patch_embedding.weight.dtype)
+        for conv in self.stem:
+            x = self.stem_act(conv(x))
+        x = self.patch_embedding(x)  # [B, Dv, g, g]
         x = x.flatten(2).transpose(1, 2)  # row-major patches -> [B, N, Dv]
         return x + self.position_embedding.weight[None]
 
@@ -524,6 +539,8 @@ class LaviForConditionalGeneration(nn.Module):
                 nn.init.zeros_(m.bias)
             elif isinstance(m, RMSNorm):
                 nn.init.ones_(m.weight)
+        for conv in self.vision_model.embeddings.stem:  # fan-in scaled, so the stem's signal survives its depth
+            nn.init.normal_(conv.weight, 0.0, (conv.weight[0].numel()) ** -0.5)
         if zero_o_proj:
             self.zero_conditioner_outputs()
 

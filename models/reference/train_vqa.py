@@ -55,7 +55,8 @@ def build_config(a, vocab_size: int, eos: List[int]) -> ModelConfig:
         image_size=vqa_data.IMAGE_SIZE, patch_size=a.patch, num_channels=3, hidden_size=a.vit_width,
         num_hidden_layers=a.vit_layers, num_attention_heads=a.vit_heads, intermediate_size=4 * a.vit_width,
         layer_norm_eps=1e-6, hidden_act='gelu_pytorch_tanh', use_post_layernorm=False,
-        image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])
+        image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5],
+        stem_channels=[int(c) for c in str(getattr(a, 'stem', '') or '').split(',') if c])
     tc = TextConfig(
         vocab_size=vocab_size, hidden_size=a.d, intermediate_size=a.ffn, num_hidden_layers=a.layers,
         num_attention_heads=a.heads, num_key_value_heads=a.kv_heads, rms_norm_eps=1e-6, rope_theta=10000.0,
@@ -353,6 +354,17 @@ def train(a) -> None:
     aux = AuxHeads(cfg.text_config.hidden_size, cfg.vision_config.grid, a.aux_pooled) if a.aux_weight > 0 else None
     probe = ReferentProbe(cfg.text_config.hidden_size, [int(x) for x in a.ref_layers.split(',')]) \
         if a.ref_weight > 0 else None
+    if a.init_vision_from:
+        # the tower, projector and cell probes pretrained alone (vision_probe.py --save): the stand-in for a real
+        # pretrained SigLIP; the LLM (and LaVi's conditioners) start from scratch
+        vs = torch.load(a.init_vision_from, map_location='cpu')
+        own = model.state_dict()
+        bad = [k for k in vs if not k.startswith('aux.') and (k not in own or own[k].shape != vs[k].shape)]
+        if bad:
+            raise ValueError(f'--init-vision-from {a.init_vision_from}: tensors that do not fit this model: {bad[:4]}')
+        model.load_state_dict({k: v for k, v in vs.items() if not k.startswith('aux.')}, strict=False)
+        if aux is not None:
+            aux.load_state_dict({k[4:]: v for k, v in vs.items() if k.startswith('aux.')})
     if a.init_from:
         # a second phase: continue from another run's weights (same architecture) on images it has not seen
         ck = torch.load(a.init_from, map_location='cpu')
@@ -495,6 +507,8 @@ def main(argv=None) -> None:
                    help='hidden-state indices (HF convention: k = output of layer k-1) the referent probe reads')
     t.add_argument('--aux-pooled', action='store_true',
                    help='auxiliary: the mean visual token also predicts every cell\'s attributes')
+    t.add_argument('--stem', default='', help='conv stem channels of the vision tower, e.g. 32,64,128 (default none)')
+    t.add_argument('--init-vision-from', default=None, help='tower + projector (+ cell probes) from vision_probe.py --save')
     t.add_argument('--init-from', default=None, help='checkpoint.pt of an earlier run to start from')
     t.add_argument('--stop-after', type=int, default=None,
                    help='stop after this many steps of the --steps schedule (a first phase; see TRAINING.md)')

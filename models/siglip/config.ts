@@ -21,6 +21,12 @@ export interface VisionConfig {
   use_post_layernorm: boolean;
   image_mean: [number, number, number];
   image_std: [number, number, number];
+  /**
+   * [ours, not SigLIP] output channels of a convolutional stem run before the patch embedding: each entry is a 2×2
+   * stride-2 convolution followed by hidden_act (weights `embeddings.stem.{i}`), so the patch embedding's kernel is
+   * patch_size / 2^stem_channels.length. Empty (every real SigLIP checkpoint): no stem.
+   */
+  stem_channels: number[];
 }
 
 export interface SiglipParseOptions {
@@ -44,6 +50,7 @@ export function parseVisionConfig(vj: Json, where: string, opts: SiglipParseOpti
     use_post_layernorm: bool(vj, 'use_post_layernorm', w, opts.postLayernorm ?? false),
     image_mean: (vj.image_mean as [number, number, number]) ?? [0.5, 0.5, 0.5],
     image_std: (vj.image_std as [number, number, number]) ?? [0.5, 0.5, 0.5],
+    stem_channels: stemChannels(vj.stem_channels, w),
   };
   // image_size need not be a multiple of patch_size: SigLIP-so400m-patch14-384 runs its stride-14 convolution on
   // 384 pixels, which reads the first 27·14 = 378 and drops the rest.
@@ -55,8 +62,25 @@ export function parseVisionConfig(vj: Json, where: string, opts: SiglipParseOpti
       throw new ValueError(`${w}: ${k} must be ${vision.num_channels} numbers, got ${JSON.stringify(a)}`);
     }
   }
+  const k = vision.stem_channels.length;
+  if (k > 0 && vision.patch_size % 2 ** k) {
+    throw new ValueError(`${w}: patch_size ${vision.patch_size} is not divisible by 2^${k} (stem_channels ${JSON.stringify(vision.stem_channels)})`);
+  }
   if (vision.image_std.some((s) => s === 0)) throw new ValueError(`${w}: image_std must not contain 0, got ${JSON.stringify(vision.image_std)}`);
   return vision;
+}
+
+function stemChannels(v: unknown, where: string): number[] {
+  if (v === undefined || v === null) return [];
+  if (!Array.isArray(v) || v.length > 8 || v.some((c) => !Number.isInteger(c) || c < 1 || c > 65536)) {
+    throw new ValueError(`${where}: stem_channels must be a list of at most 8 positive integers, got ${JSON.stringify(v)?.slice(0, 80)}`);
+  }
+  return [...(v as number[])];
+}
+
+/** Kernel (= stride) of the patch embedding: patch_size, or patch_size / 2^k after a k-layer stem. */
+export function patchKernel(v: VisionConfig): number {
+  return v.patch_size / 2 ** v.stem_channels.length;
 }
 
 /** Patches per side: ⌊image_size / patch_size⌋ (a stride-P convolution drops a remainder, as SigLIP's 384/14 does). */

@@ -6,9 +6,9 @@ import { ShapeError, fmtShape } from '../../core/errors.js';
 import { costSection } from '../../core/cost.js';
 import { tidy } from '../../core/scope.js';
 import type { Tensor } from '../../core/tensor.js';
-import { add, attention, gelu, layerNorm, linear, patchEmbed, reshape, slice } from '../../ops/index.js';
+import { add, attention, gelu, layerNorm, linear, patchEmbed, reshape, slice, transpose } from '../../ops/index.js';
 import type { ModelWeights } from '../loading/weights.js';
-import { patchGrid, visualTokensPerImage, type VisionConfig } from './config.js';
+import { patchGrid, patchKernel, visualTokensPerImage, type VisionConfig } from './config.js';
 import type { SiglipWeights } from './weights.js';
 
 export class VisionTower {
@@ -23,6 +23,10 @@ export class VisionTower {
   }
 
   /** pixels [B, C, S, S] (already normalised, see image.ts) → features [B, N, Dv]. Cost section 'vision'. */
+  private get act(): 'tanh' | 'erf' {
+    return this.cfg.hidden_act === 'gelu_pytorch_tanh' ? 'tanh' : 'erf';
+  }
+
   forward(pixels: Tensor): Tensor {
     const c = this.cfg;
     const S = c.image_size;
@@ -35,8 +39,16 @@ export class VisionTower {
       let h = tidy(() => {
         // A stride-P convolution over S pixels reads only the first ⌊S/P⌋·P of them (SigLIP: 378 of 384).
         const used = patchGrid(c) * c.patch_size;
-        const px = used === S ? pixels : slice(pixels, [0, 0, 0, 0], [-1, -1, used, used]);
-        const patches = patchEmbed(px, g(t.patch), g(t.patchBias), c.patch_size);
+        let px = used === S ? pixels : slice(pixels, [0, 0, 0, 0], [-1, -1, used, used]);
+        // The stem (ours; none for SigLIP): 2×2 stride-2 convolutions + activation, each a patch embedding whose
+        // tokens [B, h·w, C] are put back in image layout [B, C, h, w] for the next.
+        let side = used;
+        for (const s of t.stem) {
+          side /= 2;
+          const y = gelu(patchEmbed(px, g(s.weight), g(s.bias), 2), this.act);
+          px = reshape(transpose(y, [0, 2, 1]), [px.shape[0]!, s.weight.shape[0]!, side, side]);
+        }
+        const patches = patchEmbed(px, g(t.patch), g(t.patchBias), patchKernel(c));
         return add(patches, g(t.position));
       });
       for (let i = 0; i < c.num_hidden_layers; i++) {
@@ -67,8 +79,7 @@ export class VisionTower {
     const a = reshape(attention(q, k, v, { causal: false, scale: 1 / Math.sqrt(Dh) }), [B, N, D]);
     const h = add(x, linear(a, w(l.out), w(l.outBias)));
     const n2 = layerNorm(h, w(l.norm2), w(l.norm2Bias), c.layer_norm_eps);
-    const act = c.hidden_act === 'gelu_pytorch_tanh' ? 'tanh' : 'erf';
-    const m = linear(gelu(linear(n2, w(l.fc1), w(l.fc1Bias)), act), w(l.fc2), w(l.fc2Bias));
+    const m = linear(gelu(linear(n2, w(l.fc1), w(l.fc1Bias)), this.act), w(l.fc2), w(l.fc2Bias));
     return add(h, m);
   }
 }

@@ -1,7 +1,7 @@
 // The SigLIP vision tower's tensors, declared once (Hugging Face names under a layout-dependent prefix).
 
 import { weightSpec, type WeightSpec } from '../loading/weights.js';
-import { visualTokensPerImage, type VisionConfig } from './config.js';
+import { patchKernel, visualTokensPerImage, type VisionConfig } from './config.js';
 
 /** SiglipVisionModel and LaVi: 'vision_model.'; LLaVA-OneVision: 'vision_tower.vision_model.' (published llava-hf
  *  files) or 'model.vision_tower.vision_model.' (newer transformers). */
@@ -27,6 +27,8 @@ export interface SiglipLayerWeights {
 }
 
 export interface SiglipWeights {
+  /** The convolutional stem (VisionConfig.stem_channels; empty for SigLIP): 2×2 stride-2 kernels and biases. */
+  stem: { weight: WeightSpec; bias: WeightSpec }[];
   patch: WeightSpec;
   patchBias: WeightSpec;
   position: WeightSpec;
@@ -56,8 +58,15 @@ export function declareSiglip(cfg: VisionConfig, prefix = SIGLIP_PREFIX): Siglip
     });
   }
   const post = cfg.use_post_layernorm;
+  const chans = [cfg.num_channels, ...cfg.stem_channels];
+  const stem = cfg.stem_channels.map((c, i) => ({
+    weight: weightSpec(`${prefix}embeddings.stem.${i}.weight`, [c, chans[i]!, 2, 2], 'conv'),
+    bias: weightSpec(`${prefix}embeddings.stem.${i}.bias`, [c], 'vector'),
+  }));
+  const pk = patchKernel(cfg);
   return {
-    patch: weightSpec(`${prefix}embeddings.patch_embedding.weight`, [D, cfg.num_channels, cfg.patch_size, cfg.patch_size], 'conv'),
+    stem,
+    patch: weightSpec(`${prefix}embeddings.patch_embedding.weight`, [D, chans[chans.length - 1]!, pk, pk], 'conv'),
     patchBias: weightSpec(`${prefix}embeddings.patch_embedding.bias`, [D], 'vector'),
     position: weightSpec(`${prefix}embeddings.position_embedding.weight`, [visualTokensPerImage(cfg), D], 'table'),
     layers,
@@ -68,7 +77,7 @@ export function declareSiglip(cfg: VisionConfig, prefix = SIGLIP_PREFIX): Siglip
 
 /** All specs of the tower, in the order of the encoder. */
 export function siglipSpecs(w: SiglipWeights): WeightSpec[] {
-  const out: WeightSpec[] = [w.patch, w.patchBias, w.position];
+  const out: WeightSpec[] = [...w.stem.flatMap((s) => [s.weight, s.bias]), w.patch, w.patchBias, w.position];
   for (const l of w.layers) {
     out.push(l.norm1, l.norm1Bias, l.q, l.qBias, l.k, l.kBias, l.v, l.vBias, l.out, l.outBias, l.norm2, l.norm2Bias, l.fc1, l.fc1Bias, l.fc2, l.fc2Bias);
   }

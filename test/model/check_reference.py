@@ -62,6 +62,19 @@ def naive_vision(sd, cfg: ModelConfig, px):
     vc = cfg.vision_config
     P, g, D, H = vc.patch_size, vc.grid, vc.hidden_size, vc.num_attention_heads
     dh = D // H
+    act = _gelu_tanh if vc.hidden_act == 'gelu_pytorch_tanh' else _gelu_erf
+    # the convolutional stem (ours): each layer a 2x2 stride-2 convolution, position by position, then the activation
+    for i in range(len(vc.stem_channels)):
+        Ws, bs = sd[f'vision_model.embeddings.stem.{i}.weight'], sd[f'vision_model.embeddings.stem.{i}.bias']
+        side = px.shape[1] // 2
+        y = torch.zeros(Ws.shape[0], side, side, dtype=px.dtype)
+        for r in range(side):
+            for c in range(side):
+                win = px[:, 2 * r:2 * r + 2, 2 * c:2 * c + 2]
+                for o in range(Ws.shape[0]):
+                    y[o, r, c] = act((Ws[o] * win).sum() + bs[o])
+        px = y
+    P = P >> len(vc.stem_channels)
     W = sd['vision_model.embeddings.patch_embedding.weight']
     bW = sd['vision_model.embeddings.patch_embedding.bias']
     pos = sd['vision_model.embeddings.position_embedding.weight']

@@ -137,6 +137,23 @@ SPECS = {
         video=dict(num_frames=2, pool=2, frame_embedding=False, max_frames=4),
         eos=[109],
     ),
+    # LaVi whose vision tower has a convolutional stem (stem_channels: two 2x2 stride-2 convolutions + GELU before a
+    # 2x2 patch embedding, 32 px -> 4x4 tokens): the shipped VQA checkpoints' tower (issue 18).
+    'lavi-stem': dict(
+        seed=707, weights_dtype='float32', prompt_len=6, video_frames=0,
+        vision=dict(image_size=32, patch_size=8, num_channels=3, hidden_size=32, num_hidden_layers=2,
+                    num_attention_heads=2, intermediate_size=64, layer_norm_eps=1e-6, hidden_act='gelu_pytorch_tanh',
+                    use_post_layernorm=False, image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5],
+                    stem_channels=[6, 10]),
+        text=dict(vocab_size=90, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, rms_norm_eps=1e-6, rope_theta=10000.0, max_position_embeddings=128,
+                  tie_word_embeddings=True, attention_bias=True),
+        lavi=dict(mode='lavi', viln_norms=['input_layernorm', 'post_attention_layernorm'], every_k=1,
+                  modulate_final_norm=False, modulate='both', conditioner_width=16, conditioner_heads=2,
+                  conditioner_ln_v=True, conditioner_ln_eps=1e-6, conditioner_bias=True),
+        video=dict(num_frames=2, pool=2, frame_embedding=False, max_frames=4),
+        eos=[89],
+    ),
 }
 
 
@@ -434,6 +451,8 @@ DOCS = {
                      'modulated; modulate both',
     'lavi-kvf16': 'LaVi; K/U stored f16 (kv_dtype); per-site K/U; every_k 2 (layers 0, 2) on input_layernorm only; '
                   'GQA 4 query / 2 kv heads; 4 layers',
+    'lavi-stem': 'LaVi; vision tower with a convolutional stem (stem_channels [6, 10]: 2x2 stride-2 convolutions + '
+                 'GELU-tanh, then a 2x2 patch embedding; 32 px -> 4x4 tokens); tied embeddings; both norms',
     'lavi-shift': 'LaVi; modulate shift; post_attention_layernorm only; MQA 4 query / 1 kv head; no attention '
                   'biases; 1 conditioner head; eps 1e-5; rope_theta 5e5; GELU-erf vision',
 }
