@@ -9,6 +9,9 @@
 //   rows f32      the row kernel (attention_rows; forced here by a zero mask): one head at a time, before this issue
 //   kv1 f32       attention_kv1_f32: keys in order, each key's heads as one run
 //   kv1 bf16      attention_kv1_bf16: the same over packed bf16 K/U (half the bytes)
+//   kv1 bf16, K/U reused  the same, each K/U attended 12 times in a row (shared_visual_kv: a decode step's 12 sites
+//                 read one K/U, so all but the first read it from cache)
+// Two GEMVs: the MLP's [4864, 896] and one reading as many bytes per call as the bf16 attention does.
 // Bandwidth = bytes of K and U read / time (GEMV: weight bytes / time). Interleaved rounds, medians.
 
 import { WasmBackend } from '../../backends/wasm/index.js';
@@ -67,11 +70,22 @@ async function main(): Promise<void> {
       await sync(last!);
       return (performance.now() - t0) / reps;
     };
+    // A GEMV reading as many bytes per call as the bf16 attention (K and U), rotated the same way.
+    const rowsSame = Math.round((N * H * D * 2) / 896);
+    const Wsame: Tensor[] = [];
+    for (let s = 0; s < Math.max(2, Math.ceil((128 * MiB) / (rowsSame * 896 * 2))); s++) {
+      const w = tensor(be, random(rowsSame * 896, 3000 + s), [rowsSame, 896]);
+      Wsame.push(cast(w, 'bf16'));
+      w.dispose();
+    }
     const variants: [string, number, (i: number) => Tensor][] = [
       ['GEMV bf16 [4864, 896]', 4864 * 896 * 2, (i) => linear(x, Ws[i % Ws.length]!)],
+      [`GEMV bf16 [${rowsSame}, 896]`, rowsSame * 896 * 2, (i) => linear(x, Wsame[i % Wsame.length]!)],
       ['attention rows f32', bytesF32, (i) => attention(q, kf[i % sets]!, uf[i % sets]!, { mask })],
       ['attention kv1 f32', bytesF32, (i) => attention(q, kf[i % sets]!, uf[i % sets]!)],
       ['attention kv1 bf16', bytesF32 / 2, (i) => attention(q, kb[i % sets]!, ub[i % sets]!)],
+      // shared_visual_kv: every site of a decode step attends over the same K/U, so after the first it is in cache
+      ['kv1 bf16, K/U reused', bytesF32 / 2, (i) => attention(q, kb[Math.floor(i / 12) % sets]!, ub[Math.floor(i / 12) % sets]!)],
     ];
     const ms = new Map<string, number[]>();
     for (let r = 0; r < rounds; r++) {
@@ -87,7 +101,7 @@ async function main(): Promise<void> {
       const gbs = bytes / t / 1e6;
       console.log(`  ${name.padEnd(24)} ${t.toFixed(3).padStart(7)} ms  ${gbs.toFixed(1).padStart(5)} GB/s  ${(gbs / gemv * 100).toFixed(0).padStart(4)}% of GEMV`);
     }
-    for (const t of [...kf, ...uf, ...kb, ...ub, mask]) t.dispose();
+    for (const t of [...kf, ...uf, ...kb, ...ub, ...Wsame, mask]) t.dispose();
   }
   await be.destroy();
 }
