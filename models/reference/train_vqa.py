@@ -61,10 +61,12 @@ def build_config(a, vocab_size: int, eos: List[int]) -> ModelConfig:
         vocab_size=vocab_size, hidden_size=a.d, intermediate_size=a.ffn, num_hidden_layers=a.layers,
         num_attention_heads=a.heads, num_key_value_heads=a.kv_heads, rms_norm_eps=1e-6, rope_theta=10000.0,
         max_position_embeddings=256, tie_word_embeddings=True, attention_bias=True)
-    lc = LaviConfig(mode=a.mode, viln_norms=['input_layernorm', 'post_attention_layernorm'], every_k=1,
+    lc = LaviConfig(mode=a.mode, viln_norms=str(getattr(a, 'viln_norms', 'input_layernorm,post_attention_layernorm')).split(','),
+                    every_k=int(getattr(a, 'every_k', 1)),
                     modulate_final_norm=a.modulate_final_norm, modulate='both', conditioner_width=a.cond_r,
                     conditioner_heads=a.cond_heads, conditioner_ln_v=True, conditioner_ln_eps=1e-6,
-                    conditioner_bias=True)
+                    conditioner_bias=True, kv_dtype=getattr(a, 'kv_dtype', 'f32'),
+                    shared_visual_kv=bool(getattr(a, 'shared_kv', False)))
     # image-only checkpoints: no frame embedding table (video would run without one)
     video = VideoConfig(num_frames=8, pool=2, frame_embedding=False, max_frames=64)
     return ModelConfig(vc, tc, lc, video, bos_token_id=None, eos_token_ids=eos)
@@ -494,6 +496,12 @@ def main(argv=None) -> None:
     t.add_argument('--cond-r', type=int, default=64)
     t.add_argument('--modulate-final-norm', action='store_true', help='LaVi: a ViLN conditioner on model.norm too')
     t.add_argument('--cond-heads', type=int, default=4)
+    # the conditioner design axes of the efficiency issue (models/COST.md): which norms, how often, K/U storage, sharing
+    t.add_argument('--viln-norms', default='input_layernorm,post_attention_layernorm',
+                   help='LaVi: the modulated norms of a modulated layer (comma list)')
+    t.add_argument('--every-k', type=int, default=1, help='LaVi: modulate layers 0, k, 2k, ...')
+    t.add_argument('--kv-dtype', choices=['f32', 'bf16', 'f16'], default='f32', help='LaVi: storage of K/U')
+    t.add_argument('--shared-kv', action='store_true', help='LaVi: one LN_v/k_proj/v_proj for every site')
     t.add_argument('--o-proj-init', type=float, default=0.0,
                    help='std of the conditioners\' o_proj at init (0: zero, as the spec does for a pretrained LLM)')
     t.add_argument('--vision-lr-mult', type=float, default=1.0,
