@@ -50,6 +50,9 @@ export type Storage = unknown;
 export interface Backend extends Kernels {
   readonly name: string;
   info(): BackendInfo;
+  /** Its attention kernel reads head-major K/V ([B, Hkv, S, D], attrs.kvHeadMajor) natively. Without it the op layer
+   *  hands it token-major copies, so a model asks for head-major storage only where this is set. */
+  readonly headMajorKV?: boolean;
 
   // -- memory --
   /** Uninitialised storage for `size` elements of `dtype` (contents are unspecified; kernels overwrite them). */

@@ -67,12 +67,16 @@ export interface RopeAttrs {
  *  uses kv head ⌊h / (Hq/Hkv)⌋. Only the first `keyLength` keys are used (a KV cache may be larger than its fill).
  *  Query t has absolute position `queryOffset + t`; when causal, it sees keys j ≤ queryOffset + t.
  *  scores = q·kᵀ · scale (+ mask, additive f32, broadcast right-aligned to [B, Hq, Tq, keyLength]).
- *  A query that sees no key at all gives zeros. */
+ *  A query that sees no key at all gives zeros.
+ *  kvHeadMajor: k is [B, Hkv, S, D] and v [B, Hkv, S, Dv] instead (each head's keys contiguous, as LaVi's K/U are
+ *  stored on backends whose decode kernel streams them faster so); only backends with `headMajorKV` receive it true,
+ *  the op layer gives the others token-major copies. */
 export interface AttentionAttrs {
   causal: boolean;
   queryOffset: number;
   keyLength: number;
   scale: number;
+  kvHeadMajor: boolean;
 }
 
 /** Gather rows: table [V, D] (f32/f16/bf16), ids i32 [...] → out [..., D] f32. An id outside [0, V) gives a row of

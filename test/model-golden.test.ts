@@ -14,7 +14,7 @@ import { widenToF32 } from '../core/dtype.js';
 import { Checkpoint } from '../core/safetensors/checkpoint.js';
 import type { HostTensor } from '../core/safetensors/reader.js';
 import type { Tensor } from '../core/tensor.js';
-import { reshape, tensor } from '../ops/index.js';
+import { reshape, tensor, transpose } from '../ops/index.js';
 import { generate } from '../models/app/generate.js';
 import { preprocessImage, type PixelBatch } from '../models/image/preprocess.js';
 import { LaviModel } from '../models/lavi/model.js';
@@ -105,13 +105,16 @@ for (const [name, m] of Object.entries(manifest.checkpoints)) {
       const first = m.viln_sites[0]!;
       const kv = model.visualState!.get(first)!;
       const r = model.config.lavi_config.conditioner_width;
-      for (const [t, key] of [[kv.k, 'k'], [kv.u, 'v']] as const) {
+      for (const [stored, key] of [[kv.k, 'k'], [kv.u, 'v']] as const) {
+        // head-major storage (backends with headMajorKV) back to token-major [1, N_v, r] as the golden has it
+        const t = kv.headMajor ? transpose(stored, [0, 2, 1, 3]) : stored;
         const flat = reshape(t, [1, t.shape[1]!, r]);
         // K/U stored in kv_dtype (bf16/f16 with the decode-oriented options): compared as their f32 values.
         const raw = await flat.read();
         const got = raw instanceof Uint16Array ? widenToF32(raw, flat.dtype as 'f16' | 'bf16') : (raw as Float32Array);
         close(`conditioner_${key}.${first}`, got, g.get(`conditioner_${key}.${first}`)!);
         flat.dispose();
+        if (t !== stored) t.dispose();
       }
     } else {
       assert.is(model.deltas.size, 0);

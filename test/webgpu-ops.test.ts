@@ -542,7 +542,7 @@ if (!gpu) {
   test('errors: oversize allocations, unsupported requests, invalid shaders, use after destroy', async () => {
     assert.throws(() => G.alloc(2 ** 31, 'f32'), (e: Error) => e instanceof BackendError && /maxBufferSize/.test(e.message));
     const q = ops.tensor(G, rnd(1100, 150), [1, 1, 1, 1100]);
-    const why = G.supports('attention', q, [q, q, q, null], { causal: false, queryOffset: 0, keyLength: 1, scale: 1 });
+    const why = G.supports('attention', q, [q, q, q, null], { causal: false, queryOffset: 0, keyLength: 1, scale: 1, kvHeadMajor: false });
     assert.ok(!why.ok && /head dims/.test(why.reason), JSON.stringify(why));
     assert.throws(() => ops.attention(q, q, q), (e: Error) => e instanceof UnsupportedError && /webgpu/.test(e.message));
     q.dispose();

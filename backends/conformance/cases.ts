@@ -204,6 +204,26 @@ for (const [dt, Tq, S, Hq, Hkv, D, causal] of [
     compose: ([q, k, v]) => composeAttention(q!, dt === 'f32' ? k! : ops.cast(k!, 'f32'), dt === 'f32' ? v! : ops.cast(v!, 'f32'), causal, off, S),
   });
 }
+// Head-major K/V ([B, Hkv, S, D], kvHeadMajor): wasm's attention_kv1 reads each head's keys as one run; its other
+// paths, and backends without headMajorKV, attend over token-major copies. The composition transposes first.
+for (const [dt, Tq, S, Hq, Hkv, D, causal] of [
+  ['f32', 1, 37, 3, 3, 16, false],
+  ['bf16', 1, 730, 8, 8, 64, false],
+  ['bf16', 1, 19, 2, 2, 24, true],
+  ['bf16', 3, 33, 4, 2, 16, true],
+  ['f32', 5, 40, 4, 2, 16, false],
+  ['f16', 1, 37, 3, 3, 16, false],
+] as const) {
+  const off = causal ? S - Tq : 0;
+  const tm = (t: Tensor) => ops.transpose(dt === 'f32' ? t : ops.cast(t, 'f32'), [0, 2, 1, 3]);
+  add({
+    op: 'attention',
+    name: `attention head-major K/V ${dt} Tq${Tq} S${S} H${Hq}/${Hkv} D${D}${causal ? ' causal' : ''}`,
+    inputs: [{ shape: [1, Tq, Hq, D] }, { shape: [1, Hkv, S, D], dtype: dt }, { shape: [1, Hkv, S, D], dtype: dt }],
+    run: ([q, k, v]) => ops.attention(q!, k!, v!, { causal, queryOffset: off, kvHeadMajor: true }),
+    compose: ([q, k, v]) => composeAttention(q!, tm(k!), tm(v!), causal, off, S),
+  });
+}
 add({ op: 'attention', name: 'perf attention K/V bf16 decode Tq1 S2916 H8/8 D64', inputs: [{ shape: [1, 1, 8, 64] }, { shape: [1, 2916, 8, 64], dtype: 'bf16' }, { shape: [1, 2916, 8, 64], dtype: 'bf16' }], run: ([q, k, v]) => ops.attention(q!, k!, v!), perf: true });
 add({ op: 'attention', name: 'perf attention K/V f32 decode Tq1 S2916 H8/8 D64', inputs: [{ shape: [1, 1, 8, 64] }, { shape: [1, 2916, 8, 64] }, { shape: [1, 2916, 8, 64] }], run: ([q, k, v]) => ops.attention(q!, k!, v!), perf: true });
 

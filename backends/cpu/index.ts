@@ -39,6 +39,8 @@ export interface CpuBackendOptions {
 
 export class CpuBackend implements Backend {
   readonly name: string;
+  /** attention reads head-major K/V natively (index arithmetic only). */
+  readonly headMajorKV = true;
   private liveBytes = 0;
   private peak = 0;
   private readonly maxAllocBytes: number;

@@ -127,10 +127,11 @@ export class GpuJsBackend implements Backend {
 
   // ---- capability ----
 
-  supports<K extends OpName>(op: K, out: Tensor, inputs: KernelInputs<K>, _attrs: KernelAttrs<K>): Support {
+  supports<K extends OpName>(op: K, out: Tensor, inputs: KernelInputs<K>, attrs: KernelAttrs<K>): Support {
     if (!isOpName(op)) return unsupported(`no gpu.js kernel for '${op}'`);
     if (op === 'attention') {
       const [, k] = inputs as KernelInputs<'attention'>;
+      if ((attrs as KernelAttrs<'attention'>).kvHeadMajor) return unsupported('head-major K/V is not read by the gpu.js attention kernel (ops.attention hands it token-major copies)');
       if (k.dtype !== 'f32') return unsupported(`keys/values stored ${k.dtype}: the gpu.js attention kernel reads f32 K/V only (cast them to f32 first; LaVi's conditioners do so by themselves)`);
     }
     const tensors = [out, ...(inputs as readonly (Tensor | null)[])].filter((t): t is Tensor => t !== null);

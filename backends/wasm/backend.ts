@@ -68,6 +68,9 @@ const CTRL_OFFSET = 4096;
 if (CTRL_OFFSET + CTRL_BYTES > PAGE) throw new Error('wasm: control block does not fit below the heap');
 
 export class WasmBackend implements Backend {
+  /** attention reads head-major K/V natively: attention_kv1 streams each head's keys as one run (LaVi's K/U in
+   *  decode); the other attention paths take token-major copies. */
+  readonly headMajorKV = true;
   readonly name: string;
   readonly threads: number;
   /** Whether the kernels use relaxed-SIMD FMA. */
@@ -99,7 +102,7 @@ export class WasmBackend implements Backend {
     this.cx = new KernelContext(this.name, memory, heap, fns, fnIndex, pool, scratch, opts.splitSmallOps ?? false);
     this.mm = new MatmulDispatch(this.cx, opts.variants ?? {}, fma, this.bf16Activations);
     this.layout = new LayoutOps(this.cx);
-    this.rows = new RowOps(this.cx, (x, dst) => this.layout.widenInto(x, dst));
+    this.rows = new RowOps(this.cx, (x, dst) => this.layout.widenInto(x, dst), (x, out, perm) => this.layout.transpose(out, [x], { perm }));
   }
 
   /** Creates the memory, compiles the kernels (once per process) and starts the workers. */

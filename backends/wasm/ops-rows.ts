@@ -35,6 +35,8 @@ export class RowOps {
     private readonly cx: KernelContext,
     /** Widens an f16/bf16 tensor into f32 at a heap address (the layout ops' cast). */
     private readonly widenInto: (x: Tensor, dst: number) => void,
+    /** The layout ops' transpose, into a tensor view over other storage. */
+    private readonly transposeInto: (x: Tensor, out: Tensor, perm: number[]) => void,
   ) {}
 
   /** out[i] = fn(ins[i]...) over n floats, split across threads for large n. */
@@ -180,17 +182,18 @@ export class RowOps {
 
   attention = (out: Tensor, [q, k, v, mask]: [Tensor, Tensor, Tensor, Tensor | null], attrs: AttentionAttrs): void => {
     const cx = this.cx;
-    const { causal, queryOffset, keyLength, scale } = attrs;
+    const { causal, queryOffset, keyLength, scale, kvHeadMajor } = attrs;
     const [B, Tq, Hq, D] = q.shape as [number, number, number, number];
-    const [, S, Hkv] = k.shape as [number, number, number];
+    const S = k.shape[kvHeadMajor ? 2 : 1]!, Hkv = k.shape[kvHeadMajor ? 1 : 2]!;
     const Dv = v.shape[3]!;
     const rows = B * Tq * Hq;
     if (rows === 0 || Dv === 0) return;
     // One query row over many keys with one kv head per query head (LaVi's conditioners in decode), f32 or packed
     // bf16 K/V: attention_kv1 streams the keys in order (gen-attention.ts). Other f16/bf16 K/V: widened copies.
     if (B * Tq === 1 && Hq === Hkv && !mask && (!causal || queryOffset + 1 >= keyLength) && D % 8 === 0 && Dv % 8 === 0 && keyLength >= 16 && k.dtype !== 'f16') {
-      return this.attentionKV1(out, q, k, v, keyLength, scale);
+      return this.attentionKV1(out, q, k, v, keyLength, scale, kvHeadMajor);
     }
+    if (kvHeadMajor) return this.attentionTokenMajor(out, [q, k, v, mask], attrs);
     if (k.dtype !== 'f32') return this.attentionWidened(out, [q, k, v, mask], attrs);
     const ms = mask ? broadcastStrides(mask.shape, [B, Hq, Tq, keyLength]) : NO_MASK_STRIDES;
     if (Tq >= (causal ? 4 : 1) * ATTN_GEMM_MIN_TQ && keyLength >= ATTN_GEMM_MIN_TQ) {
@@ -261,11 +264,15 @@ export class RowOps {
   };
 
   /** attention_kv1_<f32|bf16>: heads split across threads, each job reading its heads' run of every key. */
-  private attentionKV1(out: Tensor, q: Tensor, k: Tensor, v: Tensor, keyLength: number, scale: number): void {
+  private attentionKV1(out: Tensor, q: Tensor, k: Tensor, v: Tensor, keyLength: number, scale: number, headMajor: boolean): void {
     const cx = this.cx;
     const [, , H, D] = q.shape as [number, number, number, number];
     const Dv = v.shape[3]!;
     const eb = bytesPerElement(k.dtype);
+    const S = k.shape[headMajor ? 2 : 1]!;
+    // bytes between keys and between heads: token-major [S, H, D], or head-major [H, S, D]
+    const [kStride, kHStride] = headMajor ? [D * eb, S * D * eb] : [H * D * eb, D * eb];
+    const [vStride, vHStride] = headMajor ? [Dv * eb, S * Dv * eb] : [H * Dv * eb, Dv * eb];
     // Jobs of whole heads, two per thread once there is 256 KiB to read (each job's run per key stays ≥ 2 heads).
     const nt = cx.threads === 1 || H * keyLength * (D + Dv) * eb < PAR_BYTES / 4 ? 1 : Math.min(Math.max(1, H >> 1), 2 * cx.threads);
     const jobs = split(H, nt, 1);
@@ -273,9 +280,29 @@ export class RowOps {
     const scratch = cx.heap.alloc(per * jobs.length);
     try {
       const fn = cx.fn(`attention_kv1_${k.dtype}`);
-      cx.runJobs(jobs.map(([s, e], t) => ({ fn, args: [ptr(q), ptr(k), ptr(v), ptr(out), scratch + t * per, keyLength, D, Dv, H * D * eb, H * Dv * eb, scale, s, e] })));
+      cx.runJobs(jobs.map(([s, e], t) => ({ fn, args: [ptr(q), ptr(k), ptr(v), ptr(out), scratch + t * per, keyLength, D, Dv, kStride, vStride, scale, s, e, kHStride, vHStride] })));
     } finally {
       cx.heap.free(scratch, per * jobs.length);
+    }
+  }
+
+  /** Head-major K/V on the paths that read token-major: over token-major copies (same dtype). */
+  private attentionTokenMajor(out: Tensor, [q, k, v, mask]: [Tensor, Tensor, Tensor, Tensor | null], attrs: AttentionAttrs): void {
+    const cx = this.cx;
+    const copies: WasmStorage[] = [];
+    const tokenMajor = (t: Tensor): Tensor => {
+      const [b, h, s, d] = t.shape as [number, number, number, number];
+      const bytes = t.size * bytesPerElement(t.dtype);
+      const storage = new WasmStorage(cx.heap.alloc(bytes), bytes);
+      copies.push(storage);
+      const tm = Object.create(t, { storage: { value: storage }, shape: { value: [b, s, h, d] } }) as Tensor;
+      this.transposeInto(t, tm, [0, 2, 1, 3]);
+      return tm;
+    };
+    try {
+      this.attention(out, [q, tokenMajor(k), tokenMajor(v), mask], { ...attrs, kvHeadMajor: false });
+    } finally {
+      for (const c of copies) cx.heap.free(c.ptr, c.bytes);
     }
   }
 

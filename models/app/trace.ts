@@ -152,6 +152,22 @@ export interface ReplayResult {
   firstDivergence: ReplayDivergence | null;
 }
 
+/** A recorded rank-4 tensor [B, A, C, D] as [B, C, A, D] (head-major K/V → token-major), same dtype. */
+function swapAxes12(t: TensorRecord): TensorRecord {
+  const [B, A, C, D] = t.shape as [number, number, number, number];
+  const src = hostArray(t);
+  const dst = new (src.constructor as new (n: number) => typeof src)(src.length);
+  for (let b = 0; b < B; b++) {
+    for (let a = 0; a < A; a++) {
+      for (let c = 0; c < C; c++) {
+        const from = ((b * A + a) * C + c) * D, to = ((b * C + c) * A + a) * D;
+        for (let d = 0; d < D; d++) dst[to + d] = src[from + d]!;
+      }
+    }
+  }
+  return { shape: [B, C, A, D], dtype: t.dtype, data: new Uint8Array(dst.buffer, dst.byteOffset, dst.byteLength) };
+}
+
 /** Replays every op of a trace on `backend`; stops at the first op outside its tolerance. */
 export async function replayTrace(trace: Trace, backend: Backend, onOp?: (r: OpRecord, c: Comparison) => void): Promise<ReplayResult> {
   const res: ReplayResult = { backend: backend.name, ops: trace.ops.length, passed: 0, worst: {}, firstDivergence: null };
@@ -168,16 +184,19 @@ export async function replayTrace(trace: Trace, backend: Backend, onOp?: (r: OpR
       return x;
     };
     try {
-      const inputs = r.inputs.map((t) => (t ? up(t) : null));
+      // As ops.attention does: a backend that does not read head-major K/V gets token-major copies.
+      const tokenMajor = r.op === 'attention' && (r.attrs as { kvHeadMajor?: boolean }).kvHeadMajor === true && !backend.headMajorKV;
+      const attrs = tokenMajor ? { ...r.attrs, kvHeadMajor: false } : r.attrs;
+      const inputs = r.inputs.map((t, i) => (t ? up(tokenMajor && (i === 1 || i === 2) ? swapAxes12(t) : t) : null));
       const out = r.before ? up(r.before) : (() => {
         const size = r.out.shape.reduce((a, b) => a * b, 1);
         const x = Tensor.fromStorage(backend, r.out.shape, r.out.dtype, backend.alloc(size, r.out.dtype));
         made.push(x);
         return x;
       })();
-      const s = backend.supports(r.op, out, inputs as never, r.attrs as never);
+      const s = backend.supports(r.op, out, inputs as never, attrs as never);
       if (!s.ok) return diverge(null, `unsupported on '${backend.name}': ${s.reason}`);
-      (backend[r.op] as Function).call(backend, out, inputs, r.attrs);
+      (backend[r.op] as Function).call(backend, out, inputs, attrs);
       const got = await backend.read(out.storage, out.dtype, out.size);
       const c = compare(got, hostArray(r.out), tol);
       onOp?.(r, c);

@@ -10,17 +10,20 @@ import { ShapeError, UnsupportedError, ValueError, fmtShape } from '../../core/e
 import { costSection } from '../../core/cost.js';
 import { keep, tidy } from '../../core/scope.js';
 import type { Tensor } from '../../core/tensor.js';
-import { attention, cast, layerNorm, linear, modulatedNorm, reshape, rmsNorm, sliceAxis } from '../../ops/index.js';
+import { attention, cast, layerNorm, linear, modulatedNorm, reshape, rmsNorm, sliceAxis, transpose } from '../../ops/index.js';
 import type { ModelWeights } from '../loading/weights.js';
 import { normSiteKey, type NormHook, type NormName } from '../qwen2/decoder.js';
 import type { ModelConfig } from './config.js';
 import type { ConditionerWeights, SharedKVWeights } from './weights.js';
 
-/** A conditioner's per-image state: K and U as [1, N_v, h_c, r/h_c] (the layout ops.attention takes), stored in
+/** A conditioner's per-image state: K and U as [1, N_v, h_c, r/h_c] (token-major), or [1, h_c, N_v, r/h_c]
+ *  (head-major: each head's keys one contiguous run) on backends whose attention reads that natively
+ *  (Backend.headMajorKV: wasm's decode kernel streams it about twice as fast from memory); stored in
  *  lavi_config.kv_dtype. With shared_visual_kv every site holds the same pair. */
 export interface ConditionerKV {
   k: Tensor;
   u: Tensor;
+  headMajor: boolean;
 }
 
 /** '3.input_layernorm', 'final.norm': the decoder's key of a norm site. */
@@ -82,7 +85,8 @@ export class Conditioner {
   }
 }
 
-/** K, U = (LN_v(V)) k_proj, v_proj as [1, N_v, h_c, r/h_c], stored in kv_dtype. */
+/** K, U = (LN_v(V)) k_proj, v_proj as [1, N_v, h_c, r/h_c] (head-major [1, h_c, N_v, r/h_c] where the backend
+ *  reads it natively), stored in kv_dtype. */
 function projectVisualKV(cfg: ModelConfig, w: ModelWeights, t: SharedKVWeights, V: Tensor): ConditionerKV {
   const l = cfg.lavi_config;
   const get = (spec: { name: string } | null) => (spec ? w.get(spec.name) : null);
@@ -90,10 +94,12 @@ function projectVisualKV(cfg: ModelConfig, w: ModelWeights, t: SharedKVWeights, 
     const Nv = V.shape[1]!;
     const shape = [1, Nv, l.conditioner_heads, l.conditioner_width / l.conditioner_heads];
     const vn = t.lnV ? layerNorm(V, get(t.lnV)!, get(t.lnVBias)!, l.conditioner_ln_eps) : V;
+    const headMajor = V.backend.headMajorKV === true;
+    const layout = (x: Tensor) => (headMajor ? transpose(x, [0, 2, 1, 3]) : x);
     const store = (x: Tensor) => (l.kv_dtype === 'f32' ? x : cast(x, l.kv_dtype));
-    const k = store(reshape(linear(vn, get(t.k)!, get(t.kBias)), shape));
-    const u = store(reshape(linear(vn, get(t.v)!, get(t.vBias)), shape));
-    return { k, u };
+    const k = store(layout(reshape(linear(vn, get(t.k)!, get(t.kBias)), shape)));
+    const u = store(layout(reshape(linear(vn, get(t.v)!, get(t.vBias)), shape)));
+    return { k, u, headMajor };
   });
 }
 
@@ -103,16 +109,17 @@ const widenOn = new WeakSet<object>();
 /** Attention of q over a site's K/U. K/U stored f16/bf16 go to ops.attention as they are (wasm and the CPU read
  *  them packed); a backend that refuses them (supports() with a reason) gets them widened to f32 per call. */
 function attentionOverKV(q: Tensor, kv: ConditionerKV, scale: number): Tensor {
-  if (kv.k.dtype === 'f32') return attention(q, kv.k, kv.u, { causal: false, scale });
+  const opts = { causal: false, scale, kvHeadMajor: kv.headMajor };
+  if (kv.k.dtype === 'f32') return attention(q, kv.k, kv.u, opts);
   if (!widenOn.has(q.backend)) {
     try {
-      return attention(q, kv.k, kv.u, { causal: false, scale });
+      return attention(q, kv.k, kv.u, opts);
     } catch (e) {
       if (!(e instanceof UnsupportedError)) throw e;
       widenOn.add(q.backend);
     }
   }
-  return tidy(() => attention(q, cast(kv.k, 'f32'), cast(kv.u, 'f32'), { causal: false, scale }));
+  return tidy(() => attention(q, cast(kv.k, 'f32'), cast(kv.u, 'f32'), opts));
 }
 
 /** Per-image conditioner state for every modulated norm; owned by the model for one generation. */

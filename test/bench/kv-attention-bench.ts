@@ -11,13 +11,13 @@
 //   kv1 bf16      attention_kv1_bf16: the same over packed bf16 K/U (half the bytes)
 //   kv1 bf16, K/U reused  the same, each K/U attended 12 times in a row (shared_visual_kv: a decode step's 12 sites
 //                 read one K/U, so all but the first read it from cache)
-//   kv1 bf16 head-major  the same bytes with each head's keys contiguous (one call per head): the layout experiment
+//   kv1 bf16/f32 head-major  K/U stored [1, H, N, D] (kvHeadMajor: each head's keys one run), as LaVi keeps them on wasm
 // Two GEMVs: the MLP's [4864, 896] and one reading as many bytes per call as the bf16 attention does.
 // Bandwidth = bytes of K and U read / time (GEMV: weight bytes / time). Interleaved rounds, medians.
 
 import { WasmBackend } from '../../backends/wasm/index.js';
 import type { Tensor } from '../../core/tensor.js';
-import { attention, cast, linear, tensor } from '../../ops/index.js';
+import { attention, cast, linear, tensor, transpose } from '../../ops/index.js';
 import { randomFloats as random } from '../../core/rng.js';
 
 function arg(name: string, dflt: string): string {
@@ -58,19 +58,13 @@ async function main(): Promise<void> {
       kb.push(cast(kf[s]!, 'bf16'));
       ub.push(cast(uf[s]!, 'bf16'));
     }
-    // Head-major K/U ([H, N, D] in memory, each head's keys contiguous), as one [1, N, 1, D] tensor per head.
-    const kh: Tensor[][] = [], uh: Tensor[][] = [];
-    for (let s = 0; s < Math.max(2, Math.ceil((128 * MiB) / (bytesF32 / 2))); s++) {
-      const per = (seed: number) => Array.from({ length: H }, (_, h) => {
-        const t = tensor(be, random(N * D, seed + h), [1, N, 1, D]);
-        const b = cast(t, 'bf16');
-        t.dispose();
-        return b;
-      });
-      kh.push(per(5000 + 16 * s));
-      uh.push(per(9000 + 16 * s));
+    // Head-major K/U ([1, H, N, D]: each head's keys contiguous; kvHeadMajor), as LaVi stores them on wasm.
+    const khm: Tensor[] = [], uhm: Tensor[] = [];
+    for (let s = 0; s < sets; s++) {
+      for (const [list, src] of [[khm, kb[s]!], [uhm, ub[s]!]] as const) list.push(transpose(src, [0, 2, 1, 3]));
     }
-    const q1 = tensor(be, random(D, 9), [1, 1, 1, D]);
+    const kf32hm = kf.map((t) => transpose(t, [0, 2, 1, 3])), uf32hm = uf.map((t) => transpose(t, [0, 2, 1, 3]));
+    const transposedF32 = (s: number) => kf32hm[s]!, transposedU32 = (s: number) => uf32hm[s]!;
     const mask = tensor(be, new Float32Array(N), [1, N]);
     const reps = sets * 2;
     const time = async (fn: (i: number) => Tensor) => {
@@ -98,13 +92,8 @@ async function main(): Promise<void> {
       ['attention rows f32', bytesF32, (i) => attention(q, kf[i % sets]!, uf[i % sets]!, { mask })],
       ['attention kv1 f32', bytesF32, (i) => attention(q, kf[i % sets]!, uf[i % sets]!)],
       ['attention kv1 bf16', bytesF32 / 2, (i) => attention(q, kb[i % sets]!, ub[i % sets]!)],
-      // the same bytes stored head-major: one call per head, each streaming its head's keys contiguously (a layout
-      // experiment: the op's K/V are token-major [B, S, H, D]; the last of the 8 outputs is returned)
-      ['kv1 bf16 head-major', bytesF32 / 2, (i) => {
-        const outs = kh[i % kh.length]!.map((k, h) => attention(q1, k, uh[i % kh.length]![h]!));
-        for (const o of outs.slice(0, -1)) o.dispose();
-        return outs[outs.length - 1]!;
-      }],
+      ['kv1 bf16 head-major', bytesF32 / 2, (i) => attention(q, khm[i % sets]!, uhm[i % sets]!, { kvHeadMajor: true })],
+      ['kv1 f32 head-major', bytesF32, (i) => attention(q, transposedF32(i % sets), transposedU32(i % sets), { kvHeadMajor: true })],
       // shared_visual_kv: every site of a decode step attends over the same K/U, so after the first it is in cache
       ['kv1 bf16, K/U reused', bytesF32 / 2, (i) => attention(q, kb[Math.floor(i / 12) % sets]!, ub[Math.floor(i / 12) % sets]!)],
     ];
@@ -122,7 +111,7 @@ async function main(): Promise<void> {
       const gbs = bytes / t / 1e6;
       console.log(`  ${name.padEnd(24)} ${t.toFixed(3).padStart(7)} ms  ${gbs.toFixed(1).padStart(5)} GB/s  ${(gbs / gemv * 100).toFixed(0).padStart(4)}% of GEMV`);
     }
-    for (const t of [...kf, ...uf, ...kb, ...ub, ...Wsame, ...kh.flat(), ...uh.flat(), q1, mask]) t.dispose();
+    for (const t of [...kf, ...uf, ...kb, ...ub, ...Wsame, ...khm, ...uhm, ...kf32hm, ...uf32hm, mask]) t.dispose();
   }
   await be.destroy();
 }

@@ -68,7 +68,8 @@ const params = new ParamLayout([
 const MAX_SG_DIM = 256;
 const MAX_FB_DIM = 1024;
 
-export function whyNot(_env: KernelEnv, _out: Tensor, [q, , v]: [Tensor, Tensor, Tensor, Tensor | null], _attrs: AttentionAttrs): string | null {
+export function whyNot(_env: KernelEnv, _out: Tensor, [q, , v]: [Tensor, Tensor, Tensor, Tensor | null], attrs: AttentionAttrs): string | null {
+  if (attrs.kvHeadMajor) return 'head-major K/V is not read by these kernels (ops.attention hands them token-major copies)';
   const D = q.shape[3]!;
   const Dv = v.shape[3]!;
   if (D > MAX_FB_DIM || Dv > MAX_FB_DIM) return `head dims up to ${MAX_FB_DIM} are supported, got D=${D}, Dv=${Dv}`;
