@@ -1,0 +1,45 @@
+#!/bin/sh
+# The conditioner-design ablation of the efficiency issue (models/COST.md, "Ablation"), from the repository root:
+#   sh models/reference/ablate_conditioner.sh [NAME ...]
+# Retrains the small LaVi of the original task (train_vqa.sh's recipe: same data stream, seed, tokenizer and
+# 4,000-step schedule) once per candidate design, two at a time (one thread each, nice 10), exports each to float16
+# and scores it in PyTorch on the original held-out split (examples/vqa/test, 252 questions). The paper design is
+# the shipped checkpoint itself (models/weights/eval-pytorch.json of train_vqa.sh). Results: $WORK/<name>/eval/.
+set -eu
+PY=${PY:-/usr/bin/python3}
+WORK=${WORK:-/tmp/lavi-ablate}
+STEPS=${STEPS:-4000}
+mkdir -p "$WORK"
+. models/reference/openblas-env.sh
+R=models/reference
+
+design() {  # the lavi_config flags of each candidate
+  case "$1" in
+    decode) echo "--shared-kv --kv-dtype bf16 --every-k 2 --viln-norms input_layernorm" ;;   # 2 of 8 sites, one K/U
+    shared) echo "--shared-kv --kv-dtype bf16" ;;                                             # all 8 sites, one K/U
+    every2) echo "--every-k 2" ;;                                                             # 4 sites, own K/U
+    input) echo "--viln-norms input_layernorm" ;;                                             # 4 sites, own K/U
+    *) echo "unknown design $1" >&2; exit 2 ;;
+  esac
+}
+[ $# -gt 0 ] || set -- decode shared
+
+$PY $R/bpe_tokenizer.py train --data fixed --out "$WORK/tokenizer.json"
+COMMON="--tokenizer $WORK/tokenizer.json --seed 0 --steps $STEPS --images 48 --questions-per-image 2 --warmup 150
+  --lr 2e-3 --patch 16 --vit-width 128 --vit-layers 3 --d 192 --ffn 512 --layers 4 --heads 4 --kv-heads 2
+  --cond-r 64 --cond-heads 4 --o-proj-init 0.02 --aux-weight 0.5 --ref-weight 0.5 --threads 1 --eval-every 500"
+run() {
+  name=$1
+  rm -rf "${WORK:?}/$name"
+  # shellcheck disable=SC2086
+  nice -n 10 $PY $R/train_vqa.py train --mode lavi --run-dir "$WORK/$name/run" $COMMON $(design "$name") \
+    > "$WORK/$name.log" 2>&1
+  $PY $R/train_vqa.py export --run-dir "$WORK/$name/run" --tokenizer "$WORK/tokenizer.json" --out "$WORK/$name/model"
+  $PY $R/eval_vqa.py eval "$WORK/$name/model" --sets test --out-dir "$WORK/$name/eval" --threads 1
+}
+while [ $# -gt 0 ]; do
+  run "$1" &
+  if [ $# -gt 1 ]; then run "$2" & shift; fi
+  shift
+  wait
+done
