@@ -273,9 +273,11 @@ export class RowOps {
     // bytes between keys and between heads: token-major [S, H, D], or head-major [H, S, D]
     const [kStride, kHStride] = headMajor ? [D * eb, S * D * eb] : [H * D * eb, D * eb];
     const [vStride, vHStride] = headMajor ? [Dv * eb, S * Dv * eb] : [H * Dv * eb, Dv * eb];
-    // Jobs of whole heads, two per thread once there is 256 KiB to read (each job's run per key stays ≥ 2 heads).
+    // Jobs of whole heads once there is 256 KiB to read.
     const nt = cx.threads === 1 || H * keyLength * (D + Dv) * eb < PAR_BYTES / 4 ? 1 : Math.min(Math.max(1, H >> 1), 2 * cx.threads);
-    const jobs = split(H, nt, 1);
+    // Head-major: one head per job, so a thread streams one contiguous run at a time (measured 1.1-1.3x faster than
+    // two-head jobs at N = 729, docs/perf-log.md); token-major: jobs of ≥ 2 heads, each key's run stays ≥ 2 heads.
+    const jobs = split(H, headMajor && nt > 1 ? H : nt, 1);
     const per = Math.max(...jobs.map(([s, e]) => e - s)) * (Math.ceil(keyLength / 4) * 4 + D) * 4;
     const scratch = cx.heap.alloc(per * jobs.length);
     try {

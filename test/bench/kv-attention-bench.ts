@@ -9,7 +9,7 @@
 //   rows f32      the row kernel (attention_rows; forced here by a zero mask): one head at a time, before this issue
 //   kv1 f32       attention_kv1_f32: keys in order, each key's heads as one run
 //   kv1 bf16      attention_kv1_bf16: the same over packed bf16 K/U (half the bytes)
-//   kv1 bf16, K/U reused  the same, each K/U attended 12 times in a row (shared_visual_kv: a decode step's 12 sites
+//   kv1 bf16 hm, K/U reused  head-major bf16, each K/U attended 12 times in a row (shared_visual_kv: a decode step's 12 sites
 //                 read one K/U, so all but the first read it from cache)
 //   kv1 bf16/f32 head-major  K/U stored [1, H, N, D] (kvHeadMajor: each head's keys one run), as LaVi keeps them on wasm
 // Two GEMVs: the MLP's [4864, 896] and one reading as many bytes per call as the bf16 attention does.
@@ -95,7 +95,7 @@ async function main(): Promise<void> {
       ['kv1 bf16 head-major', bytesF32 / 2, (i) => attention(q, khm[i % sets]!, uhm[i % sets]!, { kvHeadMajor: true })],
       ['kv1 f32 head-major', bytesF32, (i) => attention(q, transposedF32(i % sets), transposedU32(i % sets), { kvHeadMajor: true })],
       // shared_visual_kv: every site of a decode step attends over the same K/U, so after the first it is in cache
-      ['kv1 bf16, K/U reused', bytesF32 / 2, (i) => attention(q, kb[Math.floor(i / 12) % sets]!, ub[Math.floor(i / 12) % sets]!)],
+      ['kv1 bf16 hm, K/U reused', bytesF32 / 2, (i) => attention(q, khm[Math.floor(i / 12) % sets]!, uhm[Math.floor(i / 12) % sets]!, { kvHeadMajor: true })],
     ];
     const ms = new Map<string, number[]>();
     for (let r = 0; r < rounds; r++) {
