@@ -16,13 +16,14 @@ R=models/reference
 design() {  # the lavi_config flags of each candidate
   case "$1" in
     decode) echo "--shared-kv --kv-dtype bf16 --every-k 2 --viln-norms input_layernorm" ;;   # 2 of 8 sites, one K/U
+    decode-r32) echo "--shared-kv --kv-dtype bf16 --every-k 2 --viln-norms input_layernorm --cond-r 32" ;;  # half r
     shared) echo "--shared-kv --kv-dtype bf16" ;;                                             # all 8 sites, one K/U
     every2) echo "--every-k 2" ;;                                                             # 4 sites, own K/U
     input) echo "--viln-norms input_layernorm" ;;                                             # 4 sites, own K/U
     *) echo "unknown design $1" >&2; exit 2 ;;
   esac
 }
-[ $# -gt 0 ] || set -- decode shared
+[ $# -gt 0 ] || set -- decode decode-r32
 
 $PY $R/bpe_tokenizer.py train --data fixed --out "$WORK/tokenizer.json"
 COMMON="--tokenizer $WORK/tokenizer.json --seed 0 --steps $STEPS --images 48 --questions-per-image 2 --warmup 150
