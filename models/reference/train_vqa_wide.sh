@@ -3,12 +3,15 @@
 #   sh models/reference/train_vqa_wide.sh
 # Writes the checkpoints to $OUT (default $WORK/export: not over the shipped ones; OUT=models/weights ships them),
 # with their PyTorch evaluation on the three held-out sets and, when OUT=models/weights, the logits golden.
-# Data and tokenizer are deterministic; the two training runs go in parallel, one thread each, nice 10.
+# Data and tokenizer are deterministic; the tower is pretrained first, then the two training runs go in parallel, one
+# thread each, nice 10.
 set -eu
 PY=${PY:-/usr/bin/python3}
 WORK=${WORK:-/tmp/lavi-train-wide}
 OUT=${OUT:-$WORK/export}
-STEPS=${STEPS:-1200}  # of the second phase (the run in TRAINING.md)
+STEPS=${STEPS:-4000}   # of the VQA training (the run in TRAINING.md)
+VSTEPS=${VSTEPS:-3000} # of the vision tower's pretraining on the cell probes
+P2STEPS=${P2STEPS:-1500} # a second phase from the last checkpoint: fresh AdamW, lr 1e-3, the stream's next pictures
 mkdir -p "$WORK" "$OUT"
 
 # OpenBLAS from Debian's package for PyTorch's matmuls (models/reference/openblas-env.sh; OPENBLAS_DIR= skips it).
@@ -21,19 +24,24 @@ $PY $R/vqa_data.py write-oot
 $PY $R/vqa_data.py write-examples
 $PY $R/bpe_tokenizer.py train --data wide --out "$WORK/tokenizer.json"
 
+# 1. The vision tower (conv stem 32,64,128 + ViT width 128, 3 layers) and projector pretrained alone on the cell
+#    probes (colour, shape, size, cell of each visual token): the stand-in for a pretrained SigLIP (TRAINING.md).
+nice -n 10 $PY $R/vision_probe.py --patch 16 --stem 32,64,128 --width 128 --steps "$VSTEPS" --cosine --eval-every 100 \
+  --save "$WORK/tower.pt" > "$WORK/tower.log" 2>&1
+
+# 2. LaVi and concat from that tower, same seed, data and hyper-parameters, in parallel, one thread each.
 COMMON="--tokenizer $WORK/tokenizer.json --seed 0 --images 48 --questions-per-image 2 --lr 2e-3 --patch 16
+  --stem 32,64,128 --init-vision-from $WORK/tower.pt
   --vit-width 128 --vit-layers 3 --d 192 --ffn 512 --layers 4 --heads 4 --kv-heads 2 --cond-r 64 --cond-heads 4
   --o-proj-init 0.02 --aux-weight 0.5 --ref-weight 0.5 --threads 1 --data wide --type-weights 1,1,1.3,1,1,1,0.7
   --keep-checkpoints"
-# Two phases (TRAINING.md says why): the first 500 steps of a 4,500-step schedule (warm-up 150), then, from that
-# checkpoint, a fresh optimizer and a $STEPS-step schedule (warm-up 30, cosine to 5%) on the stream's next images.
 for m in lavi concat; do
   rm -rf "$WORK/$m" "$WORK/$m-p2"
   # shellcheck disable=SC2086
-  (nice -n 10 $PY $R/train_vqa.py train --mode $m --run-dir "$WORK/$m" $COMMON --steps 4500 --warmup 150 \
-      --stop-after 500 --eval-every 500 > "$WORK/$m.log" 2>&1 &&
-   nice -n 10 $PY $R/train_vqa.py train --mode $m --run-dir "$WORK/$m-p2" $COMMON --steps "$STEPS" --warmup 30 \
-      --init-from "$WORK/$m/checkpoint-00500.pt" --data-offset 500 --eval-every 250 > "$WORK/$m-p2.log" 2>&1) &
+  (nice -n 10 $PY $R/train_vqa.py train --mode $m --run-dir "$WORK/$m" $COMMON --steps "$STEPS" --warmup 150 \
+      --eval-every 500 > "$WORK/$m.log" 2>&1 &&
+   nice -n 10 $PY $R/train_vqa.py train --mode $m --run-dir "$WORK/$m-p2" $COMMON --lr 1e-3 --steps "$P2STEPS" \
+      --warmup 30 --init-from "$WORK/$m/checkpoint.pt" --data-offset "$STEPS" --eval-every 500 > "$WORK/$m-p2.log" 2>&1) &
 done
 wait
 
