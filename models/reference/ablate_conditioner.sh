@@ -23,7 +23,7 @@ design() {  # the lavi_config flags of each candidate
     *) echo "unknown design $1" >&2; exit 2 ;;
   esac
 }
-[ $# -gt 0 ] || set -- decode decode-r32
+[ $# -gt 0 ] || set -- decode shared
 
 $PY $R/bpe_tokenizer.py train --data fixed --out "$WORK/tokenizer.json"
 COMMON="--tokenizer $WORK/tokenizer.json --seed 0 --steps $STEPS --images 48 --questions-per-image 2 --warmup 150
