@@ -18,6 +18,7 @@ import { isOpName, opTolerance, type Tolerance } from '../../core/op-table.js';
 import type { DType, HostArray } from '../../core/dtype.js';
 import { ValueError } from '../../core/errors.js';
 import { Tensor } from '../../core/tensor.js';
+import { transpose } from '../../ops/layout.js';
 import { compare, type Comparison } from '../../backends/conformance/compare.js';
 import { encodeFrame, FrameDecoder } from './serve.js';
 
@@ -152,22 +153,6 @@ export interface ReplayResult {
   firstDivergence: ReplayDivergence | null;
 }
 
-/** A recorded rank-4 tensor [B, A, C, D] as [B, C, A, D] (head-major K/V → token-major), same dtype. */
-function swapAxes12(t: TensorRecord): TensorRecord {
-  const [B, A, C, D] = t.shape as [number, number, number, number];
-  const src = hostArray(t);
-  const dst = new (src.constructor as new (n: number) => typeof src)(src.length);
-  for (let b = 0; b < B; b++) {
-    for (let a = 0; a < A; a++) {
-      for (let c = 0; c < C; c++) {
-        const from = ((b * A + a) * C + c) * D, to = ((b * C + c) * A + a) * D;
-        for (let d = 0; d < D; d++) dst[to + d] = src[from + d]!;
-      }
-    }
-  }
-  return { shape: [B, C, A, D], dtype: t.dtype, data: new Uint8Array(dst.buffer, dst.byteOffset, dst.byteLength) };
-}
-
 /** Replays every op of a trace on `backend`; stops at the first op outside its tolerance. */
 export async function replayTrace(trace: Trace, backend: Backend, onOp?: (r: OpRecord, c: Comparison) => void): Promise<ReplayResult> {
   const res: ReplayResult = { backend: backend.name, ops: trace.ops.length, passed: 0, worst: {}, firstDivergence: null };
@@ -187,7 +172,14 @@ export async function replayTrace(trace: Trace, backend: Backend, onOp?: (r: OpR
       // As ops.attention does: a backend that does not read head-major K/V gets token-major copies.
       const tokenMajor = r.op === 'attention' && (r.attrs as { kvHeadMajor?: boolean }).kvHeadMajor === true && !backend.headMajorKV;
       const attrs = tokenMajor ? { ...r.attrs, kvHeadMajor: false } : r.attrs;
-      const inputs = r.inputs.map((t, i) => (t ? up(tokenMajor && (i === 1 || i === 2) ? swapAxes12(t) : t) : null));
+      const inputs = r.inputs.map((t, i) => {
+        if (!t) return null;
+        const x = up(t);
+        if (!tokenMajor || (i !== 1 && i !== 2)) return x;
+        const tm = transpose(x, [0, 2, 1, 3]); // head-major K/V → token-major, on the backend itself
+        made.push(tm);
+        return tm;
+      });
       const out = r.before ? up(r.before) : (() => {
         const size = r.out.shape.reduce((a, b) => a * b, 1);
         const x = Tensor.fromStorage(backend, r.out.shape, r.out.dtype, backend.alloc(size, r.out.dtype));
