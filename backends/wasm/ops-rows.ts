@@ -289,38 +289,38 @@ export class RowOps {
   }
 
   /** Head-major K/V on the paths that read token-major: over token-major copies (same dtype). */
-  private attentionTokenMajor(out: Tensor, [q, k, v, mask]: [Tensor, Tensor, Tensor, Tensor | null], attrs: AttentionAttrs): void {
-    const cx = this.cx;
-    const copies: WasmStorage[] = [];
-    const tokenMajor = (t: Tensor): Tensor => {
-      const [b, h, s, d] = t.shape as [number, number, number, number];
-      const bytes = t.size * bytesPerElement(t.dtype);
-      const storage = new WasmStorage(cx.heap.alloc(bytes), bytes);
-      copies.push(storage);
-      const tm = Object.create(t, { storage: { value: storage }, shape: { value: [b, s, h, d] } }) as Tensor;
-      this.transposeInto(t, tm, [0, 2, 1, 3]);
-      return tm;
-    };
-    try {
-      this.attention(out, [q, tokenMajor(k), tokenMajor(v), mask], { ...attrs, kvHeadMajor: false });
-    } finally {
-      for (const c of copies) cx.heap.free(c.ptr, c.bytes);
-    }
+  private attentionTokenMajor(out: Tensor, ins: [Tensor, Tensor, Tensor, Tensor | null], attrs: AttentionAttrs): void {
+    const toTokenMajor = (s: readonly number[]) => [s[0]!, s[2]!, s[1]!, s[3]!];
+    this.attentionOverCopies(out, ins, { ...attrs, kvHeadMajor: false }, { shape: toTokenMajor }, (t, c) => this.transposeInto(t, c, [0, 2, 1, 3]));
   }
 
   /** Attention with f16/bf16 K/V on the paths that read f32: over widened copies. */
-  private attentionWidened(out: Tensor, [q, k, v, mask]: [Tensor, Tensor, Tensor, Tensor | null], attrs: AttentionAttrs): void {
+  private attentionWidened(out: Tensor, ins: [Tensor, Tensor, Tensor, Tensor | null], attrs: AttentionAttrs): void {
+    this.attentionOverCopies(out, ins, attrs, { dtype: 'f32' }, (t, c) => this.widenInto(t, (c.storage as WasmStorage).ptr));
+  }
+
+  /** Attention over scratch copies of K and V (views of them with another dtype or shape, filled by `fill`), freed
+   *  after the call. */
+  private attentionOverCopies(
+    out: Tensor,
+    [q, k, v, mask]: [Tensor, Tensor, Tensor, Tensor | null],
+    attrs: AttentionAttrs,
+    as: { dtype?: 'f32'; shape?: (s: readonly number[]) => number[] },
+    fill: (src: Tensor, copy: Tensor) => void,
+  ): void {
     const cx = this.cx;
     const copies: WasmStorage[] = [];
-    const wide = (t: Tensor): Tensor => {
-      const storage = new WasmStorage(cx.heap.alloc(t.size * 4), t.size * 4);
+    const copy = (t: Tensor): Tensor => {
+      const dtype = as.dtype ?? t.dtype;
+      const bytes = t.size * bytesPerElement(dtype);
+      const storage = new WasmStorage(cx.heap.alloc(bytes), bytes);
       copies.push(storage);
-      const w = Object.create(t, { storage: { value: storage }, dtype: { value: 'f32' } }) as Tensor;
-      this.widenInto(t, storage.ptr);
-      return w;
+      const c = Object.create(t, { storage: { value: storage }, dtype: { value: dtype }, shape: { value: as.shape ? as.shape(t.shape) : t.shape } }) as Tensor;
+      fill(t, c);
+      return c;
     };
     try {
-      this.attention(out, [q, wide(k), wide(v), mask], attrs);
+      this.attention(out, [q, copy(k), copy(v), mask], attrs);
     } finally {
       for (const c of copies) cx.heap.free(c.ptr, c.bytes);
     }
