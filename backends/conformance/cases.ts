@@ -182,46 +182,37 @@ add({ op: 'attention', name: 'perf attention decode Tq1 S1024 H14/2 D64', inputs
 add({ op: 'attention', name: 'perf attention prefill Tq128 S128 H14/2 D64', inputs: [{ shape: [1, 128, 14, 64] }, { shape: [1, 128, 2, 64] }, { shape: [1, 128, 2, 64] }], run: ([q, k, v]) => ops.attention(q!, k!, v!, { causal: true }), perf: true });
 
 // Packed (f16/bf16) keys and values, and the one-row decode form over many keys with one kv head per query head
-// (LaVi's conditioners; wasm's attention_kv1: tails of 1-3 keys, 2 threads splitting the heads). The composition
-// reads the keys and values widened.
-for (const [dt, Tq, S, Hq, Hkv, D, causal] of [
-  ['f32', 1, 37, 3, 3, 16, false],
-  ['f32', 1, 729, 8, 8, 64, false],
-  ['bf16', 1, 37, 3, 3, 16, false],
-  ['bf16', 1, 730, 8, 8, 64, false],
-  ['bf16', 1, 19, 2, 2, 24, true],
-  ['bf16', 3, 33, 2, 2, 16, false],
-  ['bf16', 1, 40, 4, 2, 16, false],
-  ['f16', 1, 37, 3, 3, 16, false],
-  ['f16', 4, 17, 2, 1, 8, false],
+// (LaVi's conditioners; wasm's attention_kv1: tails of 1-3 keys, 2 threads splitting the heads); then the same
+// over head-major K/V ([B, Hkv, S, D], kvHeadMajor): wasm's attention_kv1 reads each head's keys as one run, its
+// other paths and backends without headMajorKV attend over token-major copies. The composition reads the keys
+// and values widened (and token-major).
+for (const [dt, Tq, S, Hq, Hkv, D, causal, headMajor] of [
+  ['f32', 1, 37, 3, 3, 16, false, false],
+  ['f32', 1, 729, 8, 8, 64, false, false],
+  ['bf16', 1, 37, 3, 3, 16, false, false],
+  ['bf16', 1, 730, 8, 8, 64, false, false],
+  ['bf16', 1, 19, 2, 2, 24, true, false],
+  ['bf16', 3, 33, 2, 2, 16, false, false],
+  ['bf16', 1, 40, 4, 2, 16, false, false],
+  ['f16', 1, 37, 3, 3, 16, false, false],
+  ['f16', 4, 17, 2, 1, 8, false, false],
+  ['f32', 1, 37, 3, 3, 16, false, true],
+  ['bf16', 1, 730, 8, 8, 64, false, true],
+  ['bf16', 1, 19, 2, 2, 24, true, true],
+  ['bf16', 3, 33, 4, 2, 16, true, true],
+  ['f32', 5, 40, 4, 2, 16, false, true],
+  ['f16', 1, 37, 3, 3, 16, false, true],
 ] as const) {
   const off = causal ? S - Tq : 0;
+  const kv = headMajor ? [1, Hkv, S, D] : [1, S, Hkv, D];
+  const f32 = (t: Tensor) => (dt === 'f32' ? t : ops.cast(t, 'f32'));
+  const tokenMajor = (t: Tensor) => (headMajor ? ops.transpose(f32(t), [0, 2, 1, 3]) : f32(t));
   add({
     op: 'attention',
-    name: `attention K/V ${dt} Tq${Tq} S${S} H${Hq}/${Hkv} D${D}${causal ? ' causal' : ''}`,
-    inputs: [{ shape: [1, Tq, Hq, D] }, { shape: [1, S, Hkv, D], dtype: dt }, { shape: [1, S, Hkv, D], dtype: dt }],
-    run: ([q, k, v]) => ops.attention(q!, k!, v!, { causal, queryOffset: off }),
-    compose: ([q, k, v]) => composeAttention(q!, dt === 'f32' ? k! : ops.cast(k!, 'f32'), dt === 'f32' ? v! : ops.cast(v!, 'f32'), causal, off, S),
-  });
-}
-// Head-major K/V ([B, Hkv, S, D], kvHeadMajor): wasm's attention_kv1 reads each head's keys as one run; its other
-// paths, and backends without headMajorKV, attend over token-major copies. The composition transposes first.
-for (const [dt, Tq, S, Hq, Hkv, D, causal] of [
-  ['f32', 1, 37, 3, 3, 16, false],
-  ['bf16', 1, 730, 8, 8, 64, false],
-  ['bf16', 1, 19, 2, 2, 24, true],
-  ['bf16', 3, 33, 4, 2, 16, true],
-  ['f32', 5, 40, 4, 2, 16, false],
-  ['f16', 1, 37, 3, 3, 16, false],
-] as const) {
-  const off = causal ? S - Tq : 0;
-  const tm = (t: Tensor) => ops.transpose(dt === 'f32' ? t : ops.cast(t, 'f32'), [0, 2, 1, 3]);
-  add({
-    op: 'attention',
-    name: `attention head-major K/V ${dt} Tq${Tq} S${S} H${Hq}/${Hkv} D${D}${causal ? ' causal' : ''}`,
-    inputs: [{ shape: [1, Tq, Hq, D] }, { shape: [1, Hkv, S, D], dtype: dt }, { shape: [1, Hkv, S, D], dtype: dt }],
-    run: ([q, k, v]) => ops.attention(q!, k!, v!, { causal, queryOffset: off, kvHeadMajor: true }),
-    compose: ([q, k, v]) => composeAttention(q!, tm(k!), tm(v!), causal, off, S),
+    name: `attention ${headMajor ? 'head-major ' : ''}K/V ${dt} Tq${Tq} S${S} H${Hq}/${Hkv} D${D}${causal ? ' causal' : ''}`,
+    inputs: [{ shape: [1, Tq, Hq, D] }, { shape: kv, dtype: dt }, { shape: kv, dtype: dt }],
+    run: ([q, k, v]) => ops.attention(q!, k!, v!, { causal, queryOffset: off, kvHeadMajor: headMajor }),
+    compose: ([q, k, v]) => composeAttention(q!, tokenMajor(k!), tokenMajor(v!), causal, off, S),
   });
 }
 add({ op: 'attention', name: 'perf attention K/V bf16 decode Tq1 S2916 H8/8 D64', inputs: [{ shape: [1, 1, 8, 64] }, { shape: [1, 2916, 8, 64], dtype: 'bf16' }, { shape: [1, 2916, 8, 64], dtype: 'bf16' }], run: ([q, k, v]) => ops.attention(q!, k!, v!), perf: true });
