@@ -22,11 +22,12 @@ export class VisionTower {
     this.tokensPerImage = visualTokensPerImage(cfg);
   }
 
-  /** pixels [B, C, S, S] (already normalised, see image.ts) → features [B, N, Dv]. Cost section 'vision'. */
+  /** The tower's GELU (the MLPs' and the stem's). */
   private get act(): 'tanh' | 'erf' {
     return this.cfg.hidden_act === 'gelu_pytorch_tanh' ? 'tanh' : 'erf';
   }
 
+  /** pixels [B, C, S, S] (already normalised, see image.ts) → features [B, N, Dv]. Cost section 'vision'. */
   forward(pixels: Tensor): Tensor {
     const c = this.cfg;
     const S = c.image_size;

@@ -64,7 +64,6 @@ async function main(): Promise<void> {
       for (const [list, src] of [[khm, kb[s]!], [uhm, ub[s]!]] as const) list.push(transpose(src, [0, 2, 1, 3]));
     }
     const kf32hm = kf.map((t) => transpose(t, [0, 2, 1, 3])), uf32hm = uf.map((t) => transpose(t, [0, 2, 1, 3]));
-    const transposedF32 = (s: number) => kf32hm[s]!, transposedU32 = (s: number) => uf32hm[s]!;
     const mask = tensor(be, new Float32Array(N), [1, N]);
     const reps = sets * 2;
     const time = async (fn: (i: number) => Tensor) => {
@@ -93,7 +92,7 @@ async function main(): Promise<void> {
       ['attention kv1 f32', bytesF32, (i) => attention(q, kf[i % sets]!, uf[i % sets]!)],
       ['attention kv1 bf16', bytesF32 / 2, (i) => attention(q, kb[i % sets]!, ub[i % sets]!)],
       ['kv1 bf16 head-major', bytesF32 / 2, (i) => attention(q, khm[i % sets]!, uhm[i % sets]!, { kvHeadMajor: true })],
-      ['kv1 f32 head-major', bytesF32, (i) => attention(q, transposedF32(i % sets), transposedU32(i % sets), { kvHeadMajor: true })],
+      ['kv1 f32 head-major', bytesF32, (i) => attention(q, kf32hm[i % sets]!, uf32hm[i % sets]!, { kvHeadMajor: true })],
       // shared_visual_kv: every site of a decode step attends over the same K/U, so after the first it is in cache
       ['kv1 bf16 hm, K/U reused', bytesF32 / 2, (i) => attention(q, khm[Math.floor(i / 12) % sets]!, uhm[Math.floor(i / 12) % sets]!, { kvHeadMajor: true })],
     ];
