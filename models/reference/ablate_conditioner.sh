@@ -26,14 +26,12 @@ design() {  # the lavi_config flags of each candidate
 [ $# -gt 0 ] || set -- decode shared
 
 $PY $R/bpe_tokenizer.py train --data fixed --out "$WORK/tokenizer.json"
-COMMON="--tokenizer $WORK/tokenizer.json --seed 0 --steps $STEPS --images 48 --questions-per-image 2 --warmup 150
-  --lr 2e-3 --patch 16 --vit-width 128 --vit-layers 3 --d 192 --ffn 512 --layers 4 --heads 4 --kv-heads 2
-  --cond-r 64 --cond-heads 4 --o-proj-init 0.02 --aux-weight 0.5 --ref-weight 0.5 --threads 1 --eval-every 500"
+. models/reference/recipe-vqa.sh
 run() {
   name=$1
   rm -rf "${WORK:?}/$name"
   # shellcheck disable=SC2086
-  nice -n 10 $PY $R/train_vqa.py train --mode lavi --run-dir "$WORK/$name/run" $COMMON $(design "$name") \
+  nice -n 10 $PY $R/train_vqa.py train --mode lavi --run-dir "$WORK/$name/run" $VQA_FLAGS $(design "$name") \
     > "$WORK/$name.log" 2>&1
   $PY $R/train_vqa.py export --run-dir "$WORK/$name/run" --tokenizer "$WORK/tokenizer.json" --out "$WORK/$name/model"
   $PY $R/eval_vqa.py eval "$WORK/$name/model" --sets test --out-dir "$WORK/$name/eval" --threads 1

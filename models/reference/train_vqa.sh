@@ -20,13 +20,11 @@ $PY $R/vqa_data.py write-oot
 $PY $R/vqa_data.py write-examples
 $PY $R/bpe_tokenizer.py train --data fixed --out "$WORK/tokenizer.json"
 
-COMMON="--tokenizer $WORK/tokenizer.json --seed 0 --steps $STEPS --images 48 --questions-per-image 2 --warmup 150
-  --lr 2e-3 --patch 16 --vit-width 128 --vit-layers 3 --d 192 --ffn 512 --layers 4 --heads 4 --kv-heads 2
-  --cond-r 64 --cond-heads 4 --o-proj-init 0.02 --aux-weight 0.5 --ref-weight 0.5 --threads 1 --eval-every 500"
+. models/reference/recipe-vqa.sh
 for m in lavi concat; do
   rm -rf "$WORK/$m"
   # shellcheck disable=SC2086
-  nice -n 5 $PY $R/train_vqa.py train --mode $m --run-dir "$WORK/$m" $COMMON > "$WORK/$m.log" 2>&1 &
+  nice -n 5 $PY $R/train_vqa.py train --mode $m --run-dir "$WORK/$m" $VQA_FLAGS > "$WORK/$m.log" 2>&1 &
 done
 wait
 
