@@ -34,6 +34,7 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
   const qs = q.shape, ks = k.shape, vs = v.shape;
   const B = qs[0]!, Tq = qs[1]!, Hq = qs[2]!, D = qs[3]!;
   const hm = opts.kvHeadMajor ?? false;
+  if (typeof hm !== 'boolean') throw new ValueError(`${op}: kvHeadMajor must be true or false, got ${JSON.stringify(hm)}`);
   const Bk = ks[0]!, S = ks[hm ? 2 : 1]!, Hkv = ks[hm ? 1 : 2]!, Dk = ks[3]!;
   const Bv = vs[0]!, Sv = vs[hm ? 2 : 1]!, Hv = vs[hm ? 1 : 2]!, Dv = vs[3]!;
   if (Bk !== B || Bv !== B) throw new ShapeError(`${op}: batch sizes differ: q ${fmtShape(q.shape)}, k ${fmtShape(k.shape)}, v ${fmtShape(v.shape)}`);

@@ -142,6 +142,7 @@ test('op validation: clear errors naming the op and shapes', () => {
   assert.throws(() => ops.attention(q, khm, khm, { kvHeadMajor: true }), /query heads 3 must be a multiple of kv heads 2/);
   assert.throws(() => ops.attention(q2, khm, khm, { causal: true, queryOffset: 3, kvHeadMajor: true }), /causal queries reach position 5 but only 5 keys/);
   assert.throws(() => ops.attention(q2, khm, ops.zeros(cpu, [1, 5, 2, 4]), { kvHeadMajor: true }), /k \[1, 2, 5, 4\] and v \[1, 5, 2, 4\] disagree in keys or heads/);
+  assert.throws(() => ops.attention(q2, khm, khm, { kvHeadMajor: 'yes' as never }), (e: Error) => e instanceof ValueError && /attention: kvHeadMajor must be true or false, got "yes"/.test(e.message));
   assert.throws(() => ops.tensor(cpu, [1, 2, 3], [2, 2]), /3 values do not fill shape \[2, 2\]/);
   assert.throws(() => ops.zeros(cpu, [1e9, 1e9]), (e: Error) => e instanceof ShapeError && /more elements than can be indexed/.test(e.message));
   assert.throws(() => ops.zeros(cpu, [1e5, 1e5]), (e: Error) => e instanceof ValueError && /zeros: shape \[100000, 100000\] f32 needs 40000000000 bytes/.test(e.message));
