@@ -9,9 +9,9 @@ set -eu
 PY=${PY:-/usr/bin/python3}
 WORK=${WORK:-/tmp/lavi-train-wide}
 OUT=${OUT:-$WORK/export}
-STEPS=${STEPS:-4000}   # of the VQA training (the run in TRAINING.md)
-VSTEPS=${VSTEPS:-3000} # of the vision tower's pretraining on the cell probes
-P2STEPS=${P2STEPS:-1500} # a second phase from the last checkpoint: fresh AdamW, lr 1e-3, the stream's next pictures
+STEPS=${STEPS:-3600}   # of the VQA training (the run in TRAINING.md)
+VSTEPS=${VSTEPS:-6000} # of the vision tower's pretraining on the cell probes
+P2STEPS=${P2STEPS:-1200} # a second phase from the last checkpoint: fresh AdamW, lr 1e-3, the stream's next pictures
 mkdir -p "$WORK" "$OUT"
 
 # OpenBLAS from Debian's package for PyTorch's matmuls (models/reference/openblas-env.sh; OPENBLAS_DIR= skips it).
@@ -26,14 +26,15 @@ $PY $R/bpe_tokenizer.py train --data wide --out "$WORK/tokenizer.json"
 
 # 1. The vision tower (conv stem 32,64,128 + ViT width 128, 3 layers) and projector pretrained alone on the cell
 #    probes (colour, shape, size, cell of each visual token): the stand-in for a pretrained SigLIP (TRAINING.md).
-nice -n 10 $PY $R/vision_probe.py --patch 16 --stem 32,64,128 --width 128 --steps "$VSTEPS" --cosine --eval-every 100 \
+#    Both cores: nothing else runs yet.
+nice -n 10 $PY $R/vision_probe.py --patch 16 --stem 32,64,128 --width 128 --steps "$VSTEPS" --cosine --eval-every 200 --threads 2 \
   --save "$WORK/tower.pt" > "$WORK/tower.log" 2>&1
 
 # 2. LaVi and concat from that tower, same seed, data and hyper-parameters, in parallel, one thread each.
 COMMON="--tokenizer $WORK/tokenizer.json --seed 0 --images 48 --questions-per-image 2 --lr 2e-3 --patch 16
   --stem 32,64,128 --init-vision-from $WORK/tower.pt
   --vit-width 128 --vit-layers 3 --d 192 --ffn 512 --layers 4 --heads 4 --kv-heads 2 --cond-r 64 --cond-heads 4
-  --o-proj-init 0.02 --aux-weight 0.5 --ref-weight 0.5 --threads 1 --data wide --type-weights 1,1,1.3,1,1,1,0.7
+  --o-proj-init 0.02 --aux-weight 0.5 --ref-weight 0.5 --threads 1 --data wide --type-weights 1,1,1.3,1,1,1,0.8
   --keep-checkpoints"
 for m in lavi concat; do
   rm -rf "$WORK/$m" "$WORK/$m-p2"

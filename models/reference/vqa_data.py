@@ -467,6 +467,11 @@ MAX_OBJECTS_WIDE = 5
 RENDER_CAP = 160
 SMALL_RANGE = (2.6, 4.2)
 LARGE_RANGE = (5.0, 7.0)
+# The training stream draws from wider ranges than the domain above (which the held-out splits use), so the
+# shifted split's tails lie inside what training saw, not on its edge; the size classes' inner edges (4.2 / 5.0)
+# stay put, since they define small and large.
+TRAIN_SMALL_RANGE = (2.3, 4.2)
+TRAIN_LARGE_RANGE = (5.0, 7.3)
 SPLIT_SEEDS.update({'valw': 5005, 'shifted': 4004, 'oot': 6006})
 SHIFTED_IMAGES = 126
 VALW_IMAGES = 300
@@ -507,13 +512,18 @@ def _tail(rng: np.random.Generator, lo: float, hi: float, frac: float) -> float:
     return lo + u if u < w else hi - (u - w)
 
 
-def random_scene_wide(rng: np.random.Generator, shifted: bool = False) -> Tuple[WObj, ...]:
+def random_scene_wide(rng: np.random.Generator, shifted: bool = False, train: bool = False) -> Tuple[WObj, ...]:
+    """A scene of the widened task: the domain's ranges (held-out splits), their outer parts (shifted=True), or
+    the training stream's wider ranges (train=True)."""
     n = int(rng.integers(1, MAX_OBJECTS_WIDE + 1))
     cells = sorted(int(c) for c in rng.choice(9, size=n, replace=False))
     objs = []
     for c in cells:
         size = SIZES[int(rng.integers(len(SIZES)))]
-        lo, hi = SMALL_RANGE if size == 'small' else LARGE_RANGE
+        if train:
+            lo, hi = TRAIN_SMALL_RANGE if size == 'small' else TRAIN_LARGE_RANGE
+        else:
+            lo, hi = SMALL_RANGE if size == 'small' else LARGE_RANGE
         r = _tail(rng, lo, hi, 0.2) if shifted else float(rng.uniform(lo, hi))
         jm = float(np.clip(7.6 - r, 1.0, 4.5))
         if shifted:  # near the cell's edge on at least one axis
@@ -522,14 +532,23 @@ def random_scene_wide(rng: np.random.Generator, shifted: bool = False) -> Tuple[
                 dx, dy = dy, dx
         else:
             dx, dy = float(rng.uniform(-jm, jm)), float(rng.uniform(-jm, jm))
-        b = _tail(rng, 0.82, 1.1, 0.25) if shifted else float(rng.uniform(0.82, 1.1))
-        off = rng.uniform(-8, 8, size=3)
+        if train:
+            b = float(rng.uniform(0.76, 1.16))
+            off = rng.uniform(-10, 10, size=3)
+        else:
+            b = _tail(rng, 0.82, 1.1, 0.25) if shifted else float(rng.uniform(0.82, 1.1))
+            off = rng.uniform(-8, 8, size=3)
         objs.append(WObj(c, SHAPES[int(rng.integers(len(SHAPES)))], COLOR_NAMES[int(rng.integers(len(COLOR_NAMES)))],
                          size, dx, dy, r, (b, float(off[0]), float(off[1]), float(off[2]))))
     return tuple(objs)
 
 
-def random_style(rng: np.random.Generator, shifted: bool = False, max_side: int = 1024) -> Style:
+def random_style(rng: np.random.Generator, shifted: bool = False, max_side: int = 1024,
+                 train: bool = False) -> Style:
+    """Picture size, background, noise, edges and encoding: the domain's ranges, their outer parts (shifted=True)
+    or the training stream's wider ranges (train=True: long side from 24 px, aspect up to 2.1:1, gradients up to
+    +-40, noise up to sigma 11, JPEG quality from 20)."""
+    max_aspect = 2.1 if train else 1.8
     if shifted:
         # long side: small (32-44) or large; aspect near the limits or square
         long_side = int(rng.integers(32, 45)) if rng.random() < 0.4 else int(np.exp(rng.uniform(np.log(96), np.log(max_side))))
@@ -537,13 +556,14 @@ def random_style(rng: np.random.Generator, shifted: bool = False, max_side: int 
     elif rng.random() < 0.15:
         long_side, aspect = 48, 1.0
     else:
-        long_side = int(np.exp(rng.uniform(np.log(32), np.log(max_side))))
-        aspect = float(np.exp(rng.uniform(-np.log(1.8), np.log(1.8)))) if rng.random() < 0.5 else 1.0
+        long_side = int(np.exp(rng.uniform(np.log(24 if train else 32), np.log(max_side))))
+        aspect = float(np.exp(rng.uniform(-np.log(max_aspect), np.log(max_aspect)))) \
+            if rng.random() < (0.6 if train else 0.5) else 1.0
     if aspect >= 1:
-        w, h = long_side, max(24, int(round(long_side / aspect)))
+        w, h = long_side, max(24 if not train else 16, int(round(long_side / aspect)))
     else:
-        w, h = max(24, int(round(long_side * aspect))), long_side
-    if not shifted and rng.random() < 0.35:
+        w, h = max(24 if not train else 16, int(round(long_side * aspect))), long_side
+    if not shifted and rng.random() < (0.25 if train else 0.35):
         bg = BACKGROUND
     else:
         g = (float(rng.uniform(0, 60)) if rng.random() < 0.5 else float(rng.uniform(200, 255))) if shifted \
@@ -555,6 +575,10 @@ def random_style(rng: np.random.Generator, shifted: bool = False, max_side: int 
         amp = float(rng.uniform(20, 30)) if rng.random() < 0.6 else 0.0
         noise = float(rng.uniform(5, 8)) if rng.random() < 0.5 else 0.0
         jpeg = int(rng.integers(30, 50)) if rng.random() < 0.5 else 0
+    elif train:
+        amp = float(rng.uniform(0, 40)) if rng.random() < 0.5 else 0.0
+        noise = float(rng.uniform(0, 11)) if rng.random() < 0.5 else 0.0
+        jpeg = int(rng.integers(20, 96)) if rng.random() < 0.5 else 0
     else:
         amp = float(rng.uniform(0, 30)) if rng.random() < 0.5 else 0.0
         noise = float(rng.uniform(0, 8)) if rng.random() < 0.5 else 0.0
@@ -838,8 +862,50 @@ OOT_CATEGORIES = tuple(_OOT)
 _OOT_TRAIN = {c: oot_questions(c, False) for c in OOT_CATEGORIES}
 
 
+# More nouns for the training templates of _OOT, so that "a noun the task does not know" is what the model learns,
+# not a list of nouns: training only (the held-out out-of-task set is made from _OOT alone, and none of these is
+# one of its held-out nouns). Some training questions get a made-up word instead (_pseudo_word).
+OOT_EXTRA_NOUNS: Dict[str, List[str]] = {
+    'people': ['chef', 'pilot', 'king', 'queen', 'mother', 'father', 'worker', 'runner', 'dancer', 'artist',
+               'waiter', 'judge', 'clown', 'athlete', 'grandmother', 'kid', 'teenager', 'customer', 'tourist',
+               'firefighter', 'scientist', 'friend', 'neighbor', 'actor', 'swimmer', 'cook', 'guard', 'priest'],
+    'animals': ['goat', 'pig', 'chicken', 'wolf', 'fox', 'deer', 'frog', 'owl', 'shark', 'whale', 'dolphin',
+                'camel', 'donkey', 'turtle', 'spider', 'bee', 'ant', 'butterfly', 'squirrel', 'kangaroo', 'panda',
+                'parrot', 'crab', 'goose', 'puppy', 'kitten', 'hamster', 'eagle', 'lizard', 'bat'],
+    'things': ['bag', 'pen', 'box', 'key', 'bed', 'sofa', 'laptop', 'bowl', 'plate', 'fork', 'spoon', 'knife',
+               'truck', 'plane', 'ship', 'bridge', 'road', 'mountain', 'river', 'cake', 'apple', 'banana',
+               'candle', 'mirror', 'towel', 'wallet', 'ring', 'watch', 'camera', 'radio', 'ladder', 'fence',
+               'tent', 'rock', 'sock', 'glove', 'jacket', 'cloud', 'sandwich', 'piano', 'door', 'bench'],
+    'text': ['menu', 'ticket', 'card', 'letter', 'note', 'page', 'map', 'box', 'bottle', 'cup'],
+}
+_TASK_WORDS = set(COLOR_NAMES) | set(SHAPES) | set(SIZES) | {'object', 'objects', 'shape', 'shapes', 'one', 'ones',
+                                                              'colour', 'color', 'picture', 'image', 'thing'}
+_HELDOUT_OOT_NOUNS = {n for ts, ns in _OOT.values() for n in _split_list(ns, True)}
+assert not (_HELDOUT_OOT_NOUNS & {n for ns in OOT_EXTRA_NOUNS.values() for n in ns})
+
+
+def _pseudo_word(rng: np.random.Generator) -> str:
+    """A made-up word of 3 to 8 letters, never a task word or a held-out noun."""
+    cons, vows = 'bcdfghjklmnprstvwz', 'aeiou'
+    while True:
+        n = int(rng.integers(3, 9))
+        first = int(rng.integers(2))  # start with a consonant (0) or a vowel (1), then alternate
+        w = ''.join(cons[int(rng.integers(len(cons)))] if (i + first) % 2 == 0 else vows[int(rng.integers(len(vows)))]
+                    for i in range(n))
+        if w not in _TASK_WORDS and w not in _HELDOUT_OOT_NOUNS:
+            return w
+
+
 def sample_oot(rng: np.random.Generator) -> QA:
+    """A training out-of-task question: 60% from _OOT's training combinations; 40% a training template with
+    {n} of a category filled with one of OOT_EXTRA_NOUNS (3 in 4) or a made-up word (1 in 4)."""
     c = OOT_CATEGORIES[int(rng.integers(len(OOT_CATEGORIES)))]
+    if c in OOT_EXTRA_NOUNS and rng.random() < 0.4:
+        ts = [t for t in _split_list(_OOT[c][0], False) if '{n' in t]
+        t = ts[int(rng.integers(len(ts)))]
+        pool = OOT_EXTRA_NOUNS[c]
+        n = pool[int(rng.integers(len(pool)))] if rng.random() < 0.75 else _pseudo_word(rng)
+        return QA(vary_surface(_oot_fill(t, n), rng), OUT_OF_TASK_ANSWER, 'oot')
     qs = _OOT_TRAIN[c]
     return QA(vary_surface(qs[int(rng.integers(len(qs)))], rng), OUT_OF_TASK_ANSWER, 'oot')
 
@@ -917,9 +983,9 @@ class WideTrainStream:
         attempt = 0
         while True:
             rng = rng_for(self.seed, index, attempt)
-            s = random_scene_wide(rng)
+            s = random_scene_wide(rng, train=True)
             if scene_key(s) not in self.excluded:
-                return s, random_style(rng)
+                return s, random_style(rng, train=True)
             attempt += 1
 
     def scene(self, index: int):
@@ -958,6 +1024,11 @@ def corpus_texts_wide(n_scenes: int = 3000) -> Iterator[str]:
                 yield q
                 yield q.lower()
                 yield OUT_OF_TASK_ANSWER
+    for c, pool in OOT_EXTRA_NOUNS.items():
+        for t in _split_list(_OOT[c][0], False):
+            if '{n' in t:
+                for n in pool:
+                    yield _oot_fill(t, n)
 
 
 def in_task_vocabulary(answer: str) -> bool:
