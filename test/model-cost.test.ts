@@ -8,7 +8,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { preset, tinyConfig } from '../models/lavi/config.js';
+import { DEFAULT_LAVI, preset, tinyConfig } from '../models/lavi/config.js';
 import { costReport, type CostReport } from '../models/lavi/cost-report.js';
 import { countParameters } from '../models/lavi/weights.js';
 
@@ -101,8 +101,8 @@ function tflop(x: number): number {
   return x / 1e12;
 }
 
-test('lavi-7b: the counted FLOPs land on the spec estimates (1 crop: ~11.6 vs ~2.2 TFLOP; 10 crops: ~114 vs ~10 TFLOP)', () => {
-  const cfg = preset('lavi-7b');
+test('lavi-7b with the paper conditioner (DEFAULT_LAVI): the counted FLOPs land on the spec estimates (1 crop: ~11.6 vs ~2.2 TFLOP; 10 crops: ~114 vs ~10 TFLOP)', () => {
+  const cfg = { ...preset('lavi-7b'), lavi_config: DEFAULT_LAVI };
   const one: CostReport = costReport(cfg, { imageTokens: 729, textTokens: 100 });
   const ten: CostReport = costReport(cfg, { imageTokens: 7290, textTokens: 100 });
   assert.ok(tflop(one.concat.prefill.total) > 11 && tflop(one.concat.prefill.total) < 12.5, `concat 1 crop ${tflop(one.concat.prefill.total)}`);
@@ -116,6 +116,22 @@ test('lavi-7b: the counted FLOPs land on the spec estimates (1 crop: ~11.6 vs ~2
   const p = countParameters(cfg);
   assert.ok(p.llm > 7.5e9 && p.llm < 7.7e9, `llm params ${p.llm}`);
   assert.ok(p.vision > 0.38e9 && p.vision < 0.42e9, `vision params ${p.vision}`);
+});
+
+test('the presets\' conditioner (issue 17): one bf16 K/U per image, about concat\'s decode bytes, peak memory at most concat\'s', () => {
+  for (const [name, width] of [['lavi-0.5b', 64], ['lavi-7b', 256]] as const) {
+    const cfg = preset(name);
+    assert.equal([cfg.lavi_config.conditioner_width, cfg.lavi_config.kv_dtype, cfg.lavi_config.shared_visual_kv], [width, 'bf16', true], name);
+    for (const N of [729, 2916]) {
+      const r = costReport(cfg, { imageTokens: N, textTokens: 64 });
+      assert.is(r.lavi.memory.visualState, 2 * N * width * 2, `${name} ${N}: K and U once, bf16`);
+      const bytes = r.lavi.decodePerToken.bytes.total / r.concat.decodePerToken.bytes.total;
+      const peak = r.lavi.memory.peakTotal / r.concat.memory.peakTotal;
+      assert.ok(bytes < 1.025, `${name} ${N}: decode bytes LaVi/concat ${bytes}`);
+      assert.ok(peak <= 1.0, `${name} ${N}: peak memory LaVi/concat ${peak}`);
+      assert.ok(r.lavi.prefill.llm * 4 < r.concat.prefill.llm, `${name} ${N}: LLM prefill FLOPs`);
+    }
+  }
 });
 
 test('CLI: `lavi cost --config lavi-7b` prints the table with numbers', () => {

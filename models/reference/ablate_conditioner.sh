@@ -4,7 +4,7 @@
 # Retrains the small LaVi of the original task (train_vqa.sh's recipe: same data stream, seed, tokenizer and
 # 4,000-step schedule) once per candidate design, two at a time (one thread each, nice 10), exports each to float16
 # and scores it in PyTorch on the original held-out split (examples/vqa/test, 252 questions). The paper design is
-# the shipped checkpoint itself (models/weights/eval-pytorch.json of train_vqa.sh). Results: $WORK/<name>/eval/.
+# train_vqa.sh's own LaVi (the checkpoint shipped until issue 18, 98.4% on that split). Results: $WORK/<name>/eval/.
 set -eu
 PY=${PY:-/usr/bin/python3}
 WORK=${WORK:-/tmp/lavi-ablate}

@@ -1,16 +1,18 @@
 // LaVi's conditioner attention over K/U in decode vs the GEMV, as streaming bandwidth on the wasm backend (issue 17:
 // "the conditioner attention over K/U streams at ≥ 80% of the GEMV's bandwidth in the same run").
 //
-//   npx tsc -p tsconfig.json && flock /tmp/lavi-bench.lock node dist/test/bench/kv-attention-bench.js [--keys 729,2916] [--threads 2]
+//   npx tsc -p tsconfig.json && flock /tmp/lavi-bench.lock node dist/test/bench/kv-attention-bench.js [--keys 729,2916]
+//     [--threads 2] [--heads 8 --head-dim 64] [--reuse 12]
 //
-// Shapes of lavi-0.5b: one token's q [1, 1, 8, 64] over K/U [1, N, 8, 64] per site. Every variant rotates over enough
+// Shapes of lavi-0.5b with the paper's conditioner (r 512: --heads 8 --head-dim 64, the default; the preset's r 64 is
+// --heads 8 --head-dim 8 --reuse 48): one token's q [1, 1, H, D] over K/U [1, N, H, D] per site. Every variant rotates over enough
 // distinct tensors (≥ 128 MiB) that each call reads from DRAM, as a decode step does (48 sites' K/U, 24 layers'
 // weights). GEMV: x [1, 896] · W [4864, 896]ᵀ bf16 (the MLP's up/gate projection). Attention variants:
 //   rows f32      the row kernel (attention_rows; forced here by a zero mask): one head at a time, before this issue
 //   kv1 f32       attention_kv1_f32: keys in order, each key's heads as one run
 //   kv1 bf16      attention_kv1_bf16: the same over packed bf16 K/U (half the bytes)
-//   kv1 bf16 hm, K/U reused  head-major bf16, each K/U attended 12 times in a row (shared_visual_kv: a decode step's 12 sites
-//                 read one K/U, so all but the first read it from cache)
+//   kv1 bf16 hm, K/U reused  head-major bf16, each K/U attended --reuse times in a row (shared_visual_kv: a decode
+//                 step's sites read one K/U, so all but the first read it from cache)
 //   kv1 bf16/f32 head-major  K/U stored [1, H, N, D] (kvHeadMajor: each head's keys one run), as LaVi keeps them on wasm
 // Two GEMVs: the MLP's [4864, 896] and one reading as many bytes per call as the bf16 attention does.
 // Bandwidth = bytes of K and U read / time (GEMV: weight bytes / time). Interleaved rounds, medians.
@@ -32,7 +34,7 @@ async function main(): Promise<void> {
   const keys = arg('keys', '729,2916').split(',').map(Number);
   const rounds = Number(arg('rounds', '5'));
   const be = await WasmBackend.create({ threads });
-  const H = 8, D = 64;
+  const H = Number(arg('heads', '8')), D = Number(arg('head-dim', '64')), reuse = Number(arg('reuse', '12'));
   const MiB = 2 ** 20;
   const sync = async (t: Tensor) => {
     await t.read();
@@ -47,7 +49,7 @@ async function main(): Promise<void> {
   }
   const x = tensor(be, random(896, 7), [1, 896]);
   const q = tensor(be, random(H * D, 8), [1, 1, H, D]);
-  console.log(`kv-attention-bench: wasm ${threads} threads (${be.info().description}); load ${(await import('node:os')).loadavg()[0]!.toFixed(2)}`);
+  console.log(`kv-attention-bench: K/U heads ${H} × dim ${D}, reused ${reuse}×; wasm ${threads} threads (${be.info().description}); load ${(await import('node:os')).loadavg()[0]!.toFixed(2)}`);
   for (const N of keys) {
     const bytesF32 = 2 * N * H * D * 4;
     const sets = Math.max(2, Math.ceil((128 * MiB) / bytesF32));
@@ -94,7 +96,7 @@ async function main(): Promise<void> {
       ['kv1 bf16 head-major', bytesF32 / 2, (i) => attention(q, khm[i % sets]!, uhm[i % sets]!, { kvHeadMajor: true })],
       ['kv1 f32 head-major', bytesF32, (i) => attention(q, kf32hm[i % sets]!, uf32hm[i % sets]!, { kvHeadMajor: true })],
       // shared_visual_kv: every site of a decode step attends over the same K/U, so after the first it is in cache
-      ['kv1 bf16 hm, K/U reused', bytesF32 / 2, (i) => attention(q, khm[Math.floor(i / 12) % sets]!, uhm[Math.floor(i / 12) % sets]!, { kvHeadMajor: true })],
+      ['kv1 bf16 hm, K/U reused', bytesF32 / 2, (i) => attention(q, khm[Math.floor(i / reuse) % sets]!, uhm[Math.floor(i / reuse) % sets]!, { kvHeadMajor: true })],
     ];
     const ms = new Map<string, number[]>();
     for (let r = 0; r < rounds; r++) {
