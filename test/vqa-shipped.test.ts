@@ -1,6 +1,7 @@
 // The shipped VQA checkpoints (models/weights/lavi-vqa, concat-vqa) through the library API:
-//   1. the PyTorch golden (test/fixtures/vqa/logits-golden.safetensors, written by models/reference/eval_vqa.py
-//      golden: float64 PyTorch on the shipped float16 LaVi weights) — for questions of the original split, of
+//   1. the PyTorch goldens (test/fixtures/vqa/logits-golden.safetensors for LaVi, logits-golden-concat.safetensors
+//      for concat, written by models/reference/eval_vqa.py golden: float64 PyTorch on the shipped float16
+//      weights) — for questions of the original split, of
 //      the shifted split (a picture that is not 48 x 48, so the engine's resize is checked too) and of the
 //      out-of-task set: the prompt ids our tokenizer and chat template make, the decoded PNG, the pixel values,
 //      the logits at every prompt position (NMSE ≤ 1e-6) and the greedy answer ids (exact, stop token included);
@@ -8,16 +9,15 @@
 //   3. a sample of each held-out set (examples/vqa/test, shifted, oot; PNG): the engine's answers equal
 //      PyTorch's (models/weights/eval-pytorch.json, eval-pytorch-shifted.json, eval-pytorch-oot.json) token for
 //      token for both checkpoints (LaVi every 5th question, concat every 7th), LaVi's accuracy on the sample
-//      stays near what PyTorch measured on the whole set, and on the original split no answer has text outside
-//      the task's vocabulary.
+//      stays near what PyTorch measured on the whole set, and no answer has text outside the task's vocabulary.
 //
 // Backend, chosen by name on purpose: 'wasm' (WebAssembly SIMD, the fastest CPU backend: about 5× the CPU
 // reference on this model) when this build registers it, else 'cpu' (the plain-JS reference). A NOTE line says
 // which ran and how long it took; the file is meant to finish well within 60 s.
 //
 // Without the checkpoint or the fixtures in the tree, no test is registered and a NOTE says so. The paths can be
-// pointed elsewhere (another export of the same recipe) with LAVI_VQA_MODEL, LAVI_VQA_CONCAT, LAVI_VQA_GOLDEN and
-// LAVI_VQA_EVAL_DIR (the directory of the eval-pytorch*.json files).
+// pointed elsewhere (another export of the same recipe) with LAVI_VQA_MODEL, LAVI_VQA_CONCAT, LAVI_VQA_GOLDEN,
+// LAVI_VQA_GOLDEN_CONCAT and LAVI_VQA_EVAL_DIR (the directory of the eval-pytorch*.json files).
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -33,24 +33,24 @@ import { inTaskVocabulary } from '../models/app/commands/eval.js';
 const BACKEND = hasBackend('wasm') ? 'wasm' : 'cpu';
 const LAVI_STRIDE = BACKEND === 'wasm' ? 5 : 25;
 const CONCAT_STRIDE = BACKEND === 'wasm' ? 7 : 31;
-// README example pictures the shipped LaVi answers wrongly (the README says so): a count (counting is its weakest
-// type) and a dark background (it was trained on light ones only).
-const README_MISSES: string[] = ['shapes2.png', 'dark200x150.png'];
+// README example pictures the shipped LaVi answers wrongly (the README would say so): none since issue 18's
+// retraining (a 96x96 picture, a 1600x1200 JPEG and a dark background among them).
+const README_MISSES: string[] = [];
 const root = packageRoot();
 const modelDir = process.env.LAVI_VQA_MODEL ?? join(root, 'models', 'weights', 'lavi-vqa');
 const goldenPath = process.env.LAVI_VQA_GOLDEN ?? join(root, 'test', 'fixtures', 'vqa', 'logits-golden.safetensors');
+const goldenConcatPath = process.env.LAVI_VQA_GOLDEN_CONCAT ?? join(root, 'test', 'fixtures', 'vqa', 'logits-golden-concat.safetensors');
 const concatDir = process.env.LAVI_VQA_CONCAT ?? join(root, 'models', 'weights', 'concat-vqa');
 const evalDir = process.env.LAVI_VQA_EVAL_DIR ?? join(root, 'models', 'weights');
 // set -> PyTorch results over the whole set; the least accuracy LaVi must reach on the engine's sample (a little
-// under what PyTorch measured on the whole set, models/weights/eval-pytorch*.json: test 98.4%, shifted 19.8%,
-// oot 0% — the shipped checkpoint was trained on the original task only); whether every answer must use the
-// task's vocabulary (on shifted and oot it often does not).
+// under what PyTorch measured on the whole set, models/weights/eval-pytorch*.json: test 96.8%, shifted 87.3%,
+// oot 100%); whether every answer must use the task's vocabulary (it does on all three: 0 of 631 outside).
 const SETS: Record<string, { file: string; min: number; vocabulary: boolean }> = {
   test: { file: 'eval-pytorch.json', min: 0.9, vocabulary: true },
-  shifted: { file: 'eval-pytorch-shifted.json', min: 0.1, vocabulary: false },
-  oot: { file: 'eval-pytorch-oot.json', min: 0, vocabulary: false },
+  shifted: { file: 'eval-pytorch-shifted.json', min: 0.8, vocabulary: true },
+  oot: { file: 'eval-pytorch-oot.json', min: 0.95, vocabulary: true },
 };
-const missing = [join(modelDir, 'model.safetensors'), join(concatDir, 'model.safetensors'), goldenPath,
+const missing = [join(modelDir, 'model.safetensors'), join(concatDir, 'model.safetensors'), goldenPath, goldenConcatPath,
   ...Object.entries(SETS).flatMap(([s, v]) => [join(root, 'examples', 'vqa', s, 'questions.jsonl'), join(evalDir, v.file)])].filter((p) => !existsSync(p));
 
 interface Question {
@@ -101,8 +101,10 @@ if (missing.length && process.env.CI === 'true') {
     console.log(`NOTE: vqa-shipped on '${BACKEND}' in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   });
 
-  test('PyTorch golden: prompt ids, image, pixels, logits at every prompt position (NMSE ≤ 1e-6), greedy ids (exact)', async () => {
-    const f = await SafetensorsFile.open(goldenPath);
+  for (const [name, path, runtime] of [['LaVi', goldenPath, () => rt], ['concat', goldenConcatPath, () => rtConcat]] as const) {
+  test(`PyTorch golden (${name}): prompt ids, image, pixels, logits at every prompt position (NMSE ≤ 1e-6), greedy ids (exact)`, async () => {
+    const rt = runtime();
+    const f = await SafetensorsFile.open(path);
     try {
       const picked = JSON.parse(f.metadata.questions!) as (Question & { key: string; split: string; prediction: string })[];
       assert.ok(picked.length >= 5);
@@ -136,11 +138,12 @@ if (missing.length && process.env.CI === 'true') {
         assert.equal(r.tokens, answerIds, `${q.key}: greedy tokens`);
         assert.is(r.answer, q.prediction.trim());
       }
-      console.log(`NOTE: golden logits on '${BACKEND}': worst NMSE ${worst.toExponential(2)} over ${picked.length} prompts`);
+      console.log(`NOTE: golden logits (${name}) on '${BACKEND}': worst NMSE ${worst.toExponential(2)} over ${picked.length} prompts`);
     } finally {
       await f.close();
     }
   });
+  }
 
   test("the README's examples: the bundled example pictures answered as examples/images/questions.json says", async () => {
     const info = JSON.parse(readFileSync(join(root, 'examples', 'images', 'questions.json'), 'utf8')) as Record<string, { question: string; answer: string }>;

@@ -19,13 +19,20 @@ const HELP = `usage: lavi ask <image.png|jpg> "<question>" [options]
 Answers a question about an image with the LaVi model.
 
 What the bundled model (models/weights/lavi-vqa) knows: it is a 3M-parameter LaVi trained from scratch on
-synthetic pictures only, 1 to 4 flat coloured shapes (circle, square, triangle, cross; red, green, blue, yellow,
-purple, orange; small or large) on a light background, one per cell of a 3x3 grid, and on six question forms:
-  "What color is the triangle?"   "What shape is the red object?"   "How many circles are there?"
-  "Is there a green square?"      "Where is the cross?"             "Describe the image."
-Pictures unlike these (dark or noisy backgrounds, tiny objects), other phrasings and other questions get
-unreliable answers (README, "The bundled model"; \`npx lavi eval\` measures the original, shifted and
-out-of-task sets).
+synthetic pictures only: 1 to 5 flat coloured shapes (circle, square, triangle, cross; red, green, blue, yellow,
+purple, orange; small or large), at most one per cell of a 3x3 grid, on any plain, tinted, graded or noisy
+background, any picture size and aspect (PNG or JPEG; it is resized to 48x48). Six kinds of question, in many
+phrasings (case, "colour", a missing "?" are fine):
+  colour    "What color is the triangle?"  "what colour is the small circle"  "Which color is the cross?"
+  shape     "What shape is the red object?"  "What kind of shape is the object in the center?"
+  count     "How many circles are there?"  "How many red shapes can you see?"  "Count the objects."
+  exist     "Is there a green square?"  "Do you see a red object?"  "Are there any crosses?"
+  position  "Where is the cross?"  "Where's the red object?"  "In which part of the image is the blue circle?"
+  describe  "Describe the image."  "What do you see?"
+A question that names an object expects exactly one object to fit. Anything else ("Is this a cat?", "What is
+the man doing?") gets the fixed answer "I can only answer questions about the coloured shapes in the picture."
+It is not perfect: README, "The bundled model", has its accuracy on the original, shifted and out-of-task
+held-out sets (\`npx lavi eval\` measures them).
 
 options:
   --backend NAME      run on this backend (default: the best available one; software-emulated GPUs are skipped)
