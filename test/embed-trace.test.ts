@@ -95,4 +95,42 @@ test('trace: a truncated trace file is an error', () => {
   assert.match(r.stderr, /trace/);
 });
 
+// Hostile traces: replay hands records to kernels that trust their arguments, so each record is checked first
+// (models/app/trace-check.ts). Every case must be refused with an error naming the op, before any kernel runs.
+test('trace: malformed or hostile op records are refused with an error naming the op', async () => {
+  const first = (op: string) => trace.ops.find((o) => o.op === op)!;
+  const att = first('attention'), ws = first('writeSlice'), mm = first('matmul');
+  const edit = (victim: typeof att, change: Record<string, unknown>) => trace.ops.map((o) => (o === victim ? { ...o, ...change } : o));
+  const cases: [string, unknown[], RegExp][] = [
+    ['op name that is a backend method', edit(mm, { op: 'destroy' }), /\(destroy\): not a kernel of the op table/],
+    ['keyLength past the keys', edit(att, { attrs: { ...att.attrs, keyLength: 1e6 } }), /\(attention\).*keyLength/],
+    ['causal not a boolean', edit(att, { attrs: { ...att.attrs, causal: 1 } }), /\(attention\): attrs\.causal must be a boolean, got 1/],
+    ['writeSlice past the destination', edit(ws, { attrs: { ...ws.attrs, start: 1e9 } }), /\(writeSlice\)/],
+    ['writeSlice without its destination', edit(ws, { before: null }), /\(writeSlice\) destination before the write: not a tensor record/],
+    ['data shorter than the shape', edit(mm, { out: { ...mm.out, shape: [1 << 20, 1 << 10] } }), /\(matmul\) output: \d+ bytes of data for shape \[1048576, 1024\] f32/],
+    ['output shape the inputs do not give', edit(mm, { out: { ...mm.out, shape: [...mm.out.shape].reverse(), data: mm.out.data } }), /\(matmul\): output is \[/],
+    ['unknown dtype', edit(mm, { inputs: [{ ...mm.inputs[0]!, dtype: 'f64' }, ...mm.inputs.slice(1)] }), /\(matmul\) input 0: dtype must be one of/],
+    ['a missing required input', edit(mm, { inputs: [null, ...mm.inputs.slice(1)] }), /\(matmul\) input 0: not a tensor record/],
+    ['attrs not a map', edit(mm, { attrs: [1, 2] }), /\(matmul\): attrs must be a map/],
+  ];
+  for (const [name, ops, want] of cases) {
+    const path = join(tmp.dir, 'hostile.trace');
+    writeFileSync(path, Buffer.concat([encodeFrame(trace.header), ...ops.map((o) => encodeFrame(o)), encodeFrame({ kind: 'end', ops: ops.length })]));
+    try { readTrace(path); assert.unreachable(name); } catch (e) { assert.match((e as Error).message, want, `${name}: ${(e as Error).message}`); }
+    // The API path (a Trace built in memory) is checked too, before the kernel runs.
+    const cpu = await getBackend('cpu');
+    await replayTrace({ header: trace.header, ops: ops as Trace['ops'] }, cpu).then(
+      () => assert.unreachable(`${name}: replay accepted it`),
+      (e: Error) => assert.match(e.message, want, name),
+    );
+  }
+  // Through the CLI on wasm (whose kernels would read outside the wasm heap's tensors): a clear error, exit 1.
+  const path = join(tmp.dir, 'hostile.trace');
+  const ops = edit(att, { attrs: { ...att.attrs, keyLength: 1e6 } });
+  writeFileSync(path, Buffer.concat([encodeFrame(trace.header), ...ops.map((o) => encodeFrame(o)), encodeFrame({ kind: 'end', ops: ops.length })]));
+  const r = cli('verify', '--trace', path, '--backend', 'wasm');
+  assert.is(r.status, 1, r.stdout + r.stderr);
+  assert.match(r.stderr, /trace op #\d+ \(attention\)/);
+});
+
 test.run();

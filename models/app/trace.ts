@@ -7,6 +7,8 @@
 //   {kind:'op', index, op, attrs, inputs:[TensorRecord|null], out:TensorRecord, before?:TensorRecord}  (×N)
 //   {kind:'end', ops:N}
 // TensorRecord = {shape:number[], dtype:'f32'|'f16'|'bf16'|'i32', data: binary (little-endian raw storage)}.
+// A trace may come from anywhere: readTrace and replayTrace check every record first (trace-check.ts) and hand
+// the kernels only checked attributes; plain msgpack only (no extension types).
 //
 // Recording wraps the backend (a Proxy that forwards every call): the observer hook of ops/dispatch runs after
 // the kernel, too late to see writeSlice's destination before the write. The recorded backend must read
@@ -21,6 +23,7 @@ import { Tensor } from '../../core/tensor.js';
 import { transpose } from '../../ops/layout.js';
 import { compare, type Comparison } from '../../backends/conformance/compare.js';
 import { encodeFrame, FrameDecoder } from './serve.js';
+import { checkOpRecord } from './trace-check.js';
 
 export const TRACE_VERSION = 1;
 
@@ -115,8 +118,9 @@ export class TraceWriter {
 
 export function readTrace(path: string): Trace {
   const bytes = readFileSync(path);
-  // A trace is our own file: msgpackr's extension types allowed, no request-sized limits.
-  const dec = new FrameDecoder(Math.max(bytes.length, 4), { allowExtensions: true, maxDepth: 64, maxItems: Number.MAX_SAFE_INTEGER });
+  // One frame may be as large as the file (an op's tensors); plain msgpack only (maps, lists, numbers, strings,
+  // binary: what TraceWriter writes), no extension types.
+  const dec = new FrameDecoder(Math.max(bytes.length, 4), { maxDepth: 64, maxItems: Number.MAX_SAFE_INTEGER });
   const frames: unknown[] = [];
   for (const ev of dec.push(bytes)) {
     if (!ev.ok) throw new ValueError(`trace ${path}: ${ev.message}`);
@@ -124,11 +128,14 @@ export function readTrace(path: string): Trace {
   }
   if (dec.pending) throw new ValueError(`trace ${path}: truncated (${dec.pending} trailing bytes)`);
   const header = frames[0] as TraceHeader | undefined;
-  if (!header || header.kind !== 'lavi-trace') throw new ValueError(`trace ${path}: not a lavi trace (no header frame)`);
+  if (!header || typeof header !== 'object' || header.kind !== 'lavi-trace') throw new ValueError(`trace ${path}: not a lavi trace (no header frame)`);
   if (header.version !== TRACE_VERSION) throw new ValueError(`trace ${path}: version ${header.version}, this build reads ${TRACE_VERSION}`);
-  const ops = frames.slice(1).filter((f) => (f as OpRecord).kind === 'op') as OpRecord[];
-  const end = frames[frames.length - 1] as { kind?: string; ops?: number };
+  const ops = frames.slice(1).filter((f) => (f as OpRecord | null)?.kind === 'op') as OpRecord[];
+  const end = frames[frames.length - 1] as { kind?: string; ops?: number } | null;
   if (end?.kind !== 'end' || end.ops !== ops.length) throw new ValueError(`trace ${path}: incomplete (no end frame, or op count mismatch)`);
+  // Every record checked before anything runs (trace-check.ts): a bad one is an error naming the op, not a kernel
+  // reading outside its tensors.
+  ops.forEach((r, i) => checkOpRecord(r, i));
   return { header, ops };
 }
 
@@ -156,10 +163,12 @@ export interface ReplayResult {
 /** Replays every op of a trace on `backend`; stops at the first op outside its tolerance. */
 export async function replayTrace(trace: Trace, backend: Backend, onOp?: (r: OpRecord, c: Comparison) => void): Promise<ReplayResult> {
   const res: ReplayResult = { backend: backend.name, ops: trace.ops.length, passed: 0, worst: {}, firstDivergence: null };
-  for (const r of trace.ops) {
-    const tol = opTolerance(r.op, r.attrs as never); // the op table's tolerance (core/op-table.ts)
+  for (const [position, r] of trace.ops.entries()) {
+    // Checked again here (a Trace may come from the API, not readTrace); the kernel gets only the checked attrs.
+    const checked = checkOpRecord(r, position) as Record<string, unknown>;
+    const tol = opTolerance(r.op, checked as never); // the op table's tolerance (core/op-table.ts)
     const diverge = (comparison: Comparison | null, reason: string): ReplayResult => {
-      res.firstDivergence = { index: r.index, op: r.op, attrs: r.attrs, shapes: { inputs: r.inputs.map((t) => (t ? t.shape : null)), out: r.out.shape }, tolerance: tol, comparison, reason };
+      res.firstDivergence = { index: r.index, op: r.op, attrs: checked, shapes: { inputs: r.inputs.map((t) => (t ? t.shape : null)), out: r.out.shape }, tolerance: tol, comparison, reason };
       return res;
     };
     const made: Tensor[] = [];
@@ -170,8 +179,8 @@ export async function replayTrace(trace: Trace, backend: Backend, onOp?: (r: OpR
     };
     try {
       // As ops.attention does: a backend that does not read head-major K/V gets token-major copies.
-      const tokenMajor = r.op === 'attention' && (r.attrs as { kvHeadMajor?: boolean }).kvHeadMajor === true && !backend.headMajorKV;
-      const attrs = tokenMajor ? { ...r.attrs, kvHeadMajor: false } : r.attrs;
+      const tokenMajor = r.op === 'attention' && checked.kvHeadMajor === true && !backend.headMajorKV;
+      const attrs = tokenMajor ? { ...checked, kvHeadMajor: false } : checked;
       const inputs = r.inputs.map((t, i) => {
         if (!t) return null;
         const x = up(t);
