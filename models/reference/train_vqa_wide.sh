@@ -11,6 +11,7 @@ WORK=${WORK:-/tmp/lavi-train-wide}
 OUT=${OUT:-models/weights}
 STEPS=${STEPS:-3600}   # of the VQA training (the run in TRAINING.md)
 VSTEPS=${VSTEPS:-6000} # of the vision tower's pretraining on the cell probes
+TOWER=${TOWER:-}       # a tower.pt pretrained already (vision_probe.py --save) instead of step 1
 P2STEPS=${P2STEPS:-2000} # a second phase from the last checkpoint: fresh AdamW, lr 1e-3, the stream's next pictures
 mkdir -p "$WORK" "$OUT"
 
@@ -27,8 +28,12 @@ $PY $R/bpe_tokenizer.py train --data wide --out "$WORK/tokenizer.json"
 # 1. The vision tower (conv stem 32,64,128 + ViT width 128, 3 layers) and projector pretrained alone on the cell
 #    probes (colour, shape, size, cell of each visual token): the stand-in for a pretrained SigLIP (TRAINING.md).
 #    Both cores: nothing else runs yet.
-nice -n 10 $PY $R/vision_probe.py --patch 16 --stem 32,64,128 --width 128 --steps "$VSTEPS" --cosine --eval-every 200 --threads 2 \
-  --save "$WORK/tower.pt" > "$WORK/tower.log" 2>&1
+if [ -n "$TOWER" ]; then
+  cp "$TOWER" "$WORK/tower.pt"
+else
+  nice -n 10 $PY $R/vision_probe.py --patch 16 --stem 32,64,128 --width 128 --steps "$VSTEPS" --cosine --eval-every 200 --threads 2 \
+    --save "$WORK/tower.pt" > "$WORK/tower.log" 2>&1
+fi
 
 # 2. LaVi and concat from that tower, same seed, data and hyper-parameters, in parallel, one thread each.
 COMMON="--tokenizer $WORK/tokenizer.json --seed 0 --images 48 --questions-per-image 2 --lr 2e-3 --patch 16
