@@ -2,7 +2,7 @@
 
 import type { BinaryOp, UnaryOp } from '../core/backend.js';
 import { broadcastShapes, sameShape } from '../core/shape.js';
-import { ShapeError, fmtShape } from '../core/errors.js';
+import { ShapeError, ValueError, fmtShape } from '../core/errors.js';
 import type { Tensor } from '../core/tensor.js';
 import { F32, requireDType, requireFinite } from './check.js';
 import { runKernel } from './dispatch.js';
@@ -30,6 +30,9 @@ export const div = (a: Tensor, b: Tensor): Tensor => binary('div', a, b);
 const UNARY_FLOPS: Record<UnaryOp, number> = { gelu_tanh: 8, gelu_erf: 8, silu: 4, relu: 1, tanh: 4, exp: 2, neg: 1, sqrt: 1, rsqrt: 2 };
 
 export function unary(op: UnaryOp, x: Tensor): Tensor {
+  if (!Object.prototype.hasOwnProperty.call(UNARY_FLOPS, op)) {
+    throw new ValueError(`unary: op must be one of ${Object.keys(UNARY_FLOPS).join(', ')}, got ${JSON.stringify(op)?.slice(0, 40)}`);
+  }
   requireDType(op, 'x', x, F32);
   return runKernel('unary', x.shape, 'f32', [x], { op }, { flops: UNARY_FLOPS[op] * x.size });
 }

@@ -132,6 +132,7 @@ test('op validation: clear errors naming the op and shapes', () => {
   const ids = ops.tensor(cpu, new Int32Array([0, 1]), [2]);
   assert.throws(() => ops.embedding(a, a), (e: Error) => e instanceof DTypeError && /ids has dtype f32/.test(e.message));
   assert.throws(() => ops.softmax(ids), (e: Error) => e instanceof DTypeError);
+  assert.throws(() => ops.unary('destroy' as never, a), (e: Error) => e instanceof ValueError && /unary: op must be one of gelu_tanh, .*got "destroy"/.test(e.message));
   const q = ops.zeros(cpu, [1, 2, 3, 4]);
   const k = ops.zeros(cpu, [1, 5, 2, 4]);
   assert.throws(() => ops.attention(q, k, k), /query heads 3 must be a multiple of kv heads 2/);

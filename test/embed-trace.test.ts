@@ -100,6 +100,7 @@ test('trace: a truncated trace file is an error', () => {
 test('trace: malformed or hostile op records are refused with an error naming the op', async () => {
   const first = (op: string) => trace.ops.find((o) => o.op === op)!;
   const att = first('attention'), ws = first('writeSlice'), mm = first('matmul');
+  assert.ok(first('unary'), 'the trace has a unary op (the tower\'s GELU)');
   const edit = (victim: typeof att, change: Record<string, unknown>) => trace.ops.map((o) => (o === victim ? { ...o, ...change } : o));
   const cases: [string, unknown[], RegExp][] = [
     ['op name that is a backend method', edit(mm, { op: 'destroy' }), /\(destroy\): not a kernel of the op table/],
@@ -109,21 +110,25 @@ test('trace: malformed or hostile op records are refused with an error naming th
     ['writeSlice without its destination', edit(ws, { before: null }), /\(writeSlice\) destination before the write: not a tensor record/],
     ['data shorter than the shape', edit(mm, { out: { ...mm.out, shape: [1 << 20, 1 << 10] } }), /\(matmul\) output: \d+ bytes of data for shape \[1048576, 1024\] f32/],
     ['output shape the inputs do not give', edit(mm, { out: { ...mm.out, shape: [...mm.out.shape].reverse(), data: mm.out.data } }), /\(matmul\): output is \[/],
+    ['unary op name that is no activation', edit(first('unary'), { attrs: { op: 'destroy' } }), /\(unary\): unary: op must be one of .*got "destroy"/],
     ['unknown dtype', edit(mm, { inputs: [{ ...mm.inputs[0]!, dtype: 'f64' }, ...mm.inputs.slice(1)] }), /\(matmul\) input 0: dtype must be one of/],
     ['a missing required input', edit(mm, { inputs: [null, ...mm.inputs.slice(1)] }), /\(matmul\) input 0: not a tensor record/],
     ['attrs not a map', edit(mm, { attrs: [1, 2] }), /\(matmul\): attrs must be a map/],
   ];
+  const cpu = await getBackend('cpu');
   for (const [name, ops, want] of cases) {
-    const path = join(tmp.dir, 'hostile.trace');
-    writeFileSync(path, Buffer.concat([encodeFrame(trace.header), ...ops.map((o) => encodeFrame(o)), encodeFrame({ kind: 'end', ops: ops.length })]));
-    try { readTrace(path); assert.unreachable(name); } catch (e) { assert.match((e as Error).message, want, `${name}: ${(e as Error).message}`); }
-    // The API path (a Trace built in memory) is checked too, before the kernel runs.
-    const cpu = await getBackend('cpu');
-    await replayTrace({ header: trace.header, ops: ops as Trace['ops'] }, cpu).then(
+    // The bad record is the 2nd..Nth: nothing may have run when replay refuses it (checked up front).
+    let ran = 0;
+    await replayTrace({ header: trace.header, ops: ops as Trace['ops'] }, cpu, () => ran++).then(
       () => assert.unreachable(`${name}: replay accepted it`),
-      (e: Error) => assert.match(e.message, want, name),
+      (e: Error) => assert.match(e.message, want, `${name}: ${e.message}`),
     );
+    assert.is(ran, 0, `${name}: ops ran before the bad record was refused`);
   }
+  // An extension type (msgpackr's encoding of undefined) is refused by the reader.
+  const ext = join(tmp.dir, 'ext.trace');
+  writeFileSync(ext, Buffer.concat([encodeFrame(trace.header), encodeFrame({ ...trace.ops[0]!, before: undefined }), encodeFrame({ kind: 'end', ops: 1 })]));
+  assert.throws(() => readTrace(ext), /msgpack extension types are not accepted/);
   // Through the CLI on wasm (whose kernels would read outside the wasm heap's tensors): a clear error, exit 1.
   const path = join(tmp.dir, 'hostile.trace');
   const ops = edit(att, { attrs: { ...att.attrs, keyLength: 1e6 } });

@@ -7,8 +7,8 @@
 //   {kind:'op', index, op, attrs, inputs:[TensorRecord|null], out:TensorRecord, before?:TensorRecord}  (×N)
 //   {kind:'end', ops:N}
 // TensorRecord = {shape:number[], dtype:'f32'|'f16'|'bf16'|'i32', data: binary (little-endian raw storage)}.
-// A trace may come from anywhere: readTrace and replayTrace check every record first (trace-check.ts) and hand
-// the kernels only checked attributes; plain msgpack only (no extension types).
+// A trace may come from anywhere: readTrace takes plain msgpack only (no extension types), and replayTrace checks
+// every record before any kernel runs (trace-check.ts), handing the kernels only checked attributes.
 //
 // Recording wraps the backend (a Proxy that forwards every call): the observer hook of ops/dispatch runs after
 // the kernel, too late to see writeSlice's destination before the write. The recorded backend must read
@@ -133,9 +133,6 @@ export function readTrace(path: string): Trace {
   const ops = frames.slice(1).filter((f) => (f as OpRecord | null)?.kind === 'op') as OpRecord[];
   const end = frames[frames.length - 1] as { kind?: string; ops?: number } | null;
   if (end?.kind !== 'end' || end.ops !== ops.length) throw new ValueError(`trace ${path}: incomplete (no end frame, or op count mismatch)`);
-  // Every record checked before anything runs (trace-check.ts): a bad one is an error naming the op, not a kernel
-  // reading outside its tensors.
-  ops.forEach((r, i) => checkOpRecord(r, i));
   return { header, ops };
 }
 
@@ -163,9 +160,11 @@ export interface ReplayResult {
 /** Replays every op of a trace on `backend`; stops at the first op outside its tolerance. */
 export async function replayTrace(trace: Trace, backend: Backend, onOp?: (r: OpRecord, c: Comparison) => void): Promise<ReplayResult> {
   const res: ReplayResult = { backend: backend.name, ops: trace.ops.length, passed: 0, worst: {}, firstDivergence: null };
+  // Every record is checked before any kernel runs (trace-check.ts): a bad one is an error naming the op, not a
+  // kernel reading outside its tensors; the kernels get only the checked attributes.
+  const checkedAttrs = trace.ops.map((r, position) => checkOpRecord(r, position) as Record<string, unknown>);
   for (const [position, r] of trace.ops.entries()) {
-    // Checked again here (a Trace may come from the API, not readTrace); the kernel gets only the checked attrs.
-    const checked = checkOpRecord(r, position) as Record<string, unknown>;
+    const checked = checkedAttrs[position]!;
     const tol = opTolerance(r.op, checked as never); // the op table's tolerance (core/op-table.ts)
     const diverge = (comparison: Comparison | null, reason: string): ReplayResult => {
       res.firstDivergence = { index: r.index, op: r.op, attrs: checked, shapes: { inputs: r.inputs.map((t) => (t ? t.shape : null)), out: r.out.shape }, tolerance: tol, comparison, reason };
