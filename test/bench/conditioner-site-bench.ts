@@ -22,6 +22,9 @@ function arg(name: string, dflt: string): string {
 async function main(): Promise<void> {
   const threads = Number(arg('threads', '2')), r = Number(arg('width', '64')), H = Number(arg('heads', '8'));
   const rounds = Number(arg('rounds', '3')), reps = 2000, d = 896, dh = r / H;
+  for (const [n, v] of [['width', r], ['heads', H], ['threads', threads], ['rounds', rounds], ['head dim (width / heads)', dh]] as const) {
+    if (!Number.isInteger(v) || v < 1) throw new Error(`conditioner-site-bench: ${n} must be a positive integer, got ${v}`);
+  }
   const be = await WasmBackend.create({ threads });
   const bf16 = (shape: number[], seed: number) => {
     const t = tensor(be, random(shape.reduce((a, b) => a * b), seed), shape);
@@ -79,4 +82,7 @@ async function main(): Promise<void> {
   await be.destroy();
 }
 
-void main();
+main().catch((e: Error) => {
+  console.error(e.message);
+  process.exit(2);
+});

@@ -35,6 +35,9 @@ async function main(): Promise<void> {
   const rounds = Number(arg('rounds', '5'));
   const be = await WasmBackend.create({ threads });
   const H = Number(arg('heads', '8')), D = Number(arg('head-dim', '64')), reuse = Number(arg('reuse', '12'));
+  for (const [n, v] of [['heads', H], ['head-dim', D], ['reuse', reuse], ['threads', threads], ['rounds', rounds]] as const) {
+    if (!Number.isInteger(v) || v < 1) throw new Error(`kv-attention-bench: --${n} must be a positive integer, got ${v}`);
+  }
   const MiB = 2 ** 20;
   const sync = async (t: Tensor) => {
     await t.read();
@@ -117,4 +120,7 @@ async function main(): Promise<void> {
   await be.destroy();
 }
 
-void main();
+main().catch((e: Error) => {
+  console.error(e.message);
+  process.exit(2);
+});
