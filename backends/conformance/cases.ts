@@ -202,6 +202,12 @@ for (const [dt, Tq, S, Hq, Hkv, D, causal, headMajor] of [
   ['bf16', 3, 33, 4, 2, 16, true, true],
   ['f32', 5, 40, 4, 2, 16, false, true],
   ['f16', 1, 37, 3, 3, 16, false, true],
+  // heads of 8 (the presets' conditioners; wasm's attention_kv1d8): token-major, head-major, tails of 1 and 3 keys
+  ['f32', 1, 37, 3, 3, 8, false, false],
+  ['bf16', 1, 730, 8, 8, 8, false, false],
+  ['f32', 1, 729, 8, 8, 8, false, true],
+  ['bf16', 1, 2917, 8, 8, 8, false, true],
+  ['bf16', 1, 19, 2, 2, 8, true, true],
 ] as const) {
   const off = causal ? S - Tq : 0;
   const kv = headMajor ? [1, Hkv, S, D] : [1, S, Hkv, D];
@@ -216,6 +222,7 @@ for (const [dt, Tq, S, Hq, Hkv, D, causal, headMajor] of [
   });
 }
 add({ op: 'attention', name: 'perf attention K/V bf16 decode Tq1 S2916 H8/8 D64', inputs: [{ shape: [1, 1, 8, 64] }, { shape: [1, 2916, 8, 64], dtype: 'bf16' }, { shape: [1, 2916, 8, 64], dtype: 'bf16' }], run: ([q, k, v]) => ops.attention(q!, k!, v!), perf: true });
+add({ op: 'attention', name: 'perf attention head-major K/V bf16 decode Tq1 S2916 H8/8 D8', inputs: [{ shape: [1, 1, 8, 8] }, { shape: [1, 8, 2916, 8], dtype: 'bf16' }, { shape: [1, 8, 2916, 8], dtype: 'bf16' }], run: ([q, k, v]) => ops.attention(q!, k!, v!, { kvHeadMajor: true }), perf: true });
 add({ op: 'attention', name: 'perf attention K/V f32 decode Tq1 S2916 H8/8 D64', inputs: [{ shape: [1, 1, 8, 64] }, { shape: [1, 2916, 8, 64] }, { shape: [1, 2916, 8, 64] }], run: ([q, k, v]) => ops.attention(q!, k!, v!), perf: true });
 
 // ---- gather, argmax, cast ----

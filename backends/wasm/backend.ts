@@ -102,7 +102,7 @@ export class WasmBackend implements Backend {
     this.cx = new KernelContext(this.name, memory, heap, fns, fnIndex, pool, scratch, opts.splitSmallOps ?? false);
     this.mm = new MatmulDispatch(this.cx, opts.variants ?? {}, fma, this.bf16Activations);
     this.layout = new LayoutOps(this.cx);
-    this.rows = new RowOps(this.cx, (x, dst) => this.layout.widenInto(x, dst), (x, out, perm) => this.layout.transpose(out, [x], { perm }));
+    this.rows = new RowOps(this.cx, (x, dst) => this.layout.widenInto(x, dst), (x, out, perm) => this.layout.transpose(out, [x], { perm }), opts.variants?.attentionKV1 === 'generic');
   }
 
   /** Creates the memory, compiles the kernels (once per process) and starts the workers. */

@@ -23,6 +23,7 @@
 
 import { f32, f32x4, i32, i32x4, type Expr, type Local, type ModuleBuilder, v128 } from './emitter.js';
 import { hsum, hsum4 } from './gen-gemv.js';
+import { vexp } from './gen-math.js';
 import { rowLoop, softmaxTail } from './gen-norm.js';
 
 export function genAttention(m: ModuleBuilder): void {
@@ -499,5 +500,104 @@ export function genAttentionKV1(m: ModuleBuilder, dt: 'f32' | 'bf16', fma: boole
         });
       });
     }
+  });
+}
+
+/**
+ * attention_kv1d8_<f32|bf16>(q, k, v, out, scratch, keyLength, kStride, vStride, scale, h0, h1, kHStride, vHStride):
+ *   attention_kv1 for heads of 8 (D = Dv = 8: the presets' conditioners, r/H = 8), same arguments less D and Dv.
+ *   A key of one head is 8 values (one v128 of bf16, two of f32), so the generic kernel's per-(key block, head)
+ *   loop set-up, its `out` reloads and its separate softmax passes cost more than the arithmetic. Here each head
+ *   runs alone: q (pre-scaled) stays in two registers; pass 1 writes four scores per step (hsum4) and keeps their
+ *   running max; pass 2 takes exp of four scores at a time, sums them and accumulates p·v in four registers
+ *   (two chains), normalising once at the end. `scratch` holds (keyLength rounded up to 4) floats.
+ */
+export function genAttentionKV1D8(m: ModuleBuilder, dt: 'f32' | 'bf16', fma: boolean): void {
+  const madd = (a: Expr, b: Expr, acc: Expr) => (fma ? f32x4.relaxed_madd(a, b, acc) : f32x4.add(acc, f32x4.mul(a, b)));
+  const params = ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'f32', 'i32', 'i32', 'i32', 'i32'] as ('i32' | 'f32')[];
+  m.func(`attention_kv1d8_${dt}`, params, [], (f, q, k, v, out, scratch, keyLength, kStride, vStride, scale, h0, h1, kHStride, vHStride) => {
+    const h = f.local('i32'), j = f.local('i32'), kp = f.local('i32'), vp = f.local('i32'), sp = f.local('i32');
+    const kl4 = f.local('i32', i32.and(keyLength, -4));
+    const qe = f.local('v128'), qo = f.local('v128'), mx = f.local('v128'), sum = f.local('v128'), msv = f.local('v128');
+    const r = [f.local('v128'), f.local('v128'), f.local('v128'), f.local('v128')];
+    const a = [f.local('v128'), f.local('v128'), f.local('v128'), f.local('v128')];
+    const t0 = f.local('v128'), t1 = f.local('v128'), s = f.local('v128');
+    const e0 = f.local('v128'), o0 = f.local('v128'), e1 = f.local('v128'), o1 = f.local('v128');
+    const ms = f.local('f32'), ss = f.local('f32'), inv = f.local('v128');
+    const scaleV = f.local('v128', f32x4.splat(scale));
+    const HI = v128.constI32(-65536, -65536, -65536, -65536);
+    const kS2 = f.local('i32', i32.shl(kStride, 1)), kS3 = f.local('i32', i32.mul(kStride, 3));
+    const vS2 = f.local('i32', i32.shl(vStride, 1)), vS3 = f.local('i32', i32.mul(vStride, 3));
+    const at = (p: Local, u: number, s1: Local, s2: Local, s3: Local) => (u === 0 ? p : i32.add(p, [s1, s1, s2, s3][u]!));
+    // One key's 8 values at addr as two vectors: bf16 [even, odd] (widened in registers), f32 [first 4, last 4].
+    const lo = (addr: Expr, raw: Local) => (dt === 'bf16' ? (f.set(raw, v128.load(addr, 0, 0)), i32x4.shl(raw, 16)) : v128.load(addr, 0, 0));
+    const hi = (addr: Expr, raw: Local) => (dt === 'bf16' ? v128.and(raw, HI) : v128.load(addr, 16, 0));
+    const dot = (addr: Expr, u: number) => {
+      const l = lo(addr, r[u]!);
+      return madd(hi(addr, r[u]!), qo, f32x4.mul(l, qe));
+    };
+    const pv = (addr: Expr, u: number, p: Expr, ev: Local, od: Local) => {
+      const l = lo(addr, r[u]!);
+      f.set(ev, madd(l, p, ev));
+      f.set(od, madd(hi(addr, r[u]!), p, od));
+    };
+
+    f.for(h, h0, h1, 1, () => {
+      // q of head h, scaled, split as the keys are.
+      f.set(t0, f32x4.mul(v128.load(i32.add(q, i32.shl(h, 5)), 0, 0), scaleV));
+      f.set(t1, f32x4.mul(v128.load(i32.add(q, i32.shl(h, 5)), 16, 0), scaleV));
+      f.set(qe, dt === 'bf16' ? v128.shuffle32(t0, t1, [0, 2, 4, 6]) : t0);
+      f.set(qo, dt === 'bf16' ? v128.shuffle32(t0, t1, [1, 3, 5, 7]) : t1);
+
+      // 1. Scores and their running max.
+      f.set(kp, i32.add(k, i32.mul(h, kHStride)));
+      f.set(sp, scratch);
+      f.set(mx, v128.constF32(-Infinity, -Infinity, -Infinity, -Infinity));
+      f.for(j, 0, kl4, 4, () => {
+        for (let u = 0; u < 4; u++) f.set(a[u]!, dot(at(kp, u, kStride, kS2, kS3), u));
+        f.set(s, hsum4(a[0]!, a[1]!, a[2]!, a[3]!, [t0, t1])(f));
+        f.v128_store(sp, s, 0, 0);
+        f.set(mx, f32x4.max(mx, s));
+        f.inc(sp, 16);
+        f.set(kp, i32.add(kp, i32.shl(kStride, 2)));
+      });
+      f.for(j, kl4, keyLength, 1, () => {
+        f.set(a[0]!, dot(kp, 0));
+        f.set(s, f32x4.splat(hsum(a[0]!)));
+        f.f32_store(sp, f32x4.extract_lane(s, 0));
+        f.set(mx, f32x4.max(mx, s));
+        f.inc(sp, 4);
+        f.set(kp, i32.add(kp, kStride));
+      });
+      f.set(t0, f32x4.max(mx, v128.shuffle32(mx, mx, [2, 3, 0, 1])));
+      f.set(ms, f32.max(f32x4.extract_lane(t0, 0), f32x4.extract_lane(t0, 1)));
+      f.set(msv, f32x4.splat(ms));
+
+      // 2. p = exp(score − max), Σp and Σ p·v in one pass; normalised at the end.
+      for (const x of [e0, o0, e1, o1, sum]) f.set(x, v128.zero());
+      f.set(ss, 0);
+      f.set(vp, i32.add(v, i32.mul(h, vHStride)));
+      f.set(sp, scratch);
+      f.for(j, 0, kl4, 4, () => {
+        const p = vexp(f, f32x4.sub(v128.load(sp, 0, 0), msv));
+        f.set(sum, f32x4.add(sum, p));
+        for (let u = 0; u < 4; u++) pv(at(vp, u, vStride, vS2, vS3), u, v128.shuffle32(p, p, [u, u, u, u]), u & 1 ? e1 : e0, u & 1 ? o1 : o0);
+        f.inc(sp, 16);
+        f.set(vp, i32.add(vp, i32.shl(vStride, 2)));
+      });
+      f.for(j, kl4, keyLength, 1, () => {
+        const p = vexp(f, f32x4.sub(f32x4.splat(f32.load(sp)), msv));
+        f.set(ss, f32.add(ss, f32x4.extract_lane(p, 0)));
+        pv(vp, 0, p, e0, o0);
+        f.inc(sp, 4);
+        f.set(vp, i32.add(vp, vStride));
+      });
+      f.set(inv, f32x4.splat(f32.div(f32.const(1), f32.add(hsum(sum), ss))));
+      f.set(e0, f32x4.mul(f32x4.add(e0, e1), inv));
+      f.set(o0, f32x4.mul(f32x4.add(o0, o1), inv));
+      const op = i32.add(out, i32.shl(h, 5));
+      f.v128_store(op, dt === 'bf16' ? v128.shuffle32(e0, o0, [0, 4, 1, 5]) : e0, 0, 0);
+      f.v128_store(op, dt === 'bf16' ? v128.shuffle32(e0, o0, [2, 6, 3, 7]) : o0, 16, 0);
+    });
   });
 }

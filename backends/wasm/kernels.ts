@@ -2,7 +2,7 @@
 // Built once per process (a few milliseconds) and compiled once; workers receive the compiled module.
 
 import { f32x4, ModuleBuilder, v128 } from './emitter.js';
-import { genAttention, genAttentionKV1 } from './gen-attention.js';
+import { genAttention, genAttentionKV1, genAttentionKV1D8 } from './gen-attention.js';
 import { genElementwise } from './gen-elementwise.js';
 import { type GemmBlocking, gemmScratchBytes, genGemmDriver, genGemmMacro, genPackCols, genPackRows, type StoreDType } from './gen-gemm.js';
 import { genGemvN, genGemvT, genGemvTBf16x, genPrepareX, genRoundBf16, genSumPartials } from './gen-gemv.js';
@@ -107,6 +107,8 @@ export function buildKernelBytes(fma = false, ext?: KernelExtension): { bytes: U
   genAttention(m);
   genAttentionKV1(m, 'f32', fma);
   genAttentionKV1(m, 'bf16', fma);
+  genAttentionKV1D8(m, 'f32', fma);
+  genAttentionKV1D8(m, 'bf16', fma);
   ext?.add({ m, fma, dts, macro, packA, packB });
   const bytes = m.build();
   return { bytes, names: m.exportNames() };

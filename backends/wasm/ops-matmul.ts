@@ -27,6 +27,8 @@ export interface Variants {
   /** Work (bytes) per job below which an [N, K] GEMV is not split (default PAR_BYTES, 1 MiB). */
   gemvParBytes?: number;
   gemm?: string;
+  /** 'generic': one-row attention over heads of 8 by attention_kv1 instead of attention_kv1d8 (both shipped). */
+  attentionKV1?: 'generic';
 }
 
 export class MatmulDispatch {

@@ -37,6 +37,8 @@ export class RowOps {
     private readonly widenInto: (x: Tensor, dst: number) => void,
     /** The layout ops' transpose, into a tensor view over other storage. */
     private readonly transposeInto: (x: Tensor, out: Tensor, perm: number[]) => void,
+    /** Benchmarking only (variants.attentionKV1 'generic'): heads of 8 through attention_kv1 too. */
+    private readonly genericKV1 = false,
   ) {}
 
   /** out[i] = fn(ins[i]...) over n floats, split across threads for large n. */
@@ -273,14 +275,22 @@ export class RowOps {
     // bytes between keys and between heads: token-major [S, H, D], or head-major [H, S, D]
     const [kStride, kHStride] = headMajor ? [D * eb, S * D * eb] : [H * D * eb, D * eb];
     const [vStride, vHStride] = headMajor ? [Dv * eb, S * Dv * eb] : [H * Dv * eb, Dv * eb];
-    // Jobs of whole heads once there is 256 KiB to read.
-    const nt = cx.threads === 1 || H * keyLength * (D + Dv) * eb < PAR_BYTES / 4 ? 1 : Math.min(Math.max(1, H >> 1), 2 * cx.threads);
+    // Jobs of whole heads once there is 256 KiB to read. Heads of 8 are compute-bound (an exp and two 8-wide dots per key), so they split from 64 KiB (N = 729 at
+    // lavi-0.5b: 21 µs on 2 threads vs 24 on one, docs/perf-log.md).
+    const small = D === 8 && Dv === 8 && !this.genericKV1;
+    const nt = cx.threads === 1 || H * keyLength * (D + Dv) * eb < (small ? PAR_BYTES / 16 : PAR_BYTES / 4) ? 1 : Math.min(Math.max(1, H >> 1), 2 * cx.threads);
     // Head-major: one head per job, so a thread streams one contiguous run at a time (measured 1.1-1.3x faster than
     // two-head jobs at N = 729, docs/perf-log.md); token-major: jobs of ≥ 2 heads, each key's run stays ≥ 2 heads.
     const jobs = split(H, headMajor && nt > 1 ? H : nt, 1);
     const per = Math.max(...jobs.map(([s, e]) => e - s)) * (Math.ceil(keyLength / 4) * 4 + D) * 4;
     const scratch = cx.heap.alloc(per * jobs.length);
     try {
+      if (small) {
+        // Heads of 8 (the presets' conditioners): attention_kv1d8, one head at a time, p·v in registers.
+        const fn = cx.fn(`attention_kv1d8_${k.dtype}`);
+        cx.runJobs(jobs.map(([s, e], t) => ({ fn, args: [ptr(q), ptr(k), ptr(v), ptr(out), scratch + t * per, keyLength, kStride, vStride, scale, s, e, kHStride, vHStride] })));
+        return;
+      }
       const fn = cx.fn(`attention_kv1_${k.dtype}`);
       cx.runJobs(jobs.map(([s, e], t) => ({ fn, args: [ptr(q), ptr(k), ptr(v), ptr(out), scratch + t * per, keyLength, D, Dv, kStride, vStride, scale, s, e, kHStride, vHStride] })));
     } finally {

@@ -14,6 +14,7 @@
 //   kv1 bf16 hm, K/U reused  head-major bf16, each K/U attended --reuse times in a row (shared_visual_kv: a decode
 //                 step's sites read one K/U, so all but the first read it from cache)
 //   kv1 bf16/f32 head-major  K/U stored [1, H, N, D] (kvHeadMajor: each head's keys one run), as LaVi keeps them on wasm
+//   generic kv1 …  (--head-dim 8 only) the head-major bf16 rows through attention_kv1 instead of attention_kv1d8
 // Two GEMVs: the MLP's [4864, 896] and one reading as many bytes per call as the bf16 attention does.
 // Bandwidth = bytes of K and U read / time (GEMV: weight bytes / time). Interleaved rounds, medians.
 
@@ -50,6 +51,7 @@ async function main(): Promise<void> {
     Ws.push(cast(w, 'bf16'));
     w.dispose();
   }
+  const beG = D === 8 ? await WasmBackend.create({ threads, variants: { attentionKV1: 'generic' } }) : null;
   const x = tensor(be, random(896, 7), [1, 896]);
   const q = tensor(be, random(H * D, 8), [1, 1, H, D]);
   console.log(`kv-attention-bench: K/U heads ${H} × dim ${D}, reused ${reuse}×; wasm ${threads} threads (${be.info().description}); load ${(await import('node:os')).loadavg()[0]!.toFixed(2)}`);
@@ -90,6 +92,18 @@ async function main(): Promise<void> {
       Wsame.push(cast(w, 'bf16'));
       w.dispose();
     }
+    // Heads of 8: the same head-major bf16 K/U on a second backend that runs them through the generic attention_kv1
+    // instead of attention_kv1d8 (variants.attentionKV1), so the two kernels are timed in the same rounds.
+    const khmG: Tensor[] = [], uhmG: Tensor[] = [], qG = beG ? tensor(beG, await q.read(), q.shape) : null;
+    if (beG) {
+      for (const [dst, src] of [[khmG, khm], [uhmG, uhm]] as const) {
+        for (const t of src) {
+          const w = tensor(beG, await t.read(), t.shape);
+          dst.push(cast(w, 'bf16'));
+          w.dispose();
+        }
+      }
+    }
     const variants: [string, number, (i: number) => Tensor][] = [
       ['GEMV bf16 [4864, 896]', 4864 * 896 * 2, (i) => linear(x, Ws[i % Ws.length]!)],
       [`GEMV bf16 [${rowsSame}, 896]`, rowsSame * 896 * 2, (i) => linear(x, Wsame[i % Wsame.length]!)],
@@ -101,6 +115,10 @@ async function main(): Promise<void> {
       // shared_visual_kv: every site of a decode step attends over the same K/U, so after the first it is in cache
       ['kv1 bf16 hm, K/U reused', bytesF32 / 2, (i) => attention(q, khm[Math.floor(i / reuse) % sets]!, uhm[Math.floor(i / reuse) % sets]!, { kvHeadMajor: true })],
     ];
+    if (qG) {
+      variants.push(['generic kv1 bf16 hm', bytesF32 / 2, (i) => attention(qG, khmG[i % sets]!, uhmG[i % sets]!, { kvHeadMajor: true })]);
+      variants.push(['generic kv1 hm, reused', bytesF32 / 2, (i) => attention(qG, khmG[Math.floor(i / reuse) % sets]!, uhmG[Math.floor(i / reuse) % sets]!, { kvHeadMajor: true })]);
+    }
     const ms = new Map<string, number[]>();
     for (let r = 0; r < rounds; r++) {
       for (const [name, , fn] of r % 2 ? [...variants].reverse() : variants) {
@@ -115,9 +133,11 @@ async function main(): Promise<void> {
       const gbs = bytes / t / 1e6;
       console.log(`  ${name.padEnd(24)} ${t.toFixed(3).padStart(7)} ms  ${gbs.toFixed(1).padStart(5)} GB/s  ${(gbs / gemv * 100).toFixed(0).padStart(4)}% of GEMV`);
     }
-    for (const t of [...kf, ...uf, ...kb, ...ub, ...Wsame, ...khm, ...uhm, ...kf32hm, ...uf32hm, mask]) t.dispose();
+    for (const t of [...kf, ...uf, ...kb, ...ub, ...Wsame, ...khm, ...uhm, ...kf32hm, ...uf32hm, mask, ...khmG, ...uhmG]) t.dispose();
+    qG?.dispose();
   }
   await be.destroy();
+  await beG?.destroy();
 }
 
 main().catch((e: Error) => {
