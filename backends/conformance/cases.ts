@@ -208,6 +208,9 @@ for (const [dt, Tq, S, Hq, Hkv, D, causal, headMajor] of [
   ['f32', 1, 729, 8, 8, 8, false, true],
   ['bf16', 1, 2917, 8, 8, 8, false, true],
   ['bf16', 1, 19, 2, 2, 8, true, true],
+  // head-major below 16 keys (the bundled model's 9 visual tokens): attention_kv1 on wasm, no copies
+  ['f32', 1, 9, 4, 4, 16, false, true],
+  ['bf16', 1, 3, 2, 2, 8, false, true],
 ] as const) {
   const off = causal ? S - Tq : 0;
   const kv = headMajor ? [1, Hkv, S, D] : [1, S, Hkv, D];

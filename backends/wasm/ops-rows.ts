@@ -192,7 +192,9 @@ export class RowOps {
     if (rows === 0 || Dv === 0) return;
     // One query row over many keys with one kv head per query head (LaVi's conditioners in decode), f32 or packed
     // bf16 K/V: attention_kv1 streams the keys in order (gen-attention.ts). Other f16/bf16 K/V: widened copies.
-    if (B * Tq === 1 && Hq === Hkv && !mask && (!causal || queryOffset + 1 >= keyLength) && D % 8 === 0 && Dv % 8 === 0 && keyLength >= 16 && k.dtype !== 'f16') {
+    // Head-major K/V take it at any key length: the other paths would attend over token-major copies (the shipped
+    // model's 9 visual tokens spent more time copying than attending).
+    if (B * Tq === 1 && Hq === Hkv && !mask && (!causal || queryOffset + 1 >= keyLength) && D % 8 === 0 && Dv % 8 === 0 && (keyLength >= 16 || (kvHeadMajor && keyLength >= 1)) && k.dtype !== 'f16') {
       return this.attentionKV1(out, q, k, v, keyLength, scale, kvHeadMajor);
     }
     if (kvHeadMajor) return this.attentionTokenMajor(out, [q, k, v, mask], attrs);
