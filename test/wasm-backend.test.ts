@@ -339,6 +339,36 @@ test('vector exp/tanh/gelu/silu/softmax: accurate over the whole f32 range, incl
   for (let i = 0; i < rows.length; i++) assert.ok(Math.abs(got![i]! - want![i]!) <= 1e-7 * Math.abs(want![i]!) + 1e-38, `softmax[${i}]: ${got![i]} vs ${want![i]}`);
 });
 
+test('attention over heads of 8 (attention_kv1d8 and its exp for x ≤ 0): within f32 rounding of the CPU reference, 1 = 2 threads', async () => {
+  // K/U f32 and bf16, head-major and token-major, a key count with a tail of 1; q at two scales. Scores of a few
+  // units: the error is the exp's and the sums' own (bound 2e-6 relative). Scores of tens (the exp's whole range,
+  // its clamp included): each score's f32 rounding, up to ~2^-24 per term of Σ|q_i·k_i|·scale, passes into e^score
+  // as relative error, in any f32 kernel, so the bound is 16·2^-24 times the largest such sum.
+  for (const qScale of [1, 30]) {
+    for (const [N, dt, headMajor] of [[2917, 'bf16', true], [729, 'f32', true], [37, 'f32', false]] as const) {
+      const kv = headMajor ? [1, 8, N, 8] : [1, N, 8, 8];
+      const narrow = (x: Float32Array) => (dt === 'bf16' ? (narrowFromF32(x, 'bf16') as unknown as Float32Array) : x);
+      const q = rand(64, qScale), k = narrow(rand(N * 64)), v = narrow(rand(N * 64));
+      const inputs = [{ data: q, shape: [1, 1, 8, 8] }, { data: k, shape: kv, dtype: dt }, { data: v, shape: kv, dtype: dt }];
+      const [want, a, b] = await onEach([cpu, w1, w2], inputs, ([q, k, v]) => ops.attention(q!, k!, v!, { kvHeadMajor: headMajor }));
+      const kf = dt === 'bf16' ? (await onEach([cpu], [{ data: k, shape: [N * 64], dtype: dt }], ([t]) => ops.cast(t!, 'f32')))[0]! : k;
+      let sumAbs = 0;
+      for (let h = 0; h < 8; h++) {
+        for (let j = 0; j < N; j++) {
+          let s = 0;
+          for (let i = 0; i < 8; i++) s += Math.abs(q[h * 8 + i]! * kf[headMajor ? (h * N + j) * 8 + i : (j * 8 + h) * 8 + i]!);
+          sumAbs = Math.max(sumAbs, s / Math.sqrt(8));
+        }
+      }
+      const bound = Math.max(2e-6, 16 * 2 ** -24 * sumAbs);
+      let worst = 0;
+      for (let i = 0; i < want!.length; i++) worst = Math.max(worst, Math.abs(a![i]! - want![i]!) / Math.max(Math.abs(want![i]!), 1e-2));
+      assert.ok(worst <= bound, `q ×${qScale}, N ${N} ${dt}${headMajor ? ' head-major' : ''}: worst relative error ${worst} > ${bound}`);
+      assertIdentical(a!, b!, `attention_kv1d8 N ${N}`);
+    }
+  }
+});
+
 test('16-bit and i32 tensors through the layout ops, argmax and casts; masks that broadcast over keys', async () => {
   const bits = narrowFromF32(rand(3 * 17 * 5, 4), 'bf16') as unknown as Float32Array;
   const halves = narrowFromF32(rand(3 * 17 * 5, 4), 'f16') as unknown as Float32Array;

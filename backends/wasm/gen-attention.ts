@@ -23,7 +23,7 @@
 
 import { f32, f32x4, i32, i32x4, type Expr, type Local, type ModuleBuilder, v128 } from './emitter.js';
 import { hsum, hsum4 } from './gen-gemv.js';
-import { vexp } from './gen-math.js';
+import { vexpNonPositive } from './gen-math.js';
 import { rowLoop, softmaxTail } from './gen-norm.js';
 
 export function genAttention(m: ModuleBuilder): void {
@@ -579,14 +579,14 @@ export function genAttentionKV1D8(m: ModuleBuilder, dt: 'f32' | 'bf16', fma: boo
       f.set(vp, i32.add(v, i32.mul(h, vHStride)));
       f.set(sp, scratch);
       f.for(j, 0, kl4, 4, () => {
-        const p = vexp(f, f32x4.sub(v128.load(sp, 0, 0), msv));
+        const p = vexpNonPositive(f, f32x4.sub(v128.load(sp, 0, 0), msv), fma);
         f.set(sum, f32x4.add(sum, p));
         for (let u = 0; u < 4; u++) pv(at(vp, u, vStride, vS2, vS3), u, v128.shuffle32(p, p, [u, u, u, u]), u & 1 ? e1 : e0, u & 1 ? o1 : o0);
         f.inc(sp, 16);
         f.set(vp, i32.add(vp, i32.shl(vStride, 2)));
       });
       f.for(j, kl4, keyLength, 1, () => {
-        const p = vexp(f, f32x4.sub(f32x4.splat(f32.load(sp)), msv));
+        const p = vexpNonPositive(f, f32x4.sub(f32x4.splat(f32.load(sp)), msv), fma);
         f.set(ss, f32.add(ss, f32x4.extract_lane(p, 0)));
         pv(vp, 0, p, e0, o0);
         f.inc(sp, 4);

@@ -1,6 +1,6 @@
 // Vectorised transcendental functions for the generated kernels (f32x4 in, f32x4 out). Each helper writes its
 // intermediates into fresh locals (an Expr used twice would be emitted twice) and returns the local holding the
-// result. Accuracy, measured against float64 over the ranges the kernels see, is in test/wasm-math.test.ts.
+// result. Accuracy, measured against float64 over the ranges the kernels see, is in test/wasm-backend.test.ts.
 //
 // exp:  Cody–Waite reduction x = n·ln2 + r (|r| ≤ ln2/2, n = round(x·log2 e) via the 1.5·2^23 trick), a degree-5
 //       minimax polynomial for e^r (the classic Cephes expf coefficients, ≈1 ulp), then scaling by 2^n as two
@@ -37,6 +37,26 @@ export function vexp(f: FnBuilder, x: Expr): Local {
   const s1 = i32x4.shl(i32x4.add(h, splatI(127)), 23);
   const s2 = i32x4.shl(i32x4.add(i32x4.sub(ni, h), splatI(127)), 23);
   return f.local('v128', f32x4.mul(f32x4.mul(er, s1), s2));
+}
+
+/**
+ * e^x for x ≤ 0 only (a softmax's scores minus their max), about half of vexp's instructions: the same reduction
+ * and polynomial, but with FMA (relaxed, when `fma`), x clamped below at −87.3 so that 2^n is one normal exponent
+ * field (results under 2^−126 ≈ 1.2e-38 come out as that, not smaller: nothing next to the max's e^0 = 1), NaN
+ * passing through. Positive x up to 88 still come out right; beyond, wrong: callers must subtract the max.
+ */
+export function vexpNonPositive(f: FnBuilder, x: Expr, fma: boolean): Local {
+  const madd = (a: Expr, b: Expr, acc: Expr) => (fma ? f32x4.relaxed_madd(a, b, acc) : f32x4.add(f32x4.mul(a, b), acc));
+  const MAGIC = 12582912;
+  const xc = f.local('v128', f32x4.pmax(x, splat(-87.33654)));
+  const t = f.local('v128', madd(xc, splat(Math.LOG2E), splat(MAGIC)));
+  const n = f.local('v128', f32x4.sub(t, splat(MAGIC)));
+  const r = f.local('v128', madd(n, splat(2.1219444e-4), madd(n, splat(-0.693359375), xc)));
+  let p: Expr = splat(1.9875691500e-4);
+  for (const c of [1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1]) p = madd(p, r, splat(c));
+  const er = f32x4.add(madd(f32x4.mul(p, r), r, r), splat(1));
+  const scale = i32x4.shl(i32x4.sub(t, splatI(0x4b400000 - 127)), 23);
+  return f.local('v128', f32x4.mul(er, scale));
 }
 
 export function vtanh(f: FnBuilder, x: Expr): Local {
