@@ -35,7 +35,8 @@ const UNARY_EXPR: Record<UnaryOp, (v: string) => string> = {
   rsqrt: (v) => `1.0 / sqrt(${v})`,
 };
 
-const UNARY_OPS: UnaryOp[] = ['gelu_tanh', 'gelu_erf', 'silu', 'relu', 'tanh', 'exp', 'neg', 'sqrt', 'rsqrt'];
+/** The shader's case index of each op: UNARY_EXPR's keys (a Record over UnaryOp, so no op can be missing). */
+const UNARY_OPS = Object.keys(UNARY_EXPR) as UnaryOp[];
 const BINARY_OPS: BinaryAttrs['op'][] = ['add', 'sub', 'mul', 'div'];
 
 /** One shader for every unary op (a uniform switch), one for every binary op: fewer kernels to compile. */
