@@ -10,7 +10,7 @@ PY=${PY:-/usr/bin/python3}
 WORK=${WORK:-/tmp/lavi-train-wide}
 OUT=${OUT:-models/weights}
 STEPS=${STEPS:-3600}   # of the VQA training (the run in TRAINING.md)
-VSTEPS=${VSTEPS:-6000} # of the vision tower's pretraining on the cell probes
+VSTEPS=${VSTEPS:-12000} # of the vision tower's pretraining on the cell probes (one thread: the shipped tower's)
 TOWER=${TOWER:-}       # a tower.pt pretrained already (vision_probe.py --save) instead of step 1
 P2STEPS=${P2STEPS:-2000} # a second phase from the last checkpoint: fresh AdamW, lr 1e-3, the stream's next pictures
 mkdir -p "$WORK" "$OUT"
@@ -27,11 +27,12 @@ $PY $R/bpe_tokenizer.py train --data wide --out "$WORK/tokenizer.json"
 
 # 1. The vision tower (conv stem 32,64,128 + ViT width 128, 3 layers) and projector pretrained alone on the cell
 #    probes (colour, shape, size, cell of each visual token): the stand-in for a pretrained SigLIP (TRAINING.md).
-#    Both cores: nothing else runs yet.
+#    One thread, as the shipped checkpoints' tower was trained (BLAS sums, and so the weights, depend on the thread
+#    count): about 27 minutes.
 if [ -n "$TOWER" ]; then
   cp "$TOWER" "$WORK/tower.pt"
 else
-  nice -n 10 $PY $R/vision_probe.py --patch 16 --stem 32,64,128 --width 128 --steps "$VSTEPS" --cosine --eval-every 200 --threads 2 \
+  nice -n 10 $PY $R/vision_probe.py --patch 16 --stem 32,64,128 --width 128 --steps "$VSTEPS" --cosine --eval-every 1000 --threads 1 \
     --save "$WORK/tower.pt" > "$WORK/tower.log" 2>&1
 fi
 
