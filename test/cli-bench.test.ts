@@ -34,6 +34,12 @@ test('lavi bench: a tiny config, LaVi (shared bf16 K/U) and concat at two token 
       }
       assert.ok(s.lavi.kuS > 0);
     }
+    // decode interleaved in one process, per token count: 8 block pairs (2 × 3 tokens → at least 8 blocks)
+    assert.equal(j.paired.map((x: { imageTokens: number }) => x.imageTokens), [16, 32]);
+    for (const x of j.paired) {
+      assert.is(x.blocks, 8);
+      assert.ok(x.laviTokS > 0 && x.concatTokS > 0 && x.ratio.min > 0 && x.ratio.min <= x.ratio.median && x.ratio.median <= x.ratio.max, JSON.stringify(x));
+    }
     const svg = await readFile(plot, 'utf8');
     assert.match(svg, /^<svg/);
     assert.match(svg, />LaVi</);

@@ -20,6 +20,8 @@ design() {  # the lavi_config flags of each candidate
     shared) echo "--shared-kv --kv-dtype bf16" ;;                                             # all 8 sites, one K/U
     shared-r16) echo "--shared-kv --kv-dtype bf16 --cond-r 16 --cond-heads 2" ;;  # all sites, one K/U, r = d/12, head dim 8 (as width 64 at 0.5B)
     shared-r16-input) echo "--shared-kv --kv-dtype bf16 --cond-r 16 --cond-heads 2 --viln-norms input_layernorm" ;;  # half the sites (4 / 24 at 0.5B)
+    shared-r8) echo "--shared-kv --kv-dtype bf16 --cond-r 8 --cond-heads 1" ;;  # all sites, one K/U, r = d/24, one head of 8 (r 32, 4 heads at 0.5B)
+    shared-r16-every2) echo "--shared-kv --kv-dtype bf16 --cond-r 16 --cond-heads 2 --every-k 2" ;;  # both norms of every other layer (24 of 48 sites at 0.5B)
     every2) echo "--every-k 2" ;;                                                             # 4 sites, own K/U
     input) echo "--viln-norms input_layernorm" ;;                                             # 4 sites, own K/U
     *) echo "unknown design $1" >&2; exit 2 ;;

@@ -2,7 +2,8 @@
 // Random-weight LaVi and concat models of one config, timed side by side on the wasm backend. Every run is its own
 // process (this command with --child), so peak memory is that variant's alone; runs interleave the variants and
 // rotate their order each round, so load swings hit both. Medians over rounds; ratios are LaVi/concat per round
-// (same load), then their median and range.
+// (same load), then their median and range. Decode is also timed interleaved in one process (both models on shared
+// weights, blocks of 4 tokens alternating), whose per-block ratios a load swing of minutes cannot skew.
 
 import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -10,6 +11,7 @@ import { loadavg, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { ValueError } from '../../../core/errors.js';
 import { widenToF32 } from '../../../core/dtype.js';
+import type { Backend } from '../../../core/backend.js';
 import type { Tensor } from '../../../core/tensor.js';
 import { argmax, tensor } from '../../../ops/index.js';
 import { randomSpecs, storageDType } from '../../loading/weights.js';
@@ -25,7 +27,8 @@ const HELP = `usage: lavi bench --config <preset|path/to/config.json> [options]
 
 Random-weight LaVi and concat models of one config on the wasm backend, side by side with ratios: vision encode,
 conditioner K/U precompute, LLM prefill (+ first token), time to first token, decode tokens/s, peak memory (wasm
-heap and process RSS). One process per run; variants interleaved, order rotated each round; medians.
+heap and process RSS). One process per run; variants interleaved, order rotated each round; medians. Then, per
+token count, decode once more with both models in one process, alternating blocks of 4 tokens (ratio per block).
 Hold 'flock /tmp/lavi-bench.lock' around it when others time things on the same machine.
 
 options:
@@ -44,7 +47,8 @@ options:
 
 interface ChildSpec {
   config: ModelConfig;
-  mode: 'lavi' | 'concat';
+  /** 'paired': both models in one process on shared weights, decode interleaved (runPaired). */
+  mode: 'lavi' | 'concat' | 'paired';
   imageTokens: number;
   textTokens: number;
   newTokens: number;
@@ -71,6 +75,18 @@ export interface RunResult {
   rssPeak: number;
   loadS: number;
 }
+
+/** Decode of both models in one process, blocks of PAIR_BLOCK tokens alternating (order swapped every block). */
+export interface PairedResult {
+  imageTokens: number;
+  load: number;
+  blocks: number;
+  laviTokS: number;
+  concatTokS: number;
+  /** LaVi tokens/s ÷ concat tokens/s per pair of adjacent blocks: median and range. */
+  ratio: { median: number; min: number; max: number };
+}
+const PAIR_BLOCK = 4;
 
 const LOCK_NOTE = 'wasm backend; one process per run; medians over rounds';
 const WASM32_HEAP = 4 * 2 ** 30;
@@ -172,6 +188,7 @@ async function runParent(p: ParsedArgs): Promise<number> {
   }
 
   const results: RunResult[] = [];
+  const paired: PairedResult[] = [];
   const { mkdtempSync, rmSync } = await import('node:fs');
   const { join } = await import('node:path');
   const { tmpdir } = await import('node:os');
@@ -194,6 +211,19 @@ async function runParent(p: ParsedArgs): Promise<number> {
         }
       }
     }
+    if (variants.length === 2) {
+      for (const N of Ns) {
+        const spec: ChildSpec = { config: cfg, mode: 'paired', imageTokens: N, textTokens: T, newTokens: K, dtype, threads, seed: 0 };
+        const file = join(dir, `spec-paired-${N}.json`);
+        writeFileSync(file, JSON.stringify(spec));
+        const load = loadavg()[0]!;
+        if (!p.flags.has('json')) process.stderr.write(`decode interleaved: N=${N} (load ${load.toFixed(2)}) ... `);
+        const r = (await spawnChild(file, 'BENCH-PAIRED ')) as unknown as PairedResult;
+        r.load = load;
+        if (!p.flags.has('json')) process.stderr.write(`LaVi ${r.laviTokS.toFixed(1)}, concat ${r.concatTokS.toFixed(1)} tok/s, ratio ${r.ratio.median.toFixed(2)}\n`);
+        paired.push(r);
+      }
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -206,6 +236,7 @@ async function runParent(p: ParsedArgs): Promise<number> {
     note: LOCK_NOTE,
     runs: results,
     summary,
+    paired,
   };
   if (p.flags.has('json')) console.log(JSON.stringify(report, null, 2));
   else console.log(formatBench(report));
@@ -217,7 +248,7 @@ async function runParent(p: ParsedArgs): Promise<number> {
   return 0;
 }
 
-function spawnChild(specFile: string): Promise<RunResult> {
+function spawnChild(specFile: string, tag = 'BENCH-RESULT '): Promise<RunResult> {
   const cli = fileURLToPath(new URL('../cli.js', import.meta.url));
   return new Promise((resolve, reject) => {
     const c = spawn(process.execPath, ['--expose-gc', '--max-old-space-size=8192', cli, 'bench', '--child', specFile], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -225,8 +256,8 @@ function spawnChild(specFile: string): Promise<RunResult> {
     c.stdout.on('data', (d) => (out += d));
     c.stderr.on('data', (d) => (err += d));
     c.on('close', (code, sig) => {
-      const line = out.split('\n').find((l) => l.startsWith('BENCH-RESULT '));
-      if (code === 0 && line) return resolve(JSON.parse(line.slice(13)) as RunResult);
+      const line = out.split('\n').find((l) => l.startsWith(tag));
+      if (code === 0 && line) return resolve(JSON.parse(line.slice(tag.length)) as RunResult);
       const tail = err.split('\n').slice(-8).join('\n');
       if (/out of memory|Cannot allocate|RangeError: .*memory|WebAssembly.Memory|heap: /i.test(err)) {
         return reject(new ValueError(`lavi bench: a run ran out of memory: this configuration does not fit\n${tail}`));
@@ -243,23 +274,46 @@ function vmHWM(): number {
   return m ? Number(m[1]) * 1024 : 0;
 }
 
-async function runChild(s: ChildSpec): Promise<number> {
-  const { WasmBackend } = await import('../../../backends/wasm/index.js');
-  const backend = await WasmBackend.create({ threads: s.threads });
-  const cfg: ModelConfig = { ...s.config, lavi_config: { ...s.config.lavi_config, mode: s.mode } };
-  const t0 = performance.now();
-  // Random weights straight onto the backend, one tensor at a time (the host never holds the whole model).
+/** Random weights straight onto the backend, one tensor at a time (the host never holds the whole model);
+ *  deterministic in (seed, name), as randomWeights draws them, so LaVi and concat share every common tensor. */
+function randomWeightsOn(backend: Backend, cfg: ModelConfig, dtype: ChildSpec['dtype']): Map<string, Tensor> {
   const map = new Map<string, Tensor>();
   for (const spec of expectedWeights(cfg)) {
     if (spec.optional) continue;
-    // Deterministic in (seed, name), as randomWeights draws them.
-    const h = randomSpecs([spec], { seed: 1, dtype: s.dtype }).get(spec.name)!;
+    const h = randomSpecs([spec], { seed: 1, dtype }).get(spec.name)!;
     const want = storageDType(spec.kind, h.dtype, true);
     const data = want === 'f32' && h.dtype !== 'f32' ? widenToF32(h.data as Uint16Array, h.dtype as 'bf16') : h.data;
     map.set(spec.name, tensor(backend, data, h.shape, want));
   }
-  const perCrop = visualTokensPerImage(cfg.vision_config);
-  const crops = Math.ceil(s.imageTokens / perCrop);
+  return map;
+}
+
+/** The random picture (crops of the tower's input, values in [-1, 1)) and prompt ids of a run. */
+function randomInputs(cfg: ModelConfig, s: ChildSpec): { px: Float32Array; crops: number; ids: number[] } {
+  const S = cfg.vision_config.image_size;
+  const crops = Math.ceil(s.imageTokens / visualTokensPerImage(cfg.vision_config));
+  const px = new Float32Array(crops * 3 * S * S);
+  let x = 12345 + s.seed;
+  for (let i = 0; i < px.length; i++) (x = (Math.imul(x, 1103515245) + 12345) | 0), (px[i] = ((x >>> 8) / 2 ** 24) * 2 - 1);
+  const ids = Array.from({ length: s.textTokens }, (_, i) => (i * 7919 + 17) % cfg.text_config.vocab_size);
+  return { px, crops, ids };
+}
+
+/** The last position's greedy token. */
+async function nextToken(logits: Tensor): Promise<number> {
+  const a = argmax(logits);
+  const v = (await a.read()) as Int32Array;
+  a.dispose();
+  return v[v.length - 1]!;
+}
+
+async function runChild(s: ChildSpec): Promise<number> {
+  if (s.mode === 'paired') return runPaired(s);
+  const { WasmBackend } = await import('../../../backends/wasm/index.js');
+  const backend = await WasmBackend.create({ threads: s.threads });
+  const cfg: ModelConfig = { ...s.config, lavi_config: { ...s.config.lavi_config, mode: s.mode } };
+  const t0 = performance.now();
+  const map = randomWeightsOn(backend, cfg, s.dtype);
   const model = LaviModel.fromWeights(cfg, map, backend, { kvCapacity: s.textTokens + (s.mode === 'concat' ? s.imageTokens : 0) + s.newTokens + 2 });
   const loadS = (performance.now() - t0) / 1000;
   (globalThis as { gc?: () => void }).gc?.();
@@ -273,10 +327,7 @@ async function runChild(s: ChildSpec): Promise<number> {
   (backend as unknown as { heap: { resetPeak(): void } }).heap?.resetPeak?.();
 
   const S = cfg.vision_config.image_size;
-  const px = new Float32Array(crops * 3 * S * S);
-  let x = 12345 + s.seed;
-  for (let i = 0; i < px.length; i++) (x = (Math.imul(x, 1103515245) + 12345) | 0), (px[i] = ((x >>> 8) / 2 ** 24) * 2 - 1);
-  const ids = Array.from({ length: s.textTokens }, (_, i) => (i * 7919 + 17) % cfg.text_config.vocab_size);
+  const { px, crops, ids } = randomInputs(cfg, s);
 
   const tv = performance.now();
   const enc = model.encodeImage({ data: px, shape: [crops, 3, S, S] }, { maxTokens: s.imageTokens });
@@ -293,12 +344,7 @@ async function runChild(s: ChildSpec): Promise<number> {
     ctx.dispose();
   }
 
-  const next = async (logits: Tensor) => {
-    const a = argmax(logits);
-    const v = (await a.read()) as Int32Array;
-    a.dispose();
-    return v[v.length - 1]!;
-  };
+  const next = nextToken;
   const tp = performance.now();
   let tok = await next(model.prefill(ids, enc, { consumeImage: true }));
   const prefillS = (performance.now() - tp) / 1000;
@@ -324,6 +370,55 @@ async function runChild(s: ChildSpec): Promise<number> {
   };
   console.log('BENCH-RESULT ' + JSON.stringify(result));
   model.dispose();
+  return 0;
+}
+
+/**
+ * Both models in one process, on one set of weights (concat's are a subset of LaVi's: the same draws), one image
+ * encoded once; each prefilled, then decode alternates blocks of PAIR_BLOCK tokens, the order swapped every block,
+ * 2·newTokens tokens each (at least 8 blocks). Ratios are taken per adjacent pair of blocks, so a slow spell of the
+ * machine hits both sides of each.
+ */
+async function runPaired(s: ChildSpec): Promise<number> {
+  const { WasmBackend } = await import('../../../backends/wasm/index.js');
+  const backend = await WasmBackend.create({ threads: s.threads });
+  const laviCfg: ModelConfig = { ...s.config, lavi_config: { ...s.config.lavi_config, mode: 'lavi' } };
+  const concatCfg: ModelConfig = { ...s.config, lavi_config: { ...s.config.lavi_config, mode: 'concat' } };
+  const map = randomWeightsOn(backend, laviCfg, s.dtype);
+  const concatMap = new Map<string, Tensor>();
+  for (const spec of expectedWeights(concatCfg)) {
+    if (spec.optional) continue;
+    const t = map.get(spec.name);
+    if (!t) throw new Error(`lavi bench: concat weight ${spec.name} is not among LaVi's`);
+    concatMap.set(spec.name, t);
+  }
+  const blocks = Math.max(8, Math.ceil((2 * s.newTokens) / PAIR_BLOCK));
+  const room = blocks * PAIR_BLOCK + 2;
+  const lavi = LaviModel.fromWeights(laviCfg, map, backend, { kvCapacity: s.textTokens + room });
+  const concat = LaviModel.fromWeights(concatCfg, concatMap, backend, { kvCapacity: s.textTokens + s.imageTokens + room });
+  const S = laviCfg.vision_config.image_size;
+  const { px, crops, ids } = randomInputs(laviCfg, s);
+  const enc = lavi.encodeImage({ data: px, shape: [crops, 3, S, S] }, { maxTokens: s.imageTokens });
+  const models = [lavi, concat];
+  const tok = [await nextToken(lavi.prefill(ids, enc, { consumeImage: false })), await nextToken(concat.prefill(ids, enc, { consumeImage: true }))];
+  const ms: number[][] = [[], []];
+  for (let b = 0; b < blocks; b++) {
+    for (const i of b % 2 ? [1, 0] : [0, 1]) {
+      const t0 = performance.now();
+      for (let k = 0; k < PAIR_BLOCK; k++) tok[i] = await nextToken(models[i]!.decodeStep(tok[i]!));
+      ms[i]!.push((performance.now() - t0) / PAIR_BLOCK);
+    }
+  }
+  const ratios = ms[0]!.map((l, b) => ms[1]![b]! / l);
+  const result: PairedResult = {
+    imageTokens: s.imageTokens,
+    load: 0,
+    blocks,
+    laviTokS: 1000 / median(ms[0]!),
+    concatTokS: 1000 / median(ms[1]!),
+    ratio: { median: median(ratios), min: Math.min(...ratios), max: Math.max(...ratios) },
+  };
+  console.log('BENCH-PAIRED ' + JSON.stringify(result));
   return 0;
 }
 
@@ -391,6 +486,7 @@ interface BenchReport {
   note: string;
   runs: RunResult[];
   summary: Summary[];
+  paired: PairedResult[];
 }
 
 function formatBench(r: BenchReport): string {
@@ -404,6 +500,8 @@ function formatBench(r: BenchReport): string {
       const q = s.ratio[m];
       return [LABELS[m], fmtVal(m, s.lavi[m]), fmtVal(m, s.concat[m]), q ? `${q.median.toFixed(2)} [${q.min.toFixed(2)}–${q.max.toFixed(2)}]` : ''];
     });
+    const pr = r.paired.find((x) => x.imageTokens === s.imageTokens);
+    if (pr) rows.splice(METRICS.indexOf('decodeTokS') + 1, 0, [`decode, interleaved (tokens/s)`, pr.laviTokS.toFixed(1), pr.concatTokS.toFixed(1), `${pr.ratio.median.toFixed(2)} [${pr.ratio.min.toFixed(2)}–${pr.ratio.max.toFixed(2)}] per block pair (${pr.blocks} × ${PAIR_BLOCK} tokens, one process)`]);
     const w0 = Math.max(...rows.map((x) => x[0]!.length));
     out.push(`${''.padEnd(w0)}  ${'LaVi'.padStart(10)}  ${'concat'.padStart(10)}  ratio`);
     for (const [a, b, c, d] of rows) out.push(`${a!.padEnd(w0)}  ${b!.padStart(10)}  ${c!.padStart(10)}  ${d}`);
