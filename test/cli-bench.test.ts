@@ -39,6 +39,9 @@ test('lavi bench: a tiny config, LaVi (shared bf16 K/U) and concat at two token 
     for (const x of j.paired) {
       assert.is(x.blocks, 8);
       assert.ok(x.laviTokS > 0 && x.concatTokS > 0 && x.ratio.min > 0 && x.ratio.min <= x.ratio.median && x.ratio.median <= x.ratio.max, JSON.stringify(x));
+      // LaVi/concat: the ratio of the medians lies within the per-block ratios' range (a reversed ratio would not)
+      const r = x.laviTokS / x.concatTokS;
+      assert.ok(x.ratio.min <= r * (1 + 1e-9) && r <= x.ratio.max * (1 + 1e-9), `${r} outside [${x.ratio.min}, ${x.ratio.max}]`);
     }
     const svg = await readFile(plot, 'utf8');
     assert.match(svg, /^<svg/);

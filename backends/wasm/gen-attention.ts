@@ -536,10 +536,12 @@ export function genAttentionKV1D8(m: ModuleBuilder, dt: 'f32' | 'bf16', fma: boo
       const l = lo(addr, r[u]!);
       return madd(hi(addr, r[u]!), qo, f32x4.mul(l, qe));
     };
+    const pu = f.local('v128');
     const pv = (addr: Expr, u: number, p: Expr, ev: Local, od: Local) => {
+      f.set(pu, p); // p's lane u broadcast once for both halves
       const l = lo(addr, r[u]!);
-      f.set(ev, madd(l, p, ev));
-      f.set(od, madd(hi(addr, r[u]!), p, od));
+      f.set(ev, madd(l, pu, ev));
+      f.set(od, madd(hi(addr, r[u]!), pu, od));
     };
 
     f.for(h, h0, h1, 1, () => {
