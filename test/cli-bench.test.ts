@@ -52,8 +52,28 @@ test('lavi bench: a tiny config, LaVi (shared bf16 K/U) and concat at two token 
   }
 });
 
+test('lavi bench: the interleaved decode fits its blocks to max_position_embeddings, or is skipped when none fit', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'lavi-bench-'));
+  try {
+    const cfgPath = join(dir, 'config.json');
+    const cfg = tinyConfig({ lavi_config: { kv_dtype: 'bf16', shared_visual_kv: true } });
+    assert.is(cfg.text_config.max_position_embeddings, 256);
+    await writeFile(cfgPath, JSON.stringify(cfg));
+    // 224 + 16 prompt positions leave room for 3 blocks of 4; 236 + 16 for none (the separate runs still fit: + 1 + 2)
+    const r = cli('bench', '--config', cfgPath, '--image-tokens', '224,236', '--text-tokens', '16', '--new-tokens', '1', '--repeats', '1', '--threads', '1', '--json');
+    assert.is(r.code, 0, r.err);
+    const j = JSON.parse(r.out);
+    assert.is(j.runs.length, 4);
+    assert.equal(j.paired.map((x: { imageTokens: number; blocks: number }) => [x.imageTokens, x.blocks]), [[224, 3]]);
+    assert.equal(j.pairedNotRun, ['decode interleaved at 236 visual tokens: not run (max_position_embeddings 256 leaves no room for 2 blocks of 4)']);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
 test('lavi bench: bad input is a usage error (exit 2) with a clear message', () => {
   const cases: [string[], RegExp][] = [
+    [['--config', 'lavi-0.5b', '--image-tokens', '32700'], /32700 visual \+ 64 text \+ 16 new tokens \(\+ 2\) exceed max_position_embeddings 32768/],
     [['--config', 'no-such-preset'], /neither a preset/],
     [['--config', 'lavi-0.5b', '--image-tokens', '0'], /positive integer, got '0'/],
     [['--config', 'lavi-0.5b', '--image-tokens', '-729'], /positive integer, got '-729'/],

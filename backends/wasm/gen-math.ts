@@ -17,6 +17,11 @@ import { f32x4, i32x4, type Expr, type FnBuilder, type Local, v128 } from './emi
 const splat = (x: number) => v128.constF32(x, x, x, x);
 const splatI = (x: number) => v128.constI32(x, x, x, x);
 
+/** e^r ≈ 1 + r + r²·P(r) on |r| ≤ ln2/2: P's coefficients (Cephes expf), highest power first. */
+const EXP_POLY = [1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1];
+/** ln 2 split for Cody–Waite (ln 2 = LN2_HI + LN2_LO): x − n·ln2 = x − n·LN2_HI − n·LN2_LO, the first product exact. */
+const LN2_HI = 0.693359375, LN2_LO = -2.12194440e-4;
+
 /** Horner evaluation of Σ c[i]·x^(n−1−i) (coefficients highest power first). */
 function horner(x: Expr, coeffs: readonly number[]): Expr {
   let acc: Expr = splat(coeffs[0]!);
@@ -29,8 +34,8 @@ export function vexp(f: FnBuilder, x: Expr): Local {
   const xc = f.local('v128', f32x4.pmin(f32x4.pmax(x, splat(-104)), splat(89)));
   const t = f.local('v128', f32x4.add(f32x4.mul(xc, splat(Math.LOG2E)), splat(MAGIC)));
   const n = f.local('v128', f32x4.sub(t, splat(MAGIC)));
-  const r = f.local('v128', f32x4.sub(f32x4.sub(xc, f32x4.mul(n, splat(0.693359375))), f32x4.mul(n, splat(-2.12194440e-4))));
-  const p = horner(r, [1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1]);
+  const r = f.local('v128', f32x4.sub(f32x4.sub(xc, f32x4.mul(n, splat(LN2_HI))), f32x4.mul(n, splat(LN2_LO))));
+  const p = horner(r, EXP_POLY);
   const er = f.local('v128', f32x4.add(f32x4.add(f32x4.mul(f32x4.mul(p, r), r), r), splat(1)));
   const ni = f.local('v128', i32x4.sub(t, splatI(0x4b400000))); // integer n
   const h = f.local('v128', i32x4.shr_s(ni, 1));
@@ -51,9 +56,9 @@ export function vexpNonPositive(f: FnBuilder, x: Expr, fma: boolean): Local {
   const xc = f.local('v128', f32x4.pmax(x, splat(-87.33654)));
   const t = f.local('v128', madd(xc, splat(Math.LOG2E), splat(MAGIC)));
   const n = f.local('v128', f32x4.sub(t, splat(MAGIC)));
-  const r = f.local('v128', madd(n, splat(2.1219444e-4), madd(n, splat(-0.693359375), xc)));
-  let p: Expr = splat(1.9875691500e-4);
-  for (const c of [1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1]) p = madd(p, r, splat(c));
+  const r = f.local('v128', madd(n, splat(-LN2_LO), madd(n, splat(-LN2_HI), xc)));
+  let p: Expr = splat(EXP_POLY[0]!);
+  for (const c of EXP_POLY.slice(1)) p = madd(p, r, splat(c));
   const er = f32x4.add(madd(f32x4.mul(p, r), r, r), splat(1));
   const scale = i32x4.shl(i32x4.sub(t, splatI(0x4b400000 - 127)), 23);
   return f.local('v128', f32x4.mul(er, scale));

@@ -277,8 +277,8 @@ export class RowOps {
     // bytes between keys and between heads: token-major [S, H, D], or head-major [H, S, D]
     const [kStride, kHStride] = headMajor ? [D * eb, S * D * eb] : [H * D * eb, D * eb];
     const [vStride, vHStride] = headMajor ? [Dv * eb, S * Dv * eb] : [H * Dv * eb, Dv * eb];
-    // Jobs of whole heads once there is 256 KiB to read. Heads of 8 are compute-bound (an exp and two 8-wide dots per key), so they split from 64 KiB (N = 729 at
-    // lavi-0.5b: 21 µs on 2 threads vs 24 on one, docs/perf-log.md).
+    // Jobs of whole heads once there is 256 KiB to read. Heads of 8 are compute-bound (an exp and two 8-wide dots
+    // per key), so they split from 64 KiB (N = 729 at lavi-0.5b: 21 µs on 2 threads vs 24 on one, docs/perf-log.md).
     const small = D === 8 && Dv === 8 && !this.genericKV1;
     const nt = cx.threads === 1 || H * keyLength * (D + Dv) * eb < (small ? PAR_BYTES / 16 : PAR_BYTES / 4) ? 1 : Math.min(Math.max(1, H >> 1), 2 * cx.threads);
     // Head-major: one head per job, so a thread streams one contiguous run at a time (measured 1.1-1.3x faster than

@@ -192,7 +192,7 @@ async function runParent(p: ParsedArgs): Promise<number> {
 
   const results: RunResult[] = [];
   const paired: PairedResult[] = [];
-  const pairedErrors: string[] = [];
+  const pairedNotRun: string[] = [];
   const { mkdtempSync, rmSync } = await import('node:fs');
   const { join } = await import('node:path');
   const { tmpdir } = await import('node:os');
@@ -207,7 +207,7 @@ async function runParent(p: ParsedArgs): Promise<number> {
           writeFileSync(file, JSON.stringify(spec));
           const load = loadavg()[0]!;
           if (!p.flags.has('json')) process.stderr.write(`round ${round + 1}/${repeats}: ${mode} N=${N} (load ${load.toFixed(2)}) ... `);
-          const r = await spawnChild(file);
+          const r = await spawnChild<RunResult>(file);
           r.round = round;
           r.load = load;
           if (!p.flags.has('json')) process.stderr.write(`decode ${r.decodeTokS.toFixed(1)} tok/s, TTFT ${r.ttftS.toFixed(2)} s, peak heap ${gib(r.heapPeak)}, RSS ${gib(r.rssPeak)}\n`);
@@ -221,7 +221,9 @@ async function runParent(p: ParsedArgs): Promise<number> {
         const blocks = Math.min(Math.max(8, Math.ceil((2 * K) / PAIR_BLOCK)), Math.floor((maxPos - N - T - 3) / PAIR_BLOCK));
         const say = (m: string) => !p.flags.has('json') && process.stderr.write(m);
         if (blocks < 2) {
-          say(`decode interleaved: N=${N}: skipped (max_position_embeddings ${maxPos} leaves no room for 2 blocks of ${PAIR_BLOCK})\n`);
+          const why = `decode interleaved at ${N} visual tokens: not run (max_position_embeddings ${maxPos} leaves no room for 2 blocks of ${PAIR_BLOCK})`;
+          say(`${why}\n`);
+          pairedNotRun.push(why);
           continue;
         }
         const spec: ChildSpec = { config: cfg, mode: 'paired', imageTokens: N, textTokens: T, newTokens: K, dtype, threads, seed: 0, blocks };
@@ -230,14 +232,14 @@ async function runParent(p: ParsedArgs): Promise<number> {
         const load = loadavg()[0]!;
         say(`decode interleaved: N=${N} (load ${load.toFixed(2)}) ... `);
         try {
-          const r = (await spawnChild(file, 'BENCH-PAIRED ')) as unknown as PairedResult;
+          const r = await spawnChild<PairedResult>(file, 'BENCH-PAIRED ');
           r.load = load;
           say(`LaVi ${r.laviTokS.toFixed(1)}, concat ${r.concatTokS.toFixed(1)} tok/s, ratio ${r.ratio.median.toFixed(2)}\n`);
           paired.push(r);
         } catch (e) {
           // Both models in one process need more memory than either run alone: report it, keep the runs' results.
           say(`failed\n`);
-          pairedErrors.push(`decode interleaved at ${N} visual tokens: ${(e as Error).message.split('\n')[0]}`);
+          pairedNotRun.push(`decode interleaved at ${N} visual tokens: failed: ${(e as Error).message.split('\n')[0]}`);
         }
       }
     }
@@ -254,10 +256,10 @@ async function runParent(p: ParsedArgs): Promise<number> {
     runs: results,
     summary,
     paired,
-    pairedErrors,
+    pairedNotRun,
   };
   if (p.flags.has('json')) console.log(JSON.stringify(report, null, 2));
-  else console.log([formatBench(report), ...pairedErrors].join('\n'));
+  else console.log([formatBench(report), ...pairedNotRun].join('\n'));
   const plot = p.flags.get('plot');
   if (typeof plot === 'string') {
     writeFileSync(plot, benchPlot(report));
@@ -266,7 +268,8 @@ async function runParent(p: ParsedArgs): Promise<number> {
   return 0;
 }
 
-function spawnChild(specFile: string, tag = 'BENCH-RESULT '): Promise<RunResult> {
+/** Runs one child (`bench --child`) and parses its `tag` line: a RunResult, or a PairedResult for 'paired'. */
+function spawnChild<T>(specFile: string, tag = 'BENCH-RESULT '): Promise<T> {
   const cli = fileURLToPath(new URL('../cli.js', import.meta.url));
   return new Promise((resolve, reject) => {
     const c = spawn(process.execPath, ['--expose-gc', '--max-old-space-size=8192', cli, 'bench', '--child', specFile], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -275,7 +278,7 @@ function spawnChild(specFile: string, tag = 'BENCH-RESULT '): Promise<RunResult>
     c.stderr.on('data', (d) => (err += d));
     c.on('close', (code, sig) => {
       const line = out.split('\n').find((l) => l.startsWith(tag));
-      if (code === 0 && line) return resolve(JSON.parse(line.slice(tag.length)) as RunResult);
+      if (code === 0 && line) return resolve(JSON.parse(line.slice(tag.length)) as T);
       const tail = err.split('\n').slice(-8).join('\n');
       if (/out of memory|Cannot allocate|RangeError: .*memory|WebAssembly.Memory|heap: /i.test(err)) {
         return reject(new ValueError(`lavi bench: a run ran out of memory: this configuration does not fit\n${tail}`));
