@@ -18,13 +18,21 @@ const GEMV_N_CHUNK = 512; // rows of B per job of the [K, N] GEMV (at least)
  *  and the reordered copy (which helps long rows read from DRAM, docs/perf-log.md) costs a prepare_x call and more
  *  per-row work (two block loops, measured 7–16% of the kernel at K = 64–1024, cache-hot). */
 const GEMV_DIRECT_MAX_K = 1024;
+/** Weight bytes per job below which an [N, K] GEMV stays on one thread. Lower than PAR_BYTES: in decode the
+ *  workers are spinning from the previous kernel, and a [896, 896] bf16 projection (1.6 MB) took 69–76 µs on one
+ *  thread against 48–53 on two (docs/perf-log.md). Rows of at most GEMV_SHORT_K are compute-bound (unpacking and a
+ *  horizontal sum per 64–128 bytes), so those split from 64 KiB (LaVi's o_proj, [1792, 64]). */
+const GEMV_PAR_BYTES = 1 << 18;
+const GEMV_SHORT_K = 128;
+const GEMV_SHORT_PAR_BYTES = 1 << 16;
 
 /** Kernel variants (benchmarking only: their kernels are added by test/bench/dev/wasm-variants.ts). */
 export interface Variants {
   gemvT?: string;
   gemvN?: string;
   gemvUnitBytes?: number;
-  /** Work (bytes) per job below which an [N, K] GEMV is not split (default PAR_BYTES, 1 MiB). */
+  /** Work (bytes) per job below which an [N, K] GEMV is not split (default GEMV_PAR_BYTES, 256 KiB; 64 KiB for
+   *  rows of at most GEMV_SHORT_K). */
   gemvParBytes?: number;
   gemm?: string;
   /** 'generic': one-row attention over heads of 8 by attention_kv1 instead of attention_kv1d8 (both shipped). */
@@ -97,13 +105,22 @@ export class MatmulDispatch {
     }
   };
 
+  /** How many jobs an [N, K] GEMV with eb-byte weights is split into: a multiple of the thread count once it
+   *  splits at all (three equal jobs on two threads would take two jobs' time). */
+  private gemvJobs(N: number, K: number, eb: number): number {
+    const unit = this.variants.gemvParBytes ?? (K <= GEMV_SHORT_K ? GEMV_SHORT_PAR_BYTES : GEMV_PAR_BYTES);
+    const nt = this.k.threadsFor(N * K * (this.variants.gemvUnitBytes ?? eb), unit);
+    const T = this.k.threads;
+    return nt > T ? Math.floor(nt / T) * T : nt;
+  }
+
   /** C[M, N] = A[M, K] · B (+ bias), all contiguous; B is [K, N] or (transB) [N, K] of dtype dt. */
   gemm(a: number, b: number, c: number, bias: number, M: number, N: number, K: number, transB: boolean, dt: StoreDType, roundA = this.bf16Activations): void {
     const k = this.k;
     const eb = dt === 'f32' ? 4 : 2;
     if (dt === 'bf16' && roundA) return this.gemmBf16Act(a, b, c, bias, M, N, K, transB);
     if (transB && M <= GEMV_T_MAX_M) {
-      const nt = k.threadsFor(N * K * (this.variants.gemvUnitBytes ?? eb), this.variants.gemvParBytes ?? PAR_BYTES);
+      const nt = this.gemvJobs(N, K, eb);
       const direct = this.gemvTDirect[dt];
       if (direct >= 0 && K <= this.gemvDirectMaxK) {
         // Short f32/f16 rows: x read in place (no prepared copy; the default's sums bit for bit).
@@ -191,7 +208,7 @@ export class MatmulDispatch {
       const xb = k.heap.alloc(bytes);
       try {
         round(a, xb, M * K, 1); // rows of K bf16, back to back: row m at xb + m·K·2
-        const nt = k.threadsFor(N * K * (this.variants.gemvUnitBytes ?? 2), this.variants.gemvParBytes ?? PAR_BYTES);
+        const nt = this.gemvJobs(N, K, 2);
         const fn = this.gemvTBf16x;
         if (nt === 1) return k.fns[fn]!(0, K, xb, b, bias, c, N, N, K, M);
         k.runJobs(split(N, nt, 4).map(([n0, n1]) => ({ fn, args: [0, K, xb, b + n0 * K * 2, bias ? bias + n0 * 4 : 0, c + n0 * 4, N, n1 - n0, K, M] })));

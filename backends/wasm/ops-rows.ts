@@ -281,9 +281,11 @@ export class RowOps {
     // per key), so they split from 64 KiB (N = 729 at lavi-0.5b: 21 µs on 2 threads vs 24 on one, docs/perf-log.md).
     const small = D === 8 && Dv === 8 && !this.genericKV1;
     const nt = cx.threads === 1 || H * keyLength * (D + Dv) * eb < (small ? PAR_BYTES / 16 : PAR_BYTES / 4) ? 1 : Math.min(Math.max(1, H >> 1), 2 * cx.threads);
-    // Head-major: one head per job, so a thread streams one contiguous run at a time (measured 1.1-1.3x faster than
-    // two-head jobs at N = 729, docs/perf-log.md); token-major: jobs of ≥ 2 heads, each key's run stays ≥ 2 heads.
-    const jobs = split(H, headMajor && nt > 1 ? H : nt, 1);
+    // attention_kv1d8: one job per thread (it walks its heads one contiguous run at a time; 8 one-head jobs cost
+    // 14.5 µs against 11.5 for 2 four-head jobs at N = 729, docs/perf-log.md). attention_kv1, head-major: one head
+    // per job (measured 1.1-1.3x faster than two-head jobs at N = 729); token-major: jobs of ≥ 2 heads, each key's
+    // run stays ≥ 2 heads.
+    const jobs = split(H, nt === 1 ? 1 : small ? Math.min(H, cx.threads) : headMajor ? H : nt, 1);
     const per = Math.max(...jobs.map(([s, e]) => e - s)) * (Math.ceil(keyLength / 4) * 4 + D) * 4;
     const scratch = cx.heap.alloc(per * jobs.length);
     try {
