@@ -281,6 +281,38 @@ test('f16 weights with ±Inf, NaN, subnormals and −0 widen exactly (GEMV, GEMM
   for (let i = 0; i < emb[0]!.length; i++) assert.ok(Object.is(emb[0]![i], emb[1]![i]), `embedding ${i}`);
 });
 
+test('decode GEMVs above the split thresholds (no forced split) run on both threads, bit for bit as on one', async () => {
+  // The thresholds themselves (ops-matmul.ts: 256 KiB of weights, 64 KiB for rows of ≤ 128), not splitSmallOps.
+  // Backends of its own: the allocator test below expects w1's heap as the earlier tests leave it.
+  const d1 = await createWasmBackend({ threads: 1 }), d2 = await createWasmBackend({ threads: 2 });
+  try {
+    const cx = (d2 as unknown as { cx: KernelContext }).cx;
+    const jobsSeen: number[] = [];
+    const run = cx.runJobs.bind(cx);
+    cx.runJobs = (jobs) => (jobsSeen.push(jobs.length), run(jobs));
+    // [N, K, weight dtype, jobs expected]: a Qwen2-0.5B q_proj, LaVi's o_proj, one just under each threshold.
+    const cases: [number, number, 'bf16' | 'f32', number][] = [[896, 896, 'bf16', 6], [1792, 64, 'bf16', 2], [120, 1024, 'bf16', 1], [500, 64, 'bf16', 1], [1024, 128, 'f32', 8]];
+    for (const [N, K, dt, want] of cases) {
+      for (const M of [1, 3]) {
+        const x = rand(M * K), w = rand(N * K, 0.1);
+        jobsSeen.length = 0;
+        const [a, b, c] = await onEach([d1, d2, cpu], [{ data: x, shape: [1, M, K] }, { data: w, shape: [N, K] }], ([xt, wt]) => {
+          const wc = dt === 'f32' ? wt! : ops.cast(wt!, dt);
+          const y = ops.linear(xt!, wc);
+          if (wc !== wt) wc.dispose();
+          return y;
+        });
+        assert.equal(jobsSeen.filter((n) => n > 1).length ? Math.max(...jobsSeen) : 1, want, `[${N}, ${K}] ${dt}, M ${M}: jobs`);
+        assertIdentical(a as Float32Array, b as Float32Array, `[${N}, ${K}] ${dt}, M ${M}`);
+        assertClose(b!, c!, `[${N}, ${K}] ${dt}, M ${M} vs the CPU`);
+      }
+    }
+  } finally {
+    await d1.destroy();
+    await d2.destroy();
+  }
+});
+
 test('1 thread = 2 threads bit for bit: attention, norms, softmax, elementwise, rope', async () => {
   const x = { data: rand(37 * 1000, 3), shape: [37, 1000] };
   const g = { data: rand(1000), shape: [1000] };

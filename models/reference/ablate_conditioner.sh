@@ -22,6 +22,8 @@ design() {  # the lavi_config flags of each candidate
     shared-r16-input) echo "--shared-kv --kv-dtype bf16 --cond-r 16 --cond-heads 2 --viln-norms input_layernorm" ;;  # half the sites (4 / 24 at 0.5B)
     shared-r8) echo "--shared-kv --kv-dtype bf16 --cond-r 8 --cond-heads 1" ;;  # all sites, one K/U, r = d/24, one head of 8 (r 32, 4 heads at 0.5B)
     shared-r16-every2) echo "--shared-kv --kv-dtype bf16 --cond-r 16 --cond-heads 2 --every-k 2" ;;  # both norms of every other layer (24 of 48 sites at 0.5B)
+    shared-r16-scale) echo "--shared-kv --kv-dtype bf16 --cond-r 16 --cond-heads 2 --modulate scale" ;;  # shared-r16, only gamma modulated (o_proj half as tall)
+    shared-r16-shift) echo "--shared-kv --kv-dtype bf16 --cond-r 16 --cond-heads 2 --modulate shift" ;;  # shared-r16, only beta modulated
     every2) echo "--every-k 2" ;;                                                             # 4 sites, own K/U
     input) echo "--viln-norms input_layernorm" ;;                                             # 4 sites, own K/U
     *) echo "unknown design $1" >&2; exit 2 ;;

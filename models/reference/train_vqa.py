@@ -63,7 +63,7 @@ def build_config(a, vocab_size: int, eos: List[int]) -> ModelConfig:
         max_position_embeddings=256, tie_word_embeddings=True, attention_bias=True)
     lc = LaviConfig(mode=a.mode, viln_norms=str(getattr(a, 'viln_norms', 'input_layernorm,post_attention_layernorm')).split(','),
                     every_k=int(getattr(a, 'every_k', 1)),
-                    modulate_final_norm=a.modulate_final_norm, modulate='both', conditioner_width=a.cond_r,
+                    modulate_final_norm=a.modulate_final_norm, modulate=getattr(a, 'modulate', 'both'), conditioner_width=a.cond_r,
                     conditioner_heads=a.cond_heads, conditioner_ln_v=True, conditioner_ln_eps=1e-6,
                     conditioner_bias=True, kv_dtype=getattr(a, 'kv_dtype', 'f32'),
                     shared_visual_kv=bool(getattr(a, 'shared_kv', False)))
@@ -502,6 +502,8 @@ def main(argv=None) -> None:
     t.add_argument('--every-k', type=int, default=1, help='LaVi: modulate layers 0, k, 2k, ...')
     t.add_argument('--kv-dtype', choices=['f32', 'bf16', 'f16'], default='f32', help='LaVi: storage of K/U')
     t.add_argument('--shared-kv', action='store_true', help='LaVi: one LN_v/k_proj/v_proj for every site')
+    t.add_argument('--modulate', choices=['both', 'scale', 'shift'], default='both',
+                   help='LaVi: which affine parameters the conditioners modulate (scale: only gamma, o_proj r -> d)')
     t.add_argument('--o-proj-init', type=float, default=0.0,
                    help='std of the conditioners\' o_proj at init (0: zero, as the spec does for a pretrained LLM)')
     t.add_argument('--vision-lr-mult', type=float, default=1.0,
