@@ -282,7 +282,8 @@ test('f16 weights with ±Inf, NaN, subnormals and −0 widen exactly (GEMV, GEMM
 });
 
 test('decode GEMVs above the split thresholds (no forced split) run on both threads, bit for bit as on one', async () => {
-  // The thresholds themselves (ops-matmul.ts: 256 KiB of weights, 64 KiB for rows of ≤ 128), not splitSmallOps.
+  // The thresholds themselves (ops-matmul.ts: jobs of 256 KiB of weights, 64 KiB for rows of ≤ 128, so a split
+  // from two jobs' worth), not splitSmallOps.
   // Backends of its own: the allocator test below expects w1's heap as the earlier tests leave it.
   const d1 = await createWasmBackend({ threads: 1 }), d2 = await createWasmBackend({ threads: 2 });
   try {
@@ -290,8 +291,12 @@ test('decode GEMVs above the split thresholds (no forced split) run on both thre
     const jobsSeen: number[] = [];
     const run = cx.runJobs.bind(cx);
     cx.runJobs = (jobs) => (jobsSeen.push(jobs.length), run(jobs));
-    // [N, K, weight dtype, jobs expected]: a Qwen2-0.5B q_proj, LaVi's o_proj, one just under each threshold.
-    const cases: [number, number, 'bf16' | 'f32', number][] = [[896, 896, 'bf16', 6], [1792, 64, 'bf16', 2], [120, 1024, 'bf16', 1], [500, 64, 'bf16', 1], [1024, 128, 'f32', 8]];
+    // [N, K, weight dtype, jobs expected]: a Qwen2-0.5B q_proj, LaVi's o_proj (3 jobs' worth: rounded to 2), each
+    // threshold from just under and at it, short f32 rows up to the cap of 4 jobs per thread.
+    const cases: [number, number, 'bf16' | 'f32', number][] = [
+      [896, 896, 'bf16', 6], [1792, 64, 'bf16', 2], [252, 1024, 'bf16', 1], [256, 1024, 'bf16', 2],
+      [1020, 64, 'bf16', 1], [1024, 64, 'bf16', 2], [1024, 128, 'f32', 8],
+    ];
     for (const [N, K, dt, want] of cases) {
       for (const M of [1, 3]) {
         const x = rand(M * K), w = rand(N * K, 0.1);

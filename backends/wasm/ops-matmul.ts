@@ -18,10 +18,11 @@ const GEMV_N_CHUNK = 512; // rows of B per job of the [K, N] GEMV (at least)
  *  and the reordered copy (which helps long rows read from DRAM, docs/perf-log.md) costs a prepare_x call and more
  *  per-row work (two block loops, measured 7–16% of the kernel at K = 64–1024, cache-hot). */
 const GEMV_DIRECT_MAX_K = 1024;
-/** Weight bytes per job below which an [N, K] GEMV stays on one thread. Lower than PAR_BYTES: in decode the
- *  workers are spinning from the previous kernel, and a [896, 896] bf16 projection (1.6 MB) took 69–76 µs on one
- *  thread against 48–53 on two (docs/perf-log.md). Rows of at most GEMV_SHORT_K are compute-bound (unpacking and a
- *  horizontal sum per 64–128 bytes), so those split from 64 KiB (LaVi's o_proj, [1792, 64]). */
+/** Weight bytes per job of an [N, K] GEMV (threadsFor: so a GEMV splits once it has two of these, 512 KiB). Lower
+ *  than PAR_BYTES: in decode the workers are spinning from the previous kernel, and a [896, 896] bf16 projection
+ *  (1.6 MB) took 69–76 µs on one thread against 48–53 on two (docs/perf-log.md). Rows of at most GEMV_SHORT_K are
+ *  compute-bound (unpacking and a horizontal sum per 64–128 bytes): jobs of 64 KiB, so they split from 128 KiB
+ *  (LaVi's o_proj, [1792, 64] bf16, 224 KiB). */
 const GEMV_PAR_BYTES = 1 << 18;
 const GEMV_SHORT_K = 128;
 const GEMV_SHORT_PAR_BYTES = 1 << 16;
@@ -31,8 +32,8 @@ export interface Variants {
   gemvT?: string;
   gemvN?: string;
   gemvUnitBytes?: number;
-  /** Work (bytes) per job below which an [N, K] GEMV is not split (default GEMV_PAR_BYTES, 256 KiB; 64 KiB for
-   *  rows of at most GEMV_SHORT_K). */
+  /** Work (bytes) per job of an [N, K] GEMV, for rows of any length (default GEMV_PAR_BYTES, 256 KiB; 64 KiB for
+   *  rows of at most GEMV_SHORT_K); it splits once it has two jobs' worth. */
   gemvParBytes?: number;
   gemm?: string;
   /** 'generic': one-row attention over heads of 8 by attention_kv1 instead of attention_kv1d8 (both shipped). */
@@ -105,8 +106,8 @@ export class MatmulDispatch {
     }
   };
 
-  /** How many jobs an [N, K] GEMV with eb-byte weights is split into: a multiple of the thread count once it
-   *  splits at all (three equal jobs on two threads would take two jobs' time). */
+  /** How many jobs an [N, K] GEMV with eb-byte weights is split into: a multiple of the thread count once there
+   *  are more jobs than threads (three equal jobs on two threads would take two jobs' time). */
   private gemvJobs(N: number, K: number, eb: number): number {
     const unit = this.variants.gemvParBytes ?? (K <= GEMV_SHORT_K ? GEMV_SHORT_PAR_BYTES : GEMV_PAR_BYTES);
     const nt = this.k.threadsFor(N * K * (this.variants.gemvUnitBytes ?? eb), unit);

@@ -6,7 +6,7 @@
 //
 // d = 896 (Qwen2-0.5B); q_proj [r, d] and o_proj [2d, r] in bf16; K/U [1, H, N, r/H] bf16 head-major (one set,
 // shared by every site, so it stays in cache across a decode step as here). Each row: mean over 2,000 calls,
-// one round per line (the rounds show the noise). --cold: before each (timed) call, an untimed GEMV streams 24 MiB
+// one round per line (the rounds show the noise). --cold: before each (timed) call, an untimed GEMV streams 23.4 MiB
 // of other weights, as a decoder layer does between two sites, so weights and K/U come from L3 or DRAM as in
 // the model (300 calls per figure).
 
@@ -39,10 +39,10 @@ async function main(): Promise<void> {
   const gamma = tensor(be, random(d, 2), [d]);
   const Wq = bf16([r, d], 3), bq = tensor(be, random(r, 4), [r]);
   const Wo = bf16([2 * d, r], 5), bo = tensor(be, random(2 * d, 6), [2 * d]);
-  // --cold: a layer's worth of other weights (24 MiB bf16), streamed before each timed call.
+  // --cold: a layer's worth of other weights (23.4 MiB bf16), streamed before each timed call.
   const evictW = cold ? bf16([13696, 896], 9) : null, evictX = cold ? tensor(be, random(896, 10), [1, 1, 896]) : null;
   const evict = () => (evictW ? linear(evictX!, evictW).dispose() : undefined);
-  console.log(`conditioner-site-bench: r ${r}, ${H} heads of ${dh}; wasm ${threads} threads; ${cold ? 'cold (24 MiB streamed before each call)' : 'cache-hot'}; load ${(await import('node:os')).loadavg()[0]!.toFixed(2)}`);
+  console.log(`conditioner-site-bench: r ${r}, ${H} heads of ${dh}; wasm ${threads} threads; ${cold ? 'cold (23.4 MiB streamed before each call)' : 'cache-hot'}; load ${(await import('node:os')).loadavg()[0]!.toFixed(2)}`);
   for (const N of arg('keys', '729,2916').split(',').map(Number)) {
     const K = transpose(bf16([1, N, H, dh], 7), [0, 2, 1, 3]), U = transpose(bf16([1, N, H, dh], 8), [0, 2, 1, 3]);
     const opts = { causal: false, scale: 1 / Math.sqrt(dh), kvHeadMajor: true };

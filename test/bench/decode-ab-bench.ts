@@ -1,8 +1,9 @@
 // Decode A/B at real scale, in one process: the lavi-0.5b preset's LaVi, the same with other lavi_config fields
 // (`--lavi`, as `lavi bench --lavi`), and concat, on shared random bf16 weights and one encoded image; decode in
 // 4-token blocks rotating among the three, so the machine's drift (±20% over minutes here) hits all of them.
-// With `--gemv-par-bytes B`, every block is run twice more, the wasm GEMV split threshold set to B
-// (variants.gemvParBytes), to A/B a dispatch setting on the same models.
+// With `--gemv-par-bytes B`, every block is run once more with the wasm GEMV job size set to B for every GEMV
+// (variants.gemvParBytes, which replaces both of ops-matmul.ts's sizes), to A/B a dispatch setting on the same
+// models.
 //
 //   npx tsc -p tsconfig.json && flock /tmp/lavi-bench.lock node dist/test/bench/decode-ab-bench.js
 //     [--lavi modulate=shift] [--image-tokens 729] [--blocks 48] [--gemv-par-bytes 1048576]
@@ -29,7 +30,7 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 
 async function main(): Promise<void> {
   const N = Number(arg('image-tokens', '729')), blocks = Number(arg('blocks', '48'));
-  const parBytes = process.argv.includes('--gemv-par-bytes') ? Number(arg('gemv-par-bytes', '')) : null;
+  const parBytes = process.argv.includes('--gemv-par-bytes') ? Number(arg('gemv-par-bytes', 'NaN')) : null;
   for (const [n, v] of [['image-tokens', N], ['blocks', blocks], ['gemv-par-bytes', parBytes ?? 1]] as const) {
     if (!Number.isInteger(v) || v < 1) throw new Error(`decode-ab-bench: --${n} must be a positive integer, got ${v}`);
   }
@@ -74,7 +75,7 @@ async function main(): Promise<void> {
   // concat last: its prefill consumes the encoded image.
   for (const k of [...names.filter((n) => n !== 'concat'), 'concat']) tok.set(k, await next(models.get(k)!.prefill(ids, enc, { consumeImage: k === 'concat' })));
   for (const k of names) tok.set(k, await next(models.get(k)!.decodeStep(tok.get(k)!))); // untimed first step
-  const label = (k: string, s: number | null) => (s === null ? k : `${k} @ GEMV split ${s} B`);
+  const label = (k: string, s: number | null) => (s === null ? k : `${k} @ GEMV jobs of ${s} B`);
   const ms = new Map<string, number[]>();
   for (let b = 0; b < blocks; b++) {
     for (const s of b % 2 ? [...settings].reverse() : settings) {
@@ -94,9 +95,9 @@ async function main(): Promise<void> {
   const ratio = (a: string, b: string) => median(ms.get(b)!.map((x, i) => x / ms.get(a)![i]!)).toFixed(3);
   for (const s of settings) {
     for (const k of names.filter((n) => n !== 'concat')) console.log(`  decode ${label(k, s)} vs concat: ${ratio(label(k, s), label('concat', s))}× (median per block; > 1: LaVi faster)`);
-    if (alt) console.log(`  decode ${label(alt, s)} vs the preset: ${ratio(label(alt, s), label('preset', s))}×`);
+    if (alt) console.log(`  decode ${label(alt, s)} vs the preset: ${ratio(label(alt, s), label('preset', s))}× (> 1: ${alt} faster)`);
   }
-  if (parBytes !== null) for (const k of names) console.log(`  ${k}: default vs GEMV split ${parBytes} B: ${ratio(label(k, null), label(k, parBytes))}× (> 1: the default faster)`);
+  if (parBytes !== null) for (const k of names) console.log(`  ${k}: default vs GEMV jobs of ${parBytes} B: ${ratio(label(k, null), label(k, parBytes))}× (> 1: the default faster)`);
 }
 
 main().then(
