@@ -3,7 +3,8 @@
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { tinyConfig, type VisionConfig } from '../models/lavi/config.js';
+import { parseConfig, tinyConfig, type VisionConfig } from '../models/lavi/config.js';
+import { ValueError } from '../core/errors.js';
 import { preprocessImage, stackPixels } from '../models/image/preprocess.js';
 
 function vcfg(over: Partial<VisionConfig> = {}): VisionConfig {
@@ -57,6 +58,32 @@ test('RGBA input ignores alpha; stacking crops', () => {
   const st = stackPixels([rgb, rgba, rgb]);
   assert.equal(st.shape, [3, 3, 3, 3]);
   assert.equal(Array.from(st.data.subarray(27, 54)), Array.from(rgb.data));
+});
+
+test('vision_config.resample: Pillow\'s filter, to 8 bits (box 8 → 2 averages 4×4 blocks, halves rounded up), RGBA as RGB, native size untouched', () => {
+  const cfg = vcfg({ image_size: 2, patch_size: 2, image_mean: [0, 0, 0], image_std: [1, 1, 1], resample: 4 });
+  const f = (x: number, y: number, c: number) => x * 10 + y + 3 * c;
+  const px = preprocessImage(img(8, 8, f), cfg);
+  // Block means: x 0..3 → 15, 4..7 → 55; y 0..3 → 1.5, 4..7 → 5.5. Pillow rounds each pass to 8 bits, half up.
+  for (let c = 0; c < 3; c++) {
+    const got = Array.from(px.data.subarray(c * 4, c * 4 + 4)).map((v) => Math.round(v * 255 * 1e4) / 1e4);
+    assert.equal(got, [17 + 3 * c, 57 + 3 * c, 21 + 3 * c, 61 + 3 * c], `channel ${c}`);
+  }
+  assert.equal(Array.from(preprocessImage(img(8, 8, f, 4), cfg).data), Array.from(px.data));
+  // Without resample the same picture is point-sampled (bilinear between pixels 1..2 / 5..6): not the block mean.
+  assert.not.equal(Array.from(preprocessImage(img(8, 8, f), vcfg({ image_size: 2, patch_size: 2, image_mean: [0, 0, 0], image_std: [1, 1, 1] })).data), Array.from(px.data));
+  // At the model's size nothing is resampled, with or without it.
+  const native = img(2, 2, f);
+  assert.equal(Array.from(preprocessImage(native, cfg).data), Array.from(preprocessImage(native, { ...cfg, resample: undefined }).data));
+});
+
+test('vision_config.resample: a value that is not a PIL filter 1..5 is refused, naming the field', () => {
+  const base = tinyConfig();
+  for (const bad of [0, 6, 2.5, 'bicubic', -1]) {
+    assert.throws(() => parseConfig({ ...base, vision_config: { ...base.vision_config, resample: bad } } as unknown as Record<string, unknown>, 'config.json'), (e: Error) => e instanceof ValueError && /vision_config.*resample must be a PIL filter number/.test(e.message), `resample ${JSON.stringify(bad)}`);
+  }
+  assert.is(parseConfig({ ...base, vision_config: { ...base.vision_config, resample: 3 } } as unknown as Record<string, unknown>, 'config.json').vision_config.resample, 3);
+  assert.is(parseConfig({ ...base } as unknown as Record<string, unknown>, 'config.json').vision_config.resample, undefined);
 });
 
 test('bad images are rejected with the reason', () => {

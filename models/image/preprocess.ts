@@ -4,10 +4,12 @@
 //
 // Resize convention: half-pixel centres, clamped at the borders, no antialiasing (PyTorch
 // F.interpolate(mode='bilinear', align_corners=False, antialias=False)), computed in float64 on the 0..255
-// values with no rounding back to 8 bits.
+// values with no rounding back to 8 bits. A config with vision_config.resample (a PIL filter number) is resized as
+// Pillow's Image.resize does instead (antialiased, to 8 bits; models/llava-onevision/resample.ts).
 
 import { ValueError } from '../../core/errors.js';
 import type { VisionConfig } from '../lavi/config.js';
+import { resizePil } from '../llava-onevision/resample.js';
 
 /** Decoded pixels, row-major, interleaved channels (3 = RGB, 4 = RGBA; alpha is ignored). */
 export interface RGBImage {
@@ -49,6 +51,21 @@ export function preprocessImage(img: RGBImage, cfg: VisionConfig): PixelBatch {
   if (C !== 3) throw new ValueError(`image: the model takes ${C} channels; only RGB models are supported`);
   const S = cfg.image_size;
   const out = new Float32Array(C * S * S);
+  if (cfg.resample !== undefined && (W !== S || H !== S)) {
+    // Pillow's filter on the RGB bytes, then the same normalisation.
+    let rgb: Uint8Array;
+    if (ch === 3) rgb = data instanceof Uint8Array ? data : new Uint8Array(data.buffer, data.byteOffset, data.length);
+    else {
+      rgb = new Uint8Array(W * H * 3);
+      for (let i = 0, j = 0; i < rgb.length; i += 3, j += 4) rgb[i] = data[j]!, rgb[i + 1] = data[j + 1]!, rgb[i + 2] = data[j + 2]!;
+    }
+    const small = resizePil(rgb, W, H, 3, S, S, cfg.resample);
+    for (let c = 0; c < C; c++) {
+      const mean = cfg.image_mean[c]!, std = cfg.image_std[c]!;
+      for (let i = 0; i < S * S; i++) out[c * S * S + i] = (small[i * 3 + c]! / 255 - mean) / std;
+    }
+    return { data: out, shape: [1, C, S, S] };
+  }
   const ys = axisTaps(S, H);
   const xs = axisTaps(S, W);
   for (let c = 0; c < C; c++) {

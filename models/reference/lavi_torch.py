@@ -52,6 +52,10 @@ class VisionConfig:
     # [ours, not SigLIP] a convolutional stem before the patch embedding: one 2x2 stride-2 convolution + hidden_act per
     # entry (its output channels), so the patch embedding's kernel is patch_size / 2^len(stem_channels). Empty: none.
     stem_channels: List[int] = field(default_factory=list)
+    # [ours] how pictures are resized to image_size: a PIL filter number (1 lanczos, 2 bilinear, 3 bicubic, 4 box,
+    # 5 hamming; Image.resize, antialiased, 8-bit), or None: bilinear, half-pixel, no antialiasing, in float
+    # (vqa_data.to_model_pixels; models/image/preprocess.ts)
+    resample: Optional[int] = None
 
     @property
     def grid(self) -> int:
@@ -138,7 +142,7 @@ class ModelConfig:
         d = {
             'model_type': 'lavi',
             'vision_config': {k: v for k, v in asdict(self.vision_config).items()
-                              if k != 'stem_channels' or v},  # no stem: the SigLIP fields only
+                              if (k != 'stem_channels' or v) and (k != 'resample' or v is not None)},  # SigLIP's fields, ours when set
             'text_config': asdict(self.text_config),
             'lavi_config': asdict(self.lavi_config),
             'video_config': asdict(self.video_config),
@@ -162,7 +166,10 @@ class ModelConfig:
             use_post_layernorm=bool(vj.get('use_post_layernorm', False)),
             image_mean=list(vj.get('image_mean', [0.5, 0.5, 0.5])), image_std=list(vj.get('image_std', [0.5, 0.5, 0.5])),
             stem_channels=[int(c) for c in vj.get('stem_channels', [])],
+            resample=None if vj.get('resample') is None else int(vj['resample']),
         )
+        if vision.resample is not None and vision.resample not in (1, 2, 3, 4, 5):
+            raise ValueError(f'vision_config.resample must be a PIL filter number 1..5, got {vision.resample!r}')
         if vision.hidden_act not in ('gelu_pytorch_tanh', 'gelu'):
             raise ValueError(f'vision_config.hidden_act {vision.hidden_act!r} not supported')
         if vision.image_size % vision.patch_size:

@@ -651,14 +651,20 @@ def render_wide(scene: Sequence[WObj], style: Style, cap: Optional[int] = RENDER
 
 
 def to_model_pixels(img: np.ndarray, vc, dtype=None):
-    """uint8 [H, W, 3] -> [1, 3, S, S] as the engine computes it (models/image.ts): bilinear resize with
+    """uint8 [H, W, 3] -> [1, 3, S, S] as the engine computes it (models/image/preprocess.ts): bilinear resize with
     half-pixel centres, clamped at the borders, no antialiasing, on the 0..255 values (no rounding), then /255
-    and (x - mean) / std. Identity resize at S x S."""
+    and (x - mean) / std; or, with vc.resample set, PIL's Image.resize with that filter (antialiased, 8-bit).
+    Identity resize at S x S."""
     import torch
     import torch.nn.functional as F
     dtype = dtype or torch.float64
     S = vc.image_size
-    x = torch.from_numpy(np.array(img, dtype=np.uint8)).to(dtype).permute(2, 0, 1)[None]
+    img = np.array(img, dtype=np.uint8)
+    resample = getattr(vc, 'resample', None)
+    if resample is not None and img.shape[:2] != (S, S):
+        from PIL import Image
+        img = np.array(Image.fromarray(img).resize((S, S), resample))
+    x = torch.from_numpy(img).to(dtype).permute(2, 0, 1)[None]
     if x.shape[2] != S or x.shape[3] != S:
         x = F.interpolate(x, size=(S, S), mode='bilinear', align_corners=False)
     x = x / 255.0
