@@ -133,7 +133,8 @@ def run_eval(a) -> None:
                              'part of the answer text', 'image': 'the PNG (field "image"); "jpeg" results use the '
                              'JPEG copy'},
         'scoring': 'exact match after trimming whitespace, lowercasing and dropping one final period',
-        'image_input': 'bilinear resize to the model input (half-pixel centres, no antialiasing), as the engine',
+        'image_input': 'resized to the model input as the engine does: bilinear (half-pixel centres, no antialiasing), '
+                       'or PIL Image.resize with the filter vision_config.resample names when a checkpoint sets it',
         'out_of_vocabulary': 'answers with a word outside the task vocabulary (vqa_data.in_task_vocabulary)',
         'compute': 'float64 from the shipped float16 weights (widened exactly)',
         'models': {},

@@ -56,7 +56,8 @@ def build_config(a, vocab_size: int, eos: List[int]) -> ModelConfig:
         num_hidden_layers=a.vit_layers, num_attention_heads=a.vit_heads, intermediate_size=4 * a.vit_width,
         layer_norm_eps=1e-6, hidden_act='gelu_pytorch_tanh', use_post_layernorm=False,
         image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5],
-        stem_channels=[int(c) for c in str(getattr(a, 'stem', '') or '').split(',') if c])
+        stem_channels=[int(c) for c in str(getattr(a, 'stem', '') or '').split(',') if c],
+        resample=getattr(a, 'resample', None))
     tc = TextConfig(
         vocab_size=vocab_size, hidden_size=a.d, intermediate_size=a.ffn, num_hidden_layers=a.layers,
         num_attention_heads=a.heads, num_key_value_heads=a.kv_heads, rms_norm_eps=1e-6, rope_theta=10000.0,
@@ -518,6 +519,9 @@ def main(argv=None) -> None:
     t.add_argument('--aux-pooled', action='store_true',
                    help='auxiliary: the mean visual token also predicts every cell\'s attributes')
     t.add_argument('--stem', default='', help='conv stem channels of the vision tower, e.g. 32,64,128 (default none)')
+    t.add_argument('--resample', type=int, choices=[1, 2, 3, 4, 5], default=None,
+                   help='resize pictures to the model input with this PIL filter (3: bicubic), as vision_config.resample; '
+                        'default: bilinear without antialiasing, as the shipped checkpoints')
     t.add_argument('--init-vision-from', default=None, help='tower + projector (+ cell probes) from vision_probe.py --save')
     t.add_argument('--init-from', default=None, help='checkpoint.pt of an earlier run to start from')
     t.add_argument('--stop-after', type=int, default=None,

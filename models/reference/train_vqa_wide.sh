@@ -13,6 +13,8 @@ STEPS=${STEPS:-3600}   # of the VQA training (the run in TRAINING.md)
 VSTEPS=${VSTEPS:-12000} # of the vision tower's pretraining on the cell probes (one thread: the shipped tower's)
 TOWER=${TOWER:-}       # a tower.pt pretrained already (vision_probe.py --save) instead of step 1
 P2STEPS=${P2STEPS:-2000} # a second phase from the last checkpoint: fresh AdamW, lr 1e-3, the stream's next pictures
+RESAMPLE=${RESAMPLE:-}   # a PIL filter number (3: bicubic) for the resize to the input (vision_config.resample); empty: the shipped point-sampling bilinear
+RS=${RESAMPLE:+--resample $RESAMPLE}
 mkdir -p "$WORK" "$OUT"
 
 # OpenBLAS from Debian's package for PyTorch's matmuls (models/reference/openblas-env.sh; OPENBLAS_DIR= skips it).
@@ -32,7 +34,7 @@ $PY $R/bpe_tokenizer.py train --data wide --out "$WORK/tokenizer.json"
 if [ -n "$TOWER" ]; then
   cp "$TOWER" "$WORK/tower.pt"
 else
-  nice -n 10 $PY $R/vision_probe.py --patch 16 --stem 32,64,128 --width 128 --steps "$VSTEPS" --cosine --eval-every 1000 --threads 1 \
+  nice -n 10 $PY $R/vision_probe.py --patch 16 --stem 32,64,128 --width 128 --steps "$VSTEPS" --cosine --eval-every 1000 --threads 1 $RS \
     --save "$WORK/tower.pt" > "$WORK/tower.log" 2>&1
 fi
 
@@ -41,7 +43,7 @@ COMMON="--tokenizer $WORK/tokenizer.json --seed 0 --images 48 --questions-per-im
   --stem 32,64,128 --init-vision-from $WORK/tower.pt
   --vit-width 128 --vit-layers 3 --d 192 --ffn 512 --layers 4 --heads 4 --kv-heads 2 --cond-r 64 --cond-heads 4
   --o-proj-init 0.02 --aux-weight 0.5 --ref-weight 0.5 --threads 1 --data wide --type-weights 1,1,1.3,1,1,1,0.8
-  --keep-checkpoints"
+  --keep-checkpoints $RS"
 for m in lavi concat; do
   rm -rf "$WORK/$m" "$WORK/$m-p2"
   # shellcheck disable=SC2086
