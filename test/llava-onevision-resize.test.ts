@@ -1,4 +1,4 @@
-// LLaVA-OneVision processor pieces against Python: PIL-exact resizing (models/llava-onevision/resample.ts) against
+// LLaVA-OneVision processor pieces against Python: PIL-exact resizing (models/image/resample.ts) against
 // Pillow's own output for every filter, up and down, odd ratios and one-pixel strips
 // (test/fixtures/llava-onevision/pil-resize.safetensors, written by test/llava-onevision/make_pil_goldens.py);
 // transformers' RGBA → RGB; Python's float floor division and int(round(x, 7)); select_best_resolution,
@@ -9,14 +9,14 @@ import * as assert from 'uvu/assert';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SafetensorsFile } from '../core/safetensors/index.js';
-import { resizePil } from '../models/llava-onevision/resample.js';
+import { toRgb } from '../models/image/preprocess.js';
+import { resizePil } from '../models/image/resample.js';
 import { pyFloorDiv, pyIntRound7 } from '../models/llava-onevision/pymath.js';
 import {
   paddingFor,
   patchOutputSize,
   selectBestResolution,
   tokenLayout,
-  toRgb,
   type LlavaOnevisionImageModelConfig,
 } from '../models/llava-onevision/processor.js';
 

@@ -4,7 +4,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { parseConfig, tinyConfig, type VisionConfig } from '../models/lavi/config.js';
-import { ValueError } from '../core/errors.js';
+import { UnsupportedError, ValueError } from '../core/errors.js';
 import { preprocessImage, stackPixels } from '../models/image/preprocess.js';
 
 function vcfg(over: Partial<VisionConfig> = {}): VisionConfig {
@@ -77,11 +77,14 @@ test('vision_config.resample: Pillow\'s filter, to 8 bits (box 8 → 2 averages 
   assert.equal(Array.from(preprocessImage(native, cfg).data), Array.from(preprocessImage(native, { ...cfg, resample: undefined }).data));
 });
 
-test('vision_config.resample: a value that is not a PIL filter 1..5 is refused, naming the field', () => {
+test('vision_config.resample: a value that is not an implemented PIL filter (1..5) is refused, naming the field', () => {
   const base = tinyConfig();
-  for (const bad of [0, 6, 2.5, 'bicubic', -1]) {
-    assert.throws(() => parseConfig({ ...base, vision_config: { ...base.vision_config, resample: bad } } as unknown as Record<string, unknown>, 'config.json'), (e: Error) => e instanceof ValueError && /vision_config.*resample must be a PIL filter number/.test(e.message), `resample ${JSON.stringify(bad)}`);
+  const parse = (resample: unknown) => () => parseConfig({ ...base, vision_config: { ...base.vision_config, resample } } as unknown as Record<string, unknown>, 'config.json');
+  for (const bad of [6, 2.5, 'bicubic', -1, [3]]) {
+    assert.throws(parse(bad), (e: Error) => e instanceof ValueError && /vision_config.*resample must be a PIL filter number/.test(e.message), `resample ${JSON.stringify(bad)}`);
   }
+  // 0 is a PIL filter (nearest) that the engine does not implement.
+  assert.throws(parse(0), (e: Error) => e instanceof UnsupportedError && /vision_config.*resample is 0 \(nearest\), which is not implemented/.test(e.message));
   assert.is(parseConfig({ ...base, vision_config: { ...base.vision_config, resample: 3 } } as unknown as Record<string, unknown>, 'config.json').vision_config.resample, 3);
   assert.is(parseConfig({ ...base } as unknown as Record<string, unknown>, 'config.json').vision_config.resample, undefined);
 });

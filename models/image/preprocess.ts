@@ -5,11 +5,11 @@
 // Resize convention: half-pixel centres, clamped at the borders, no antialiasing (PyTorch
 // F.interpolate(mode='bilinear', align_corners=False, antialias=False)), computed in float64 on the 0..255
 // values with no rounding back to 8 bits. A config with vision_config.resample (a PIL filter number) is resized as
-// Pillow's Image.resize does instead (antialiased, to 8 bits; models/llava-onevision/resample.ts).
+// Pillow's Image.resize does instead (antialiased, to 8 bits; resample.ts), on the RGB bytes (toRgb).
 
 import { ValueError } from '../../core/errors.js';
 import type { VisionConfig } from '../lavi/config.js';
-import { resizePil } from '../llava-onevision/resample.js';
+import { resizePil } from './resample.js';
 
 /** Decoded pixels, row-major, interleaved channels (3 = RGB, 4 = RGBA; alpha is ignored). */
 export interface RGBImage {
@@ -24,6 +24,32 @@ export interface RGBImage {
 export interface PixelBatch {
   data: Float32Array;
   shape: [number, number, number, number];
+}
+
+function channelsOf(img: RGBImage): 3 | 4 {
+  const { width: W, height: H, data } = img;
+  if (!Number.isInteger(W) || !Number.isInteger(H) || W < 1 || H < 1) throw new ValueError(`image: width and height must be positive integers, got ${W}×${H}`);
+  if (!(data instanceof Uint8Array || data instanceof Uint8ClampedArray)) throw new ValueError(`image: data must be a Uint8Array`);
+  const ch = img.channels ?? (data.length === W * H * 4 ? 4 : 3);
+  if (ch !== 3 && ch !== 4) throw new ValueError(`image: channels must be 3 or 4, got ${String(ch)}`);
+  if (data.length !== W * H * ch) throw new ValueError(`image: ${W}×${H}×${ch} needs ${W * H * ch} bytes, got ${data.length}`);
+  return ch;
+}
+
+/** RGB bytes of an image. RGBA loses its alpha channel, as transformers' convert_to_rgb does (PIL
+ * image.convert("RGB"): no compositing). Note that models/image/decode.ts composites transparent PNGs over white
+ * instead, as browsers show them; Hugging Face's load_image also calls convert("RGB") and keeps the hidden colours. */
+export function toRgb(img: RGBImage): Uint8Array {
+  const ch = channelsOf(img);
+  const { width: W, height: H, data } = img;
+  if (ch === 3) return data instanceof Uint8Array ? data : new Uint8Array(data.buffer, data.byteOffset, data.length);
+  const out = new Uint8Array(W * H * 3);
+  for (let p = 0; p < W * H; p++) {
+    out[p * 3] = data[p * 4]!;
+    out[p * 3 + 1] = data[p * 4 + 1]!;
+    out[p * 3 + 2] = data[p * 4 + 2]!;
+  }
+  return out;
 }
 
 /** Source coordinate and weights of one output index under half-pixel bilinear sampling. */
@@ -53,13 +79,7 @@ export function preprocessImage(img: RGBImage, cfg: VisionConfig): PixelBatch {
   const out = new Float32Array(C * S * S);
   if (cfg.resample !== undefined && (W !== S || H !== S)) {
     // Pillow's filter on the RGB bytes, then the same normalisation.
-    let rgb: Uint8Array;
-    if (ch === 3) rgb = data instanceof Uint8Array ? data : new Uint8Array(data.buffer, data.byteOffset, data.length);
-    else {
-      rgb = new Uint8Array(W * H * 3);
-      for (let i = 0, j = 0; i < rgb.length; i += 3, j += 4) rgb[i] = data[j]!, rgb[i + 1] = data[j + 1]!, rgb[i + 2] = data[j + 2]!;
-    }
-    const small = resizePil(rgb, W, H, 3, S, S, cfg.resample);
+    const small = resizePil(toRgb(img), W, H, 3, S, S, cfg.resample);
     for (let c = 0; c < C; c++) {
       const mean = cfg.image_mean[c]!, std = cfg.image_std[c]!;
       for (let i = 0; i < S * S; i++) out[c * S * S + i] = (small[i * 3 + c]! / 255 - mean) / std;

@@ -9,7 +9,7 @@
 //    keep the first pinpoint with the largest effective area, ties broken by the smallest waste.
 // 2. resize keeping the aspect ratio (get_patch_output_size): if w / W < h / H the width becomes w and the height
 //    min(ceil(H · w / W), h); otherwise the height becomes h and the width min(ceil(W · h / H), w). PIL resampling,
-//    bit exact (resample.ts; `resample` 3 = bicubic for the released models).
+//    bit exact (../image/resample.ts; `resample` 3 = bicubic for the released models).
 // 3. zero padding to (h, w), centred (_pad_for_patching): before = (h − h') // 2, after = before + (h − h') % 2,
 //    i.e. the odd pixel goes to the bottom / right; the padding is 0 in the 8-bit image (−1 after mean = std = 0.5).
 // 4. tiles: the padded image cut into S×S tiles in row-major order (rows = h / S, cols = w / S).
@@ -27,9 +27,9 @@
 
 import { readJsonFile } from '../loading/json-fields.js';
 import { UnsupportedError, ValueError } from '../../core/errors.js';
-import type { RGBImage } from '../image/preprocess.js';
+import { toRgb, type RGBImage } from '../image/preprocess.js';
 import { intFloorDiv, pyFloorDiv, pyInt, pyIntRound7 } from './pymath.js';
-import { RESAMPLE_NAMES, isSupportedResample, resizePil } from './resample.js';
+import { RESAMPLE_NAMES, requireResample, resizePil } from '../image/resample.js';
 
 // ---------------------------------------------------------------------------------------------------------------
 // configuration
@@ -197,11 +197,7 @@ export function parsePreprocessorConfig(json: unknown, where = 'preprocessor_con
   }
   // absent: transformers' default list (which needs a tile size dividing 384)
   const imageGridPinpoints = parsePinpoints(json.image_grid_pinpoints ?? DEFAULT_PINPOINTS, where, size, lim);
-  const r = json.resample ?? 3;
-  if (typeof r !== 'number' || !Number.isInteger(r) || r < 0 || r > 5) {
-    throw new ValueError(`${where}: field 'resample' must be a PIL filter number 0..5, got ${show(json.resample)}`);
-  }
-  if (!isSupportedResample(r)) throw new UnsupportedError(`${where}: field 'resample' is ${r} (${RESAMPLE_NAMES[r]}), which is not implemented; supported: 1 lanczos, 2 bilinear, 3 bicubic, 4 box, 5 hamming`);
+  const r = requireResample(json.resample ?? 3, `${where}: field 'resample'`);
   const rf = json.rescale_factor ?? 1 / 255;
   if (typeof rf !== 'number' || !Number.isFinite(rf) || rf <= 0) throw new ValueError(`${where}: field 'rescale_factor' must be a positive number, got ${show(json.rescale_factor)}`);
   return {
@@ -398,32 +394,6 @@ export interface LlavaOnevisionImageInputs {
   /** Image tokens the model produces for this image, if a model config was given. */
   numImageTokens: number | null;
   layout: TokenLayout | null;
-}
-
-function channelsOf(img: RGBImage): 3 | 4 {
-  const { width: W, height: H, data } = img;
-  if (!Number.isInteger(W) || !Number.isInteger(H) || W < 1 || H < 1) throw new ValueError(`llava-onevision image: width and height must be positive integers, got ${W}×${H}`);
-  if (!(data instanceof Uint8Array || data instanceof Uint8ClampedArray)) throw new ValueError(`llava-onevision image: data must be a Uint8Array`);
-  const ch = img.channels ?? (data.length === W * H * 4 ? 4 : 3);
-  if (ch !== 3 && ch !== 4) throw new ValueError(`llava-onevision image: channels must be 3 or 4, got ${String(ch)}`);
-  if (data.length !== W * H * ch) throw new ValueError(`llava-onevision image: ${W}×${H}×${ch} needs ${W * H * ch} bytes, got ${data.length}`);
-  return ch;
-}
-
-/** RGB bytes of an image. RGBA loses its alpha channel, as transformers' convert_to_rgb does (PIL
- * image.convert("RGB"): no compositing). Note that models/image/decode.ts composites transparent PNGs over white
- * instead, as browsers show them; Hugging Face's load_image also calls convert("RGB") and keeps the hidden colours. */
-export function toRgb(img: RGBImage): Uint8Array {
-  const ch = channelsOf(img);
-  const { width: W, height: H, data } = img;
-  if (ch === 3) return data instanceof Uint8Array ? data : new Uint8Array(data.buffer, data.byteOffset, data.length);
-  const out = new Uint8Array(W * H * 3);
-  for (let p = 0; p < W * H; p++) {
-    out[p * 3] = data[p * 4]!;
-    out[p * 3 + 1] = data[p * 4 + 1]!;
-    out[p * 3 + 2] = data[p * 4 + 2]!;
-  }
-  return out;
 }
 
 /**

@@ -3,7 +3,7 @@
 // preprocessor_config.json.
 
 import { ValueError } from '../../core/errors.js';
-import { isSupportedResample } from '../llava-onevision/resample.js';
+import { requireResample } from '../image/resample.js';
 import { bool, num, oneOf, type Json } from '../loading/json-fields.js';
 
 export interface VisionConfig {
@@ -60,12 +60,7 @@ export function parseVisionConfig(vj: Json, where: string, opts: SiglipParseOpti
     image_std: (vj.image_std as [number, number, number]) ?? [0.5, 0.5, 0.5],
     stem_channels: stemChannels(vj.stem_channels, w),
   };
-  if (vj.resample !== undefined && vj.resample !== null) {
-    if (!Number.isInteger(vj.resample) || !isSupportedResample(vj.resample as number)) {
-      throw new ValueError(`${w}: resample must be a PIL filter number 1..5 (1 lanczos, 2 bilinear, 3 bicubic, 4 box, 5 hamming), got ${JSON.stringify(vj.resample)?.slice(0, 40)}`);
-    }
-    vision.resample = vj.resample as number;
-  }
+  if (vj.resample !== undefined && vj.resample !== null) vision.resample = requireResample(vj.resample, `${w}: resample`);
   // image_size need not be a multiple of patch_size: SigLIP-so400m-patch14-384 runs its stride-14 convolution on
   // 384 pixels, which reads the first 27·14 = 378 and drops the rest.
   if (vision.image_size < vision.patch_size) throw new ValueError(`${w}: image_size ${vision.image_size} is smaller than patch_size ${vision.patch_size}`);

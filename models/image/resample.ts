@@ -75,6 +75,16 @@ const FILTERS: ReadonlyMap<number, Filter> = new Map([
 
 export const RESAMPLE_NAMES: Readonly<Record<number, string>> = { 0: 'nearest', 1: 'lanczos', 2: 'bilinear', 3: 'bicubic', 4: 'box', 5: 'hamming' };
 
+/** A `resample` field (preprocessor_config.json, vision_config): a PIL filter number that resizePil implements.
+ *  Not an integer 0..5: ValueError; 0 (nearest): UnsupportedError. `what` names the file and field in the error. */
+export function requireResample(v: unknown, what: string): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 5) {
+    throw new ValueError(`${what} must be a PIL filter number 0..5, got ${JSON.stringify(v)?.slice(0, 40) ?? String(v)}`);
+  }
+  if (!FILTERS.has(v)) throw new UnsupportedError(`${what} is ${v} (${RESAMPLE_NAMES[v]}), which is not implemented; supported: ${[...FILTERS].map(([n, f]) => `${n} ${f.name}`).join(', ')}`);
+  return v;
+}
+
 /** True when `resample` names a filter resizePil implements (1..5). */
 export function isSupportedResample(resample: number): boolean {
   return FILTERS.has(resample);
