@@ -13,14 +13,12 @@
 import { loadavg } from 'node:os';
 import { WasmBackend } from '../../backends/wasm/index.js';
 import type { Variants } from '../../backends/wasm/ops-matmul.js';
-import { widenToF32 } from '../../core/dtype.js';
 import type { Tensor } from '../../core/tensor.js';
 import { resolveConfig, type ModelConfig } from '../../models/lavi/config.js';
 import { LaviModel } from '../../models/lavi/model.js';
 import { applyLaviOverrides } from '../../models/lavi/overrides.js';
 import { expectedWeights } from '../../models/lavi/weights.js';
-import { randomSpecs, storageDType } from '../../models/loading/weights.js';
-import { argmax, tensor } from '../../ops/index.js';
+import { nextToken as next, randomTensorOn } from '../../models/app/commands/bench.js';
 
 function arg(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -48,11 +46,7 @@ async function main(): Promise<void> {
     for (const spec of expectedWeights(cfg)) {
       if (spec.optional) continue;
       const key = `${spec.name}:${spec.shape.join('x')}`;
-      if (!pool.has(key)) {
-        const h = randomSpecs([spec], { seed: 1, dtype: 'bf16' }).get(spec.name)!;
-        const want = storageDType(spec.kind, h.dtype, true);
-        pool.set(key, tensor(backend, want === 'f32' && h.dtype !== 'f32' ? widenToF32(h.data as Uint16Array, h.dtype as 'bf16') : h.data, h.shape, want));
-      }
+      if (!pool.has(key)) pool.set(key, randomTensorOn(backend, spec, 'bf16'));
       m.set(spec.name, pool.get(key)!);
     }
     return m;
@@ -65,12 +59,6 @@ async function main(): Promise<void> {
   const px = new Float32Array(crops * 3 * S * S).map((_, i) => Math.sin(i));
   const ids = Array.from({ length: T }, (_, i) => (i * 7919 + 17) % base.text_config.vocab_size);
   const enc = models.get('preset')!.encodeImage({ data: px, shape: [crops, 3, S, S] }, { maxTokens: N });
-  const next = async (logits: Tensor): Promise<number> => {
-    const a = argmax(logits);
-    const v = (await a.read()) as Int32Array;
-    a.dispose();
-    return v[v.length - 1]!;
-  };
   const tok = new Map<string, number>();
   // concat last: its prefill consumes the encoded image.
   for (const k of [...names.filter((n) => n !== 'concat'), 'concat']) tok.set(k, await next(models.get(k)!.prefill(ids, enc, { consumeImage: k === 'concat' })));

@@ -14,7 +14,7 @@ import { widenToF32 } from '../../../core/dtype.js';
 import type { Backend } from '../../../core/backend.js';
 import type { Tensor } from '../../../core/tensor.js';
 import { argmax, tensor } from '../../../ops/index.js';
-import { randomSpecs, storageDType } from '../../loading/weights.js';
+import { randomSpecs, storageDType, type WeightSpec } from '../../loading/weights.js';
 import { resolveConfig, visualTokensPerImage, type ModelConfig } from '../../lavi/config.js';
 import { costReport } from '../../lavi/cost-report.js';
 import { LaviModel } from '../../lavi/model.js';
@@ -295,17 +295,19 @@ function vmHWM(): number {
   return m ? Number(m[1]) * 1024 : 0;
 }
 
-/** Random weights straight onto the backend, one tensor at a time (the host never holds the whole model);
+/** One weight of `expectedWeights`, random, on the backend in the dtype the loader would store it in;
  *  deterministic in (seed, name), as randomWeights draws them, so LaVi and concat share every common tensor. */
+export function randomTensorOn(backend: Backend, spec: WeightSpec, dtype: ChildSpec['dtype']): Tensor {
+  const h = randomSpecs([spec], { seed: 1, dtype }).get(spec.name)!;
+  const want = storageDType(spec.kind, h.dtype, true);
+  const data = want === 'f32' && h.dtype !== 'f32' ? widenToF32(h.data as Uint16Array, h.dtype as 'bf16') : h.data;
+  return tensor(backend, data, h.shape, want);
+}
+
+/** Random weights straight onto the backend, one tensor at a time (the host never holds the whole model). */
 function randomWeightsOn(backend: Backend, cfg: ModelConfig, dtype: ChildSpec['dtype']): Map<string, Tensor> {
   const map = new Map<string, Tensor>();
-  for (const spec of expectedWeights(cfg)) {
-    if (spec.optional) continue;
-    const h = randomSpecs([spec], { seed: 1, dtype }).get(spec.name)!;
-    const want = storageDType(spec.kind, h.dtype, true);
-    const data = want === 'f32' && h.dtype !== 'f32' ? widenToF32(h.data as Uint16Array, h.dtype as 'bf16') : h.data;
-    map.set(spec.name, tensor(backend, data, h.shape, want));
-  }
+  for (const spec of expectedWeights(cfg)) if (!spec.optional) map.set(spec.name, randomTensorOn(backend, spec, dtype));
   return map;
 }
 
@@ -321,7 +323,7 @@ function randomInputs(cfg: ModelConfig, s: ChildSpec): { px: Float32Array; crops
 }
 
 /** The last position's greedy token. */
-async function nextToken(logits: Tensor): Promise<number> {
+export async function nextToken(logits: Tensor): Promise<number> {
   const a = argmax(logits);
   const v = (await a.read()) as Int32Array;
   a.dispose();
