@@ -19,8 +19,9 @@ const GEMV_N_CHUNK = 512; // rows of B per job of the [K, N] GEMV (at least)
  *  per-row work (two block loops, measured 7–16% of the kernel at K = 64–1024, cache-hot). */
 const GEMV_DIRECT_MAX_K = 1024;
 /** Weight bytes per job of an [N, K] GEMV (threadsFor: so a GEMV splits once it has two of these, 512 KiB). Lower
- *  than PAR_BYTES: in decode the workers are spinning from the previous kernel, and a [896, 896] bf16 projection
- *  (1.6 MB) took 69–76 µs on one thread against 48–53 on two (docs/perf-log.md). Rows of at most GEMV_SHORT_K are
+ *  than PAR_BYTES: in decode the workers are spinning from the previous kernel, and Qwen2-0.5B's [896, 896] bf16
+ *  projections (1.6 MB) ran on one thread; split, lavi-0.5b decode steps are 3–4% faster (`node
+ *  dist/test/bench/decode-ab-bench.js --gemv-par-bytes 1048576`, docs/perf-log.md). Rows of at most GEMV_SHORT_K are
  *  compute-bound (unpacking and a horizontal sum per 64–128 bytes): jobs of 64 KiB, so they split from 128 KiB
  *  (LaVi's o_proj, [1792, 64] bf16, 224 KiB). */
 const GEMV_PAR_BYTES = 1 << 18;

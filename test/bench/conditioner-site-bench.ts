@@ -4,7 +4,8 @@
 //   npx tsc -p tsconfig.json && flock /tmp/lavi-bench.lock node dist/test/bench/conditioner-site-bench.js
 //     [--width 64] [--heads 8] [--keys 729,2916] [--threads 2] [--rounds 3] [--cold]
 //
-// d = 896 (Qwen2-0.5B); q_proj [r, d] and o_proj [2d, r] in bf16; K/U [1, H, N, r/H] bf16 head-major (one set,
+// Beside them, the attention concat runs once per layer over its cache (N + 64 keys), the cost a LaVi layer's two
+// sites replace. d = 896 (Qwen2-0.5B); q_proj [r, d] and o_proj [2d, r] in bf16; K/U [1, H, N, r/H] bf16 head-major (one set,
 // shared by every site, so it stays in cache across a decode step as here). Each row: mean over 2,000 calls,
 // one round per line (the rounds show the noise). --cold: before each (timed) call, an untimed GEMV streams 23.4 MiB
 // of other weights, as a decoder layer does between two sites, so weights and K/U come from L3 or DRAM as in
@@ -51,7 +52,14 @@ async function main(): Promise<void> {
     const a = reshape(attention(q, K, U, opts), [1, 1, r]);
     const delta = linear(a, Wo, bo);
     const dG = sliceAxis(delta, 2, 0, d), dB = sliceAxis(delta, 2, d, 2 * d);
+    // What concat runs per layer instead of two sites: its decode attention over the visual tokens and 64 text
+    // tokens (Qwen2-0.5B: 14 query heads, 2 KV heads of 64, f32 cache), the newest position attending.
+    const S = N + 64;
+    const cq = tensor(be, random(14 * 64, 11), [1, 1, 14, 64]);
+    const ck = tensor(be, random(S * 128, 12), [1, S, 2, 64]), cv = tensor(be, random(S * 128, 13), [1, S, 2, 64]);
+    const copts = { causal: true, queryOffset: S - 1, keyLength: S, scale: 1 / 8 };
     const steps: [string, () => Tensor][] = [
+      [`concat attention (${S} keys)`, () => attention(cq, ck, cv, copts)],
       ['rmsNorm (concat)', () => rmsNorm(x, gamma, 1e-6)],
       ['x̂', () => rmsNorm(x, null, 1e-6)],
       ['q_proj', () => linear(xhat, Wq, bq)],
@@ -96,7 +104,7 @@ async function main(): Promise<void> {
       }
       console.log(row.join(' | '));
     }
-    for (const t of [K, U, xhat, q, a, delta, dG, dB]) t.dispose();
+    for (const t of [K, U, xhat, q, a, delta, dG, dB, cq, ck, cv]) t.dispose();
   }
   evictW?.dispose(), evictX?.dispose();
   await be.destroy();
