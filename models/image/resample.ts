@@ -85,10 +85,6 @@ export function requireResample(v: unknown, what: string): number {
   return v;
 }
 
-/** True when `resample` names a filter resizePil implements (1..5). */
-export function isSupportedResample(resample: number): boolean {
-  return FILTERS.has(resample);
-}
 
 /** Fixed-point taps of one pass: for output i, `count[i]` weights from input index `start[i]`. */
 interface Taps {

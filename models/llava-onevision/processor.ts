@@ -29,7 +29,7 @@ import { readJsonFile } from '../loading/json-fields.js';
 import { UnsupportedError, ValueError } from '../../core/errors.js';
 import { toRgb, type RGBImage } from '../image/preprocess.js';
 import { intFloorDiv, pyFloorDiv, pyInt, pyIntRound7 } from './pymath.js';
-import { RESAMPLE_NAMES, requireResample, resizePil } from '../image/resample.js';
+import { requireResample, resizePil } from '../image/resample.js';
 
 // ---------------------------------------------------------------------------------------------------------------
 // configuration

@@ -44,7 +44,9 @@ async function main(): Promise<void> {
   const evictW = cold ? bf16([13696, 896], 9) : null, evictX = cold ? tensor(be, random(896, 10), [1, 1, 896]) : null;
   const evict = () => (evictW ? linear(evictX!, evictW).dispose() : undefined);
   console.log(`conditioner-site-bench: r ${r}, ${H} heads of ${dh}; wasm ${threads} threads; ${cold ? 'cold (23.4 MiB streamed before each call)' : 'cache-hot'}; load ${(await import('node:os')).loadavg()[0]!.toFixed(2)}`);
-  for (const N of arg('keys', '729,2916').split(',').map(Number)) {
+  const keyCounts = arg('keys', '729,2916').split(',').map(Number);
+  if (keyCounts.some((n) => !Number.isInteger(n) || n < 1)) throw new Error(`conditioner-site-bench: --keys must be positive integers, got ${arg('keys', '')}`);
+  for (const N of keyCounts) {
     const K = transpose(bf16([1, N, H, dh], 7), [0, 2, 1, 3]), U = transpose(bf16([1, N, H, dh], 8), [0, 2, 1, 3]);
     const opts = { causal: false, scale: 1 / Math.sqrt(dh), kvHeadMajor: true };
     const xhat = rmsNorm(x, null, 1e-6);
