@@ -99,12 +99,12 @@ class Batcher:
     as the engine resizes them, several phrasings, out-of-task questions as a seventh type 'oot')."""
 
     def __init__(self, tok: Tokenizer, n_images: int, q_per_image: int, type_weights: Dict[str, float],
-                 seed: int, attr_pref: float = 0.0, data: str = 'fixed'):
+                 seed: int, attr_pref: float = 0.0, data: str = 'fixed', small_pictures: float = 0.0):
         self.tok = tok
         self.n_images = n_images
         self.q = q_per_image
         self.data = data
-        self.stream = vqa_data.WideTrainStream() if data == 'wide' else vqa_data.TrainStream()
+        self.stream = vqa_data.WideTrainStream(small_pictures=small_pictures) if data == 'wide' else vqa_data.TrainStream()
         self.types = list(vqa_data.TRAIN_TYPES if data == 'wide' else vqa_data.QUESTION_TYPES)
         w = np.asarray([type_weights.get(t, 0.0) for t in self.types], dtype=np.float64)
         self.p = w / w.sum()
@@ -385,7 +385,7 @@ def train(a) -> None:
                                'lr_mult': a.vision_lr_mult if vis else 1.0})
     opt = torch.optim.AdamW(groups, lr=a.lr, betas=(0.9, 0.98), eps=1e-8)
     type_w = dict(zip(vqa_data.TRAIN_TYPES, [float(x) for x in a.type_weights.split(',')]))
-    batcher = Batcher(tok, a.images, a.questions_per_image, type_w, a.seed, a.attr_pref, a.data)
+    batcher = Batcher(tok, a.images, a.questions_per_image, type_w, a.seed, a.attr_pref, a.data, a.small_pictures)
     vpix, vseqs = val_set(tok, cfg.vision_config, a.val_questions, a.data)
     log_path = os.path.join(a.run_dir, 'log.jsonl')
     logf = open(log_path, 'a')
@@ -522,6 +522,9 @@ def main(argv=None) -> None:
     t.add_argument('--resample', type=int, choices=[1, 2, 3, 4, 5], default=None,
                    help='resize pictures to the model input with this PIL filter (3: bicubic), as vision_config.resample; '
                         'default: bilinear without antialiasing, as the shipped checkpoints')
+    t.add_argument('--small-pictures', type=float, default=0.0,
+                   help="with --data wide: the share of training pictures whose long side is 24..47 px "
+                        "(vqa_data.random_style; default 0: the stream's log-uniform sizes alone)")
     t.add_argument('--init-vision-from', default=None, help='tower + projector (+ cell probes) from vision_probe.py --save')
     t.add_argument('--init-from', default=None, help='checkpoint.pt of an earlier run to start from')
     t.add_argument('--stop-after', type=int, default=None,

@@ -14,7 +14,8 @@ VSTEPS=${VSTEPS:-12000} # of the vision tower's pretraining on the cell probes (
 TOWER=${TOWER:-}       # a tower.pt pretrained already (vision_probe.py --save) instead of step 1
 P2STEPS=${P2STEPS:-2000} # a second phase from the last checkpoint: fresh AdamW, lr 1e-3, the stream's next pictures
 RESAMPLE=${RESAMPLE:-}   # a PIL filter number (3: bicubic) for the resize to the input (vision_config.resample); empty: the shipped point-sampling bilinear
-RS=${RESAMPLE:+--resample $RESAMPLE}
+SMALL=${SMALL:-}         # share of training pictures 24..47 px on the long side (--small-pictures); empty: none extra
+RS="${RESAMPLE:+--resample $RESAMPLE} ${SMALL:+--small-pictures $SMALL}"
 mkdir -p "$WORK" "$OUT"
 
 # OpenBLAS from Debian's package for PyTorch's matmuls (models/reference/openblas-env.sh; OPENBLAS_DIR= skips it).

@@ -348,8 +348,9 @@ def heldout_questions(split: str) -> List[Tuple[int, QA]]:
 class TrainStream:
     """Training scenes by index, skipping any whose content equals a validation or test scene."""
 
-    def __init__(self, seed: int = SPLIT_SEEDS['train']):
+    def __init__(self, seed: int = SPLIT_SEEDS['train'], small_pictures: float = 0.0):
         self.seed = seed
+        self.small_pictures = small_pictures
         self.excluded = {scene_key(s) for s in heldout_scenes('test')} | {scene_key(s) for s in heldout_scenes('val')}
 
     def scene(self, index: int) -> Scene:
@@ -544,10 +545,11 @@ def random_scene_wide(rng: np.random.Generator, shifted: bool = False, train: bo
 
 
 def random_style(rng: np.random.Generator, shifted: bool = False, max_side: int = 1024,
-                 train: bool = False) -> Style:
+                 train: bool = False, small_pictures: float = 0.0) -> Style:
     """Picture size, background, noise, edges and encoding: the domain's ranges, their outer parts (shifted=True)
     or the training stream's wider ranges (train=True: long side from 24 px, aspect up to 2.1:1, gradients up to
-    +-40, noise up to sigma 11, JPEG quality from 20)."""
+    +-40, noise up to sigma 11, JPEG quality from 20). small_pictures (train only): the share of pictures whose
+    long side is drawn uniformly from 24..47 px instead (0 draws nothing from rng, so the stream is unchanged)."""
     max_aspect = 2.1 if train else 1.8
     if shifted:
         # long side: small (32-44) or large; aspect near the limits or square
@@ -557,6 +559,8 @@ def random_style(rng: np.random.Generator, shifted: bool = False, max_side: int 
         long_side, aspect = 48, 1.0
     else:
         long_side = int(np.exp(rng.uniform(np.log(24 if train else 32), np.log(max_side))))
+        if train and small_pictures > 0 and rng.random() < small_pictures:
+            long_side = int(rng.integers(24, 48))
         aspect = float(np.exp(rng.uniform(-np.log(max_aspect), np.log(max_aspect)))) \
             if rng.random() < (0.6 if train else 0.5) else 1.0
     if aspect >= 1:
@@ -979,8 +983,9 @@ def oot_test_questions(per_category: int = 30) -> List[Tuple[str, str]]:
 class WideTrainStream:
     """Training samples of the widened task by index; scenes equal in content to a held-out scene are skipped."""
 
-    def __init__(self, seed: int = SPLIT_SEEDS['train']):
+    def __init__(self, seed: int = SPLIT_SEEDS['train'], small_pictures: float = 0.0):
         self.seed = seed
+        self.small_pictures = small_pictures
         self.excluded = ({scene_key(s) for s in heldout_scenes('test')} | {scene_key(s) for s in heldout_scenes('val')}
                          | {scene_key(s) for s, _ in heldout_wide('shifted')}
                          | {scene_key(s) for s, _ in heldout_wide('valw')})
@@ -991,7 +996,7 @@ class WideTrainStream:
             rng = rng_for(self.seed, index, attempt)
             s = random_scene_wide(rng, train=True)
             if scene_key(s) not in self.excluded:
-                return s, random_style(rng, train=True)
+                return s, random_style(rng, train=True, small_pictures=self.small_pictures)
             attempt += 1
 
     def scene(self, index: int):
