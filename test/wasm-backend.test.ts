@@ -11,7 +11,7 @@ import { compare } from '../backends/conformance/index.js';
 import { createWasmBackend, WasmBackend, WasmStorage } from '../backends/wasm/index.js';
 import type { KernelContext } from '../backends/wasm/jobs.js';
 import { BLOCKING } from '../backends/wasm/kernels.js';
-import { WASM_VARIANT_KERNELS } from './bench/dev/wasm-variants.js';
+import { attentionKV1D8Blocked, packKeyBlocked, WASM_VARIANT_KERNELS } from './bench/dev/wasm-variants.js';
 import type { Backend } from '../core/backend.js';
 import { bf16ToF32, type DType, f16ToF32, f32ToBf16, narrowFromF32 } from '../core/dtype.js';
 import { BackendError } from '../core/errors.js';
@@ -22,6 +22,7 @@ import { LaviModel } from '../models/lavi/model.js';
 import { randomWeights } from '../models/lavi/weights.js';
 import * as ops from '../ops/index.js';
 import { randomFloats } from '../core/rng.js';
+import { keep, tidy } from '../core/index.js';
 
 const cpu = new CpuBackend();
 const w1 = await createWasmBackend({ threads: 1 });
@@ -136,6 +137,30 @@ test("GEMV: the default (two far rows per pass) gives the one-row variant '_r1' 
     await e1.destroy();
     await e2.destroy();
     await e3.destroy();
+  }
+});
+
+test('benchmarking variant attention_kv1d8b (key-blocked K/U): the shipped head-major attention\'s output, 1 and 2 threads, partial last blocks', async () => {
+  for (const threads of [1, 2]) {
+    const b = await createWasmBackend({ threads, kernels: WASM_VARIANT_KERNELS });
+    try {
+      for (const N of [1, 5, 8, 9, 31, 729]) {
+        const H = 8, kr = randomFloats(N * H * 8, 10 + N), ur = randomFloats(N * H * 8, 20 + N), qr = randomFloats(H * 8, 30 + N);
+        const got = tidy(() => {
+          const bf = (data: Float32Array, shape: number[]) => ops.cast(ops.tensor(b, data, shape), 'bf16');
+          const kb = packKeyBlocked(kr, N, H), ub = packKeyBlocked(ur, N, H);
+          const q = ops.tensor(b, qr, [1, 1, H, 8]);
+          const blocked = attentionKV1D8Blocked(q, bf(kb.data, [1, H, kb.nb, 8, 8]), bf(ub.data, [1, H, ub.nb, 8, 8]), N, 0.35);
+          const shipped = ops.attention(q, ops.transpose(bf(kr, [1, N, H, 8]), [0, 2, 1, 3]), ops.transpose(bf(ur, [1, N, H, 8]), [0, 2, 1, 3]), { kvHeadMajor: true, scale: 0.35 });
+          return [keep(blocked), keep(shipped)];
+        });
+        const [x, y] = [await got[0]!.read(), await got[1]!.read()];
+        got.forEach((t) => t.dispose());
+        for (let i = 0; i < x.length; i++) assert.ok(Math.abs(x[i]! - y[i]!) <= 1e-5 * (1 + Math.abs(y[i]!)), `N=${N} threads=${threads} [${i}]: ${x[i]} vs ${y[i]}`);
+      }
+    } finally {
+      await b.destroy();
+    }
   }
 });
 

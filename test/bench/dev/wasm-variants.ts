@@ -9,7 +9,11 @@
 import { genGemmDriver, genGemmMacro } from '../../../backends/wasm/gen-gemm.js';
 import { f32, f32x4, i32, i32x4, type Expr, type ModuleBuilder, v128 } from '../../../backends/wasm/emitter.js';
 import { load1, load4 } from '../../../backends/wasm/gen-gemm.js';
-import { genGemvN, genGemvT, genGemvTBf16x, hsum } from '../../../backends/wasm/gen-gemv.js';
+import { genGemvN, genGemvT, genGemvTBf16x, hsum, hsum4 } from '../../../backends/wasm/gen-gemv.js';
+import { vexpNonPositive } from '../../../backends/wasm/gen-math.js';
+import { ptr, type KernelContext } from '../../../backends/wasm/jobs.js';
+import type { Tensor } from '../../../core/tensor.js';
+import { tensor } from '../../../ops/index.js';
 import { BLOCKING, type KernelExtension } from '../../../backends/wasm/kernels.js';
 
 /** [N, K] GEMV blockings (rows per pass, accumulators per row): variant `_r<R>a<ACC>`. */
@@ -30,6 +34,7 @@ export const WASM_VARIANT_KERNELS: KernelExtension = {
     // Same blocking, k loop ended by B's pointer instead of a counter.
     genGemmDriver(m, { MR, NR, MC, KC, NC }, genGemmMacro(m, MR, NR, 1, fma, true), packA, packB, 'gemm_p');
     genGemvTBf16x(m, fma, false); // '_r1' under bf16Activations: one row per pass
+    genAttentionKV1D8Blocked(m, fma);
     for (const dt of dts) {
       genGemvT(m, dt, fma, 1, 4, `gemv_t_${dt}_r1`); // one row per pass (the default's sums, bit for bit)
       for (const [R, ACC] of GEMV_T_VARIANTS) genGemvT(m, dt, fma, R, ACC, `gemv_t_${dt}_r${R}a${ACC}`);
@@ -103,4 +108,122 @@ export function genGemvTPairs(m: ModuleBuilder, fma: boolean, name: string): str
     });
   });
   return name;
+}
+
+/**
+ * attention_kv1d8b_bf16(q, k, v, out, scratch, keyLength, scale, h0, h1, kHStride, vHStride) (benchmarking variant
+ * of attention_kv1d8, issue 17): the same one-query attention over heads of 8, but K and U in a key-blocked layout,
+ * per head ⌈keyLength/8⌉ blocks of 128 bytes, block b holding dimension d of keys 8b..8b+7 at b·128 + 16·d (bf16,
+ * keys past keyLength zero). One v128 load gives one dimension of eight keys, so the scores of eight keys are 16
+ * multiply-adds against splatted q values, with no horizontal sums; p·U is 16 multiply-adds into one accumulator
+ * per dimension, summed across lanes once per head. Widening: shl 16 gives the even keys, and 0xffff0000 the odd.
+ * `scratch`: 32 bytes per block (even then odd keys' scores). Keys past keyLength score −inf.
+ */
+export function genAttentionKV1D8Blocked(m: ModuleBuilder, fma: boolean): void {
+  const madd = (a: Expr, b: Expr, acc: Expr) => (fma ? f32x4.relaxed_madd(a, b, acc) : f32x4.add(acc, f32x4.mul(a, b)));
+  const params = ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'f32', 'i32', 'i32', 'i32', 'i32'] as ('i32' | 'f32')[];
+  m.func('attention_kv1d8b_bf16', params, [], (f, q, k, v, out, scratch, keyLength, scale, h0, h1, kHStride, vHStride) => {
+    const h = f.local('i32'), b = f.local('i32'), kp = f.local('i32'), vp = f.local('i32'), sp = f.local('i32');
+    const nb = f.local('i32', i32.shr_u(i32.add(keyLength, 7), 3));
+    const full = f.local('i32', i32.shr_u(keyLength, 3));
+    const HI = v128.constI32(-65536, -65536, -65536, -65536);
+    const qs = Array.from({ length: 8 }, () => f.local('v128'));
+    const CH = 2; // chains per parity in the scores (1, 2 and 4 measured the same: the loop is not latency-bound)
+    const raw = f.local('v128'), se = Array.from({ length: CH }, () => f.local('v128')), so = Array.from({ length: CH }, () => f.local('v128'));
+    const mx = f.local('v128'), msv = f.local('v128'), sum = f.local('v128'), pe = f.local('v128'), po = f.local('v128');
+    const acc = Array.from({ length: 8 }, () => f.local('v128'));
+    const t0 = f.local('v128'), t1 = f.local('v128'), inv = f.local('v128');
+    const ninf = v128.constF32(-Infinity, -Infinity, -Infinity, -Infinity);
+    const remV = f.local('v128', f32x4.splat(f32.convert_i32_s(i32.sub(keyLength, i32.shl(full, 3)))));
+    const evenIdx = v128.constF32(0, 2, 4, 6), oddIdx = v128.constF32(1, 3, 5, 7);
+    const scores = () => {
+      // eight keys of block kp: even keys' scores in se[0] + se[1], odd in so[0] + so[1] (two chains each)
+      for (let d = 0; d < 8; d++) {
+        f.set(raw, v128.load(kp, d * 16, 0));
+        const c = d % CH;
+        f.set(se[c]!, d < CH ? f32x4.mul(i32x4.shl(raw, 16), qs[d]!) : madd(i32x4.shl(raw, 16), qs[d]!, se[c]!));
+        f.set(so[c]!, d < CH ? f32x4.mul(v128.and(raw, HI), qs[d]!) : madd(v128.and(raw, HI), qs[d]!, so[c]!));
+      }
+      for (let c = 1; c < CH; c++) f.set(se[0]!, f32x4.add(se[0]!, se[c]!)), f.set(so[0]!, f32x4.add(so[0]!, so[c]!));
+    };
+    f.for(h, h0, h1, 1, () => {
+      for (let d = 0; d < 8; d++) f.set(qs[d]!, f32x4.splat(f32.mul(f32.load(i32.add(q, i32.shl(h, 5)), d * 4), scale)));
+      // 1. scores and their running max
+      f.set(kp, i32.add(k, i32.mul(h, kHStride)));
+      f.set(sp, scratch);
+      f.set(mx, ninf);
+      f.for(b, 0, full, 1, () => {
+        scores();
+        f.v128_store(sp, se[0]!, 0, 0);
+        f.v128_store(sp, so[0]!, 16, 0);
+        f.set(mx, f32x4.max(mx, f32x4.max(se[0]!, so[0]!)));
+        f.inc(sp, 32);
+        f.inc(kp, 128);
+      });
+      f.if(i32.lt_u(full, nb), () => {
+        scores();
+        f.set(se[0]!, v128.bitselect(se[0]!, ninf, f32x4.lt(evenIdx, remV)));
+        f.set(so[0]!, v128.bitselect(so[0]!, ninf, f32x4.lt(oddIdx, remV)));
+        f.v128_store(sp, se[0]!, 0, 0);
+        f.v128_store(sp, so[0]!, 16, 0);
+        f.set(mx, f32x4.max(mx, f32x4.max(se[0]!, so[0]!)));
+      });
+      f.set(t0, f32x4.max(mx, v128.shuffle32(mx, mx, [2, 3, 0, 1])));
+      f.set(msv, f32x4.splat(f32.max(f32x4.extract_lane(t0, 0), f32x4.extract_lane(t0, 1))));
+      // 2. p = exp(score − max); Σp; Σ p·u per dimension
+      for (const x of [sum, ...acc]) f.set(x, v128.zero());
+      f.set(vp, i32.add(v, i32.mul(h, vHStride)));
+      f.set(sp, scratch);
+      f.for(b, 0, nb, 1, () => {
+        f.set(pe, vexpNonPositive(f, f32x4.sub(v128.load(sp, 0, 0), msv), fma));
+        f.set(po, vexpNonPositive(f, f32x4.sub(v128.load(sp, 16, 0), msv), fma));
+        f.set(sum, f32x4.add(sum, f32x4.add(pe, po)));
+        for (let d = 0; d < 8; d++) {
+          f.set(raw, v128.load(vp, d * 16, 0));
+          f.set(acc[d]!, madd(v128.and(raw, HI), po, madd(i32x4.shl(raw, 16), pe, acc[d]!)));
+        }
+        f.inc(sp, 32);
+        f.inc(vp, 128);
+      });
+      f.set(inv, f32x4.splat(f32.div(f32.const(1), hsum(sum))));
+      const op = i32.add(out, i32.shl(h, 5));
+      f.v128_store(op, f32x4.mul(hsum4(acc[0]!, acc[1]!, acc[2]!, acc[3]!, [t0, t1])(f), inv), 0, 0);
+      f.v128_store(op, f32x4.mul(hsum4(acc[4]!, acc[5]!, acc[6]!, acc[7]!, [t0, t1])(f), inv), 16, 0);
+    });
+  });
+}
+
+/** [1, N, H, 8] token-major values → attention_kv1d8b's key-blocked layout [1, H, ⌈N/8⌉, 8 (dims), 8 (keys)], zero
+ *  past N. */
+export function packKeyBlocked(src: Float32Array, N: number, H: number): { data: Float32Array; nb: number } {
+  const nb = Math.ceil(N / 8);
+  const data = new Float32Array(H * nb * 64);
+  for (let n = 0; n < N; n++) {
+    for (let h = 0; h < H; h++) {
+      for (let d = 0; d < 8; d++) data[((h * nb + (n >> 3)) * 8 + d) * 8 + (n & 7)] = src[(n * H + h) * 8 + d]!;
+    }
+  }
+  return { data, nb };
+}
+
+/** attention_kv1d8b_bf16 of q [1, 1, H, 8] (f32) over bf16 K, U [1, H, ⌈N/8⌉, 8, 8] (packKeyBlocked) on a wasm
+ *  backend created with WASM_VARIANT_KERNELS: [1, 1, H, 8]. Heads split over the backend's threads. */
+export function attentionKV1D8Blocked(q: Tensor, k: Tensor, u: Tensor, keyLength: number, scale: number): Tensor {
+  const H = q.shape[2]!, nb = Math.ceil(keyLength / 8);
+  if (q.dtype !== 'f32' || q.shape.join() !== `1,1,${H},8` || k.dtype !== 'bf16' || u.dtype !== 'bf16' || k.shape.join() !== `1,${H},${nb},8,8` || u.shape.join() !== k.shape.join()) {
+    throw new Error(`attentionKV1D8Blocked: q [1, 1, H, 8] f32 and K, U [1, H, ${nb}, 8, 8] bf16 expected, got q ${q.dtype} [${q.shape}], K ${k.dtype} [${k.shape}], U ${u.dtype} [${u.shape}]`);
+  }
+  const cx = (q.backend as unknown as { cx: KernelContext }).cx;
+  const fn = cx.fn('attention_kv1d8b_bf16');
+  const threads = Math.min(cx.threads, H);
+  const jobs = Array.from({ length: threads }, (_, t) => [Math.floor((t * H) / threads), Math.floor(((t + 1) * H) / threads)] as const);
+  const per = nb * 32;
+  const scratch = cx.heap.alloc(per * jobs.length);
+  try {
+    const out = tensor(q.backend, new Float32Array(H * 8), [1, 1, H, 8]);
+    cx.runJobs(jobs.map(([h0, h1], t) => ({ fn, args: [ptr(q), ptr(k), ptr(u), ptr(out), scratch + t * per, keyLength, scale, h0, h1, nb * 128, nb * 128] })));
+    return out;
+  } finally {
+    cx.heap.free(scratch, per * jobs.length);
+  }
 }
