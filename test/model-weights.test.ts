@@ -189,6 +189,21 @@ test('expectedWeights covers exactly the contract (counts per part for the tiny 
   assert.is(cn.length, 3 * 5, 'q/k/v/o weights and the o_proj bias');
 });
 
+test('conditioner_per_layer: one conditioner per layer named without the norm, its o_proj the layer\'s norms\' blocks; the final norm keeps its own', () => {
+  const cfg = tinyConfig({ lavi_config: { conditioner_per_layer: true, modulate_final_norm: true, shared_visual_kv: true } });
+  const d = cfg.text_config.hidden_size, r = cfg.lavi_config.conditioner_width;
+  const shapes = new Map(expectedWeights(cfg).map((s) => [s.name, s.shape]));
+  const cn = [...shapes.keys()].filter((n) => n.startsWith('lavi.conditioners.'));
+  assert.equal([...new Set(cn.map((n) => n.replace(/\.(q|o)_proj\.(weight|bias)$/, '')))], ['lavi.conditioners.0', 'lavi.conditioners.1', 'lavi.conditioners.2', 'lavi.conditioners.final.norm']);
+  assert.equal(shapes.get('lavi.conditioners.1.o_proj.weight'), [2 * 2 * d, r], 'Δγ, Δβ of input_layernorm, then of post_attention_layernorm');
+  assert.equal(shapes.get('lavi.conditioners.final.norm.o_proj.weight'), [2 * d, r]);
+  assert.ok(shapes.has('lavi.shared_kv.k_proj.weight'));
+  // one modulated norm per layer: the per-layer conditioner's o_proj is one block, named by layer
+  const one = tinyConfig({ lavi_config: { conditioner_per_layer: true, viln_norms: ['post_attention_layernorm'] } });
+  assert.equal(new Map(expectedWeights(one).map((s) => [s.name, s.shape])).get('lavi.conditioners.0.o_proj.weight'), [2 * d, r]);
+  assert.throws(() => parseConfig({ ...cfg, lavi_config: { ...cfg.lavi_config, conditioner_per_layer: 'yes' } } as never, 'p.json'), /p\.json lavi_config: field 'conditioner_per_layer' must be true or false, got "yes"/);
+});
+
 test('a bad config.json is rejected naming the file and the field', async () => {
   const cfg = tinyConfig();
   const d = join(dir, 'badcfg');

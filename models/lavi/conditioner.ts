@@ -1,5 +1,6 @@
 // ViLN conditioners, attention variant (models/README.md, "ViLN conditioner"). One conditioner per modulated
-// norm. Per image, each conditioner's keys K and values U are computed once from the projected visual tokens V
+// norm, or (lavi_config.conditioner_per_layer) one per modulated layer whose output holds the deltas of all the
+// layer's modulated norms, computed at the first of them. Per image, each conditioner's keys K and values U are computed once from the projected visual tokens V
 // (`prepare`) and kept in a VisualContext for the whole generation; per text token, the conditioner maps the
 // token's normalised state x̂_t to deltas [Δγ_t, Δβ_t] by attending over (K, U).
 //
@@ -65,23 +66,35 @@ export class Conditioner {
     return projectVisualKV(this.cfg, this.w, { lnV: t.lnV, lnVBias: t.lnVBias, k: t.k, kBias: t.kBias, v: t.v, vBias: t.vBias }, V);
   }
 
-  /** Deltas for tokens whose normalised states are x̂ [1, T, d]; null where the config does not modulate.
-   *  `delta` is o_proj's whole output [1, T, m·d] ([Δγ ; Δβ] for 'both'). */
-  deltas(xhat: Tensor, kv: ConditionerKV): { dGamma: Tensor | null; dBeta: Tensor | null; delta: Tensor } {
+  /** o_proj's whole output [1, T, n·m·d] for tokens whose normalised states are x̂ [1, T, d]: [Δγ ; Δβ] ('both'),
+   *  Δγ or Δβ, for each of the n sites this conditioner serves (table.sites), in that order. */
+  output(xhat: Tensor, kv: ConditionerKV): Tensor {
     const T = xhat.shape[1]!;
     const dh = this.r / this.heads;
     const w = this.tokenWeights();
     const q = reshape(linear(xhat, w.q, w.qBias), [1, T, this.heads, dh]);
     const a = reshape(attentionOverKV(q, kv, 1 / Math.sqrt(dh)), [1, T, this.r]);
-    const delta = linear(a, w.o, w.oBias);
-    switch (this.cfg.lavi_config.modulate) {
+    return linear(a, w.o, w.oBias);
+  }
+
+  /** Deltas of site `part` (index into table.sites) from output(); null where the config does not modulate.
+   *  `delta` is the site's block [1, T, m·d] (the whole output when the conditioner serves one site). */
+  split(output: Tensor, part = 0): { dGamma: Tensor | null; dBeta: Tensor | null; delta: Tensor } {
+    const d = this.d, modulate = this.cfg.lavi_config.modulate, m = modulate === 'both' ? 2 : 1;
+    const delta = this.table.sites.length === 1 ? output : sliceAxis(output, 2, part * m * d, (part + 1) * m * d);
+    switch (modulate) {
       case 'both':
-        return { dGamma: sliceAxis(delta, 2, 0, this.d), dBeta: sliceAxis(delta, 2, this.d, 2 * this.d), delta };
+        return { dGamma: sliceAxis(delta, 2, 0, d), dBeta: sliceAxis(delta, 2, d, 2 * d), delta };
       case 'scale':
         return { dGamma: delta, dBeta: null, delta };
       case 'shift':
         return { dGamma: null, dBeta: delta, delta };
     }
+  }
+
+  /** Deltas for tokens whose normalised states are x̂ [1, T, d], for a conditioner that serves one site. */
+  deltas(xhat: Tensor, kv: ConditionerKV): { dGamma: Tensor | null; dBeta: Tensor | null; delta: Tensor } {
+    return this.split(this.output(xhat, kv));
   }
 }
 
@@ -161,7 +174,10 @@ export class VisualContext {
 
 /** All conditioners of a config (none in concat mode). */
 export class ConditionerSet {
+  /** By conditioner key (weights.ts conditionerUnits). */
   private readonly byKey = new Map<string, Conditioner>();
+  /** By site key: the conditioner and the site's index among those it serves. */
+  private readonly bySiteKey = new Map<string, { cond: Conditioner; part: number }>();
 
   constructor(
     readonly cfg: ModelConfig,
@@ -170,21 +186,27 @@ export class ConditionerSet {
     /** lavi.shared_kv.* when shared_visual_kv. */
     private readonly shared: SharedKVWeights | null = null,
   ) {
-    for (const [key, t] of tables) this.byKey.set(key, new Conditioner(cfg, w, t));
+    for (const [key, t] of tables) {
+      const cond = new Conditioner(cfg, w, t);
+      this.byKey.set(key, cond);
+      t.sites.forEach((site, part) => this.bySiteKey.set(site, { cond, part }));
+    }
     if (this.byKey.size && cfg.lavi_config.shared_visual_kv && !shared) throw new ValueError('conditioners: shared_visual_kv without lavi.shared_kv weights');
   }
 
+  /** Number of conditioners (sites, or layers with conditioner_per_layer). */
   get size(): number {
     return this.byKey.size;
   }
 
-  get(layer: number | 'final', norm: NormName): Conditioner | undefined {
-    return this.byKey.get(siteKey(layer, norm));
+  /** The conditioner of a site and the site's index among those it serves. */
+  get(layer: number | 'final', norm: NormName): { cond: Conditioner; part: number } | undefined {
+    return this.bySiteKey.get(siteKey(layer, norm));
   }
 
-  /** The conditioner of a site key (siteKey(layer, norm)), for callers that keep the keys. */
-  bySite(key: string): Conditioner | undefined {
-    return this.byKey.get(key);
+  /** get() by site key (siteKey(layer, norm)), for callers that keep the keys. */
+  bySite(key: string): { cond: Conditioner; part: number } | undefined {
+    return this.bySiteKey.get(key);
   }
 
   /** K/U of every conditioner from V [1, N_v, d]. Cost section 'llm/viln-kv'. */
@@ -195,11 +217,10 @@ export class ConditionerSet {
     const states = new Map<string, ConditionerKV>();
     costSection('llm', () =>
       costSection('viln-kv', () => {
-        if (this.shared) {
-          const kv = projectVisualKV(this.cfg, this.w, this.shared, V);
-          for (const key of this.byKey.keys()) states.set(key, kv);
-        } else {
-          for (const [key, c] of this.byKey) states.set(key, c.precompute(V));
+        const shared = this.shared ? projectVisualKV(this.cfg, this.w, this.shared, V) : null;
+        for (const c of this.byKey.values()) {
+          const kv = shared ?? c.precompute(V);
+          for (const site of c.table.sites) states.set(site, kv);
         }
       }),
     );
@@ -230,12 +251,35 @@ export function decoderNorm(
 
 /**
  * The decoder's norm hook for one image: ViLN at every site that has a conditioner, the plain RMSNorm elsewhere.
- * `sink` sees each conditioner output [1, T, m·d] by site key (for tests; it must copy what it keeps).
+ * `sink` sees each site's deltas [1, T, m·d] by site key (for tests; it must copy what it keeps). A conditioner that
+ * serves several sites of a layer (conditioner_per_layer) runs at the first of them, on that norm's input; the
+ * later sites of the layer take their blocks of its output, kept until the last of them.
  */
 export function visualNormHook(set: ConditionerSet, visual: VisualContext, sink?: (site: string, delta: Tensor) => void): NormHook {
+  const pending = new Map<Conditioner, Tensor>();
   return (x, site, gamma, eps) => {
-    const cond = set.bySite(site.key);
-    if (!cond) return null;
-    return decoderNorm(x, gamma, eps, cond, visual.get(site.key), sink ? (t) => sink(site.key, t) : undefined);
+    const entry = set.bySite(site.key);
+    const kv = visual.get(site.key);
+    if (!entry || !kv) return null;
+    const { cond, part } = entry;
+    const n = cond.table.sites.length;
+    if (n === 1) return decoderNorm(x, gamma, eps, cond, kv, sink ? (t) => sink(site.key, t) : undefined);
+    return tidy(() => {
+      let out: Tensor;
+      if (part === 0) {
+        pending.get(cond)?.dispose();
+        out = keep(costSection('viln', () => cond.output(rmsNorm(x, null, eps), kv)));
+        pending.set(cond, out);
+      } else {
+        const kept = pending.get(cond);
+        if (!kept) throw new ValueError(`conditioner ${site.key}: the layer's first modulated norm did not run before it`);
+        out = kept;
+      }
+      const { dGamma, dBeta, delta } = costSection('viln', () => cond.split(out, part));
+      sink?.(site.key, delta);
+      const y = modulatedNorm(x, gamma, { kind: 'rms', eps, dGamma, dBeta });
+      if (part === n - 1) pending.delete(cond), out.dispose();
+      return y;
+    });
   };
 }

@@ -10,7 +10,8 @@
 //   lavi.conditioners.{layer}.{norm}.{q,k,v}_proj.weight       [r, d_llm]  (+ .bias [r] if conditioner.bias)
 //   lavi.conditioners.{layer}.{norm}.o_proj.{weight,bias}      [m·d_llm, r] where m = 2 for 'both', else 1;
 //                                                              rows [0, d) are Δγ, rows [d, 2d) are Δβ
-// with {norm} ∈ input_layernorm | post_attention_layernorm, and {layer} the decoder layer index.
+// with {norm} ∈ input_layernorm | post_attention_layernorm, and {layer} the decoder layer index (conditioner_per_layer:
+// one conditioner per layer, lavi.conditioners.{layer}.*, its o_proj the layer's norms' blocks stacked; weights.ts).
 
 import { ValueError } from '../../core/errors.js';
 import { bool, num, oneOf, readJsonFile, section, type Json } from '../loading/json-fields.js';
@@ -49,6 +50,10 @@ export interface LaviConfig {
   /** [chosen] the visual keys/values (LN_v, k_proj, v_proj) exist once, lavi.shared_kv.*, projected once per image
    *  and attended by every site with its own q_proj/o_proj; false: each site has its own (the paper's form). */
   shared_visual_kv: boolean;
+  /** [chosen] one conditioner per modulated layer instead of one per norm: its query is the normalised input of the
+   *  layer's first modulated norm, and its o_proj gives the deltas of all the layer's modulated norms at once (in
+   *  decode: one q_proj and one attention over K/U per layer instead of two); the final norm keeps its own. */
+  conditioner_per_layer: boolean;
 }
 
 export interface VideoConfig {
@@ -84,7 +89,7 @@ const SIGLIP_SO400M: VisionConfig = {
 export const DEFAULT_LAVI: LaviConfig = {
   mode: 'lavi', viln_norms: ['input_layernorm', 'post_attention_layernorm'], every_k: 1, modulate_final_norm: false,
   modulate: 'both', conditioner_width: 512, conditioner_heads: 8, conditioner_ln_v: true, conditioner_ln_eps: 1e-6,
-  conditioner_bias: true, kv_dtype: 'f32', shared_visual_kv: false,
+  conditioner_bias: true, kv_dtype: 'f32', shared_visual_kv: false, conditioner_per_layer: false,
 };
 
 /**
@@ -180,6 +185,7 @@ export function parseConfig(raw: unknown, where = 'config.json', parts: { vision
     conditioner_bias: bool(lj, 'conditioner_bias', l),
     kv_dtype: oneOf(lj, 'kv_dtype', ['f32', 'bf16', 'f16'] as const, l),
     shared_visual_kv: bool(lj, 'shared_visual_kv', l),
+    conditioner_per_layer: bool(lj, 'conditioner_per_layer', l),
   };
   if (lavi.conditioner_width % lavi.conditioner_heads) {
     throw new ValueError(`${l}: conditioner_width ${lavi.conditioner_width} is not divisible by conditioner_heads ${lavi.conditioner_heads}`);

@@ -32,5 +32,6 @@ export function applyLaviOverrides(cfg: ModelConfig, spec: string, where = '--la
 export function describeLavi(cfg: ModelConfig): string {
   const l = cfg.lavi_config;
   return `r ${l.conditioner_width}, ${l.conditioner_heads} heads, norms ${l.viln_norms.map((n) => (n === 'input_layernorm' ? 'in' : 'post')).join('+')}` +
-    `${l.modulate_final_norm ? '+final' : ''}, every_k ${l.every_k}, K/U ${l.kv_dtype}${l.shared_visual_kv ? ' shared' : ' per site'}`;
+    `${l.modulate_final_norm ? '+final' : ''}, every_k ${l.every_k}, K/U ${l.kv_dtype}${l.shared_visual_kv ? ' shared' : ' per site'}` +
+    `${l.conditioner_per_layer ? ', one conditioner per layer' : ''}${l.modulate !== 'both' ? `, modulate ${l.modulate}` : ''}`;
 }

@@ -8,6 +8,9 @@
 // with {norm} ∈ input_layernorm | post_attention_layernorm, {layer} the decoder layer index, or 'final.norm'.
 // With lavi_config.shared_visual_kv the sites keep only q_proj and o_proj, and the visual side exists once:
 //   lavi.shared_kv.ln_v.{weight,bias} [d_llm] (if conditioner_ln_v), lavi.shared_kv.{k,v}_proj.weight [r, d_llm] (+ .bias)
+// With lavi_config.conditioner_per_layer a modulated layer has one conditioner for all its modulated norms, named
+// without the norm (lavi.conditioners.{layer}.q_proj.weight ...), whose o_proj is [n·m·d_llm, r] for n norms: rows
+// [k·m·d, (k+1)·m·d) are the k-th modulated norm's deltas in execution order; the final norm keeps its own.
 // Also: validation and upload for a LaVi config, random weights and the checkpoint writer used by tests and benches.
 
 import type { Backend } from '../../core/backend.js';
@@ -26,6 +29,9 @@ import { nodeFs, nodePath } from '../../core/platform.js';
 export { ModelWeights, PACKABLE_KINDS, type UploadOptions, type ValidateOptions, type WeightKind, type WeightSet, type WeightSource, type WeightSpec } from '../loading/weights.js';
 
 export interface ConditionerWeights {
+  /** The site keys ('3.input_layernorm') this conditioner serves, in execution order: one, or with
+   *  conditioner_per_layer every modulated norm of its layer; o_proj holds their m·d-row blocks in this order. */
+  sites: string[];
   lnV: WeightSpec | null;
   lnVBias: WeightSpec | null;
   q: WeightSpec;
@@ -60,7 +66,8 @@ export interface ProjectorWeights {
 export interface LaviWeights {
   vision: SiglipWeights;
   projector: ProjectorWeights;
-  /** By site key '3.input_layernorm' / 'final.norm'; empty in concat mode. */
+  /** By conditioner: its name's key ('3.input_layernorm', 'final.norm'; '3' with conditioner_per_layer); empty in
+   *  concat mode. */
   conditioners: Map<string, ConditionerWeights>;
   /** lavi.shared_kv.* (shared_visual_kv, lavi mode), else null. */
   sharedKV: SharedKVWeights | null;
@@ -98,13 +105,29 @@ function declareVisualKV(cfg: ModelConfig, prefix: string): SharedKVWeights {
   };
 }
 
-function declareConditioner(cfg: ModelConfig, prefix: string): ConditionerWeights {
+/** The conditioners of a config: key (their names' part after lavi.conditioners.), name prefix and the sites each
+ *  serves, in execution order. */
+export function conditionerUnits(cfg: ModelConfig): { key: string; prefix: string; sites: string[] }[] {
+  const sites = conditionerSites(cfg);
+  if (!cfg.lavi_config.conditioner_per_layer) return sites.map((s) => ({ key: `${s.layer}.${s.norm}`, prefix: conditionerPrefix(s.layer, s.norm), sites: [`${s.layer}.${s.norm}`] }));
+  const units: { key: string; prefix: string; sites: string[] }[] = [];
+  for (const s of sites) {
+    const key = s.layer === 'final' ? 'final.norm' : String(s.layer);
+    const last = units[units.length - 1];
+    if (last && last.key === key) last.sites.push(`${s.layer}.${s.norm}`);
+    else units.push({ key, prefix: `lavi.conditioners.${key}.`, sites: [`${s.layer}.${s.norm}`] });
+  }
+  return units;
+}
+
+function declareConditioner(cfg: ModelConfig, prefix: string, sites: string[]): ConditionerWeights {
   const l = cfg.lavi_config;
   const d = cfg.text_config.hidden_size;
   const r = l.conditioner_width;
-  const m = l.modulate === 'both' ? 2 : 1;
+  const m = (l.modulate === 'both' ? 2 : 1) * sites.length;
   const own = l.shared_visual_kv ? null : declareVisualKV(cfg, prefix);
   return {
+    sites,
     lnV: own?.lnV ?? null,
     lnVBias: own?.lnVBias ?? null,
     q: weightSpec(`${prefix}q_proj.weight`, [r, d], 'matrix'),
@@ -123,7 +146,7 @@ export function declareLavi(cfg: ModelConfig): LaviWeights {
   const d = cfg.text_config.hidden_size;
   const Dv = cfg.vision_config.hidden_size;
   const conditioners = new Map<string, ConditionerWeights>();
-  for (const s of conditionerSites(cfg)) conditioners.set(`${s.layer}.${s.norm}`, declareConditioner(cfg, conditionerPrefix(s.layer, s.norm)));
+  for (const u of conditionerUnits(cfg)) conditioners.set(u.key, declareConditioner(cfg, u.prefix, u.sites));
   return {
     vision: declareSiglip(cfg.vision_config),
     projector: {

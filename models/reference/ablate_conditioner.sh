@@ -23,6 +23,7 @@ design() {  # the lavi_config flags of each candidate
     shared-r8) echo "--shared-kv --kv-dtype bf16 --cond-r 8 --cond-heads 1" ;;  # all sites, one K/U, r = d/24, one head of 8 (r 32, 4 heads at 0.5B)
     shared-r16-every2) echo "--shared-kv --kv-dtype bf16 --cond-r 16 --cond-heads 2 --every-k 2" ;;  # both norms of every other layer (24 of 48 sites at 0.5B)
     shared-r16-scale) echo "--shared-kv --kv-dtype bf16 --cond-r 16 --cond-heads 2 --modulate scale" ;;  # shared-r16, only gamma modulated (o_proj half as tall)
+    shared-r16-perlayer) echo "--shared-kv --kv-dtype bf16 --cond-r 16 --cond-heads 2 --per-layer" ;;  # shared-r16, one conditioner per layer for both norms (query from the layer input)
     shared-r16-shift) echo "--shared-kv --kv-dtype bf16 --cond-r 16 --cond-heads 2 --modulate shift" ;;  # shared-r16, only beta modulated
     every2) echo "--every-k 2" ;;                                                             # 4 sites, own K/U
     input) echo "--viln-norms input_layernorm" ;;                                             # 4 sites, own K/U
@@ -37,7 +38,7 @@ run() {
   name=$1
   rm -rf "${WORK:?}/$name"
   # shellcheck disable=SC2086
-  nice -n 10 $PY $R/train_vqa.py train --mode lavi --run-dir "$WORK/$name/run" $VQA_FLAGS $(design "$name") \
+  nice -n "${NICE:-10}" $PY $R/train_vqa.py train --mode lavi --run-dir "$WORK/$name/run" $VQA_FLAGS $(design "$name") \
     > "$WORK/$name.log" 2>&1
   $PY $R/train_vqa.py export --run-dir "$WORK/$name/run" --tokenizer "$WORK/tokenizer.json" --out "$WORK/$name/model"
   $PY $R/eval_vqa.py eval "$WORK/$name/model" --sets test --out-dir "$WORK/$name/eval" --threads 1

@@ -99,6 +99,8 @@ class LaviConfig:
     conditioner_bias: bool = True
     kv_dtype: str = 'f32'  # 'f32' | 'bf16' | 'f16': storage of K/U (f32 projections rounded once per image)
     shared_visual_kv: bool = False  # LN_v/k_proj/v_proj once (lavi.shared_kv.*), per-site q_proj/o_proj
+    conditioner_per_layer: bool = False  # one conditioner per modulated layer (lavi.conditioners.{layer}.*), query from
+    # the input of its first modulated norm, o_proj the deltas of all its modulated norms; the final norm keeps its own
 
 
 @dataclass
@@ -389,7 +391,7 @@ class Conditioner(nn.Module):
     """Attention conditioner C(x_hat, V) -> delta [.., m*d] of one ViLN. With shared_visual_kv it has no
     ln_v/k_proj/v_proj of its own (LaviModule.shared_kv computes K, U once for every site)."""
 
-    def __init__(self, d: int, lc: LaviConfig):
+    def __init__(self, d: int, lc: LaviConfig, n_sites: int = 1):
         super().__init__()
         r, self.heads = lc.conditioner_width, lc.conditioner_heads
         self.kv_dtype = lc.kv_dtype
@@ -399,7 +401,7 @@ class Conditioner(nn.Module):
         self.k_proj = nn.Linear(d, r, bias=lc.conditioner_bias) if own else None
         self.v_proj = nn.Linear(d, r, bias=lc.conditioner_bias) if own else None
         m = 2 if lc.modulate == 'both' else 1
-        self.o_proj = nn.Linear(r, m * d, bias=True)
+        self.o_proj = nn.Linear(r, n_sites * m * d, bias=True)  # rows: the sites' [m*d] blocks in execution order
 
     def prepare(self, V: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """K, U [B, N_v, r] from the visual tokens; computed once per image, stored in kv_dtype."""
@@ -420,7 +422,8 @@ class Conditioner(nn.Module):
 
 
 class LaviModule(nn.Module):
-    """Container giving the `lavi.` prefix: projector, frame_embedding, conditioners.{layer}.{norm}."""
+    """Container giving the `lavi.` prefix: projector, frame_embedding, conditioners.{layer}.{norm} (or, with
+    conditioner_per_layer, conditioners.{layer} for the decoder layers and conditioners.final.norm)."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -429,17 +432,36 @@ class LaviModule(nn.Module):
         vc = cfg.video_config
         self.frame_embedding = nn.Embedding(vc.max_frames, d) if vc.frame_embedding else None
         self.conditioners = nn.ModuleDict()
-        for layer, norm in cfg.conditioner_sites():
+        self.site_parts: Dict[Tuple[str, str], Tuple[Tuple[str, ...], int, int]] = {}  # site -> (module path, part, n)
+        per_layer = cfg.lavi_config.conditioner_per_layer
+        sites = cfg.conditioner_sites()
+        for layer, norm in sites:
+            if per_layer and layer != 'final':
+                layer_sites = [s for s in sites if s[0] == layer]
+                if layer not in self.conditioners:
+                    self.conditioners[layer] = Conditioner(d, cfg.lavi_config, len(layer_sites))
+                self.site_parts[(layer, norm)] = ((layer,), layer_sites.index((layer, norm)), len(layer_sites))
+                continue
             if layer not in self.conditioners:
                 self.conditioners[layer] = nn.ModuleDict()
             self.conditioners[layer][norm] = Conditioner(d, cfg.lavi_config)
+            self.site_parts[(layer, norm)] = ((layer, norm), 0, 1)
         share = cfg.lavi_config.shared_visual_kv and len(self.conditioners) > 0
         self.shared_kv = VisualKV(d, cfg.lavi_config) if share else None
 
+    def all_conditioners(self) -> List[Conditioner]:
+        return [m for m in self.conditioners.modules() if isinstance(m, Conditioner)]
+
     def conditioner(self, layer: str, norm: str) -> Optional[Conditioner]:
-        if layer in self.conditioners and norm in self.conditioners[layer]:
-            return self.conditioners[layer][norm]
-        return None
+        return self.site(layer, norm)[0]
+
+    def site(self, layer: str, norm: str) -> Tuple[Optional[Conditioner], int, int]:
+        """The conditioner of a ViLN site, the site's index among those it serves, and their number."""
+        if (layer, norm) not in self.site_parts:
+            return None, 0, 1
+        path, part, n = self.site_parts[(layer, norm)]
+        c = self.conditioners[path[0]]
+        return (c[path[1]] if len(path) > 1 else c), part, n
 
 
 # =============================================================================================================
@@ -553,10 +575,9 @@ class LaviForConditionalGeneration(nn.Module):
 
     @torch.no_grad()
     def zero_conditioner_outputs(self) -> None:
-        for layer in self.lavi.conditioners.values():
-            for c in layer.values():
-                c.o_proj.weight.zero_()
-                c.o_proj.bias.zero_()
+        for c in self.lavi.all_conditioners():
+            c.o_proj.weight.zero_()
+            c.o_proj.bias.zero_()
 
     def set_trainable(self, vision: bool = False, projector: bool = True, conditioners: bool = True,
                       llm: bool = False, frame_embedding: bool = True) -> List[nn.Parameter]:
@@ -609,21 +630,31 @@ class LaviForConditionalGeneration(nn.Module):
 
     def prepare_conditioners(self, V: torch.Tensor) -> Dict[Tuple[str, str], Tuple[torch.Tensor, torch.Tensor]]:
         """Every conditioner's (K, U), computed once per image (or video)."""
-        out = {}
+        out, own = {}, {}
         shared = self.lavi.shared_kv.prepare(V) if self.lavi.shared_kv is not None else None
-        for layer, norms in self.lavi.conditioners.items():
-            for norm, c in norms.items():
-                out[(layer, norm)] = shared if shared is not None else c.prepare(V)
+        for site in self.lavi.site_parts:
+            c = self.lavi.conditioner(*site)
+            if shared is None and id(c) not in own:
+                own[id(c)] = c.prepare(V)
+            out[site] = shared if shared is not None else own[id(c)]
         return out
 
     # ---------------------------------------------------------------- ViLN
-    def _norm(self, norm: RMSNorm, site: Tuple[str, str], x, cond_kv, has_image, deltas):
+    def _norm(self, norm: RMSNorm, site: Tuple[str, str], x, cond_kv, has_image, deltas, pending=None):
+        """pending: a dict per forward pass, holding a per-layer conditioner's output from the layer's first
+        modulated norm (whose input it reads) for the layer's later ones."""
         xhat = rms_normalize(x, norm.eps)
-        c = self.lavi.conditioner(*site) if cond_kv is not None else None
+        c, part, n = self.lavi.site(*site) if cond_kv is not None else (None, 0, 1)
         if c is None:
             return norm.weight * xhat
         K, U = cond_kv[site]
-        delta = c(xhat, K, U)
+        if n == 1:
+            delta = c(xhat, K, U)
+        else:
+            if part == 0:
+                pending[site[0]] = c(xhat, K, U)
+            md = pending[site[0]].shape[-1] // n
+            delta = pending[site[0]][..., part * md:(part + 1) * md]
         if has_image is not None:
             delta = delta * has_image.to(delta.dtype)[:, None, None]
         if deltas is not None:
@@ -678,11 +709,12 @@ class LaviForConditionalGeneration(nn.Module):
 
         hidden_states = [h] if output_hidden_states else None
         deltas = {} if output_deltas else None
+        pending = {}
         for i, layer in enumerate(self.model.layers):
-            n = self._norm(layer.input_layernorm, (str(i), 'input_layernorm'), h, cond_kv, has_image, deltas)
+            n = self._norm(layer.input_layernorm, (str(i), 'input_layernorm'), h, cond_kv, has_image, deltas, pending)
             h = h + layer.self_attn(n, cos, sin, allowed)
             n = self._norm(layer.post_attention_layernorm, (str(i), 'post_attention_layernorm'), h, cond_kv,
-                           has_image, deltas)
+                           has_image, deltas, pending)
             h = h + layer.mlp(n)
             if output_hidden_states and i < len(self.model.layers) - 1:
                 hidden_states.append(h)

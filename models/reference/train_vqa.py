@@ -67,7 +67,8 @@ def build_config(a, vocab_size: int, eos: List[int]) -> ModelConfig:
                     modulate_final_norm=a.modulate_final_norm, modulate=getattr(a, 'modulate', 'both'), conditioner_width=a.cond_r,
                     conditioner_heads=a.cond_heads, conditioner_ln_v=True, conditioner_ln_eps=1e-6,
                     conditioner_bias=True, kv_dtype=getattr(a, 'kv_dtype', 'f32'),
-                    shared_visual_kv=bool(getattr(a, 'shared_kv', False)))
+                    shared_visual_kv=bool(getattr(a, 'shared_kv', False)),
+                    conditioner_per_layer=bool(getattr(a, 'per_layer', False)))
     # image-only checkpoints: no frame embedding table (video would run without one)
     video = VideoConfig(num_frames=8, pool=2, frame_embedding=False, max_frames=64)
     return ModelConfig(vc, tc, lc, video, bos_token_id=None, eos_token_ids=eos)
@@ -350,9 +351,8 @@ def train(a) -> None:
         # (the spec's zero init is for adding ViLN to a pretrained LLM); this lets gradients reach the
         # conditioners' q/k/v and the vision tower from the first step.
         with torch.no_grad():
-            for layer in model.lavi.conditioners.values():
-                for c in layer.values():
-                    c.o_proj.weight.normal_(0.0, a.o_proj_init)
+            for c in model.lavi.all_conditioners():
+                c.o_proj.weight.normal_(0.0, a.o_proj_init)
     params = count_params(model)
     aux = AuxHeads(cfg.text_config.hidden_size, cfg.vision_config.grid, a.aux_pooled) if a.aux_weight > 0 else None
     probe = ReferentProbe(cfg.text_config.hidden_size, [int(x) for x in a.ref_layers.split(',')]) \
@@ -503,6 +503,8 @@ def main(argv=None) -> None:
     t.add_argument('--every-k', type=int, default=1, help='LaVi: modulate layers 0, k, 2k, ...')
     t.add_argument('--kv-dtype', choices=['f32', 'bf16', 'f16'], default='f32', help='LaVi: storage of K/U')
     t.add_argument('--shared-kv', action='store_true', help='LaVi: one LN_v/k_proj/v_proj for every site')
+    t.add_argument('--per-layer', action='store_true',
+                   help='LaVi: one conditioner per layer for both its norms (lavi_config.conditioner_per_layer)')
     t.add_argument('--modulate', choices=['both', 'scale', 'shift'], default='both',
                    help='LaVi: which affine parameters the conditioners modulate (scale: only gamma, o_proj r -> d)')
     t.add_argument('--o-proj-init', type=float, default=0.0,

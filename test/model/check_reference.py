@@ -168,10 +168,26 @@ def _round_kv(x, kv_dtype):
     return x if dt is None else x.to(torch.float32).to(dt).to(x.dtype)
 
 
-def _viln(sd, cfg: ModelConfig, gamma, site, x, V):
+def _viln(sd, cfg: ModelConfig, gamma, site, x, V, layer_input=None):
+    """layer_input: with conditioner_per_layer, the decoder layer's input (what the layer's first modulated norm
+    normalises): the layer's one conditioner reads it and its o_proj holds each modulated norm's block in turn."""
     eps = cfg.text_config.rms_norm_eps
     xhat = x / math.sqrt(float((x * x).mean()) + eps)
-    p = f'lavi.conditioners.{site}.'
+    lc = cfg.lavi_config
+    layer, norm = site.split('.')
+    block, qx = 0, xhat
+    if lc.conditioner_per_layer and layer != 'final':
+        p = f'lavi.conditioners.{layer}.'
+        mods = [n for n in ('input_layernorm', 'post_attention_layernorm') if n in lc.viln_norms]
+        if norm not in mods:
+            return gamma * xhat
+        block = mods.index(norm)
+        first = x if block == 0 else (layer_input if mods[0] == 'input_layernorm' else None)
+        if first is None:
+            raise AssertionError('naive: a per-layer conditioner must start at input_layernorm here')
+        qx = first / math.sqrt(float((first * first).mean()) + eps)
+    else:
+        p = f'lavi.conditioners.{site}.'
     if V is None or (p + 'q_proj.weight') not in sd:
         return gamma * xhat
     lc = cfg.lavi_config
@@ -182,14 +198,15 @@ def _viln(sd, cfg: ModelConfig, gamma, site, x, V):
           for v in V]
     K = [_round_kv(_lin(sd, pk + 'k_proj', v), lc.kv_dtype) for v in Vn]
     U = [_round_kv(_lin(sd, pk + 'v_proj', v), lc.kv_dtype) for v in Vn]
-    q = _lin(sd, p + 'q_proj', xhat)
+    q = _lin(sd, p + 'q_proj', qx)
     heads = []
     for h in range(hc):
         sl = slice(h * dc, (h + 1) * dc)
         w = _softmax([float(q[sl] @ k[sl]) / math.sqrt(dc) for k in K])
         heads.append(sum(w[j] * U[j][sl] for j in range(len(U))))
-    delta = _lin(sd, p + 'o_proj', torch.cat(heads))
     d = x.shape[0]
+    m = 2 if lc.modulate == 'both' else 1
+    delta = _lin(sd, p + 'o_proj', torch.cat(heads))[block * m * d:(block + 1) * m * d]
     if lc.modulate == 'both':
         return (gamma + delta[:d]) * xhat + delta[d:]
     if lc.modulate == 'scale':
@@ -209,6 +226,7 @@ def naive_decoder(sd, cfg: ModelConfig, ids, V=None):
     Vc = None if concat else V
     for i in range(tc.num_hidden_layers):
         p = f'model.layers.{i}.'
+        h_in = h
         n = [_viln(sd, cfg, sd[p + 'input_layernorm.weight'], f'{i}.input_layernorm', x, Vc) for x in h]
         q = [_lin(sd, p + 'self_attn.q_proj', x) for x in n]
         k = [_lin(sd, p + 'self_attn.k_proj', x) for x in n]
@@ -224,8 +242,8 @@ def naive_decoder(sd, cfg: ModelConfig, ids, V=None):
                 heads.append(sum(w[j] * v[j][kv * dh:(kv + 1) * dh] for j in range(t + 1)))
             out.append(sd[p + 'self_attn.o_proj.weight'] @ torch.cat(heads))
         h = [h[t] + out[t] for t in range(len(h))]
-        n = [_viln(sd, cfg, sd[p + 'post_attention_layernorm.weight'], f'{i}.post_attention_layernorm', x, Vc)
-             for x in h]
+        n = [_viln(sd, cfg, sd[p + 'post_attention_layernorm.weight'], f'{i}.post_attention_layernorm', x, Vc, h_in[t])
+             for t, x in enumerate(h)]
         h = [h[t] + _lin(sd, p + 'mlp.down_proj', torch.nn.functional.silu(_lin(sd, p + 'mlp.gate_proj', n[t]))
                          * _lin(sd, p + 'mlp.up_proj', n[t])) for t in range(len(h))]
     n = [_viln(sd, cfg, sd['model.norm.weight'], 'final.norm', x, Vc) for x in h]

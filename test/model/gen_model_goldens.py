@@ -122,6 +122,23 @@ SPECS = {
         video=dict(num_frames=2, pool=2, frame_embedding=False, max_frames=4),
         eos=[119],
     ),
+    # LaVi with one conditioner per layer (conditioner_per_layer: lavi.conditioners.{layer}.*, o_proj [2·2d, r] for
+    # the layer's two norms, query from the input norm's input), shared bf16 K/U, final norm with its own conditioner.
+    'lavi-perlayer': dict(
+        seed=808, weights_dtype='float32', prompt_len=7, video_frames=0,
+        vision=dict(image_size=28, patch_size=7, num_channels=3, hidden_size=32, num_hidden_layers=2,
+                    num_attention_heads=2, intermediate_size=64, layer_norm_eps=1e-6, hidden_act='gelu_pytorch_tanh',
+                    use_post_layernorm=False, image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5]),
+        text=dict(vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4,
+                  num_key_value_heads=2, rms_norm_eps=1e-6, rope_theta=10000.0, max_position_embeddings=128,
+                  tie_word_embeddings=True, attention_bias=True),
+        lavi=dict(mode='lavi', viln_norms=['input_layernorm', 'post_attention_layernorm'], every_k=1,
+                  modulate_final_norm=True, modulate='both', conditioner_width=16, conditioner_heads=2,
+                  conditioner_ln_v=True, conditioner_ln_eps=1e-6, conditioner_bias=True, kv_dtype='bf16',
+                  shared_visual_kv=True, conditioner_per_layer=True),
+        video=dict(num_frames=2, pool=2, frame_embedding=False, max_frames=4),
+        eos=[99],
+    ),
     # LaVi with K/U stored f16, per-site K/U, every_k 2 on input_layernorm only (the 'fewer sites' axis).
     'lavi-kvf16': dict(
         seed=606, weights_dtype='float32', prompt_len=7, video_frames=0,
@@ -198,9 +215,8 @@ def calibrate_o_proj(model, px, ids) -> float:
     out = model(ids, pixel_values=px, output_deltas=True)
     d = torch.cat([v.flatten() for v in out['deltas'].values()])
     rms = float(d.pow(2).mean().sqrt())
-    for layer in model.lavi.conditioners.values():
-        for c in layer.values():
-            c.o_proj.weight.mul_(DELTA_RMS_TARGET / rms)
+    for c in model.lavi.all_conditioners():
+        c.o_proj.weight.mul_(DELTA_RMS_TARGET / rms)
     return rms
 
 
@@ -377,8 +393,12 @@ def _meaning(name: str, n_layers: int) -> str:
 _DT = {torch.float32: 'F32', torch.int32: 'I32', torch.uint8: 'U8', torch.bfloat16: 'BF16'}
 
 
-def write_manifest(results: dict) -> None:
+def write_manifest(results: dict, merge: bool = False) -> None:
+    """merge: keep the manifest's other checkpoints (a run with --only)."""
     ck = {}
+    if merge and os.path.exists(os.path.join(OUT, 'manifest.json')):
+        with open(os.path.join(OUT, 'manifest.json')) as f:
+            ck = json.load(f)['checkpoints']
     for name, r in results.items():
         cfg: ModelConfig = r['config']
         gold = r['gold']
@@ -449,6 +469,9 @@ DOCS = {
     'lavi-sharedkv': 'LaVi; shared_visual_kv (lavi.shared_kv.{ln_v,k_proj,v_proj} once, per-site q_proj/o_proj); '
                      'K/U stored bf16 (kv_dtype); GQA 4 query / 2 kv heads; 3 layers, both norms + final norm '
                      'modulated; modulate both',
+    'lavi-perlayer': 'LaVi; conditioner_per_layer (one conditioner per layer, lavi.conditioners.{layer}.*, deltas of '
+                     'both norms from the input norm\'s input); shared bf16 K/U; final norm with its own conditioner; '
+                     'tied embeddings; 3 layers',
     'lavi-kvf16': 'LaVi; K/U stored f16 (kv_dtype); per-site K/U; every_k 2 (layers 0, 2) on input_layernorm only; '
                   'GQA 4 query / 2 kv heads; 4 layers',
     'lavi-stem': 'LaVi; vision tower with a convolutional stem (stem_channels [6, 10]: 2x2 stride-2 convolutions + '
@@ -475,8 +498,7 @@ def main():
         results[name] = build(name, spec, not args.no_checks)
         if not args.no_checks:
             check_reference.check_training_smoke(results[name]['config'])
-    if not args.only:
-        write_manifest(results)
+    write_manifest(results, merge=bool(args.only))
     total = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(OUT) for f in fs)
     print(f'wrote {OUT} ({total / 1024:.0f} KB) in {time.time() - t0:.1f}s')
 
