@@ -13,7 +13,7 @@ STEPS=${STEPS:-3600}   # of the VQA training (the run in TRAINING.md)
 VSTEPS=${VSTEPS:-12000} # of the vision tower's pretraining on the cell probes (one thread: the shipped tower's)
 TOWER=${TOWER:-}       # a tower.pt pretrained already (vision_probe.py --save) instead of step 1
 P2STEPS=${P2STEPS:-2000} # a second phase from the last checkpoint: fresh AdamW, lr 1e-3, the stream's next pictures
-RESAMPLE=${RESAMPLE:-}   # a PIL filter number (3: bicubic) for the resize to the input (vision_config.resample); empty: the shipped point-sampling bilinear
+RESAMPLE=${RESAMPLE:-}   # a PIL filter number (3: bicubic) for the resize to the input (vision_config.resample); empty: the engine's bilinear, what the shipped weights trained on (their config.json adds resample 3 for inference)
 SMALL=${SMALL:-}         # share of training pictures 24..47 px on the long side (--small-pictures); empty: none extra
 RS="${RESAMPLE:+--resample $RESAMPLE} ${SMALL:+--small-pictures $SMALL}"
 mkdir -p "$WORK" "$OUT"
