@@ -204,6 +204,24 @@ test('conditioner_per_layer: one conditioner per layer named without the norm, i
   assert.throws(() => parseConfig({ ...cfg, lavi_config: { ...cfg.lavi_config, conditioner_per_layer: 'yes' } } as never, 'p.json'), /p\.json lavi_config: field 'conditioner_per_layer' must be true or false, got "yes"/);
 });
 
+test('a per-norm checkpoint under a conditioner_per_layer config (and the reverse) is refused, naming the tensors', async () => {
+  const perNorm = tinyConfig({ lavi_config: { shared_visual_kv: true } });
+  const perLayer = tinyConfig({ lavi_config: { shared_visual_kv: true, conditioner_per_layer: true } });
+  for (const [saved, asked, missing, unexpected] of [
+    [perNorm, perLayer, 'lavi.conditioners.0.q_proj.weight', 'lavi.conditioners.0.input_layernorm.q_proj.weight'],
+    [perLayer, perNorm, 'lavi.conditioners.0.input_layernorm.q_proj.weight', 'lavi.conditioners.0.q_proj.weight'],
+  ] as const) {
+    const d = join(dir, `perlayer-${asked.lavi_config.conditioner_per_layer}`);
+    await saveCheckpoint(d, saved, randomWeights(saved, { seed: 11 }));
+    const raw = JSON.parse(await readFile(join(d, 'config.json'), 'utf8'));
+    raw.lavi_config.conditioner_per_layer = asked.lavi_config.conditioner_per_layer;
+    await writeFile(join(d, 'config.json'), JSON.stringify(raw));
+    let msg = '';
+    await LaviModel.load(d, cpu).catch((e: Error) => (msg = e.message));
+    assert.ok(msg.includes(missing) && msg.includes(unexpected), msg);
+  }
+});
+
 test('a bad config.json is rejected naming the file and the field', async () => {
   const cfg = tinyConfig();
   const d = join(dir, 'badcfg');

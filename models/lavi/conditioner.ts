@@ -1,7 +1,7 @@
 // ViLN conditioners, attention variant (models/README.md, "ViLN conditioner"). One conditioner per modulated
 // norm, or (lavi_config.conditioner_per_layer) one per modulated layer whose output holds the deltas of all the
-// layer's modulated norms, computed at the first of them. Per image, each conditioner's keys K and values U are computed once from the projected visual tokens V
-// (`prepare`) and kept in a VisualContext for the whole generation; per text token, the conditioner maps the
+// layer's modulated norms, computed at the first of them. Per image, each conditioner's keys K and values U are
+// computed once from the projected visual tokens V (`prepare`) and kept in a VisualContext for the whole generation; per text token, the conditioner maps the
 // token's normalised state x̂_t to deltas [Δγ_t, Δβ_t] by attending over (K, U).
 //
 // Cost sections (nested under the caller's 'llm'): 'viln-kv' for the per-image K/U projections, 'viln' for the
@@ -90,11 +90,6 @@ export class Conditioner {
       case 'shift':
         return { dGamma: null, dBeta: delta, delta };
     }
-  }
-
-  /** Deltas for tokens whose normalised states are x̂ [1, T, d], for a conditioner that serves one site. */
-  deltas(xhat: Tensor, kv: ConditionerKV): { dGamma: Tensor | null; dBeta: Tensor | null; delta: Tensor } {
-    return this.split(this.output(xhat, kv));
   }
 }
 
@@ -229,27 +224,6 @@ export class ConditionerSet {
 }
 
 /**
- * A norm of the decoder: ViLN when a conditioner and its visual state are given, else the plain RMSNorm
- * (text-only input runs exactly the base LLM, without touching any conditioner).
- */
-export function decoderNorm(
-  x: Tensor,
-  gamma: Tensor,
-  eps: number,
-  cond: Conditioner | undefined,
-  kv: ConditionerKV | undefined,
-  /** Sees each conditioner output [1, T, m·d] (for tests; it must copy what it keeps). */
-  sink?: (delta: Tensor) => void,
-): Tensor {
-  if (!cond || !kv) return rmsNorm(x, gamma, eps);
-  return tidy(() => {
-    const { dGamma, dBeta, delta } = costSection('viln', () => cond.deltas(rmsNorm(x, null, eps), kv));
-    sink?.(delta);
-    return modulatedNorm(x, gamma, { kind: 'rms', eps, dGamma, dBeta });
-  });
-}
-
-/**
  * The decoder's norm hook for one image: ViLN at every site that has a conditioner, the plain RMSNorm elsewhere.
  * `sink` sees each site's deltas [1, T, m·d] by site key (for tests; it must copy what it keeps). A conditioner that
  * serves several sites of a layer (conditioner_per_layer) runs at the first of them, on that norm's input; the
@@ -260,25 +234,21 @@ export function visualNormHook(set: ConditionerSet, visual: VisualContext, sink?
   return (x, site, gamma, eps) => {
     const entry = set.bySite(site.key);
     const kv = visual.get(site.key);
+    // No conditioner here, or no image: the plain RMSNorm (text-only input runs exactly the base LLM).
     if (!entry || !kv) return null;
     const { cond, part } = entry;
     const n = cond.table.sites.length;
-    if (n === 1) return decoderNorm(x, gamma, eps, cond, kv, sink ? (t) => sink(site.key, t) : undefined);
     return tidy(() => {
-      let out: Tensor;
-      if (part === 0) {
+      const out = part === 0 ? costSection('viln', () => cond.output(rmsNorm(x, null, eps), kv)) : pending.get(cond);
+      if (!out) throw new ValueError(`conditioner ${site.key}: the layer's first modulated norm did not run before it`);
+      if (part === 0 && n > 1) {
         pending.get(cond)?.dispose();
-        out = keep(costSection('viln', () => cond.output(rmsNorm(x, null, eps), kv)));
-        pending.set(cond, out);
-      } else {
-        const kept = pending.get(cond);
-        if (!kept) throw new ValueError(`conditioner ${site.key}: the layer's first modulated norm did not run before it`);
-        out = kept;
+        pending.set(cond, keep(out));
       }
       const { dGamma, dBeta, delta } = costSection('viln', () => cond.split(out, part));
       sink?.(site.key, delta);
       const y = modulatedNorm(x, gamma, { kind: 'rms', eps, dGamma, dBeta });
-      if (part === n - 1) pending.delete(cond), out.dispose();
+      if (n > 1 && part === n - 1) pending.delete(cond), out.dispose();
       return y;
     });
   };

@@ -349,6 +349,8 @@ class TrainStream:
     """Training scenes by index, skipping any whose content equals a validation or test scene."""
 
     def __init__(self, seed: int = SPLIT_SEEDS['train'], small_pictures: float = 0.0):
+        if not 0.0 <= small_pictures <= 1.0:
+            raise ValueError(f'small_pictures must be a share in [0, 1], got {small_pictures!r}')
         self.seed = seed
         self.small_pictures = small_pictures
         self.excluded = {scene_key(s) for s in heldout_scenes('test')} | {scene_key(s) for s in heldout_scenes('val')}
@@ -984,6 +986,8 @@ class WideTrainStream:
     """Training samples of the widened task by index; scenes equal in content to a held-out scene are skipped."""
 
     def __init__(self, seed: int = SPLIT_SEEDS['train'], small_pictures: float = 0.0):
+        if not 0.0 <= small_pictures <= 1.0:
+            raise ValueError(f'small_pictures must be a share in [0, 1], got {small_pictures!r}')
         self.seed = seed
         self.small_pictures = small_pictures
         self.excluded = ({scene_key(s) for s in heldout_scenes('test')} | {scene_key(s) for s in heldout_scenes('val')}

@@ -182,9 +182,7 @@ def _viln(sd, cfg: ModelConfig, gamma, site, x, V, layer_input=None):
         if norm not in mods:
             return gamma * xhat
         block = mods.index(norm)
-        first = x if block == 0 else (layer_input if mods[0] == 'input_layernorm' else None)
-        if first is None:
-            raise AssertionError('naive: a per-layer conditioner must start at input_layernorm here')
+        first = x if block == 0 else layer_input  # block 1 exists only with both norms: the first is the input norm
         qx = first / math.sqrt(float((first * first).mean()) + eps)
     else:
         p = f'lavi.conditioners.{site}.'
