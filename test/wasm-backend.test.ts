@@ -11,7 +11,7 @@ import { compare } from '../backends/conformance/index.js';
 import { createWasmBackend, WasmBackend, WasmStorage } from '../backends/wasm/index.js';
 import type { KernelContext } from '../backends/wasm/jobs.js';
 import { BLOCKING } from '../backends/wasm/kernels.js';
-import { attentionKV1D8Blocked, packKeyBlocked, WASM_VARIANT_KERNELS } from './bench/dev/wasm-variants.js';
+import { attentionKV1D8Blocked, attentionKV1D8Contiguous, packKeyBlocked, WASM_VARIANT_KERNELS } from './bench/dev/wasm-variants.js';
 import type { Backend } from '../core/backend.js';
 import { bf16ToF32, type DType, f16ToF32, f32ToBf16, narrowFromF32 } from '../core/dtype.js';
 import { BackendError } from '../core/errors.js';
@@ -153,6 +153,28 @@ test('benchmarking variant attention_kv1d8b (key-blocked K/U): the shipped head-
           const blocked = attentionKV1D8Blocked(q, bf(kb.data, [1, H, kb.nb, 8, 8]), bf(ub.data, [1, H, ub.nb, 8, 8]), N, 0.35);
           const shipped = ops.attention(q, ops.transpose(bf(kr, [1, N, H, 8]), [0, 2, 1, 3]), ops.transpose(bf(ur, [1, N, H, 8]), [0, 2, 1, 3]), { kvHeadMajor: true, scale: 0.35 });
           return [keep(blocked), keep(shipped)];
+        });
+        const [x, y] = [await got[0]!.read(), await got[1]!.read()];
+        got.forEach((t) => t.dispose());
+        for (let i = 0; i < x.length; i++) assert.ok(Math.abs(x[i]! - y[i]!) <= 1e-5 * (1 + Math.abs(y[i]!)), `N=${N} threads=${threads} [${i}]: ${x[i]} vs ${y[i]}`);
+      }
+    } finally {
+      await b.destroy();
+    }
+  }
+});
+
+test('benchmarking variant attention_kv1d8c (contiguous head-major K/U, eight keys a step): the shipped attention\'s output, 1 and 2 threads, every tail length', async () => {
+  for (const threads of [1, 2]) {
+    const b = await createWasmBackend({ threads, kernels: WASM_VARIANT_KERNELS });
+    try {
+      for (const N of [1, 5, 8, 9, 15, 64, 729]) {
+        const H = 8, kr = randomFloats(N * H * 8, 40 + N), ur = randomFloats(N * H * 8, 50 + N), qr = randomFloats(H * 8, 60 + N);
+        const got = tidy(() => {
+          const hm = (data: Float32Array) => ops.transpose(ops.cast(ops.tensor(b, data, [1, N, H, 8]), 'bf16'), [0, 2, 1, 3]);
+          const q = ops.tensor(b, qr, [1, 1, H, 8]);
+          const [k, u] = [hm(kr), hm(ur)];
+          return [keep(attentionKV1D8Contiguous(q, k, u, 0.35)), keep(ops.attention(q, k, u, { kvHeadMajor: true, scale: 0.35 }))];
         });
         const [x, y] = [await got[0]!.read(), await got[1]!.read()];
         got.forEach((t) => t.dispose());

@@ -35,6 +35,7 @@ export const WASM_VARIANT_KERNELS: KernelExtension = {
     genGemmDriver(m, { MR, NR, MC, KC, NC }, genGemmMacro(m, MR, NR, 1, fma, true), packA, packB, 'gemm_p');
     genGemvTBf16x(m, fma, false); // '_r1' under bf16Activations: one row per pass
     genAttentionKV1D8Blocked(m, fma);
+    genAttentionKV1D8Contiguous(m, fma);
     for (const dt of dts) {
       genGemvT(m, dt, fma, 1, 4, `gemv_t_${dt}_r1`); // one row per pass (the default's sums, bit for bit)
       for (const [R, ACC] of GEMV_T_VARIANTS) genGemvT(m, dt, fma, R, ACC, `gemv_t_${dt}_r${R}a${ACC}`);
@@ -222,6 +223,115 @@ export function attentionKV1D8Blocked(q: Tensor, k: Tensor, u: Tensor, keyLength
   try {
     const out = tensor(q.backend, new Float32Array(H * 8), [1, 1, H, 8]);
     cx.runJobs(jobs.map(([h0, h1], t) => ({ fn, args: [ptr(q), ptr(k), ptr(u), ptr(out), scratch + t * per, keyLength, scale, h0, h1, nb * 128, nb * 128] })));
+    return out;
+  } finally {
+    cx.heap.free(scratch, per * jobs.length);
+  }
+}
+
+/**
+ * attention_kv1d8c_bf16 (same arguments as attention_kv1d8_bf16; benchmarking variant): heads of 8 over head-major
+ * bf16 K/U whose keys are contiguous (kStride = vStride = 16 bytes), eight keys per step, every key addressed by
+ * the load's immediate offset (no address arithmetic per key), two hsum4s and two exps per step, four accumulator
+ * pairs in p·v. The strides are ignored: only for head-major K/U.
+ */
+export function genAttentionKV1D8Contiguous(m: ModuleBuilder, fma: boolean): void {
+  const madd = (a: Expr, b: Expr, acc: Expr) => (fma ? f32x4.relaxed_madd(a, b, acc) : f32x4.add(acc, f32x4.mul(a, b)));
+  const params = ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'f32', 'i32', 'i32', 'i32', 'i32'] as ('i32' | 'f32')[];
+  m.func('attention_kv1d8c_bf16', params, [], (f, q, k, v, out, scratch, keyLength, _kStride, _vStride, scale, h0, h1, kHStride, vHStride) => {
+    const h = f.local('i32'), j = f.local('i32'), kp = f.local('i32'), vp = f.local('i32'), sp = f.local('i32');
+    const kl8 = f.local('i32', i32.and(keyLength, -8));
+    const qe = f.local('v128'), qo = f.local('v128'), mx = f.local('v128'), sum = f.local('v128'), msv = f.local('v128');
+    const r = Array.from({ length: 8 }, () => f.local('v128'));
+    const a = Array.from({ length: 8 }, () => f.local('v128'));
+    const t0 = f.local('v128'), t1 = f.local('v128'), s0 = f.local('v128'), s1 = f.local('v128');
+    const ev = Array.from({ length: 4 }, () => f.local('v128')), od = Array.from({ length: 4 }, () => f.local('v128'));
+    const ms = f.local('f32'), ss = f.local('f32'), inv = f.local('v128'), pu = f.local('v128');
+    const scaleV = f.local('v128', f32x4.splat(scale));
+    const HI = f.local('v128', v128.constI32(-65536, -65536, -65536, -65536));
+    const dot = (u: number) => {
+      f.set(r[u]!, v128.load(kp, 16 * u, 0));
+      return madd(v128.and(r[u]!, HI), qo, f32x4.mul(i32x4.shl(r[u]!, 16), qe));
+    };
+    f.for(h, h0, h1, 1, () => {
+      f.set(t0, f32x4.mul(v128.load(i32.add(q, i32.shl(h, 5)), 0, 0), scaleV));
+      f.set(t1, f32x4.mul(v128.load(i32.add(q, i32.shl(h, 5)), 16, 0), scaleV));
+      f.set(qe, v128.shuffle32(t0, t1, [0, 2, 4, 6]));
+      f.set(qo, v128.shuffle32(t0, t1, [1, 3, 5, 7]));
+      f.set(kp, i32.add(k, i32.mul(h, kHStride)));
+      f.set(sp, scratch);
+      f.set(mx, v128.constF32(-Infinity, -Infinity, -Infinity, -Infinity));
+      f.for(j, 0, kl8, 8, () => {
+        for (let u = 0; u < 8; u++) f.set(a[u]!, dot(u));
+        f.set(s0, hsum4(a[0]!, a[1]!, a[2]!, a[3]!, [t0, t1])(f));
+        f.set(s1, hsum4(a[4]!, a[5]!, a[6]!, a[7]!, [t0, t1])(f));
+        f.v128_store(sp, s0, 0, 0);
+        f.v128_store(sp, s1, 16, 0);
+        f.set(mx, f32x4.max(mx, f32x4.max(s0, s1)));
+        f.inc(sp, 32);
+        f.inc(kp, 128);
+      });
+      f.for(j, kl8, keyLength, 1, () => {
+        f.set(a[0]!, dot(0));
+        f.set(s0, f32x4.splat(hsum(a[0]!)));
+        f.f32_store(sp, f32x4.extract_lane(s0, 0));
+        f.set(mx, f32x4.max(mx, s0));
+        f.inc(sp, 4);
+        f.inc(kp, 16);
+      });
+      f.set(t0, f32x4.max(mx, v128.shuffle32(mx, mx, [2, 3, 0, 1])));
+      f.set(ms, f32.max(f32x4.extract_lane(t0, 0), f32x4.extract_lane(t0, 1)));
+      f.set(msv, f32x4.splat(ms));
+      for (const x of [...ev, ...od, sum]) f.set(x, v128.zero());
+      f.set(ss, 0);
+      f.set(vp, i32.add(v, i32.mul(h, vHStride)));
+      f.set(sp, scratch);
+      const pv = (u: number, p: Expr, c: number) => {
+        f.set(pu, p);
+        f.set(r[u]!, v128.load(vp, 16 * u, 0));
+        f.set(ev[c]!, madd(i32x4.shl(r[u]!, 16), pu, ev[c]!));
+        f.set(od[c]!, madd(v128.and(r[u]!, HI), pu, od[c]!));
+      };
+      f.for(j, 0, kl8, 8, () => {
+        const p0 = vexpNonPositive(f, f32x4.sub(v128.load(sp, 0, 0), msv), fma);
+        const p1 = vexpNonPositive(f, f32x4.sub(v128.load(sp, 16, 0), msv), fma);
+        f.set(sum, f32x4.add(sum, f32x4.add(p0, p1)));
+        for (let u = 0; u < 8; u++) pv(u, v128.shuffle32(u < 4 ? p0 : p1, u < 4 ? p0 : p1, [u & 3, u & 3, u & 3, u & 3]), u & 3);
+        f.inc(sp, 32);
+        f.inc(vp, 128);
+      });
+      f.for(j, kl8, keyLength, 1, () => {
+        const p = vexpNonPositive(f, f32x4.sub(f32x4.splat(f32.load(sp)), msv), fma);
+        f.set(ss, f32.add(ss, f32x4.extract_lane(p, 0)));
+        pv(0, p, 0);
+        f.inc(sp, 4);
+        f.inc(vp, 16);
+      });
+      f.set(inv, f32x4.splat(f32.div(f32.const(1), f32.add(hsum(sum), ss))));
+      f.set(ev[0]!, f32x4.mul(f32x4.add(f32x4.add(ev[0]!, ev[1]!), f32x4.add(ev[2]!, ev[3]!)), inv));
+      f.set(od[0]!, f32x4.mul(f32x4.add(f32x4.add(od[0]!, od[1]!), f32x4.add(od[2]!, od[3]!)), inv));
+      const op = i32.add(out, i32.shl(h, 5));
+      f.v128_store(op, v128.shuffle32(ev[0]!, od[0]!, [0, 4, 1, 5]), 0, 0);
+      f.v128_store(op, v128.shuffle32(ev[0]!, od[0]!, [2, 6, 3, 7]), 16, 0);
+    });
+  });
+}
+
+/** attention_kv1d8c_bf16 over head-major bf16 K/U [1, H, N, 8] (one job per thread), for benchmarks and tests. */
+export function attentionKV1D8Contiguous(q: Tensor, k: Tensor, u: Tensor, scale: number): Tensor {
+  const H = q.shape[2]!, N = k.shape[2]!;
+  if (q.dtype !== 'f32' || q.shape.join() !== `1,1,${H},8` || k.dtype !== 'bf16' || u.dtype !== 'bf16' || k.shape.join() !== `1,${H},${N},8` || u.shape.join() !== k.shape.join()) {
+    throw new Error(`attentionKV1D8Contiguous: q [1, 1, H, 8] f32 and K, U [1, H, N, 8] bf16 expected, got q ${q.dtype} [${q.shape}], K ${k.dtype} [${k.shape}], U ${u.dtype} [${u.shape}]`);
+  }
+  const cx = (q.backend as unknown as { cx: KernelContext }).cx;
+  const fn = cx.fn('attention_kv1d8c_bf16');
+  const threads = Math.min(cx.threads, H);
+  const jobs = Array.from({ length: threads }, (_, t) => [Math.floor((t * H) / threads), Math.floor(((t + 1) * H) / threads)] as const);
+  const per = (Math.ceil(N / 8) * 8 + 8) * 4;
+  const scratch = cx.heap.alloc(per * jobs.length);
+  try {
+    const out = tensor(q.backend, new Float32Array(H * 8), [1, 1, H, 8]);
+    cx.runJobs(jobs.map(([h0, h1], t) => ({ fn, args: [ptr(q), ptr(k), ptr(u), ptr(out), scratch + t * per, N, 16, 16, scale, h0, h1, N * 16, N * 16] })));
     return out;
   } finally {
     cx.heap.free(scratch, per * jobs.length);
