@@ -37,6 +37,7 @@ Command line (Debian's interpreter, with python3-pil installed):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -1082,6 +1083,31 @@ def write_shifted(out_dir: str) -> None:
         f.write('\n')
 
 
+def write_shifted_larger(out_dir: str, scale: int, below: int) -> None:
+    """A diagnostic, not a held-out set: the shifted split's pictures whose short side is under `below` px, drawn
+    again `scale` times larger (same scene, style and noise seed: objects scale with the picture, so only the
+    pixel count changes), with their questions; PNG and a quality-90 JPEG copy as write_shifted. Evaluating a
+    checkpoint on it and on the same questions of the split itself tells how many of its misses on small pictures
+    are for want of pixels."""
+    if scale < 1 or below < 1:
+        raise ValueError(f'write-shifted-larger: --scale and --below must be positive, got {scale} and {below}')
+    os.makedirs(out_dir, exist_ok=True)
+    items = heldout_wide('shifted')
+    keep = set()
+    for i, (s, st) in enumerate(items):
+        if min(st.width, st.height) >= below:
+            continue
+        keep.add(i)
+        img = render_wide(s, dataclasses.replace(st, width=st.width * scale, height=st.height * scale), cap=None)
+        save_png(img, os.path.join(out_dir, f'img_{i:03d}.png'))
+        save_jpeg(img, os.path.join(out_dir, f'img_{i:03d}.jpg'), quality=90)
+    with open(os.path.join(out_dir, 'questions.jsonl'), 'w') as f:
+        for i, q in heldout_wide_questions('shifted'):
+            if i in keep:
+                f.write(json.dumps({'image': f'img_{i:03d}.png', 'jpeg': f'img_{i:03d}.jpg', 'question': q.question,
+                                    'answer': q.answer, 'type': q.type}) + '\n')
+
+
 def write_oot(out_dir: str) -> None:
     """Out-of-task questions on the original test split's and the shifted split's pictures (by relative path)."""
     os.makedirs(out_dir, exist_ok=True)
@@ -1143,6 +1169,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument('--out', default=os.path.join(root, 'examples', 'vqa', 'test'))
     p = sub.add_parser('write-shifted')
     p.add_argument('--out', default=os.path.join(root, 'examples', 'vqa', 'shifted'))
+    p = sub.add_parser('write-shifted-larger', help="diagnostic: the shifted split's small pictures drawn larger")
+    p.add_argument('--out', required=True)
+    p.add_argument('--scale', type=int, default=3)
+    p.add_argument('--below', type=int, default=48, help='pictures whose short side is under this many px')
     p = sub.add_parser('write-oot')
     p.add_argument('--out', default=os.path.join(root, 'examples', 'vqa', 'oot'))
     p = sub.add_parser('write-examples')
@@ -1157,6 +1187,9 @@ def main(argv: Optional[List[str]] = None) -> None:
         print(f'wrote {a.out}')
     elif a.cmd == 'write-shifted':
         write_shifted(a.out)
+        print(f'wrote {a.out}')
+    elif a.cmd == 'write-shifted-larger':
+        write_shifted_larger(a.out, a.scale, a.below)
         print(f'wrote {a.out}')
     elif a.cmd == 'write-oot':
         write_oot(a.out)
