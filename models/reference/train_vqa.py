@@ -443,6 +443,8 @@ def export(a) -> None:
     cfg = ModelConfig.from_dict(ck['config'])
     model = LaviForConditionalGeneration(cfg)
     model.load_state_dict(ck['state_dict'])
+    if a.resample is not None:  # the resize inference uses (vision_config.resample), whatever training read
+        model.config.vision_config.resample = a.resample
     big = max(float(p.abs().max()) for p in model.parameters())
     if big >= 65504:
         raise SystemExit(f'a weight of magnitude {big} does not fit float16')
@@ -542,6 +544,9 @@ def main(argv=None) -> None:
     e.add_argument('--tokenizer', required=True)
     e.add_argument('--out', required=True)
     e.add_argument('--checkpoint', default=None, help='a checkpoint-STEP.pt (default: the run\'s last checkpoint.pt)')
+    e.add_argument('--resample', type=int, choices=[1, 2, 3, 4, 5], default=None,
+                   help='write this PIL filter as vision_config.resample (the resize inference uses; default: '
+                        'what the run trained with)')
     a = ap.parse_args(argv)
     if a.cmd == 'train':
         train(a)

@@ -13,9 +13,12 @@ STEPS=${STEPS:-3600}   # of the VQA training (the run in TRAINING.md)
 VSTEPS=${VSTEPS:-12000} # of the vision tower's pretraining on the cell probes (one thread: the shipped tower's)
 TOWER=${TOWER:-}       # a tower.pt pretrained already (vision_probe.py --save) instead of step 1
 P2STEPS=${P2STEPS:-2000} # a second phase from the last checkpoint: fresh AdamW, lr 1e-3, the stream's next pictures
-RESAMPLE=${RESAMPLE:-}   # a PIL filter number (3: bicubic) for the resize to the input (vision_config.resample); empty: the engine's bilinear, what the shipped weights trained on (their config.json adds resample 3 for inference)
+RESAMPLE=${RESAMPLE:-}   # a PIL filter number (3: bicubic) for the resize to the input (vision_config.resample); empty: the engine's bilinear, what the shipped weights trained on (exported with EXPORT_RESAMPLE for inference, below)
 SMALL=${SMALL:-}         # share of training pictures 24..47 px on the long side (--small-pictures); empty: none extra
 RS="${RESAMPLE:+--resample $RESAMPLE} ${SMALL:+--small-pictures $SMALL}"
+# The resize the exported checkpoints ask inference for (vision_config.resample): the shipped ones trained on the
+# engine's bilinear and answer better through Pillow's bicubic (3; TRAINING.md, fourth run); RESAMPLE, when set, wins.
+EXPORT_RESAMPLE=${EXPORT_RESAMPLE:-${RESAMPLE:-3}}
 mkdir -p "$WORK" "$OUT"
 
 # OpenBLAS from Debian's package for PyTorch's matmuls (models/reference/openblas-env.sh; OPENBLAS_DIR= skips it).
@@ -55,8 +58,9 @@ for m in lavi concat; do
 done
 wait
 
-$PY $R/train_vqa.py export --run-dir "$WORK/lavi-p2" --tokenizer "$WORK/tokenizer.json" --out "$OUT/lavi-vqa"
-$PY $R/train_vqa.py export --run-dir "$WORK/concat-p2" --tokenizer "$WORK/tokenizer.json" --out "$OUT/concat-vqa"
+for m in lavi concat; do
+  $PY $R/train_vqa.py export --run-dir "$WORK/$m-p2" --tokenizer "$WORK/tokenizer.json" --out "$OUT/$m-vqa" --resample "$EXPORT_RESAMPLE"
+done
 $PY $R/eval_vqa.py eval "$OUT/lavi-vqa" "$OUT/concat-vqa" --out-dir "$OUT"
 if [ "$OUT" = models/weights ]; then
   $PY $R/eval_vqa.py golden
