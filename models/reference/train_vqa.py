@@ -52,7 +52,7 @@ ROOT = os.path.abspath(os.path.join(HERE, '..', '..'))
 
 def build_config(a, vocab_size: int, eos: List[int]) -> ModelConfig:
     vc = VisionConfig(
-        image_size=vqa_data.IMAGE_SIZE, patch_size=a.patch, num_channels=3, hidden_size=a.vit_width,
+        image_size=int(getattr(a, 'image_size', None) or vqa_data.IMAGE_SIZE), patch_size=a.patch, num_channels=3, hidden_size=a.vit_width,
         num_hidden_layers=a.vit_layers, num_attention_heads=a.vit_heads, intermediate_size=4 * a.vit_width,
         layer_norm_eps=1e-6, hidden_act='gelu_pytorch_tanh', use_post_layernorm=False,
         image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5],
@@ -279,7 +279,9 @@ def val_set(tok: Tokenizer, vc: VisionConfig, n_questions: int, data: str = 'fix
         seqs.append((i, ids, lab, 'w_' + q.type, q.cell))
     base = len(pix)
     scenes = vqa_data.heldout_scenes('val')
-    pix += [preprocess_rgb8(torch.from_numpy(vqa_data.render(s)), vc, torch.float32)[0] for s in scenes]
+    # the original split's 48 x 48 pictures, resized as inference does for a model input of another size
+    pix += [preprocess_rgb8(torch.from_numpy(vqa_data.render(s)), vc, torch.float32)[0] if vc.image_size == vqa_data.IMAGE_SIZE
+            else vqa_data.to_model_pixels(vqa_data.render(s), vc, torch.float32)[0] for s in scenes]
     for i, q in vqa_data.heldout_questions('val')[:n_questions // 2]:
         ids, lab = encode_example(tok, q.question, q.answer)
         seqs.append((base + i, ids, lab, 'o_' + q.type, q.cell))
@@ -368,6 +370,16 @@ def train(a) -> None:
         model.load_state_dict({k: v for k, v in vs.items() if not k.startswith('aux.')}, strict=False)
         if aux is not None:
             aux.load_state_dict({k[4:]: v for k, v in vs.items() if k.startswith('aux.')})
+    if a.init_llm_from:
+        # a new tower (--init-vision-from) under an LLM trained before: every tensor of that run's checkpoint but
+        # its tower and projector (the projector stays the one pretrained with the new tower)
+        ck = torch.load(a.init_llm_from, map_location='cpu')
+        own = model.state_dict()
+        take = {k: v for k, v in ck['state_dict'].items() if not k.startswith(('vision_model.', 'lavi.projector.'))}
+        bad = [k for k, v in take.items() if k not in own or own[k].shape != v.shape]
+        if bad:
+            raise ValueError(f'--init-llm-from {a.init_llm_from}: tensors that do not fit this model: {bad[:4]}')
+        model.load_state_dict(take, strict=False)
     if a.init_from:
         # a second phase: continue from another run's weights (same architecture) on images it has not seen
         ck = torch.load(a.init_from, map_location='cpu')
@@ -530,6 +542,11 @@ def main(argv=None) -> None:
                    help="with --data wide: the share of training pictures whose long side is 24..47 px "
                         "(vqa_data.random_style; default 0: the stream's log-uniform sizes alone)")
     t.add_argument('--init-vision-from', default=None, help='tower + projector (+ cell probes) from vision_probe.py --save')
+    t.add_argument('--image-size', type=int, default=None,
+                   help='the model input in px (default vqa_data.IMAGE_SIZE, 48); image-size / patch must stay 3')
+    t.add_argument('--init-llm-from', default=None,
+                   help="a checkpoint.pt whose tensors other than the tower's and projector's start this run "
+                        '(with --init-vision-from: a new tower under a trained LLM)')
     t.add_argument('--init-from', default=None, help='checkpoint.pt of an earlier run to start from')
     t.add_argument('--stop-after', type=int, default=None,
                    help='stop after this many steps of the --steps schedule (a first phase; see TRAINING.md)')

@@ -26,6 +26,8 @@ ap.add_argument('--layers', type=int, default=3)
 ap.add_argument('--stem', default='', help='conv stem channels, e.g. 32,64,128')
 ap.add_argument('--resample', type=int, choices=[1, 2, 3, 4, 5], default=None, help='PIL filter for the resize to the input (train_vqa.py --resample)')
 ap.add_argument('--small-pictures', type=float, default=0.0, help='share of 24..47 px pictures (train_vqa.py --small-pictures)')
+ap.add_argument('--image-size', type=int, default=None, help='the model input (default vqa_data.IMAGE_SIZE, 48); '
+                'keep image-size / patch = 3 so that visual tokens stay cells')
 ap.add_argument('--d', type=int, default=192, help='the LLM width the projector maps to')
 ap.add_argument('--batch', type=int, default=48)
 ap.add_argument('--lr', type=float, default=2e-3)
@@ -37,7 +39,8 @@ a = ap.parse_args()
 torch.set_num_threads(a.threads)
 torch.manual_seed(0)
 ns = SimpleNamespace(mode='lavi', patch=a.patch, vit_width=a.width, vit_layers=a.layers, vit_heads=4, d=a.d, stem=a.stem, ffn=512, layers=1,
-                     heads=4, kv_heads=2, cond_r=64, cond_heads=4, modulate_final_norm=False, resample=a.resample)
+                     heads=4, kv_heads=2, cond_r=64, cond_heads=4, modulate_final_norm=False, resample=a.resample,
+                     image_size=a.image_size)
 cfg = T.build_config(ns, 300, [1, 2])
 m = LaviForConditionalGeneration(cfg)
 m.init_weights(std=0.02)
@@ -46,6 +49,18 @@ params = list(m.vision_model.parameters()) + list(m.lavi.projector.parameters())
 opt = torch.optim.AdamW(params, lr=2e-3, betas=(0.9, 0.98), weight_decay=0.05)
 stream = V.WideTrainStream(small_pictures=a.small_pictures)
 items = V.heldout_wide('valw')[:200]
+# Diagnostic pictures drawn like the shifted split (outer ranges) from their own seed, those with a short side
+# under 48 px: where small objects are 2-4 px across. Shape accuracy on their occupied cells, by short side.
+diag = []
+for i in range(400):
+    rng = V.rng_for(7007, i)
+    s_, st_ = V.random_scene_wide(rng, True), None
+    st_ = V.random_style(rng, True, max_side=320)
+    if min(st_.width, st_.height) < 48:
+        diag.append((s_, st_))
+dpix = torch.stack([V.to_model_pixels(V.render_wide(s_, st_), cfg.vision_config, torch.float32)[0] for s_, st_ in diag])
+dcells = torch.stack([T.cell_labels(s_) for s_, _ in diag])
+dshort = torch.tensor([min(st_.width, st_.height) for _, st_ in diag])
 vpix = torch.stack([V.to_model_pixels(V.render_wide(s, st), cfg.vision_config, torch.float32)[0] for s, st in items])
 vcells = torch.stack([T.cell_labels(s) for s, _ in items])
 t0 = time.time()
@@ -58,6 +73,12 @@ def evaluate():
             pred = aux.heads[k](Vt).argmax(-1)
             occ = lab[..., k] > 0
             out[name] = round(float((pred == lab[..., k])[occ].float().mean()), 3)
+        Vd = m.encode_image(dpix)
+        dl = dcells[:, aux.cell_of_patch]
+        pred = aux.heads[1](Vd).argmax(-1)  # shape, on the diagnostic small pictures
+        for b, sel in {'short<30': dshort < 30, 'short30-47': dshort >= 30}.items():
+            occ = (dl[..., 1] > 0) & sel[:, None]
+            out[f'small_pictures_shape_{b}'] = f'{int((pred == dl[..., 1])[occ].sum())}/{int(occ.sum())}'
         return out
 for step in range(a.steps):
     lr = a.lr * min(1.0, (step + 1) / 50)
