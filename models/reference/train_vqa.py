@@ -50,6 +50,13 @@ ROOT = os.path.abspath(os.path.join(HERE, '..', '..'))
 # =============================================================================================================
 
 
+def check_image_size(ap: argparse.ArgumentParser, image_size: Optional[int], patch: int) -> None:
+    """The input must be a whole number of patches across (the probes map each patch's token to its cell)."""
+    size = vqa_data.IMAGE_SIZE if image_size is None else image_size
+    if size < 1 or patch < 1 or size % patch:
+        ap.error(f'--image-size {size} with --patch {patch}: the input must be a whole number of patches across')
+
+
 def build_config(a, vocab_size: int, eos: List[int]) -> ModelConfig:
     vc = VisionConfig(
         image_size=int(getattr(a, 'image_size', None) or vqa_data.IMAGE_SIZE), patch_size=a.patch, num_channels=3, hidden_size=a.vit_width,
@@ -543,7 +550,7 @@ def main(argv=None) -> None:
                         "(vqa_data.random_style; default 0: the stream's log-uniform sizes alone)")
     t.add_argument('--init-vision-from', default=None, help='tower + projector (+ cell probes) from vision_probe.py --save')
     t.add_argument('--image-size', type=int, default=None,
-                   help='the model input in px (default vqa_data.IMAGE_SIZE, 48); image-size / patch must stay 3')
+                   help='the model input in px (default vqa_data.IMAGE_SIZE, 48), a multiple of --patch')
     t.add_argument('--init-llm-from', default=None,
                    help="a checkpoint.pt whose tensors other than the tower's and projector's start this run "
                         '(with --init-vision-from: a new tower under a trained LLM)')
@@ -565,6 +572,8 @@ def main(argv=None) -> None:
                    help='write this PIL filter as vision_config.resample (the resize inference uses; default: '
                         'what the run trained with)')
     a = ap.parse_args(argv)
+    if a.cmd == 'train':
+        check_image_size(ap, a.image_size, a.patch)
     if a.cmd == 'train':
         train(a)
     else:

@@ -26,8 +26,7 @@ ap.add_argument('--layers', type=int, default=3)
 ap.add_argument('--stem', default='', help='conv stem channels, e.g. 32,64,128')
 ap.add_argument('--resample', type=int, choices=[1, 2, 3, 4, 5], default=None, help='PIL filter for the resize to the input (train_vqa.py --resample)')
 ap.add_argument('--small-pictures', type=float, default=0.0, help='share of 24..47 px pictures (train_vqa.py --small-pictures)')
-ap.add_argument('--image-size', type=int, default=None, help='the model input (default vqa_data.IMAGE_SIZE, 48); '
-                'keep image-size / patch = 3 so that visual tokens stay cells')
+ap.add_argument('--image-size', type=int, default=None, help='the model input (default vqa_data.IMAGE_SIZE, 48), a multiple of --patch')
 ap.add_argument('--d', type=int, default=192, help='the LLM width the projector maps to')
 ap.add_argument('--batch', type=int, default=48)
 ap.add_argument('--lr', type=float, default=2e-3)
@@ -36,6 +35,7 @@ ap.add_argument('--eval-every', type=int, default=100)
 ap.add_argument('--threads', type=int, default=1)
 ap.add_argument('--save', default=None, help='write the tower and projector (vision_model.*, lavi.projector.*) here')
 a = ap.parse_args()
+T.check_image_size(ap, a.image_size, a.patch)
 torch.set_num_threads(a.threads)
 torch.manual_seed(0)
 ns = SimpleNamespace(mode='lavi', patch=a.patch, vit_width=a.width, vit_layers=a.layers, vit_heads=4, d=a.d, stem=a.stem, ffn=512, layers=1,
@@ -51,13 +51,8 @@ stream = V.WideTrainStream(small_pictures=a.small_pictures)
 items = V.heldout_wide('valw')[:200]
 # Diagnostic pictures drawn like the shifted split (outer ranges) from their own seed, those with a short side
 # under 48 px: where small objects are 2-4 px across. Shape accuracy on their occupied cells, by short side.
-diag = []
-for i in range(400):
-    rng = V.rng_for(7007, i)
-    s_, st_ = V.random_scene_wide(rng, True), None
-    st_ = V.random_style(rng, True, max_side=320)
-    if min(st_.width, st_.height) < 48:
-        diag.append((s_, st_))
+diag = [(s_, st_) for s_, st_ in (V.scene_and_style_from(V.rng_for(7007, i), True) for i in range(400))
+        if min(st_.width, st_.height) < 48]
 dpix = torch.stack([V.to_model_pixels(V.render_wide(s_, st_), cfg.vision_config, torch.float32)[0] for s_, st_ in diag])
 dcells = torch.stack([T.cell_labels(s_) for s_, _ in diag])
 dshort = torch.tensor([min(st_.width, st_.height) for _, st_ in diag])

@@ -926,8 +926,11 @@ def sample_oot(rng: np.random.Generator) -> QA:
 # ----- splits of the widened task ----------------------------------------------------------------------------
 
 def wide_scene_and_style(split: str, index: int, attempt: int = 0):
-    rng = rng_for(SPLIT_SEEDS[split], index, attempt)
-    shifted = split == 'shifted'
+    return scene_and_style_from(rng_for(SPLIT_SEEDS[split], index, attempt), split == 'shifted')
+
+
+def scene_and_style_from(rng: np.random.Generator, shifted: bool):
+    """A held-out scene and style from the domain's ranges or (shifted) their outer parts."""
     scene = random_scene_wide(rng, shifted)
     # files of the shifted split stay small: long side at most 320 px
     style = random_style(rng, shifted, max_side=320 if shifted else 1024)

@@ -19,12 +19,17 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 async function main(): Promise<void> {
   const threads = Number(arg('threads', '2')), H = 8;
   const names = arg('kernels', 'attention_kv1d8_bf16,attention_kv1d8c_bf16').split(',');
+  const keyCounts = arg('keys', '729,2916').split(',').map(Number);
+  for (const [n, v] of [['threads', threads], ...keyCounts.map((k) => ['keys', k] as const)] as const) {
+    if (!Number.isInteger(v) || v < 1) throw new Error(`kv-kernel-micro: --${n} must be a positive integer, got ${v}`);
+  }
   const be = await WasmBackend.create({ threads, kernels: WASM_VARIANT_KERNELS });
+  const kernel = (name: string) => (cx as unknown as { fns: ((...a: number[]) => void)[] }).fns[cx.fn(name)]!;
   const cx = (be as unknown as { cx: KernelContext }).cx;
   const q = tensor(be, random(H * 8, 8), [1, 1, H, 8]);
   const x = tensor(be, random(896, 7), [1, 896]);
   console.log(`kv-kernel-micro: ${H} heads of 8, wasm ${threads} threads; load ${(await import('node:os')).loadavg()[0]!.toFixed(2)}`);
-  for (const N of arg('keys', '729,2916').split(',').map(Number)) {
+  for (const N of keyCounts) {
     const mk = (seed: number) => {
       const t = tensor(be, random(N * H * 8, seed), [1, N, H, 8]);
       const c = cast(t, 'bf16');
@@ -47,7 +52,9 @@ async function main(): Promise<void> {
       return ((performance.now() - t0) / reps) * 1000;
     };
     const timeAsync = async (fn: () => Tensor) => {
-      await fn().read();
+      const first = fn();
+      await first.read();
+      first.dispose();
       const t0 = performance.now();
       let last: Tensor | null = null;
       for (let i = 0; i < reps; i++) { last?.dispose(); last = fn(); }
@@ -55,10 +62,11 @@ async function main(): Promise<void> {
       return ((performance.now() - t0) / reps) * 1000;
     };
     // every kernel agrees with the attention op
-    const ref = await attention(q, k, u, { kvHeadMajor: true, scale: 0.35 }).read();
+    const refT = attention(q, k, u, { kvHeadMajor: true, scale: 0.35 });
+    const ref = await refT.read();
+    refT.dispose();
     for (const name of names) {
-      const f = (cx as unknown as { fns: ((...a: number[]) => void)[] }).fns[cx.fn(name)]!;
-      f(ptr(q), ptr(k), ptr(u), ptr(out), scratch, N, kStride, kStride, 0.35, 0, H, hStride, hStride);
+      kernel(name)(ptr(q), ptr(k), ptr(u), ptr(out), scratch, N, kStride, kStride, 0.35, 0, H, hStride, hStride);
       const got = await out.read();
       let d = 0;
       for (let i = 0; i < ref.length; i++) d = Math.max(d, Math.abs(ref[i]! - got[i]!));
@@ -67,8 +75,7 @@ async function main(): Promise<void> {
     const res = new Map<string, number[]>();
     for (let r = 0; r < 5; r++) {
       for (const name of names) {
-        const fnI = cx.fn(name);
-        const f = (cx as unknown as { fns: ((...a: number[]) => void)[] }).fns[fnI]!;
+        const f = kernel(name);
         const t = timeIt(() => f(ptr(q), ptr(k), ptr(u), ptr(out), scratch, N, kStride, kStride, 0.35, 0, H, hStride, hStride));
         res.set(`${name} direct, 1 thread`, [...(res.get(`${name} direct, 1 thread`) ?? []), t]);
       }

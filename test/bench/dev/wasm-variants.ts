@@ -214,15 +214,25 @@ export function attentionKV1D8Blocked(q: Tensor, k: Tensor, u: Tensor, keyLength
   if (q.dtype !== 'f32' || q.shape.join() !== `1,1,${H},8` || k.dtype !== 'bf16' || u.dtype !== 'bf16' || k.shape.join() !== `1,${H},${nb},8,8` || u.shape.join() !== k.shape.join()) {
     throw new Error(`attentionKV1D8Blocked: q [1, 1, H, 8] f32 and K, U [1, H, ${nb}, 8, 8] bf16 expected, got q ${q.dtype} [${q.shape}], K ${k.dtype} [${k.shape}], U ${u.dtype} [${u.shape}]`);
   }
+  return runHeadJobs(q, 'attention_kv1d8b_bf16', nb * 32, (h0, h1, scratch) => [ptr(q), ptr(k), ptr(u), 0, scratch, keyLength, scale, h0, h1, nb * 128, nb * 128], 3);
+}
+
+/** Runs dev attention kernel `name` over q's heads split across the threads (one job each, `per` bytes of scratch
+ *  each) into a new [1, 1, H, 8] output, whose pointer goes to argument `outArg` of `args(h0, h1, scratch)`. */
+function runHeadJobs(q: Tensor, name: string, per: number, args: (h0: number, h1: number, scratch: number) => number[], outArg: number): Tensor {
+  const H = q.shape[2]!;
   const cx = (q.backend as unknown as { cx: KernelContext }).cx;
-  const fn = cx.fn('attention_kv1d8b_bf16');
+  const fn = cx.fn(name);
   const threads = Math.min(cx.threads, H);
   const jobs = Array.from({ length: threads }, (_, t) => [Math.floor((t * H) / threads), Math.floor(((t + 1) * H) / threads)] as const);
-  const per = nb * 32;
   const scratch = cx.heap.alloc(per * jobs.length);
   try {
     const out = tensor(q.backend, new Float32Array(H * 8), [1, 1, H, 8]);
-    cx.runJobs(jobs.map(([h0, h1], t) => ({ fn, args: [ptr(q), ptr(k), ptr(u), ptr(out), scratch + t * per, keyLength, scale, h0, h1, nb * 128, nb * 128] })));
+    cx.runJobs(jobs.map(([h0, h1], t) => {
+      const a = args(h0, h1, scratch + t * per);
+      a[outArg] = ptr(out);
+      return { fn, args: a };
+    }));
     return out;
   } finally {
     cx.heap.free(scratch, per * jobs.length);
@@ -323,17 +333,5 @@ export function attentionKV1D8Contiguous(q: Tensor, k: Tensor, u: Tensor, scale:
   if (q.dtype !== 'f32' || q.shape.join() !== `1,1,${H},8` || k.dtype !== 'bf16' || u.dtype !== 'bf16' || k.shape.join() !== `1,${H},${N},8` || u.shape.join() !== k.shape.join()) {
     throw new Error(`attentionKV1D8Contiguous: q [1, 1, H, 8] f32 and K, U [1, H, N, 8] bf16 expected, got q ${q.dtype} [${q.shape}], K ${k.dtype} [${k.shape}], U ${u.dtype} [${u.shape}]`);
   }
-  const cx = (q.backend as unknown as { cx: KernelContext }).cx;
-  const fn = cx.fn('attention_kv1d8c_bf16');
-  const threads = Math.min(cx.threads, H);
-  const jobs = Array.from({ length: threads }, (_, t) => [Math.floor((t * H) / threads), Math.floor(((t + 1) * H) / threads)] as const);
-  const per = (Math.ceil(N / 8) * 8 + 8) * 4;
-  const scratch = cx.heap.alloc(per * jobs.length);
-  try {
-    const out = tensor(q.backend, new Float32Array(H * 8), [1, 1, H, 8]);
-    cx.runJobs(jobs.map(([h0, h1], t) => ({ fn, args: [ptr(q), ptr(k), ptr(u), ptr(out), scratch + t * per, N, 16, 16, scale, h0, h1, N * 16, N * 16] })));
-    return out;
-  } finally {
-    cx.heap.free(scratch, per * jobs.length);
-  }
+  return runHeadJobs(q, 'attention_kv1d8c_bf16', (Math.ceil(N / 8) * 8 + 8) * 4, (h0, h1, scratch) => [ptr(q), ptr(k), ptr(u), 0, scratch, N, 16, 16, scale, h0, h1, N * 16, N * 16], 3);
 }
